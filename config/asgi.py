@@ -1,0 +1,52 @@
+"""The ASGI application: Django, plus static files and the gateway's per-process lifecycle.
+
+Django does not speak ASGI lifespan, so this wrapper does: at startup it validates the
+configuration and starts the usage sink (and, in embedded mode, the mock provider); at shutdown
+it flushes usage and closes the pooled upstream and Redis clients.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django_application = get_asgi_application()
+
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from gateway.runtime import runtime  # noqa: E402
+
+logger = logging.getLogger("tollhouse")
+
+
+class Lifespan:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await runtime.startup()
+                except Exception as exc:
+                    logger.error("Tollhouse cannot start: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await runtime.shutdown()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+application = Lifespan(ASGIStaticFilesHandler(django_application))

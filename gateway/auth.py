@@ -1,0 +1,106 @@
+"""Step 2 and 3 of the request path: who is calling, and may they make this call.
+
+The key's row is read once per TTL per process (async ORM on a miss only); the secret is
+checked against the stored digest on every call, in constant time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts import keys
+from accounts.models import ApiKey, Tenant
+from gateway import errors
+from gateway.ttlcache import TTLCache
+
+Network = IPv4Network | IPv6Network
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: int
+    tenant_id: int
+    digest: str
+    active: bool
+    tenant_active: bool
+    expires_at: datetime | None
+    allowed_models: frozenset[str] | None  # None: every model
+    allowed_networks: tuple[Network, ...]  # empty: anywhere
+
+    def model_allowed(self, name: str) -> bool:
+        return self.allowed_models is None or name in self.allowed_models
+
+    def ip_allowed(self, address: str | None) -> bool:
+        if not self.allowed_networks:
+            return True
+        if address is None:
+            return False
+        try:
+            ip = ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.allowed_networks)
+
+
+def _effective_models(key_models: list[str], plan_models: list[str]) -> frozenset[str] | None:
+    # A key may be tighter than its plan, never looser.
+    if key_models and plan_models:
+        return frozenset(key_models) & frozenset(plan_models)
+    if key_models or plan_models:
+        return frozenset(key_models or plan_models)
+    return None
+
+
+async def _load_key(prefix: str) -> KeyInfo | None:
+    api_key = await ApiKey.objects.select_related("tenant__plan").filter(prefix=prefix).afirst()
+    if api_key is None:
+        return None
+    plan = api_key.tenant.plan
+    return KeyInfo(
+        id=api_key.id,
+        tenant_id=api_key.tenant_id,
+        digest=api_key.digest,
+        active=api_key.status == ApiKey.Status.ACTIVE,
+        tenant_active=api_key.tenant.status == Tenant.Status.ACTIVE,
+        expires_at=api_key.expires_at,
+        allowed_models=_effective_models(api_key.allowed_models, plan.allowed_models if plan else []),
+        allowed_networks=tuple(ip_network(value, strict=False) for value in api_key.allowed_ips),
+    )
+
+
+class Authenticator:
+    def __init__(self) -> None:
+        self.cache: TTLCache[str, KeyInfo | None] = TTLCache(ttl=settings.TOLLHOUSE_CACHE_TTL, loader=_load_key)
+
+    async def authenticate(self, raw: str | None) -> KeyInfo:
+        if not raw:
+            raise errors.AuthenticationFailed(
+                "Missing API key: send it as 'Authorization: Bearer th-...' or 'x-api-key'.",
+                code="missing_api_key",
+            )
+        parsed = keys.parse(raw)
+        if parsed is None:
+            raise errors.AuthenticationFailed("Invalid API key.")
+        info = await self.cache.get(parsed.prefix)
+        if info is None or not keys.matches(parsed.secret, info.digest):
+            raise errors.AuthenticationFailed("Invalid API key.")
+        if not info.active:
+            raise errors.PermissionDenied("This API key has been revoked.", code="api_key_revoked")
+        if info.expires_at is not None and info.expires_at <= timezone.now():
+            raise errors.PermissionDenied("This API key has expired.", code="api_key_expired")
+        if not info.tenant_active:
+            raise errors.PermissionDenied("This organization is suspended.", code="tenant_suspended")
+        return info
+
+
+def key_from_headers(authorization: str | None, x_api_key: str | None) -> str | None:
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return x_api_key.strip() if x_api_key else None

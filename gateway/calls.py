@@ -1,0 +1,156 @@
+"""One call through the gateway: who made it, what it asked, what it cost, how long it took.
+
+A `Call` collects the facts of the request path as they become known and, at step 8, turns
+them into exactly one usage event. `settle()` is idempotent so no path can bill a call twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from ipaddress import ip_address, ip_network
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from billing.pricing import cost_nanos
+from gateway import errors
+from gateway.auth import KeyInfo
+from gateway.catalog import Catalog, DeploymentInfo
+from gateway.providers import ProviderError, Usage
+from gateway.runtime import runtime
+
+logger = logging.getLogger(__name__)
+
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+CLIENT_CLOSED = 499  # nginx's code for "the client went away before the answer was complete"
+
+
+def _trusted_networks() -> tuple[Any, ...]:
+    return tuple(ip_network(value, strict=False) for value in settings.TOLLHOUSE_TRUSTED_PROXIES)
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The caller's address; X-Forwarded-For is believed only when it comes from a trusted proxy."""
+    remote = request.META.get("REMOTE_ADDR") or None
+    trusted = _trusted_networks()
+    if not trusted or remote is None:
+        return remote
+    try:
+        if not any(ip_address(remote) in net for net in trusted):
+            return remote
+    except ValueError:
+        return None
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        try:
+            if not any(ip_address(hop) in net for net in trusted):
+                return hop
+        except ValueError:
+            return None
+    return remote
+
+
+def estimate_tokens(text_length: int) -> int:
+    """A rough token count (4 characters a token) for when an upstream never reported usage."""
+    return (text_length + 3) // 4
+
+
+class Call:
+    def __init__(self, request: HttpRequest, *, endpoint: str) -> None:
+        self.started_ns = time.perf_counter_ns()
+        self.started_at = datetime.now(tz=UTC)
+        self.endpoint = endpoint
+        self.request_id = uuid.uuid4().hex
+        incoming = request.headers.get("x-request-id", "")
+        self.client_request_id = incoming if _SANE_REQUEST_ID.match(incoming) else ""
+        self.client_ip = client_ip(request)
+        self.key: KeyInfo | None = None
+        self.catalog: Catalog | None = None
+        self.requested_model = ""
+        self.end_user = ""
+        self.deployment: DeploymentInfo | None = None
+        self.served_model = ""
+        self.usage = Usage()
+        self.prompt_chars = 0
+        self.status = 200
+        self.error_type = ""
+        self.streamed = False
+        self.attempts = 0
+        self.upstream_ns: int | None = None
+        self.ttft_ns: int | None = None
+        self._settled = False
+
+    @property
+    def public_request_id(self) -> str:
+        """What X-Request-ID says back: the client's own id if it sent a sane one, else ours."""
+        return self.client_request_id or self.request_id
+
+    def fail(self, error: errors.GatewayError | ProviderError) -> None:
+        self.status = error.status
+        self.error_type = error.kind if isinstance(error, ProviderError) else (error.code or error.type)
+
+    def first_byte(self) -> None:
+        if self.ttft_ns is None:
+            self.ttft_ns = time.perf_counter_ns() - self.started_ns
+
+    def cost_nanos(self) -> int:
+        if self.deployment is None or self.catalog is None:
+            return 0
+        usage = self.usage
+        if not (usage.prompt_tokens or usage.completion_tokens):
+            return 0
+        price = self.catalog.price(self.deployment.upstream_model, self.started_at)
+        if price is None:
+            logger.warning("no price for model %s: call %s recorded at zero cost", self.deployment.upstream_model, self.request_id)
+            return 0
+        return cost_nanos(
+            price=price,
+            prompt_tokens=usage.prompt_tokens,
+            cached_tokens=usage.cached_tokens,
+            completion_tokens=usage.completion_tokens,
+        )
+
+    def event(self) -> dict[str, Any]:
+        latency_ns = time.perf_counter_ns() - self.started_ns
+        upstream_ns = self.upstream_ns
+        return {
+            "request_id": self.request_id,
+            "client_request_id": self.client_request_id,
+            "created_at_us": int(self.started_at.timestamp() * 1_000_000),
+            "tenant_id": self.key.tenant_id if self.key else None,
+            "api_key_id": self.key.id if self.key else None,
+            "end_user": self.end_user,
+            "endpoint": self.endpoint,
+            "requested_model": self.requested_model,
+            "served_model": self.served_model or (self.deployment.upstream_model if self.deployment else ""),
+            "provider": self.deployment.provider.name if self.deployment else "",
+            "deployment_id": self.deployment.id if self.deployment else None,
+            "prompt_tokens": self.usage.prompt_tokens,
+            "cached_tokens": self.usage.cached_tokens,
+            "completion_tokens": self.usage.completion_tokens,
+            "usage_reported": self.usage.reported,
+            "cost_nanos": self.cost_nanos(),
+            "status": self.status,
+            "error_type": self.error_type,
+            "streamed": self.streamed,
+            "cache_hit": False,
+            "attempts": self.attempts,
+            "latency_us": latency_ns // 1000,
+            "ttft_us": self.ttft_ns // 1000 if self.ttft_ns is not None else None,
+            "upstream_latency_us": upstream_ns // 1000 if upstream_ns is not None else None,
+            "overhead_us": (latency_ns - (upstream_ns or 0)) // 1000,
+            "client_ip": self.client_ip,
+        }
+
+    async def settle(self) -> None:
+        """Step 8: emit the call's one usage event (later: release the budget reservation)."""
+        if self._settled:
+            return
+        self._settled = True
+        sink = await runtime.sink()
+        await sink.emit(self.event())

@@ -1,0 +1,128 @@
+"""Step 5 of the request path: the routing table, prices included, as one in-process snapshot.
+
+The snapshot is rebuilt from the database at most once per TOLLHOUSE_CACHE_TTL seconds per
+process; building it is the only database read routing ever does.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from billing.pricing import PriceNanos
+from billing.selectors import price_in_force, price_schedule
+from gateway.crypto import CredentialError
+from gateway.models import Deployment, ModelRoute
+from gateway.ttlcache import TTLCache
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    id: int
+    name: str
+    kind: str
+    base_url: str
+    credential: str = field(repr=False)  # decrypted, in memory only; never logged
+    connect_timeout: float
+    read_timeout: float
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    id: int
+    provider: ProviderInfo
+    upstream_model: str
+    priority: int
+    weight: int
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    name: str
+    deployments: tuple[DeploymentInfo, ...]
+
+    def candidates(self) -> list[DeploymentInfo]:
+        """Deployments in the order to try: by priority; within a priority, weighted random."""
+        ordered: list[DeploymentInfo] = []
+        for priority in sorted({d.priority for d in self.deployments}):
+            group = [d for d in self.deployments if d.priority == priority]
+            while group:
+                pick = random.choices(group, weights=[max(d.weight, 1) for d in group])[0]
+                ordered.append(pick)
+                group.remove(pick)
+        return ordered
+
+
+@dataclass(frozen=True)
+class Catalog:
+    routes: dict[str, RouteInfo]  # by public name and by alias
+    public_names: tuple[str, ...]
+    prices: dict[str, list[tuple[datetime, PriceNanos]]]
+
+    def route(self, model: str) -> RouteInfo | None:
+        return self.routes.get(model)
+
+    def price(self, upstream_model: str, at: datetime) -> PriceNanos | None:
+        schedule = self.prices.get(upstream_model)
+        return price_in_force(schedule, at) if schedule else None
+
+
+def _build_catalog() -> Catalog:
+    # Runs inside a request, in the database thread; the request cycle recycles the connection.
+    deployments: dict[int, list[DeploymentInfo]] = {}
+    query = Deployment.objects.filter(enabled=True, provider__enabled=True, route__enabled=True)
+    for deployment in query.select_related("provider"):
+        provider = deployment.provider
+        try:
+            credential = provider.get_credential()
+        except CredentialError:
+            logger.error("provider %s: credential cannot be decrypted; its deployments are skipped", provider.name)
+            continue
+        deployments.setdefault(deployment.route_id, []).append(
+            DeploymentInfo(
+                id=deployment.id,
+                provider=ProviderInfo(
+                    id=provider.id,
+                    name=provider.name,
+                    kind=provider.kind,
+                    base_url=provider.base_url.rstrip("/"),
+                    credential=credential,
+                    connect_timeout=float(provider.connect_timeout),
+                    read_timeout=float(provider.read_timeout),
+                ),
+                upstream_model=deployment.upstream_model,
+                priority=deployment.priority,
+                weight=deployment.weight,
+            )
+        )
+    routes: dict[str, RouteInfo] = {}
+    names = []
+    for route in ModelRoute.objects.filter(enabled=True).order_by("name"):
+        info = RouteInfo(name=route.name, deployments=tuple(deployments.get(route.id, ())))
+        names.append(route.name)
+        for alias in route.aliases:
+            routes.setdefault(alias, info)
+        routes[route.name] = info  # a real name wins over another route's alias
+    return Catalog(routes=routes, public_names=tuple(names), prices=price_schedule())
+
+
+async def _load(_: str) -> Catalog:
+    return await sync_to_async(_build_catalog, thread_sensitive=True)()
+
+
+class CatalogCache:
+    def __init__(self) -> None:
+        self.cache: TTLCache[str, Catalog] = TTLCache(ttl=settings.TOLLHOUSE_CACHE_TTL, loader=_load)
+
+    async def get(self) -> Catalog:
+        return await self.cache.get("catalog")
+
+    def clear(self) -> None:
+        self.cache.clear()

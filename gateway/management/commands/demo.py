@@ -1,0 +1,57 @@
+"""`manage.py demo`: prepare the demo tenant, routes and prices, and print a fresh API key."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from gateway.services import demo_prepare
+
+
+class Command(BaseCommand):
+    help = "Create whatever of the demo is missing (tenant, mock provider, routes, prices) and issue a fresh demo key."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--mock-url", default=settings.TOLLHOUSE_MOCK_URL, help="Base URL of the mock provider.")
+        parser.add_argument("--key-only", action="store_true", help="Print only the new API key (for scripts).")
+        parser.add_argument("--gateway-url", default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        demo = demo_prepare(mock_url=options["mock_url"])
+        if options["key_only"]:
+            self.stdout.write(demo.raw_key)
+            return
+        url = options["gateway_url"].rstrip("/")
+        admin_line = (
+            f"  user admin, password {demo.admin_password}  (shown once)"
+            if demo.admin_password
+            else "  user admin (password as set before; reset with: python manage.py changepassword admin)"
+        )
+        real = ", ".join(demo.real_providers) or "none (set OPENAI_API_KEY / DEEPSEEK_API_KEY to add them)"
+        self.stdout.write(
+            f"""
+Tollhouse demo is ready.
+
+  API key (shown once): {demo.raw_key}
+  Models: gpt-4.1 (alias gpt4), claude-sonnet-4.5, gemini-2.5-flash, deepseek-v3.2, text-embedding-3-small
+  Served by the bundled mock provider at {options["mock_url"]}; real providers registered: {real}
+
+Admin (calls, tokens and cost under Billing > Usage records): {url}/admin/
+{admin_line}
+
+Try it:
+
+  curl {url}/v1/chat/completions -H "Authorization: Bearer {demo.raw_key}" \\
+       -H "Content-Type: application/json" \\
+       -d '{{"model": "gpt-4.1", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+
+  from openai import OpenAI
+  client = OpenAI(base_url="{url}/v1", api_key="{demo.raw_key}")
+  reply = client.chat.completions.create(model="gpt-4.1", messages=[{{"role": "user", "content": "Hello!"}}])
+  print(reply.choices[0].message.content, reply.usage)
+  for chunk in client.chat.completions.create(model="gpt-4.1", messages=[{{"role": "user", "content": "Hi"}}], stream=True): print(chunk.choices[0].delta.content if chunk.choices else "", end="")
+"""
+        )

@@ -1,0 +1,11 @@
+"""The bundled mock provider (gateway/mockserver.py) speaks the OpenAI wire format."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from gateway.providers.openai import OpenAIAdapter
+
+
+class MockAdapter(OpenAIAdapter):
+    kind: ClassVar[str] = "mock"

@@ -1,0 +1,273 @@
+"""The request path (DESIGN.md §3) for calls that reach a model: chat completions and embeddings.
+
+    1 request id  2 authenticate  3 authorize  4 admit  5 route  6 call upstream  7 respond  8 settle
+
+Step 4 (rate limits, budgets, credits) is the governance issue's: it slots in at `_admit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import httpx
+import orjson
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+
+from gateway import errors
+from gateway.auth import key_from_headers
+from gateway.calls import CLIENT_CLOSED, Call, estimate_tokens
+from gateway.catalog import DeploymentInfo, RouteInfo
+from gateway.providers import Adapter, ProviderError, StreamTranslator, adapter_for
+from gateway.providers.base import UpstreamRequest
+from gateway.requests import read_json_body, validate_chat, validate_embeddings
+from gateway.runtime import runtime
+
+logger = logging.getLogger(__name__)
+
+BuildRequest = Callable[[Adapter, DeploymentInfo], UpstreamRequest]
+
+
+def _timeout(deployment: DeploymentInfo) -> httpx.Timeout:
+    provider = deployment.provider
+    return httpx.Timeout(provider.read_timeout, connect=provider.connect_timeout, pool=provider.connect_timeout)
+
+
+def transport_error(exc: BaseException) -> ProviderError:
+    """Classify a failure to talk to the upstream. The message never names the upstream's address."""
+    cause = exc.__cause__ or exc
+    if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout) or isinstance(cause, asyncio.TimeoutError):
+        return ProviderError("The upstream provider timed out.", status=504, retryable=True, kind="upstream_timeout")
+    return ProviderError(
+        "The upstream provider could not be reached or broke the connection.",
+        status=502,
+        retryable=True,
+        kind="upstream_unreachable",
+    )
+
+
+def _as_gateway_error(error: ProviderError) -> errors.GatewayError:
+    cls: type[errors.GatewayError] = {
+        400: errors.BadRequest,
+        429: errors.RateLimited,
+        504: errors.UpstreamTimeout,
+    }.get(error.status, errors.UpstreamFailed)
+    headers = {"Retry-After": error.retry_after} if error.retry_after else None
+    return cls(error.message, code=error.kind, headers=headers)
+
+
+def _respond(call: Call, response: HttpResponse | StreamingHttpResponse) -> HttpResponse | StreamingHttpResponse:
+    response["X-Request-ID"] = call.public_request_id
+    return response
+
+
+async def _identify(call: Call, request: HttpRequest) -> None:
+    """Steps 2 and the caller part of 3."""
+    raw = key_from_headers(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    call.key = await runtime.authenticator.authenticate(raw)
+    if not call.key.ip_allowed(call.client_ip):
+        raise errors.PermissionDenied("Requests from your IP address are not allowed for this API key.", code="ip_not_allowed")
+
+
+async def _route(call: Call, model: str) -> RouteInfo:
+    """Step 3 (model allowed) and 5 (which deployments, in which order)."""
+    assert call.key is not None
+    call.catalog = await runtime.catalog.get()
+    route = call.catalog.route(model)
+    if route is None:
+        raise errors.NotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model")
+    if not (call.key.model_allowed(route.name) or call.key.model_allowed(model)):
+        raise errors.PermissionDenied(
+            f"This API key is not allowed to use the model '{model}'.", param="model", code="model_not_allowed"
+        )
+    if not route.deployments:
+        raise errors.UpstreamFailed(f"No provider is currently available for the model '{model}'.", code="no_deployment")
+    return route
+
+
+async def _admit(call: Call, body: dict[str, Any]) -> None:
+    """Step 4: rate limits, concurrency and budget reservation in one Redis round trip (next issue)."""
+
+
+def _builder(method: str, body: dict[str, Any], call: Call) -> BuildRequest:
+    def build(adapter: Adapter, deployment: DeploymentInfo) -> UpstreamRequest:
+        make: Callable[..., UpstreamRequest] = getattr(adapter, method)
+        return make(deployment=deployment, body=body, request_id=call.public_request_id)
+
+    return build
+
+
+async def handle(request: HttpRequest, *, endpoint: str) -> HttpResponse | StreamingHttpResponse:
+    call = Call(request, endpoint=endpoint)
+    try:
+        await _identify(call, request)
+        body = read_json_body(request)
+        if endpoint == "embeddings":
+            model, call.prompt_chars = validate_embeddings(body)
+        else:
+            model, call.prompt_chars = validate_chat(body)
+        call.requested_model = model
+        call.end_user = body["user"][:200] if isinstance(body.get("user"), str) else ""
+        route = await _route(call, model)
+        await _admit(call, body)
+        if endpoint == "embeddings":
+            return await _forward(call, route, _builder("embeddings_request", body, call))
+        build = _builder("chat_request", body, call)
+        if body.get("stream"):
+            wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return await _forward_stream(call, route, build, client_wants_usage=wants_usage)
+        return await _forward(call, route, build)
+    except errors.GatewayError as exc:
+        call.fail(exc)
+        await call.settle()
+        return _respond(call, exc.response())
+    except Exception:
+        logger.exception("request %s failed unexpectedly", call.request_id)
+        error = errors.InternalError("The gateway failed to handle this request.")
+        call.fail(error)
+        await call.settle()
+        return _respond(call, error.response())
+
+
+async def _attempts(call: Call, route: RouteInfo) -> AsyncIterator[tuple[Adapter, DeploymentInfo]]:
+    for deployment in route.candidates():
+        adapter = adapter_for(deployment.provider.kind)
+        if adapter is None:
+            logger.error("provider %s: no adapter for kind %r yet", deployment.provider.name, deployment.provider.kind)
+            continue
+        call.deployment = deployment
+        call.attempts += 1
+        yield adapter, deployment
+
+
+def _no_attempt() -> errors.GatewayError:
+    return errors.UpstreamFailed("No provider could serve this model.", code="no_adapter")
+
+
+async def _forward(call: Call, route: RouteInfo, build: BuildRequest) -> HttpResponse:
+    """Steps 6-8 for a JSON answer. A retryable failure moves on to the next deployment."""
+    client = runtime.http()
+    last: ProviderError | None = None
+    async for adapter, deployment in _attempts(call, route):
+        upstream = build(adapter, deployment)
+        started = time.perf_counter_ns()
+        last = None
+        try:
+            response = await client.post(
+                upstream.url, content=upstream.content, headers=upstream.headers, timeout=_timeout(deployment)
+            )
+            if response.status_code >= 400:
+                raise adapter.error(status=response.status_code, headers=dict(response.headers), content=response.content)
+            content, call.usage, call.served_model = adapter.parse_response(content=response.content)
+        except ProviderError as exc:
+            last = exc
+        except (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            last = transport_error(exc)
+        finally:
+            call.upstream_ns = (call.upstream_ns or 0) + time.perf_counter_ns() - started
+        if last is None:
+            call.first_byte()
+            await call.settle()
+            return _respond(call, HttpResponse(content, content_type="application/json"))
+        if not last.retryable:
+            break
+    raise _as_gateway_error(last) if last else _no_attempt()
+
+
+async def _open_stream(call: Call, route: RouteInfo, build: BuildRequest) -> tuple[Adapter, httpx.Response, int]:
+    client = runtime.http()
+    last: ProviderError | None = None
+    async for adapter, deployment in _attempts(call, route):
+        upstream = build(adapter, deployment)
+        started = time.perf_counter_ns()
+        request = client.build_request(
+            "POST", upstream.url, content=upstream.content, headers=upstream.headers, timeout=_timeout(deployment)
+        )
+        try:
+            response = await client.send(request, stream=True)
+        except (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            last = transport_error(exc)
+        else:
+            if response.status_code < 400:
+                return adapter, response, started
+            try:
+                content = await response.aread()
+            except (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError):
+                content = b""
+            finally:
+                await response.aclose()
+            last = adapter.error(status=response.status_code, headers=dict(response.headers), content=content)
+        call.upstream_ns = (call.upstream_ns or 0) + time.perf_counter_ns() - started
+        if not last.retryable:
+            break
+    raise _as_gateway_error(last) if last else _no_attempt()
+
+
+def sse_error(error: errors.GatewayError) -> bytes:
+    """How a stream that already started says it broke: the SDKs raise on an `error` event."""
+    return b"data: " + orjson.dumps(error.body()) + b"\n\n"
+
+
+async def _forward_stream(
+    call: Call, route: RouteInfo, build: BuildRequest, *, client_wants_usage: bool
+) -> StreamingHttpResponse:
+    """Steps 6-8 for a stream. Errors before the first byte are ordinary HTTP errors."""
+    call.streamed = True
+    adapter, upstream, started = await _open_stream(call, route, build)
+    translator = adapter.stream_translator(client_wants_usage=client_wants_usage)
+    response = StreamingHttpResponse(
+        _relay(call, upstream, translator, started), content_type="text/event-stream; charset=utf-8"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return _respond(call, response)
+
+
+async def _relay(call: Call, upstream: httpx.Response, translator: StreamTranslator, started: int) -> AsyncIterator[bytes]:
+    try:
+        async for data in upstream.aiter_raw():
+            out = translator.feed(data)
+            if out:
+                call.first_byte()
+                yield out
+        tail = translator.finish()
+        if tail:
+            yield tail
+        if not translator.done:
+            raise ProviderError(
+                "The upstream provider ended the stream early.", status=502, retryable=False, kind="upstream_stream_broken"
+            )
+    except ProviderError as exc:
+        call.fail(exc)
+        yield sse_error(_as_gateway_error(exc))
+    except (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        error = transport_error(exc)
+        call.fail(error)
+        yield sse_error(_as_gateway_error(error))
+    except (asyncio.CancelledError, GeneratorExit):
+        call.status, call.error_type = CLIENT_CLOSED, "client_disconnected"
+        raise
+    finally:
+        call.upstream_ns = (call.upstream_ns or 0) + time.perf_counter_ns() - started
+        call.served_model = getattr(translator, "served_model", "") or call.served_model
+        if translator.usage.reported:
+            call.usage = translator.usage
+        else:
+            # The upstream never said (the stream broke or the client left): bill what was streamed.
+            call.usage.prompt_tokens = estimate_tokens(call.prompt_chars)
+            call.usage.completion_tokens = translator.chunks
+        # Closing the upstream response cancels the upstream call; both must happen even while
+        # this generator is being cancelled, so they run as their own task.
+        runtime.spawn(_close_and_settle(call, upstream))
+
+
+async def _close_and_settle(call: Call, upstream: httpx.Response) -> None:
+    try:
+        await upstream.aclose()
+    except (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        logger.debug("upstream stream for %s closed with an error", call.request_id)
+    await call.settle()

@@ -1,0 +1,96 @@
+"""Process-wide machinery of the gateway, created once per worker by the ASGI lifespan.
+
+Handlers read it; only `startup`/`shutdown` change it. If a server runs without lifespan events,
+everything is created on first use instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import httpx
+from django.conf import settings
+from httpx_aiohttp import AiohttpTransport
+
+from billing.usage import UsageSink, make_sink
+from config.redis import close_async_client
+from gateway.auth import Authenticator
+from gateway.catalog import CatalogCache
+
+logger = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self.authenticator = Authenticator()
+        self.catalog = CatalogCache()
+        self._sink: UsageSink | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._mock: Any = None
+
+    # -- shared clients ------------------------------------------------------------------------------
+    def http(self) -> httpx.AsyncClient:
+        """One pooled client per process: keep-alive to every upstream (aiohttp underneath)."""
+        if self._http is None:
+            limits = httpx.Limits(
+                max_connections=settings.TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS,
+                max_keepalive_connections=settings.TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS,
+                keepalive_expiry=60,
+            )
+            self._http = httpx.AsyncClient(transport=AiohttpTransport(limits=limits), limits=limits)
+        return self._http
+
+    async def sink(self) -> UsageSink:
+        if self._sink is None:
+            self._sink = make_sink()
+            await self._sink.start()
+        return self._sink
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run work that must finish even if the request that started it is cancelled."""
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def clear_caches(self) -> None:
+        self.authenticator.cache.clear()
+        self.catalog.clear()
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    async def startup(self) -> None:
+        from config.checks import raise_on_config_errors
+
+        raise_on_config_errors()
+        if settings.TOLLHOUSE_SINGLE_PROCESS:
+            logger.warning(
+                "Embedded mode: counters and the usage buffer live in this process, so run exactly one "
+                "gateway process (set DATABASE_URL and REDIS_URL to scale out)."
+            )
+        await self.sink()
+        if settings.TOLLHOUSE_EMBEDDED_MOCK:
+            from gateway.mockserver import start_server
+
+            self._mock = await start_server(port=settings.TOLLHOUSE_MOCK_PORT)
+            logger.info("embedded mock provider listening on %s", self._mock.url)
+
+    async def shutdown(self) -> None:
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=10)
+        if self._sink is not None:
+            await self._sink.stop()
+            self._sink = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        if self._mock is not None:
+            await self._mock.close()
+            self._mock = None
+        if settings.REDIS_URL:
+            await close_async_client()
+
+
+runtime = Runtime()

@@ -1,0 +1,133 @@
+"""Writes to the upstream configuration: providers, routes, deployments; and the demo."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from accounts import services as account_services
+from accounts.models import Membership, Plan, Tenant
+from billing.services import model_price_set
+from gateway.models import Deployment, ModelRoute, Provider
+
+# Public list prices, USD per million tokens: input, cached input, output.
+DEMO_MODELS: dict[str, tuple[str, str, str]] = {
+    "gpt-4.1": ("2.00", "0.50", "8.00"),
+    "claude-sonnet-4.5": ("3.00", "0.30", "15.00"),
+    "gemini-2.5-flash": ("0.30", "0.03", "2.50"),
+    "deepseek-v3.2": ("0.28", "0.028", "0.42"),
+    "text-embedding-3-small": ("0.02", "0.02", "0"),
+}
+DEMO_ALIASES = {"gpt-4.1": ["gpt4"]}
+PRICES_FROM = datetime(2025, 1, 1, tzinfo=UTC)
+
+# Real providers that `demo` registers when their key is in the environment: they take over the
+# route from the mock (the mock deployment is disabled, never a silent fallback to fake answers).
+REAL_PROVIDERS = {
+    "openai": ("openai", "https://api.openai.com/v1", {"gpt-4.1": "gpt-4.1", "text-embedding-3-small": "text-embedding-3-small"}),
+    "deepseek": ("openai-compatible", "https://api.deepseek.com/v1", {"deepseek-v3.2": "deepseek-chat"}),
+}
+
+
+@transaction.atomic
+def provider_upsert(
+    *, name: str, kind: str, base_url: str, credential: str | None = None, read_timeout: Decimal | None = None
+) -> Provider:
+    provider = Provider.objects.filter(name=name).first() or Provider(name=name)
+    provider.kind, provider.base_url = kind, base_url
+    if credential is not None:
+        provider.set_credential(credential)
+    if read_timeout is not None:
+        provider.read_timeout = read_timeout
+    provider.save()
+    return provider
+
+
+@transaction.atomic
+def route_upsert(*, name: str, aliases: list[str] | None = None) -> ModelRoute:
+    route, _ = ModelRoute.objects.get_or_create(name=name)
+    if aliases is not None and route.aliases != aliases:
+        route.aliases = aliases
+        route.save(update_fields=["aliases", "updated_at"])
+    return route
+
+
+@transaction.atomic
+def deployment_upsert(
+    *, route: ModelRoute, provider: Provider, upstream_model: str, priority: int = 0, enabled: bool = True
+) -> Deployment:
+    deployment, _ = Deployment.objects.update_or_create(
+        route=route,
+        provider=provider,
+        defaults={"upstream_model": upstream_model, "priority": priority, "enabled": enabled},
+    )
+    return deployment
+
+
+@dataclass(frozen=True)
+class Demo:
+    tenant: Tenant
+    raw_key: str
+    admin_username: str
+    admin_password: str | None  # only when the admin user was created just now
+    real_providers: list[str]
+
+
+@transaction.atomic
+def demo_prepare(*, mock_url: str) -> Demo:
+    """Create whatever of the demo is missing, and always issue a fresh demo key."""
+    plan, _ = Plan.objects.get_or_create(name="Demo")
+    tenant = Tenant.objects.filter(slug="demo").first() or account_services.tenant_create(
+        name="Demo", slug="demo", plan=plan
+    )
+    mock = provider_upsert(name="mock", kind=Provider.Kind.MOCK, base_url=mock_url.rstrip("/") + "/v1")
+    for model, (input_price, cached_price, output_price) in DEMO_MODELS.items():
+        route = route_upsert(name=model, aliases=DEMO_ALIASES.get(model, []))
+        deployment_upsert(route=route, provider=mock, upstream_model=model, priority=10)
+        model_price_set(
+            model=model,
+            input_per_mtok=Decimal(input_price),
+            cached_input_per_mtok=Decimal(cached_price),
+            output_per_mtok=Decimal(output_price),
+            effective_from=PRICES_FROM,
+        )
+
+    registered = []
+    for env_name, credential in settings.PROVIDER_KEYS.items():
+        if not credential:
+            continue
+        kind, base_url, models = REAL_PROVIDERS[env_name]
+        provider = provider_upsert(name=env_name, kind=kind, base_url=base_url, credential=credential)
+        for public, upstream in models.items():
+            route = ModelRoute.objects.get(name=public)
+            deployment_upsert(route=route, provider=provider, upstream_model=upstream, priority=0)
+            Deployment.objects.filter(route=route, provider=mock).update(enabled=False)
+            if upstream != public:
+                price = DEMO_MODELS[public]
+                model_price_set(
+                    model=upstream,
+                    input_per_mtok=Decimal(price[0]),
+                    cached_input_per_mtok=Decimal(price[1]),
+                    output_per_mtok=Decimal(price[2]),
+                    effective_from=PRICES_FROM,
+                )
+        registered.append(env_name)
+
+    User = get_user_model()
+    password = None
+    admin = User.objects.filter(username="admin").first()
+    if admin is None:
+        password = secrets.token_urlsafe(12)
+        admin = User.objects.create_superuser(username="admin", email="admin@localhost", password=password)
+    Membership.objects.get_or_create(tenant=tenant, user=admin, defaults={"role": Membership.Role.OWNER})
+
+    issued = account_services.api_key_issue(tenant=tenant, name="demo", created_by=admin)
+    return Demo(
+        tenant=tenant, raw_key=issued.raw, admin_username="admin", admin_password=password, real_providers=registered
+    )

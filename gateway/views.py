@@ -1,0 +1,61 @@
+"""The /v1 API: thin async views over gateway.proxy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from adrf.views import APIView
+from django.http import HttpResponse, StreamingHttpResponse
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.request import Request
+
+from gateway import errors
+from gateway.auth import key_from_headers
+from gateway.proxy import handle
+from gateway.runtime import runtime
+
+
+class FirstRenderer(BaseContentNegotiation):
+    """Answers are always JSON or SSE: an unusual Accept header must not turn a call into a 406."""
+
+    def select_parser(self, request: Any, parsers: Any) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Any, renderers: Any, format_suffix: Any = None) -> Any:
+        return (renderers[0], renderers[0].media_type)
+
+
+class GatewayView(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+    throttle_classes: list[Any] = []
+    parser_classes: list[Any] = []
+    content_negotiation_class = FirstRenderer
+
+
+class ChatCompletionsView(GatewayView):
+    async def post(self, request: Request) -> HttpResponse | StreamingHttpResponse:
+        return await handle(request._request, endpoint="chat.completions")
+
+
+class EmbeddingsView(GatewayView):
+    async def post(self, request: Request) -> HttpResponse | StreamingHttpResponse:
+        return await handle(request._request, endpoint="embeddings")
+
+
+class ModelsView(GatewayView):
+    """The models the calling key may use (aliases included), in OpenAI's list shape."""
+
+    async def get(self, request: Request) -> HttpResponse:
+        headers = request._request.headers
+        try:
+            key = await runtime.authenticator.authenticate(
+                key_from_headers(headers.get("authorization"), headers.get("x-api-key"))
+            )
+        except errors.GatewayError as exc:
+            return exc.response()
+        catalog = await runtime.catalog.get()
+        names = sorted(name for name in catalog.routes if key.model_allowed(catalog.routes[name].name) or key.model_allowed(name))
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "tollhouse"} for name in names]
+        return HttpResponse(orjson.dumps({"object": "list", "data": data}), content_type="application/json")

@@ -1,0 +1,133 @@
+"""Shared fixtures: an operator, two tenants (owner, member, outsider), keys, the mock provider,
+and the live gateway. CI runs them against real PostgreSQL and Redis (see the Makefile)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from gateway.mockserver import MockConfig, MockServerThread
+
+UPSTREAM_SECRET = "upstream-credential-0f9e8d7c6b5a"
+
+
+@pytest.fixture(scope="session")
+def mock_upstream() -> Iterator[MockServerThread]:
+    # The mock insists on the provider credential, which proves the gateway decrypts and sends it.
+    with MockServerThread(config=MockConfig(api_key=UPSTREAM_SECRET)) as mock:
+        yield mock
+
+
+@pytest.fixture(scope="session")
+def gateway_server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[str]:
+    from tests.support.server import GatewayServerThread
+
+    server = GatewayServerThread().start()
+    yield server.url
+    with django_db_blocker.unblock():
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_runtime() -> Iterator[None]:
+    """Each test sees the database as it made it, not a previous test's cached keys and routes."""
+    from gateway.runtime import runtime
+
+    runtime.clear_caches()
+    yield
+    runtime.clear_caches()
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis() -> None:
+    if settings.REDIS_URL:
+        from config.redis import sync_client
+
+        sync_client().flushdb()
+
+
+@dataclass
+class World:
+    operator: Any
+    acme: Any
+    globex: Any
+    owner: Any
+    member: Any
+    outsider: Any
+    key: str  # acme's key, every model
+    globex_key: str
+    provider: Any
+
+
+@pytest.fixture
+def world(transactional_db: None, mock_upstream: MockServerThread) -> World:
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import Membership, Plan
+    from accounts.services import api_key_issue, tenant_create
+    from gateway.services import DEMO_MODELS, PRICES_FROM, deployment_upsert, provider_upsert, route_upsert
+    from billing.services import model_price_set
+
+    User = get_user_model()
+    operator = User.objects.create_superuser("operator", "op@example.com", "pw-operator-1")
+    owner = User.objects.create_user("alice", "alice@acme.test", "pw-alice-123")
+    member = User.objects.create_user("bob", "bob@acme.test", "pw-bob-1234")
+    outsider = User.objects.create_user("eve", "eve@globex.test", "pw-eve-1234")
+    plan = Plan.objects.create(name="Team")
+    acme = tenant_create(name="Acme", slug="acme", plan=plan)
+    globex = tenant_create(name="Globex", slug="globex", plan=plan)
+    Membership.objects.create(tenant=acme, user=owner, role="owner")
+    Membership.objects.create(tenant=acme, user=member, role="member")
+    Membership.objects.create(tenant=globex, user=outsider, role="owner")
+
+    provider = provider_upsert(
+        name="mock", kind="mock", base_url=mock_upstream.url + "/v1", credential=UPSTREAM_SECRET,
+        read_timeout=Decimal("1.5"),
+    )
+    for model, (input_price, cached_price, output_price) in DEMO_MODELS.items():
+        route = route_upsert(name=model, aliases=["gpt4"] if model == "gpt-4.1" else [])
+        deployment_upsert(route=route, provider=provider, upstream_model=model)
+        model_price_set(
+            model=model, input_per_mtok=Decimal(input_price), cached_input_per_mtok=Decimal(cached_price),
+            output_per_mtok=Decimal(output_price), effective_from=PRICES_FROM,
+        )
+    return World(
+        operator=operator, acme=acme, globex=globex, owner=owner, member=member, outsider=outsider,
+        key=api_key_issue(tenant=acme, name="acme-default").raw,
+        globex_key=api_key_issue(tenant=globex, name="globex-default").raw,
+        provider=provider,
+    )
+
+
+def _drain() -> None:
+    if settings.REDIS_URL:
+        from billing.usage import usage_drain
+
+        usage_drain(claim_idle_ms=600_000)
+
+
+@pytest.fixture
+def usage_rows() -> Callable[..., list[Any]]:
+    """Wait (briefly) until `count` usage rows exist, pushing the pipeline along, and return them."""
+    from billing.models import UsageRecord
+
+    def wait(count: int, *, timeout: float = 5.0, settle: float = 0.3) -> list[Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            _drain()
+            rows = list(UsageRecord.objects.order_by("created_at", "id"))
+            if len(rows) >= count or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        # A little longer, so that an extra (wrong) row would show up too.
+        time.sleep(settle)
+        _drain()
+        return list(UsageRecord.objects.order_by("created_at", "id"))
+
+    return wait
