@@ -39,8 +39,20 @@ class ApiKeyAdmin(admin.ModelAdmin):
     search_fields = ["name", "prefix", "tenant__name"]
     readonly_fields = ["masked", "created_by", "created_at", "revoked_at"]
     fields = [
-        "tenant", "name", "masked", "status", "expires_at", "allowed_models", "allowed_ips",
-        "rpm_limit", "tpm_limit", "concurrency_limit", "budget", "created_by", "created_at", "revoked_at",
+        "tenant",
+        "name",
+        "masked",
+        "status",
+        "expires_at",
+        "allowed_models",
+        "allowed_ips",
+        "rpm_limit",
+        "tpm_limit",
+        "concurrency_limit",
+        "budget",
+        "created_by",
+        "created_at",
+        "revoked_at",
     ]
     actions = ["revoke"]
 

@@ -13,8 +13,12 @@ from django.utils import timezone
 
 class Plan(models.Model):
     name = models.CharField(max_length=100, unique=True)
-    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty = none.")
-    tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute; empty = none.")
+    rpm_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests per minute; empty = none."
+    )
+    tpm_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Tokens per minute; empty = none."
+    )
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
     monthly_budget = models.DecimalField(max_digits=20, decimal_places=9, null=True, blank=True)
     allowed_models = models.JSONField(default=list, blank=True, help_text="Model names; empty = every model.")

@@ -19,8 +19,17 @@ class UsageRecordAdmin(admin.ModelAdmin):
     """Usage is written by the pipeline only; the admin reads it."""
 
     list_display = [
-        "created_at", "tenant", "requested_model", "served_model", "status", "prompt_tokens",
-        "completion_tokens", "cost", "streamed", "latency_ms", "request_id",
+        "created_at",
+        "tenant",
+        "requested_model",
+        "served_model",
+        "status",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "streamed",
+        "latency_ms",
+        "request_id",
     ]
     list_filter = ["status", "streamed", "requested_model"]
     search_fields = ["request_id", "client_request_id"]

@@ -6,16 +6,14 @@ from django.db import models
 
 from accounts.models import ApiKey, Tenant
 
-MONEY = {"max_digits": 20, "decimal_places": 9}
-
 
 class ModelPrice(models.Model):
     """USD per million tokens for an upstream model id, in force from `effective_from`."""
 
     model = models.CharField(max_length=200, help_text="The upstream model id, as a deployment names it.")
-    input_per_mtok = models.DecimalField(**MONEY)
-    cached_input_per_mtok = models.DecimalField(**MONEY)
-    output_per_mtok = models.DecimalField(**MONEY)
+    input_per_mtok = models.DecimalField(max_digits=20, decimal_places=9)
+    cached_input_per_mtok = models.DecimalField(max_digits=20, decimal_places=9)
+    output_per_mtok = models.DecimalField(max_digits=20, decimal_places=9)
     effective_from = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -63,8 +61,10 @@ class UsageRecord(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     cached_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
-    cost = models.DecimalField(**MONEY, default=0)
-    status = models.PositiveSmallIntegerField(help_text="HTTP status returned to the client (499: client left).")
+    cost = models.DecimalField(max_digits=20, decimal_places=9, default=0)
+    status = models.PositiveSmallIntegerField(
+        help_text="HTTP status returned to the client (499: client left)."
+    )
     error_type = models.CharField(max_length=64, blank=True, default="")
     streamed = models.BooleanField(default=False)
     cache_hit = models.BooleanField(default=False)

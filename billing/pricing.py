@@ -18,7 +18,9 @@ class PriceNanos:
     output: int
 
     @classmethod
-    def from_decimals(cls, *, input_per_mtok: Decimal, cached_input_per_mtok: Decimal, output_per_mtok: Decimal) -> PriceNanos:
+    def from_decimals(
+        cls, *, input_per_mtok: Decimal, cached_input_per_mtok: Decimal, output_per_mtok: Decimal
+    ) -> PriceNanos:
         return cls(
             input=dollars_to_nanos(input_per_mtok),
             cached_input=dollars_to_nanos(cached_input_per_mtok),
@@ -41,6 +43,8 @@ def cost_nanos(*, price: PriceNanos, prompt_tokens: int, cached_tokens: int, com
     """Cost of one call. `prompt_tokens` includes the cached ones, as OpenAI reports them."""
     cached = min(max(cached_tokens, 0), max(prompt_tokens, 0))
     uncached = max(prompt_tokens, 0) - cached
-    numerator = uncached * price.input + cached * price.cached_input + max(completion_tokens, 0) * price.output
+    numerator = (
+        uncached * price.input + cached * price.cached_input + max(completion_tokens, 0) * price.output
+    )
     # Round half up to the nearest nano-dollar, once, on the whole call.
     return (numerator + TOKENS_PER_PRICE_UNIT // 2) // TOKENS_PER_PRICE_UNIT

@@ -51,12 +51,11 @@ def usage_record_from_event(event: dict[str, Any]) -> UsageRecord:
 
 
 @transaction.atomic
-def usage_records_insert(*, events: Iterable[dict[str, Any]]) -> int:
-    """Insert usage rows idempotently: an event already recorded (same request id) is skipped.
+def usage_records_save(*, records: list[UsageRecord]) -> int:
+    """Insert usage rows idempotently: a call already recorded (same request id) is skipped.
 
     Returns how many rows were new. Safe to call again with the same batch after a crash.
     """
-    records = [usage_record_from_event(event) for event in events]
     if not records:
         return 0
     ids = [record.request_id for record in records]
@@ -64,6 +63,11 @@ def usage_records_insert(*, events: Iterable[dict[str, Any]]) -> int:
     UsageRecord.objects.bulk_create(records, ignore_conflicts=True, batch_size=500)
     after = UsageRecord.objects.filter(request_id__in=ids).count()
     return after - before
+
+
+def usage_records_insert(*, events: Iterable[dict[str, Any]]) -> int:
+    """Insert the usage rows of a batch of usage events (see `usage_records_save`)."""
+    return usage_records_save(records=[usage_record_from_event(event) for event in events])
 
 
 @transaction.atomic

@@ -30,7 +30,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from billing.services import usage_records_insert
+from billing.services import usage_record_from_event, usage_records_save
 from config.redis import async_client, redis_key
 
 logger = logging.getLogger(__name__)
@@ -47,9 +47,16 @@ def stream_key() -> str:
 
 def _insert_batch_from_loop(batch: list[dict[str, Any]]) -> int:
     """Runs in the loop's database thread, which has no request cycle to recycle its connection."""
+    records = []
+    for event in batch:
+        try:
+            records.append(usage_record_from_event(event))
+        except (KeyError, TypeError, ValueError):
+            # Never retried forever: the whole event goes to the log, where it can be recovered.
+            logger.error("usage event is unreadable and was not recorded: %s", orjson.dumps(event).decode())
     close_old_connections()
     try:
-        return usage_records_insert(events=batch)
+        return usage_records_save(records=records)
     finally:
         close_old_connections()
 
@@ -144,19 +151,20 @@ def _ensure_group(client: redis.Redis) -> None:
 
 
 def _write(client: redis.Redis, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
-    events, ids, dead = [], [], []
+    records, ids = [], []
     for entry_id, fields in entries:
         ids.append(entry_id)
         try:
-            events.append(orjson.loads(fields[FIELD]))
-        except (KeyError, orjson.JSONDecodeError):
-            dead.append((entry_id, fields))
-    for entry_id, fields in dead:
-        logger.error("usage stream entry %s is unreadable; moved to the dead-letter stream", entry_id)
-        client.xadd(redis_key(DEAD_LETTER), {b"id": entry_id, **fields})
-    written = usage_records_insert(events=events) if events else 0
+            records.append(usage_record_from_event(orjson.loads(fields[FIELD])))
+        except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+            # One unreadable entry must not hold up every call behind it; keep it for a human.
+            logger.error("usage stream entry %s is unreadable; moved to the dead-letter stream", entry_id)
+            dead: dict[Any, Any] = {b"id": entry_id, **fields}
+            client.xadd(redis_key(DEAD_LETTER), dead)
+    # A database error propagates from here, leaving the entries pending, to be claimed again.
+    written = usage_records_save(records=records) if records else 0
     # Acknowledge only after the rows are committed: a crash before this line leaves the entries
-    # pending, to be claimed again; the unique request id makes the second insert a no-op.
+    # pending too; the unique request id makes the second insert a no-op.
     if ids:
         pipe = client.pipeline(transaction=True)
         pipe.xack(stream_key(), GROUP, *ids)
@@ -175,7 +183,9 @@ def usage_drain(*, batch_size: int = 500, claim_idle_ms: int = 60_000, max_batch
         consumer = _consumer_name()
         written = 0
         # Entries another consumer read but never acknowledged (it crashed, or the DB was down).
-        _, claimed, _ = client.xautoclaim(stream_key(), GROUP, consumer, claim_idle_ms, "0-0", count=batch_size)
+        _, claimed, _ = client.xautoclaim(
+            stream_key(), GROUP, consumer, claim_idle_ms, "0-0", count=batch_size
+        )
         if claimed:
             written += _write(client, claimed)
         for _ in range(max_batches):

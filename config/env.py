@@ -30,10 +30,10 @@ class EnvReader:
             return None
         return value.strip()
 
-    def str(self, name: str, default: str) -> str:
+    def string(self, name: str, default: str) -> str:
         return self.raw(name) or default
 
-    def bool(self, name: str, default: bool) -> bool:
+    def boolean(self, name: str, default: bool) -> bool:
         value = self.raw(name)
         if value is None:
             return default
@@ -44,7 +44,7 @@ class EnvReader:
         self.errors.append(f"{name} must be true or false, not {value!r}.")
         return default
 
-    def int(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
         value = self.raw(name)
         if value is None:
             return default
@@ -58,7 +58,7 @@ class EnvReader:
             return default
         return parsed
 
-    def list(self, name: str, default: list[str]) -> list[str]:
+    def strings(self, name: str, default: list[str]) -> list[str]:
         value = self.raw(name)
         if value is None:
             return default
@@ -96,7 +96,7 @@ class EnvReader:
 
     def fernet_keys(self, name: str) -> list[str]:
         """Comma-separated Fernet keys: the first encrypts, all decrypt (rotation)."""
-        keys = self.list(name, [])
+        keys = self.strings(name, [])
         for key in keys:
             try:
                 if len(base64.urlsafe_b64decode(key.encode())) != 32:

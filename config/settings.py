@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -26,11 +27,11 @@ env = EnvReader()
 # --- profile ----------------------------------------------------------------------------------------
 _database = env.database("DATABASE_URL")
 TOLLHOUSE_PRODUCTION = env.raw("DATABASE_URL") is not None
-TESTING = "pytest" in sys.modules or env.bool("TOLLHOUSE_TESTING", False)
-VAR_DIR = Path(env.str("TOLLHOUSE_VAR_DIR", str(BASE_DIR / "var")))
+TESTING = "pytest" in sys.modules or env.boolean("TOLLHOUSE_TESTING", False)
+VAR_DIR = Path(env.string("TOLLHOUSE_VAR_DIR", str(BASE_DIR / "var")))
 
 
-def _embedded_secret(filename: str, make: callable) -> str:  # type: ignore[valid-type]
+def _embedded_secret(filename: str, make: Callable[[], str]) -> str:
     """A secret generated once and kept in ./var, so the embedded demo survives restarts."""
     path = VAR_DIR / filename
     if path.exists():
@@ -57,19 +58,22 @@ SECRET_KEY = _secret_key
 ENCRYPTION_KEYS = env.fernet_keys("TOLLHOUSE_ENCRYPTION_KEY")
 if not ENCRYPTION_KEYS and env.raw("TOLLHOUSE_ENCRYPTION_KEY") is None:
     if TOLLHOUSE_PRODUCTION:
-        env.errors.append("TOLLHOUSE_ENCRYPTION_KEY must be set in production (it encrypts provider credentials).")
+        env.errors.append(
+            "TOLLHOUSE_ENCRYPTION_KEY must be set in production (it encrypts provider credentials)."
+        )
     else:
         ENCRYPTION_KEYS = [_embedded_secret("encryption_key", lambda: Fernet.generate_key().decode())]
 
 # API keys are stored as HMAC-SHA256(pepper, secret). The pepper defaults to one derived from the
 # secret key; set it separately to be able to rotate TOLLHOUSE_SECRET_KEY without voiding keys.
-API_KEY_PEPPER = env.raw("TOLLHOUSE_KEY_PEPPER") or hmac.new(
-    SECRET_KEY.encode(), b"tollhouse api key pepper", hashlib.sha256
-).hexdigest()
+API_KEY_PEPPER = (
+    env.raw("TOLLHOUSE_KEY_PEPPER")
+    or hmac.new(SECRET_KEY.encode(), b"tollhouse api key pepper", hashlib.sha256).hexdigest()
+)
 
-DEBUG = env.bool("TOLLHOUSE_DEBUG", False)
-ALLOWED_HOSTS = env.list("TOLLHOUSE_ALLOWED_HOSTS", ["*"])
-CSRF_TRUSTED_ORIGINS = env.list("TOLLHOUSE_CSRF_TRUSTED_ORIGINS", [])
+DEBUG = env.boolean("TOLLHOUSE_DEBUG", False)
+ALLOWED_HOSTS = env.strings("TOLLHOUSE_ALLOWED_HOSTS", ["*"])
+CSRF_TRUSTED_ORIGINS = env.strings("TOLLHOUSE_CSRF_TRUSTED_ORIGINS", [])
 
 # --- apps -------------------------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -117,7 +121,7 @@ TEMPLATES = [
 
 # --- database ---------------------------------------------------------------------------------------
 if _database is not None:
-    _database["CONN_MAX_AGE"] = env.int("TOLLHOUSE_DB_CONN_MAX_AGE", 0)
+    _database["CONN_MAX_AGE"] = env.integer("TOLLHOUSE_DB_CONN_MAX_AGE", 0)
     _database["CONN_HEALTH_CHECKS"] = True
     DATABASES = {"default": _database}
 else:
@@ -127,14 +131,18 @@ else:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(VAR_DIR / "tollhouse.sqlite3"),
             # The usage flusher and the request path share one file: wait for the lock, don't fail.
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL;",
+            },
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis, celery, email -----------------------------------------------------------------------------
 REDIS_URL = env.redis_url("REDIS_URL")
-TOLLHOUSE_REDIS_PREFIX = env.str("TOLLHOUSE_REDIS_PREFIX", "th:")
+TOLLHOUSE_REDIS_PREFIX = env.string("TOLLHOUSE_REDIS_PREFIX", "th:")
 
 CELERY_BROKER_URL = env.raw("CELERY_BROKER_URL") or REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
@@ -142,7 +150,7 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
-TOLLHOUSE_USAGE_DRAIN_SECONDS = env.int("TOLLHOUSE_USAGE_DRAIN_SECONDS", 2, minimum=1)
+TOLLHOUSE_USAGE_DRAIN_SECONDS = env.integer("TOLLHOUSE_USAGE_DRAIN_SECONDS", 2, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "usage-drain": {"task": "billing.tasks.usage_drain", "schedule": float(TOLLHOUSE_USAGE_DRAIN_SECONDS)},
 }
@@ -160,21 +168,21 @@ else:
         if TOLLHOUSE_PRODUCTION
         else "django.core.mail.backends.console.EmailBackend"
     )
-DEFAULT_FROM_EMAIL = env.str("TOLLHOUSE_FROM_EMAIL", "Tollhouse <tollhouse@localhost>")
+DEFAULT_FROM_EMAIL = env.string("TOLLHOUSE_FROM_EMAIL", "Tollhouse <tollhouse@localhost>")
 
 # --- the gateway ------------------------------------------------------------------------------------
-TOLLHOUSE_MAX_BODY_BYTES = env.int("TOLLHOUSE_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
+TOLLHOUSE_MAX_BODY_BYTES = env.integer("TOLLHOUSE_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = TOLLHOUSE_MAX_BODY_BYTES
 # How long a worker trusts its in-process copy of keys, routes and prices.
-TOLLHOUSE_CACHE_TTL = env.int("TOLLHOUSE_CACHE_TTL", 5, minimum=0)
-TOLLHOUSE_TRUSTED_PROXIES = env.list("TOLLHOUSE_TRUSTED_PROXIES", [])
-TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS = env.int("TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS", 512, minimum=1)
-TOLLHOUSE_USAGE_FLUSH_SECONDS = env.int("TOLLHOUSE_USAGE_FLUSH_SECONDS", 1, minimum=1)
+TOLLHOUSE_CACHE_TTL = env.integer("TOLLHOUSE_CACHE_TTL", 5, minimum=0)
+TOLLHOUSE_TRUSTED_PROXIES = env.strings("TOLLHOUSE_TRUSTED_PROXIES", [])
+TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS = env.integer("TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS", 512, minimum=1)
+TOLLHOUSE_USAGE_FLUSH_SECONDS = env.integer("TOLLHOUSE_USAGE_FLUSH_SECONDS", 1, minimum=1)
 
-TOLLHOUSE_MOCK_PORT = env.int("TOLLHOUSE_MOCK_PORT", 8001, minimum=0)
-TOLLHOUSE_MOCK_URL = env.str("TOLLHOUSE_MOCK_URL", f"http://127.0.0.1:{TOLLHOUSE_MOCK_PORT}")
+TOLLHOUSE_MOCK_PORT = env.integer("TOLLHOUSE_MOCK_PORT", 8001, minimum=0)
+TOLLHOUSE_MOCK_URL = env.string("TOLLHOUSE_MOCK_URL", f"http://127.0.0.1:{TOLLHOUSE_MOCK_PORT}")
 # In the embedded default the gateway serves the mock provider itself, so the demo needs nothing else.
-TOLLHOUSE_EMBEDDED_MOCK = env.bool("TOLLHOUSE_EMBEDDED_MOCK", not TOLLHOUSE_PRODUCTION and not TESTING)
+TOLLHOUSE_EMBEDDED_MOCK = env.boolean("TOLLHOUSE_EMBEDDED_MOCK", not TOLLHOUSE_PRODUCTION and not TESTING)
 
 # Real providers registered by `manage.py demo` when their key is present.
 PROVIDER_KEYS = {
@@ -205,7 +213,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "gateway.errors.exception_handler",
 }
 
-LOG_LEVEL = env.str("TOLLHOUSE_LOG_LEVEL", "INFO").upper()
+LOG_LEVEL = env.string("TOLLHOUSE_LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -222,4 +230,3 @@ LOGGING = {
 TOLLHOUSE_CONFIG_ERRORS = env.errors
 TOLLHOUSE_CONFIG_WARNINGS = env.warnings
 TOLLHOUSE_SINGLE_PROCESS = REDIS_URL is None
-FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 behaviour now; silences the transition warning

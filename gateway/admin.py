@@ -17,6 +17,7 @@ class ProviderForm(forms.ModelForm):
         help_text="Leave empty to keep the current credential.",
     )
     clear_credential = forms.BooleanField(required=False)
+    base_url = forms.URLField(assume_scheme="https", help_text="Up to and including /v1.")
 
     class Meta:
         model = Provider

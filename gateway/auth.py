@@ -75,7 +75,9 @@ async def _load_key(prefix: str) -> KeyInfo | None:
 
 class Authenticator:
     def __init__(self) -> None:
-        self.cache: TTLCache[str, KeyInfo | None] = TTLCache(ttl=settings.TOLLHOUSE_CACHE_TTL, loader=_load_key)
+        self.cache: TTLCache[str, KeyInfo | None] = TTLCache(
+            ttl=settings.TOLLHOUSE_CACHE_TTL, loader=_load_key
+        )
 
     async def authenticate(self, raw: str | None) -> KeyInfo:
         if not raw:

@@ -106,7 +106,11 @@ class Call:
             return 0
         price = self.catalog.price(self.deployment.upstream_model, self.started_at)
         if price is None:
-            logger.warning("no price for model %s: call %s recorded at zero cost", self.deployment.upstream_model, self.request_id)
+            logger.warning(
+                "no price for model %s: call %s recorded at zero cost",
+                self.deployment.upstream_model,
+                self.request_id,
+            )
             return 0
         return cost_nanos(
             price=price,

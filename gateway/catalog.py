@@ -83,7 +83,9 @@ def _build_catalog() -> Catalog:
         try:
             credential = provider.get_credential()
         except CredentialError:
-            logger.error("provider %s: credential cannot be decrypted; its deployments are skipped", provider.name)
+            logger.error(
+                "provider %s: credential cannot be decrypted; its deployments are skipped", provider.name
+            )
             continue
         deployments.setdefault(deployment.route_id, []).append(
             DeploymentInfo(

@@ -39,7 +39,9 @@ class GatewayError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def response(self) -> HttpResponse:
-        response = HttpResponse(orjson.dumps(self.body()), status=self.status, content_type="application/json")
+        response = HttpResponse(
+            orjson.dumps(self.body()), status=self.status, content_type="application/json"
+        )
         for name, value in self.headers.items():
             response[name] = value
         return response
@@ -116,5 +118,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
         error.status = response.status_code
         error.type = "invalid_request_error" if response.status_code < 500 else "server_error"
         return error.response()
-    logger.exception("unhandled error on %s", context.get("request").path if context.get("request") else "?")
+    request = context.get("request")
+    logger.exception("unhandled error on %s", request.path if request is not None else "?")
     return InternalError("The gateway failed to handle this request.").response()

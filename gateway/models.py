@@ -17,7 +17,9 @@ class Provider(models.Model):
 
     name = models.SlugField(max_length=100, unique=True)
     kind = models.CharField(max_length=32, choices=Kind.choices)
-    base_url = models.URLField(max_length=500, help_text="Up to and including /v1, e.g. https://api.openai.com/v1")
+    base_url = models.URLField(
+        max_length=500, help_text="Up to and including /v1, e.g. https://api.openai.com/v1"
+    )
     credential_encrypted = models.TextField(blank=True, default="", editable=False)
     connect_timeout = models.DecimalField(max_digits=6, decimal_places=2, default=5)
     read_timeout = models.DecimalField(

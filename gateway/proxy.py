@@ -34,14 +34,18 @@ BuildRequest = Callable[[Adapter, DeploymentInfo], UpstreamRequest]
 
 def _timeout(deployment: DeploymentInfo) -> httpx.Timeout:
     provider = deployment.provider
-    return httpx.Timeout(provider.read_timeout, connect=provider.connect_timeout, pool=provider.connect_timeout)
+    return httpx.Timeout(
+        provider.read_timeout, connect=provider.connect_timeout, pool=provider.connect_timeout
+    )
 
 
 def transport_error(exc: BaseException) -> ProviderError:
     """Classify a failure to talk to the upstream. The message never names the upstream's address."""
     cause = exc.__cause__ or exc
     if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout) or isinstance(cause, asyncio.TimeoutError):
-        return ProviderError("The upstream provider timed out.", status=504, retryable=True, kind="upstream_timeout")
+        return ProviderError(
+            "The upstream provider timed out.", status=504, retryable=True, kind="upstream_timeout"
+        )
     return ProviderError(
         "The upstream provider could not be reached or broke the connection.",
         status=502,
@@ -60,7 +64,7 @@ def _as_gateway_error(error: ProviderError) -> errors.GatewayError:
     return cls(error.message, code=error.kind, headers=headers)
 
 
-def _respond(call: Call, response: HttpResponse | StreamingHttpResponse) -> HttpResponse | StreamingHttpResponse:
+def _respond(call: Call, response: HttpResponse) -> HttpResponse:
     response["X-Request-ID"] = call.public_request_id
     return response
 
@@ -70,7 +74,9 @@ async def _identify(call: Call, request: HttpRequest) -> None:
     raw = key_from_headers(request.headers.get("authorization"), request.headers.get("x-api-key"))
     call.key = await runtime.authenticator.authenticate(raw)
     if not call.key.ip_allowed(call.client_ip):
-        raise errors.PermissionDenied("Requests from your IP address are not allowed for this API key.", code="ip_not_allowed")
+        raise errors.PermissionDenied(
+            "Requests from your IP address are not allowed for this API key.", code="ip_not_allowed"
+        )
 
 
 async def _route(call: Call, model: str) -> RouteInfo:
@@ -79,13 +85,19 @@ async def _route(call: Call, model: str) -> RouteInfo:
     call.catalog = await runtime.catalog.get()
     route = call.catalog.route(model)
     if route is None:
-        raise errors.NotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model")
+        raise errors.NotFound(
+            f"The model '{model}' does not exist or you do not have access to it.", param="model"
+        )
     if not (call.key.model_allowed(route.name) or call.key.model_allowed(model)):
         raise errors.PermissionDenied(
-            f"This API key is not allowed to use the model '{model}'.", param="model", code="model_not_allowed"
+            f"This API key is not allowed to use the model '{model}'.",
+            param="model",
+            code="model_not_allowed",
         )
     if not route.deployments:
-        raise errors.UpstreamFailed(f"No provider is currently available for the model '{model}'.", code="no_deployment")
+        raise errors.UpstreamFailed(
+            f"No provider is currently available for the model '{model}'.", code="no_deployment"
+        )
     return route
 
 
@@ -137,7 +149,9 @@ async def _attempts(call: Call, route: RouteInfo) -> AsyncIterator[tuple[Adapter
     for deployment in route.candidates():
         adapter = adapter_for(deployment.provider.kind)
         if adapter is None:
-            logger.error("provider %s: no adapter for kind %r yet", deployment.provider.name, deployment.provider.kind)
+            logger.error(
+                "provider %s: no adapter for kind %r yet", deployment.provider.name, deployment.provider.kind
+            )
             continue
         call.deployment = deployment
         call.attempts += 1
@@ -161,11 +175,13 @@ async def _forward(call: Call, route: RouteInfo, build: BuildRequest) -> HttpRes
                 upstream.url, content=upstream.content, headers=upstream.headers, timeout=_timeout(deployment)
             )
             if response.status_code >= 400:
-                raise adapter.error(status=response.status_code, headers=dict(response.headers), content=response.content)
+                raise adapter.error(
+                    status=response.status_code, headers=dict(response.headers), content=response.content
+                )
             content, call.usage, call.served_model = adapter.parse_response(content=response.content)
         except ProviderError as exc:
             last = exc
-        except (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, httpx.HTTPError, aiohttp.ClientError) as exc:
             last = transport_error(exc)
         finally:
             call.upstream_ns = (call.upstream_ns or 0) + time.perf_counter_ns() - started
@@ -178,25 +194,31 @@ async def _forward(call: Call, route: RouteInfo, build: BuildRequest) -> HttpRes
     raise _as_gateway_error(last) if last else _no_attempt()
 
 
-async def _open_stream(call: Call, route: RouteInfo, build: BuildRequest) -> tuple[Adapter, httpx.Response, int]:
+async def _open_stream(
+    call: Call, route: RouteInfo, build: BuildRequest
+) -> tuple[Adapter, httpx.Response, int]:
     client = runtime.http()
     last: ProviderError | None = None
     async for adapter, deployment in _attempts(call, route):
         upstream = build(adapter, deployment)
         started = time.perf_counter_ns()
         request = client.build_request(
-            "POST", upstream.url, content=upstream.content, headers=upstream.headers, timeout=_timeout(deployment)
+            "POST",
+            upstream.url,
+            content=upstream.content,
+            headers=upstream.headers,
+            timeout=_timeout(deployment),
         )
         try:
             response = await client.send(request, stream=True)
-        except (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, httpx.HTTPError, aiohttp.ClientError) as exc:
             last = transport_error(exc)
         else:
             if response.status_code < 400:
                 return adapter, response, started
             try:
                 content = await response.aread()
-            except (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, httpx.HTTPError, aiohttp.ClientError):
                 content = b""
             finally:
                 await response.aclose()
@@ -224,10 +246,13 @@ async def _forward_stream(
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
-    return _respond(call, response)
+    response["X-Request-ID"] = call.public_request_id
+    return response
 
 
-async def _relay(call: Call, upstream: httpx.Response, translator: StreamTranslator, started: int) -> AsyncIterator[bytes]:
+async def _relay(
+    call: Call, upstream: httpx.Response, translator: StreamTranslator, started: int
+) -> AsyncIterator[bytes]:
     try:
         async for data in upstream.aiter_raw():
             out = translator.feed(data)
@@ -239,12 +264,15 @@ async def _relay(call: Call, upstream: httpx.Response, translator: StreamTransla
             yield tail
         if not translator.done:
             raise ProviderError(
-                "The upstream provider ended the stream early.", status=502, retryable=False, kind="upstream_stream_broken"
+                "The upstream provider ended the stream early.",
+                status=502,
+                retryable=False,
+                kind="upstream_stream_broken",
             )
     except ProviderError as exc:
         call.fail(exc)
         yield sse_error(_as_gateway_error(exc))
-    except (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, httpx.HTTPError, aiohttp.ClientError) as exc:
         error = transport_error(exc)
         call.fail(error)
         yield sse_error(_as_gateway_error(error))
@@ -268,6 +296,6 @@ async def _relay(call: Call, upstream: httpx.Response, translator: StreamTransla
 async def _close_and_settle(call: Call, upstream: httpx.Response) -> None:
     try:
         await upstream.aclose()
-    except (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, httpx.HTTPError, aiohttp.ClientError, OSError):
         logger.debug("upstream stream for %s closed with an error", call.request_id)
     await call.settle()

@@ -43,7 +43,9 @@ def read_json_body(request: HttpRequest) -> dict[str, Any]:
 def _require_model(data: dict[str, Any]) -> str:
     model = data.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise errors.BadRequest("You must provide a model parameter.", param="model", code="missing_required_parameter")
+        raise errors.BadRequest(
+            "You must provide a model parameter.", param="model", code="missing_required_parameter"
+        )
     return model
 
 
@@ -74,14 +76,18 @@ def validate_chat(data: dict[str, Any]) -> tuple[str, int]:
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise errors.BadRequest(
-                f"messages[{index}] must be an object with a 'role'.", param=f"messages[{index}]", code="invalid_value"
+                f"messages[{index}] must be an object with a 'role'.",
+                param=f"messages[{index}]",
+                code="invalid_value",
             )
     stream = data.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise errors.BadRequest("'stream' must be true or false.", param="stream", code="invalid_type")
     options = data.get("stream_options")
     if options is not None and not isinstance(options, dict):
-        raise errors.BadRequest("'stream_options' must be an object.", param="stream_options", code="invalid_type")
+        raise errors.BadRequest(
+            "'stream_options' must be an object.", param="stream_options", code="invalid_type"
+        )
     _optional_positive_int(data, "max_tokens")
     _optional_positive_int(data, "max_completion_tokens")
     user = data.get("user")

@@ -30,7 +30,11 @@ PRICES_FROM = datetime(2025, 1, 1, tzinfo=UTC)
 # Real providers that `demo` registers when their key is in the environment: they take over the
 # route from the mock (the mock deployment is disabled, never a silent fallback to fake answers).
 REAL_PROVIDERS = {
-    "openai": ("openai", "https://api.openai.com/v1", {"gpt-4.1": "gpt-4.1", "text-embedding-3-small": "text-embedding-3-small"}),
+    "openai": (
+        "openai",
+        "https://api.openai.com/v1",
+        {"gpt-4.1": "gpt-4.1", "text-embedding-3-small": "text-embedding-3-small"},
+    ),
     "deepseek": ("openai-compatible", "https://api.deepseek.com/v1", {"deepseek-v3.2": "deepseek-chat"}),
 }
 
@@ -129,5 +133,9 @@ def demo_prepare(*, mock_url: str) -> Demo:
 
     issued = account_services.api_key_issue(tenant=tenant, name="demo", created_by=admin)
     return Demo(
-        tenant=tenant, raw_key=issued.raw, admin_username="admin", admin_password=password, real_providers=registered
+        tenant=tenant,
+        raw_key=issued.raw,
+        admin_username="admin",
+        admin_password=password,
+        real_providers=registered,
     )

@@ -16,7 +16,9 @@ V = TypeVar("V")
 
 
 class TTLCache(Generic[K, V]):
-    def __init__(self, *, ttl: float, loader: Callable[[K], Awaitable[V]], max_entries: int = 100_000) -> None:
+    def __init__(
+        self, *, ttl: float, loader: Callable[[K], Awaitable[V]], max_entries: int = 100_000
+    ) -> None:
         self.ttl = ttl
         self.loader = loader
         self.max_entries = max_entries

@@ -56,6 +56,10 @@ class ModelsView(GatewayView):
         except errors.GatewayError as exc:
             return exc.response()
         catalog = await runtime.catalog.get()
-        names = sorted(name for name in catalog.routes if key.model_allowed(catalog.routes[name].name) or key.model_allowed(name))
+        names = sorted(
+            name
+            for name in catalog.routes
+            if key.model_allowed(catalog.routes[name].name) or key.model_allowed(name)
+        )
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "tollhouse"} for name in names]
         return HttpResponse(orjson.dumps({"object": "list", "data": data}), content_type="application/json")

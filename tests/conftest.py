@@ -24,6 +24,21 @@ def mock_upstream() -> Iterator[MockServerThread]:
         yield mock
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_connections_at_teardown(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """Server and executor threads keep their own connections; the test database can only be
+    dropped once they are gone."""
+    yield
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
 @pytest.fixture(scope="session")
 def gateway_server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[str]:
     from tests.support.server import GatewayServerThread
@@ -71,8 +86,8 @@ def world(transactional_db: None, mock_upstream: MockServerThread) -> World:
 
     from accounts.models import Membership, Plan
     from accounts.services import api_key_issue, tenant_create
-    from gateway.services import DEMO_MODELS, PRICES_FROM, deployment_upsert, provider_upsert, route_upsert
     from billing.services import model_price_set
+    from gateway.services import DEMO_MODELS, PRICES_FROM, deployment_upsert, provider_upsert, route_upsert
 
     User = get_user_model()
     operator = User.objects.create_superuser("operator", "op@example.com", "pw-operator-1")
@@ -87,18 +102,29 @@ def world(transactional_db: None, mock_upstream: MockServerThread) -> World:
     Membership.objects.create(tenant=globex, user=outsider, role="owner")
 
     provider = provider_upsert(
-        name="mock", kind="mock", base_url=mock_upstream.url + "/v1", credential=UPSTREAM_SECRET,
+        name="mock",
+        kind="mock",
+        base_url=mock_upstream.url + "/v1",
+        credential=UPSTREAM_SECRET,
         read_timeout=Decimal("1.5"),
     )
     for model, (input_price, cached_price, output_price) in DEMO_MODELS.items():
         route = route_upsert(name=model, aliases=["gpt4"] if model == "gpt-4.1" else [])
         deployment_upsert(route=route, provider=provider, upstream_model=model)
         model_price_set(
-            model=model, input_per_mtok=Decimal(input_price), cached_input_per_mtok=Decimal(cached_price),
-            output_per_mtok=Decimal(output_price), effective_from=PRICES_FROM,
+            model=model,
+            input_per_mtok=Decimal(input_price),
+            cached_input_per_mtok=Decimal(cached_price),
+            output_per_mtok=Decimal(output_price),
+            effective_from=PRICES_FROM,
         )
     return World(
-        operator=operator, acme=acme, globex=globex, owner=owner, member=member, outsider=outsider,
+        operator=operator,
+        acme=acme,
+        globex=globex,
+        owner=owner,
+        member=member,
+        outsider=outsider,
         key=api_key_issue(tenant=acme, name="acme-default").raw,
         globex_key=api_key_issue(tenant=globex, name="globex-default").raw,
         provider=provider,

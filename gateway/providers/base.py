@@ -70,7 +70,9 @@ class StreamTranslator:
 class Adapter:
     kind: ClassVar[str]
 
-    def chat_request(self, *, deployment: DeploymentInfo, body: dict[str, Any], request_id: str) -> UpstreamRequest:
+    def chat_request(
+        self, *, deployment: DeploymentInfo, body: dict[str, Any], request_id: str
+    ) -> UpstreamRequest:
         raise NotImplementedError
 
     def embeddings_request(

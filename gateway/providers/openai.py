@@ -96,13 +96,19 @@ class OpenAIStream(StreamTranslator):
 class OpenAIAdapter(Adapter):
     kind: ClassVar[str] = "openai"
 
-    def _request(self, deployment: DeploymentInfo, path: str, body: dict[str, Any], request_id: str) -> UpstreamRequest:
+    def _request(
+        self, deployment: DeploymentInfo, path: str, body: dict[str, Any], request_id: str
+    ) -> UpstreamRequest:
         headers = {"content-type": "application/json", "x-request-id": request_id}
         if deployment.provider.credential:
             headers["authorization"] = f"Bearer {deployment.provider.credential}"
-        return UpstreamRequest(url=deployment.provider.base_url + path, headers=headers, content=orjson.dumps(body))
+        return UpstreamRequest(
+            url=deployment.provider.base_url + path, headers=headers, content=orjson.dumps(body)
+        )
 
-    def chat_request(self, *, deployment: DeploymentInfo, body: dict[str, Any], request_id: str) -> UpstreamRequest:
+    def chat_request(
+        self, *, deployment: DeploymentInfo, body: dict[str, Any], request_id: str
+    ) -> UpstreamRequest:
         upstream = {**body, "model": deployment.upstream_model}
         if upstream.get("stream"):
             # Always ask for usage, so every streamed call is billed from the upstream's own figures.
@@ -112,18 +118,26 @@ class OpenAIAdapter(Adapter):
     def embeddings_request(
         self, *, deployment: DeploymentInfo, body: dict[str, Any], request_id: str
     ) -> UpstreamRequest:
-        return self._request(deployment, "/embeddings", {**body, "model": deployment.upstream_model}, request_id)
+        return self._request(
+            deployment, "/embeddings", {**body, "model": deployment.upstream_model}, request_id
+        )
 
     def parse_response(self, *, content: bytes) -> tuple[bytes, Usage, str]:
         try:
             data = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
             raise ProviderError(
-                "The upstream provider returned a malformed response.", status=502, retryable=True, kind="bad_response"
+                "The upstream provider returned a malformed response.",
+                status=502,
+                retryable=True,
+                kind="bad_response",
             ) from exc
         if not isinstance(data, dict):
             raise ProviderError(
-                "The upstream provider returned a malformed response.", status=502, retryable=True, kind="bad_response"
+                "The upstream provider returned a malformed response.",
+                status=502,
+                retryable=True,
+                kind="bad_response",
             )
         usage = usage_from(data.get("usage")) or Usage()
         return content, usage, str(data.get("model") or "")
@@ -158,10 +172,18 @@ class OpenAIAdapter(Adapter):
         if status in (400, 413, 422):
             detail = f": {redact(message)}" if message else "."
             return ProviderError(
-                f"The upstream provider rejected the request{detail}", status=400, retryable=False, kind="upstream_rejected"
+                f"The upstream provider rejected the request{detail}",
+                status=400,
+                retryable=False,
+                kind="upstream_rejected",
             )
         if status in (408, 504):
-            return ProviderError("The upstream provider timed out.", status=504, retryable=True, kind="upstream_timeout")
+            return ProviderError(
+                "The upstream provider timed out.", status=504, retryable=True, kind="upstream_timeout"
+            )
         return ProviderError(
-            f"The upstream provider failed (HTTP {status}).", status=502, retryable=status >= 500, kind="upstream_error"
+            f"The upstream provider failed (HTTP {status}).",
+            status=502,
+            retryable=status >= 500,
+            kind="upstream_error",
         )

@@ -43,7 +43,9 @@ def test_it_answers_a_chat_completion_and_records_it_exactly(gateway_server, wor
     assert row.client_ip == "127.0.0.1"
 
 
-def test_it_streams_and_records_the_usage_the_upstream_reported(gateway_server, world, usage_rows, mock_upstream):
+def test_it_streams_and_records_the_usage_the_upstream_reported(
+    gateway_server, world, usage_rows, mock_upstream
+):
     stream = sdk(gateway_server, world.key).chat.completions.create(
         model="claude-sonnet-4.5",
         messages=[{"role": "user", "content": "Tell me [mock tokens=12 prompt_tokens=40]"}],
@@ -162,7 +164,9 @@ def test_it_forbids_a_client_ip_outside_the_allow_list(gateway_server, world, us
 
 def test_it_allows_a_client_ip_inside_the_allow_list(gateway_server, world, usage_rows):
     fenced = api_key_issue(tenant=world.acme, name="local", allowed_ips=["127.0.0.0/8", "::1"]).raw
-    sdk(gateway_server, fenced).chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "hi"}])
+    sdk(gateway_server, fenced).chat.completions.create(
+        model="gpt-4.1", messages=[{"role": "user", "content": "hi"}]
+    )
     assert [row.status for row in usage_rows(1)] == [200]
 
 
@@ -252,7 +256,9 @@ def test_it_passes_upstream_rate_limits_on_with_retry_after(gateway_server, worl
 
 def test_it_reports_a_stream_that_breaks_midway_and_bills_what_was_sent(gateway_server, world, usage_rows):
     stream = sdk(gateway_server, world.key).chat.completions.create(
-        model="gpt-4.1", messages=[{"role": "user", "content": "[mock tokens=20 drop_after=5 chunk_ms=30]"}], stream=True
+        model="gpt-4.1",
+        messages=[{"role": "user", "content": "[mock tokens=20 drop_after=5 chunk_ms=30]"}],
+        stream=True,
     )
     received = []
     with pytest.raises(openai.APIError):
@@ -269,7 +275,11 @@ def test_it_bills_what_was_generated_when_the_client_goes_away(gateway_server, w
         "POST",
         gateway_server + "/v1/chat/completions",
         headers={"Authorization": f"Bearer {world.key}"},
-        json={"model": "gpt-4.1", "stream": True, "messages": [{"role": "user", "content": "[mock tokens=200 chunk_ms=20]"}]},
+        json={
+            "model": "gpt-4.1",
+            "stream": True,
+            "messages": [{"role": "user", "content": "[mock tokens=200 chunk_ms=20]"}],
+        },
     ) as response:
         lines = response.iter_lines()
         data = [line for line, _ in zip(lines, range(8), strict=False) if line.startswith("data:")]
@@ -290,7 +300,9 @@ def test_it_lists_only_the_models_the_key_may_use(gateway_server, world):
 
 
 def test_it_proxies_embeddings_and_prices_them(gateway_server, world, usage_rows):
-    result = sdk(gateway_server, world.key).embeddings.create(model="text-embedding-3-small", input="hello world")
+    result = sdk(gateway_server, world.key).embeddings.create(
+        model="text-embedding-3-small", input="hello world"
+    )
     assert len(result.data) == 1 and result.data[0].embedding
     [row] = usage_rows(1)
     assert row.endpoint == "embeddings" and row.prompt_tokens == result.usage.prompt_tokens

@@ -22,7 +22,9 @@ class GatewayServerThread:
         self.url = f"http://127.0.0.1:{self.port}"
         from config.asgi import application
 
-        config = uvicorn.Config(application, lifespan="on", log_level="warning", access_log=False, loop="asyncio")
+        config = uvicorn.Config(
+            application, lifespan="on", log_level="warning", access_log=False, loop="asyncio"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name="gateway-server", daemon=True)
 

@@ -15,8 +15,12 @@ class Command(BaseCommand):
     help = "Create whatever of the demo is missing (tenant, mock provider, routes, prices) and issue a fresh demo key."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--mock-url", default=settings.TOLLHOUSE_MOCK_URL, help="Base URL of the mock provider.")
-        parser.add_argument("--key-only", action="store_true", help="Print only the new API key (for scripts).")
+        parser.add_argument(
+            "--mock-url", default=settings.TOLLHOUSE_MOCK_URL, help="Base URL of the mock provider."
+        )
+        parser.add_argument(
+            "--key-only", action="store_true", help="Print only the new API key (for scripts)."
+        )
         parser.add_argument("--gateway-url", default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}")
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -1,0 +1,92 @@
+"""CI smoke test of the embedded default: `make run` exactly as the README says, one OpenAI SDK
+call (plain and streamed), the usage rows in SQLite, then a clean stop."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import openai
+
+ROOT = Path(__file__).resolve().parents[1]
+PORT = os.environ.get("SMOKE_PORT", "8765")
+
+
+def fail(message: str, log: Path) -> None:
+    print(f"SMOKE FAILED: {message}\n--- make run output ---\n{log.read_text()[-5000:]}", file=sys.stderr)
+    sys.exit(1)
+
+
+def main() -> None:
+    var = Path(tempfile.mkdtemp(prefix="tollhouse-smoke-"))
+    log = var / "run.log"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_", "TOLLHOUSE_"))
+    }
+    env.update({"PORT": PORT, "TOLLHOUSE_VAR_DIR": str(var), "TOLLHOUSE_MOCK_PORT": "8766"})
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            ["make", "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        base = f"http://127.0.0.1:{PORT}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                fail("make run exited", log)
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            fail("the gateway did not answer within 120 s", log)
+        match = re.search(r"API key \(shown once\): (th-\S+)", log.read_text())
+        if not match:
+            fail("make run did not print a demo key", log)
+        client = openai.OpenAI(base_url=base + "/v1", api_key=match.group(1), max_retries=0)
+        reply = client.chat.completions.create(
+            model="gpt-4.1", messages=[{"role": "user", "content": "Hello!"}]
+        )
+        assert reply.choices[0].message.content, reply
+        streamed = "".join(
+            chunk.choices[0].delta.content or ""
+            for chunk in client.chat.completions.create(
+                model="claude-sonnet-4.5", messages=[{"role": "user", "content": "Hi"}], stream=True
+            )
+            if chunk.choices
+        )
+        assert streamed, "empty stream"
+        print(f"smoke: non-stream and stream calls answered ({reply.usage.total_tokens} tokens)")
+        assert httpx.get(base + "/admin/login/").status_code == 200
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            fail("the gateway did not stop within 30 s of SIGTERM", log)
+    # Shutdown flushes the in-process usage buffer: both calls must be in the database now.
+    rows = (
+        sqlite3.connect(var / "tollhouse.sqlite3")
+        .execute("SELECT status, streamed, prompt_tokens, completion_tokens, cost FROM billing_usagerecord")
+        .fetchall()
+    )
+    if len(rows) != 2 or any(row[0] != 200 or row[3] == 0 or Decimal(str(row[4])) <= 0 for row in rows):
+        fail(f"expected two priced usage rows, found {rows}", log)
+    print(f"smoke: usage recorded: {rows}")
+
+
+if __name__ == "__main__":
+    main()
