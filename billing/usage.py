@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 import redis
@@ -150,7 +150,10 @@ def _ensure_group(client: redis.Redis) -> None:
             raise
 
 
-def _write(client: redis.Redis, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
+Entries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+def _write(client: redis.Redis, entries: Entries) -> int:
     records, ids = [], []
     for entry_id, fields in entries:
         ids.append(entry_id)
@@ -183,14 +186,15 @@ def usage_drain(*, batch_size: int = 500, claim_idle_ms: int = 60_000, max_batch
         consumer = _consumer_name()
         written = 0
         # Entries another consumer read but never acknowledged (it crashed, or the DB was down).
-        _, claimed, _ = client.xautoclaim(
-            stream_key(), GROUP, consumer, claim_idle_ms, "0-0", count=batch_size
-        )
+        # redis-py types its replies loosely; these are (cursor, entries, deleted) and [[stream, entries]].
+        claimed: Entries = cast(
+            Any, client.xautoclaim(stream_key(), GROUP, consumer, claim_idle_ms, "0-0", count=batch_size)
+        )[1]
         if claimed:
             written += _write(client, claimed)
         for _ in range(max_batches):
-            response = client.xreadgroup(GROUP, consumer, {stream_key(): ">"}, count=batch_size)
-            entries = response[0][1] if response else []
+            response: Any = client.xreadgroup(GROUP, consumer, {stream_key(): ">"}, count=batch_size)
+            entries: Entries = response[0][1] if response else []
             if not entries:
                 break
             written += _write(client, entries)

@@ -137,6 +137,14 @@ async def handle(request: HttpRequest, *, endpoint: str) -> HttpResponse | Strea
         call.fail(exc)
         await call.settle()
         return _respond(call, exc.response())
+    except asyncio.CancelledError:
+        # The client went away before the answer (Django cancels the view). The upstream call is
+        # cancelled with it; the call is still recorded, with the prompt as far as it went.
+        call.status, call.error_type = CLIENT_CLOSED, "client_disconnected"
+        if call.deployment is not None and not call.usage.reported:
+            call.usage.prompt_tokens = estimate_tokens(call.prompt_chars)
+        runtime.spawn(call.settle())
+        raise
     except Exception:
         logger.exception("request %s failed unexpectedly", call.request_id)
         error = errors.InternalError("The gateway failed to handle this request.")

@@ -324,3 +324,16 @@ def test_it_never_puts_a_secret_in_logs_or_errors(gateway_server, world, usage_r
     assert UPSTREAM_SECRET not in caplog.text
     [row] = usage_rows(1)
     assert row.error_type == "upstream_auth"
+
+
+def test_it_records_a_call_whose_client_gives_up_before_the_answer(gateway_server, world, usage_rows):
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            gateway_server + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {world.key}"},
+            json={"model": "gpt-4.1", "messages": [{"role": "user", "content": "[mock ttft_ms=1000]"}]},
+            timeout=0.3,
+        )
+    [row] = usage_rows(1, timeout=8)
+    assert (row.status, row.error_type, row.streamed) == (499, "client_disconnected", False)
+    assert row.prompt_tokens > 0 and row.completion_tokens == 0
