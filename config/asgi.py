@@ -1,4 +1,5 @@
-"""The ASGI application: Django, plus static files and the gateway's per-process lifecycle.
+"""The ASGI application: the /v1 API (gateway/asgi.py), Django for the rest, static files, and
+the gateway's per-process lifecycle.
 
 Django does not speak ASGI lifespan, so this wrapper does: at startup it validates the
 configuration and starts the usage sink (and, in embedded mode, the mock provider); at shutdown
@@ -18,16 +19,23 @@ django_application = get_asgi_application()
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from gateway.asgi import gateway_handler  # noqa: E402
 from gateway.runtime import runtime  # noqa: E402
 
 logger = logging.getLogger("tollhouse")
 
 
-class Lifespan:
+class Tollhouse:
+    """/v1 API calls to the lean gateway handler; everything else to Django; lifespan here."""
+
     def __init__(self, app: Any) -> None:
         self.app = app
+        self.gateway = gateway_handler()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.gateway.handles(scope):
+            await self.gateway(scope, receive, send)
+            return
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
@@ -49,4 +57,4 @@ class Lifespan:
                 return
 
 
-application = Lifespan(ASGIStaticFilesHandler(django_application))
+application = Tollhouse(ASGIStaticFilesHandler(django_application))

@@ -16,6 +16,7 @@ from django.utils import timezone
 from accounts import keys
 from accounts.models import ApiKey, Tenant
 from gateway import errors
+from gateway.db import run_db
 from gateway.ttlcache import TTLCache
 
 Network = IPv4Network | IPv6Network
@@ -56,8 +57,8 @@ def _effective_models(key_models: list[str], plan_models: list[str]) -> frozense
     return None
 
 
-async def _load_key(prefix: str) -> KeyInfo | None:
-    api_key = await ApiKey.objects.select_related("tenant__plan").filter(prefix=prefix).afirst()
+def _read_key(prefix: str) -> KeyInfo | None:
+    api_key = ApiKey.objects.select_related("tenant__plan").filter(prefix=prefix).first()
     if api_key is None:
         return None
     plan = api_key.tenant.plan
@@ -71,6 +72,10 @@ async def _load_key(prefix: str) -> KeyInfo | None:
         allowed_models=_effective_models(api_key.allowed_models, plan.allowed_models if plan else []),
         allowed_networks=tuple(ip_network(value, strict=False) for value in api_key.allowed_ips),
     )
+
+
+async def _load_key(prefix: str) -> KeyInfo | None:
+    return await run_db(lambda: _read_key(prefix))
 
 
 class Authenticator:

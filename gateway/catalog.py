@@ -11,12 +11,12 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from billing.pricing import PriceNanos
 from billing.selectors import price_in_force, price_schedule
 from gateway.crypto import CredentialError
+from gateway.db import run_db
 from gateway.models import Deployment, ModelRoute
 from gateway.ttlcache import TTLCache
 
@@ -75,7 +75,6 @@ class Catalog:
 
 
 def _build_catalog() -> Catalog:
-    # Runs inside a request, in the database thread; the request cycle recycles the connection.
     deployments: dict[int, list[DeploymentInfo]] = {}
     query = Deployment.objects.filter(enabled=True, provider__enabled=True, route__enabled=True)
     for deployment in query.select_related("provider"):
@@ -116,7 +115,7 @@ def _build_catalog() -> Catalog:
 
 
 async def _load(_: str) -> Catalog:
-    return await sync_to_async(_build_catalog, thread_sensitive=True)()
+    return await run_db(_build_catalog)
 
 
 class CatalogCache:
