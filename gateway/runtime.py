@@ -19,6 +19,7 @@ from billing.usage import UsageSink, make_sink
 from config.redis import close_async_client
 from gateway.auth import Authenticator
 from gateway.catalog import CatalogCache
+from gateway.invalidation import Subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class Runtime:
         self._http: httpx.AsyncClient | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._mock: Any = None
+        self._subscriber = Subscriber(self.apply_config_change)
 
     # -- shared clients ------------------------------------------------------------------------------
     def http(self) -> httpx.AsyncClient:
@@ -56,6 +58,12 @@ class Runtime:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def apply_config_change(self, message: dict[str, str]) -> None:
+        if message.get("kind") == "key" and message.get("prefix"):
+            self.authenticator.cache.invalidate(message["prefix"])
+        else:
+            self.clear_caches()
+
     def clear_caches(self) -> None:
         self.authenticator.cache.clear()
         self.catalog.clear()
@@ -71,6 +79,7 @@ class Runtime:
                 "gateway process (set DATABASE_URL and REDIS_URL to scale out)."
             )
         await self.sink()
+        await self._subscriber.start()
         if settings.TOLLHOUSE_EMBEDDED_MOCK:
             from gateway.mockserver import start_server
 
@@ -78,6 +87,7 @@ class Runtime:
             logger.info("embedded mock provider listening on %s", self._mock.url)
 
     async def shutdown(self) -> None:
+        await self._subscriber.stop()
         if self._background:
             await asyncio.wait(set(self._background), timeout=10)
         if self._sink is not None:
