@@ -74,6 +74,29 @@ def deployment_upsert(
     return deployment
 
 
+def _price(model: str, prices: tuple[str, str, str]) -> None:
+    model_price_set(
+        model=model,
+        input_per_mtok=Decimal(prices[0]),
+        cached_input_per_mtok=Decimal(prices[1]),
+        output_per_mtok=Decimal(prices[2]),
+        effective_from=PRICES_FROM,
+    )
+
+
+@transaction.atomic
+def demo_models_install(*, provider: Provider, priority: int = 0) -> None:
+    """The demo's routes (and aliases), served by `provider`, with their list prices."""
+    for model, prices in DEMO_MODELS.items():
+        route = route_upsert(name=model, aliases=DEMO_ALIASES.get(model, []))
+        # Created when missing, otherwise left as the operator set it (e.g. disabled in favour of
+        # a real provider): running the demo again must not bring fake answers back.
+        Deployment.objects.get_or_create(
+            route=route, provider=provider, defaults={"upstream_model": model, "priority": priority}
+        )
+        _price(model, prices)
+
+
 @dataclass(frozen=True)
 class Demo:
     tenant: Tenant
@@ -91,16 +114,7 @@ def demo_prepare(*, mock_url: str) -> Demo:
         name="Demo", slug="demo", plan=plan
     )
     mock = provider_upsert(name="mock", kind=Provider.Kind.MOCK, base_url=mock_url.rstrip("/") + "/v1")
-    for model, (input_price, cached_price, output_price) in DEMO_MODELS.items():
-        route = route_upsert(name=model, aliases=DEMO_ALIASES.get(model, []))
-        deployment_upsert(route=route, provider=mock, upstream_model=model, priority=10)
-        model_price_set(
-            model=model,
-            input_per_mtok=Decimal(input_price),
-            cached_input_per_mtok=Decimal(cached_price),
-            output_per_mtok=Decimal(output_price),
-            effective_from=PRICES_FROM,
-        )
+    demo_models_install(provider=mock, priority=10)
 
     registered = []
     for env_name, credential in settings.PROVIDER_KEYS.items():
@@ -113,14 +127,7 @@ def demo_prepare(*, mock_url: str) -> Demo:
             deployment_upsert(route=route, provider=provider, upstream_model=upstream, priority=0)
             Deployment.objects.filter(route=route, provider=mock).update(enabled=False)
             if upstream != public:
-                price = DEMO_MODELS[public]
-                model_price_set(
-                    model=upstream,
-                    input_per_mtok=Decimal(price[0]),
-                    cached_input_per_mtok=Decimal(price[1]),
-                    output_per_mtok=Decimal(price[2]),
-                    effective_from=PRICES_FROM,
-                )
+                _price(upstream, DEMO_MODELS[public])
         registered.append(env_name)
 
     User = get_user_model()

@@ -86,8 +86,7 @@ def world(transactional_db: None, mock_upstream: MockServerThread) -> World:
 
     from accounts.models import Membership, Plan
     from accounts.services import api_key_issue, tenant_create
-    from billing.services import model_price_set
-    from gateway.services import DEMO_MODELS, PRICES_FROM, deployment_upsert, provider_upsert, route_upsert
+    from gateway.services import demo_models_install, provider_upsert
 
     User = get_user_model()
     operator = User.objects.create_superuser("operator", "op@example.com", "pw-operator-1")
@@ -108,16 +107,7 @@ def world(transactional_db: None, mock_upstream: MockServerThread) -> World:
         credential=UPSTREAM_SECRET,
         read_timeout=Decimal("1.5"),
     )
-    for model, (input_price, cached_price, output_price) in DEMO_MODELS.items():
-        route = route_upsert(name=model, aliases=["gpt4"] if model == "gpt-4.1" else [])
-        deployment_upsert(route=route, provider=provider, upstream_model=model)
-        model_price_set(
-            model=model,
-            input_per_mtok=Decimal(input_price),
-            cached_input_per_mtok=Decimal(cached_price),
-            output_per_mtok=Decimal(output_price),
-            effective_from=PRICES_FROM,
-        )
+    demo_models_install(provider=provider)
     return World(
         operator=operator,
         acme=acme,
