@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_ratelimit",
     "config",
     "accounts",
     "billing",
@@ -143,6 +144,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- redis, celery, email -----------------------------------------------------------------------------
 REDIS_URL = env.redis_url("REDIS_URL")
 TOLLHOUSE_REDIS_PREFIX = env.string("TOLLHOUSE_REDIS_PREFIX", "th:")
+
+# The cache backs the console's rate limits (login attempts); it must be shared between processes.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Embedded mode is one process, so an in-process cache is shared by everything that runs.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003"]
+TOLLHOUSE_LOGIN_RATE = env.string("TOLLHOUSE_LOGIN_RATE", "10/m")
 
 CELERY_BROKER_URL = env.raw("CELERY_BROKER_URL") or REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None

@@ -1,8 +1,10 @@
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
+from django_ratelimit.decorators import ratelimit
 
 import gateway.errors
 
@@ -16,10 +18,16 @@ def v1_not_found(request: HttpRequest, rest: str) -> HttpResponse:
     return gateway.errors.NotFound(f"Unknown API route: {request.path[:200]}", code="unknown_url").response()
 
 
+# Password guessing: at most TOLLHOUSE_LOGIN_RATE login attempts per client IP (403 beyond).
+admin_login = ratelimit(key="ip", rate=settings.TOLLHOUSE_LOGIN_RATE, method="POST", block=True)(
+    admin.site.login
+)
+
 urlpatterns = [
     path("v1/", include("gateway.urls")),
     path("v1/<path:rest>", v1_not_found),
     path("healthz", healthz),
+    path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("", lambda request: redirect("admin:index")),
 ]
