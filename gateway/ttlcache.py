@@ -1,18 +1,27 @@
-"""A small in-process TTL cache for the hot path, with single-flight loading.
+"""A small in-process TTL cache for the hot path: single-flight loads, stale-while-revalidate.
 
-Entries live `ttl` seconds; when one expires, the first caller loads it again and concurrent
-callers await that same load instead of each going to the database.
+- A missing entry is loaded once; concurrent callers await that same load.
+- An expired entry is still served while one background load refreshes it, so no request waits
+  for the database just because a TTL ran out (the refresh is what keeps p99 flat). If that load
+  fails, the stale value is kept and retried a second later: a database blip does not turn into
+  401s for every caller.
+- `invalidate` / `clear` drop entries outright (a config change was broadcast): the next caller
+  loads afresh.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+logger = logging.getLogger(__name__)
+
 K = TypeVar("K")
 V = TypeVar("V")
+RETRY_AFTER_FAILED_REFRESH = 1.0
 
 
 class TTLCache(Generic[K, V]):
@@ -27,14 +36,19 @@ class TTLCache(Generic[K, V]):
 
     async def get(self, key: K) -> V:
         entry = self._entries.get(key)
-        if entry is not None and entry[1] > time.monotonic():
-            return entry[0]
-        pending = self._pending.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(self._load(key))
-            self._pending[key] = pending
+        if entry is not None:
+            value, expires = entry
+            if expires <= time.monotonic() and key not in self._pending:
+                self._start_load(key).add_done_callback(self._refresh_done(key))
+            return value
+        pending = self._pending.get(key) or self._start_load(key)
         # shield: one caller going away must not cancel the load the others wait for
         return await asyncio.shield(pending)
+
+    def _start_load(self, key: K) -> asyncio.Future[V]:
+        future = asyncio.ensure_future(self._load(key))
+        self._pending[key] = future
+        return future
 
     async def _load(self, key: K) -> V:
         try:
@@ -45,6 +59,17 @@ class TTLCache(Generic[K, V]):
             return value
         finally:
             self._pending.pop(key, None)
+
+    def _refresh_done(self, key: K) -> Callable[[asyncio.Future[V]], None]:
+        def done(future: asyncio.Future[V]) -> None:
+            if future.cancelled() or future.exception() is None:
+                return
+            logger.error("cache refresh failed; serving the previous value", exc_info=future.exception())
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries[key] = (entry[0], time.monotonic() + RETRY_AFTER_FAILED_REFRESH)
+
+        return done
 
     def _evict(self) -> None:
         now = time.monotonic()

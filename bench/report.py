@@ -1,0 +1,348 @@
+"""Render bench/REPORT.md from the results dict that run.py also writes to bench/out/results.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(value: Any, digits: int = 2, unit: str = "") -> str:
+    if value is None or value == "":
+        return "n/a"
+    if isinstance(value, float):
+        text = f"{value:,.{digits}f}"
+    elif isinstance(value, int):
+        text = f"{value:,}"
+    else:
+        text = str(value)
+    return f"{text} {unit}".rstrip()
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def _verdict(target: dict[str, Any]) -> str:
+    measured, limit, op, unit = target["measured"], target["limit"], target["op"], target["unit"]
+    if target["passed"] is None:
+        return "n/a (not measured)"
+    if op == "==":
+        return "PASS" if target["passed"] else f"MISS ({_f(measured)} {unit})"
+    gap = abs(measured - limit)
+    if target["passed"]:
+        return f"PASS ({_f(float(gap))} {unit} to spare)"
+    ratio = measured / limit if limit else 0.0
+    return f"MISS by {_f(float(gap))} {unit} ({ratio:.2f}x the limit)"
+
+
+def render(r: dict[str, Any]) -> str:
+    meta = r.get("meta", {})
+    m = meta.get("machine", {})
+    plan = meta.get("plan", {})
+    lines: list[str] = [
+        "# Tollhouse benchmark report",
+        "",
+        f"Generated {meta.get('generated_at', '?')} by `bench/run.py` (mode: **{meta.get('mode')}**, "
+        f"{_f(meta.get('run_seconds'), 0)} s). Raw figures: `bench/out/results.json`.",
+        "",
+    ]
+    if r.get("errors"):
+        lines += ["**The run did not complete:** " + "; ".join(r["errors"]), ""]
+
+    # -- machine and settings --------------------------------------------------------------------
+    packages = ", ".join(f"{k} {v}" for k, v in m.get("packages", {}).items())
+    pg = meta.get("postgres_version")
+    pg_text = f"{pg // 10000}.{pg % 10000}" if isinstance(pg, int) else "?"
+    lines += ["## Machine", ""]
+    lines += _table(
+        ["", ""],
+        [
+            ["CPU", f"{m.get('cpu_model')}, nproc {m.get('nproc')}"],
+            ["Memory", _f(m.get("memory_gb"), 1, "GB")],
+            ["Kernel", str(m.get("kernel"))],
+            ["Python", str(m.get("python"))],
+            ["Packages", packages],
+            ["PostgreSQL / Redis", f"{pg_text} / {meta.get('redis_version', '?')}"],
+            ["Load tool", str(m.get("wrk") or "wrk not installed: bundled generator")],
+            ["Commit", f"{m.get('git_commit') or '?'} (plus whatever was uncommitted in the checkout)"],
+        ],
+    )
+    pinned = meta.get("pinned")
+    tool = meta.get("throughput_tool")
+    lines += [
+        "",
+        "## Settings",
+        "",
+        f"- Gateway: `{meta.get('gateway_command', '?')}`. Production profile: PostgreSQL database "
+        "`tollhouse_bench` (fresh), Redis db 14 (flushed), `TOLLHOUSE_EMBEDDED_MOCK=false`, DEBUG off, "
+        "log level WARNING, default cache TTL and connection settings.",
+        "- Mock provider: `python -m gateway.mockserver --port 0` with its defaults (no delay, 16 tokens)"
+        + (", pinned to core 1." if pinned else "."),
+        "- Load: the harness process (bundled aiohttp generator, uvloop) "
+        + ("and wrk run on core 1 together with the mock; " if pinned else "runs unpinned; ")
+        + f"throughput runs use **{tool}**"
+        + (
+            " (1 thread, one connection per unit of concurrency, Lua script for the POST body and a "
+            "non-200 counter)"
+            if tool == "wrk"
+            else ""
+        )
+        + "; the concurrency-1 latency and streaming runs always use the bundled generator.",
+        "- PostgreSQL and Redis are not pinned (they float over both cores)."
+        if pinned
+        else "- **No CPU pinning** (taskset missing or fewer than 2 usable cores): figures are noisier.",
+        f"- Request: `POST /v1/chat/completions`, model `{meta.get('model')}`, one user message "
+        f"`{meta.get('prompt')}`, non-stream; streaming runs use `{meta.get('stream_prompt')}`.",
+        f"- Counts: c=1 latency {_f(plan.get('latency_requests'))} requests after "
+        f"{_f(plan.get('latency_warmup'))} warm-up; streaming {_f(plan.get('stream_requests'))} after "
+        f"{_f(plan.get('stream_warmup'))}; throughput {plan.get('tput_s')} s per gateway run after "
+        f"{plan.get('tput_warmup_s')} s warm-up, {plan.get('direct_s')} s direct.",
+        "",
+        "## Results",
+        "",
+    ]
+
+    # -- (a) latency -------------------------------------------------------------------------------
+    lat = r.get("latency_c1", {})
+    if lat:
+        d, g = lat["direct"]["latency_ms"], lat["gateway"]["latency_ms"]
+        o = lat.get("overhead_ms", {})
+        lines += ["### (a) Latency at concurrency 1 (non-stream)", ""]
+        lines += _table(
+            ["", "p50 ms", "p90 ms", "p99 ms", "max ms", "requests", "errors"],
+            [
+                ["Direct to mock", _f(d.get("p50"), 3), _f(d.get("p90"), 3), _f(d.get("p99"), 3),
+                 _f(d.get("max"), 3), _f(lat["direct"]["completed"]), _f(lat["direct"]["errors"])],
+                ["Through gateway", _f(g.get("p50"), 3), _f(g.get("p90"), 3), _f(g.get("p99"), 3),
+                 _f(g.get("max"), 3), _f(lat["gateway"]["completed"]), _f(lat["gateway"]["errors"])],
+                ["**Overhead** (gateway − direct)", f"**{_f(o.get('p50'), 3)}**", _f(o.get("p90"), 3),
+                 f"**{_f(o.get('p99'), 3)}**", "", "", ""],
+            ],
+        )  # fmt: skip
+        sr = lat.get("gateway_self_reported", {})
+        if sr.get("events"):
+            lines += [
+                "",
+                f"Cross-check from the gateway's own usage events ({_f(sr['events'])} calls): in-view latency "
+                f"p50 {_f(sr['latency_ms']['p50'], 3)} / p99 {_f(sr['latency_ms']['p99'], 3)} ms, of which "
+                f"gateway time (`overhead_us`: latency minus upstream time) p50 {_f(sr['overhead_ms']['p50'], 3)}"
+                f" / p99 {_f(sr['overhead_ms']['p99'], 3)} ms. This excludes uvicorn, the /v1 ASGI handler and "
+                "DRF dispatch, which run outside the view; the client-side overhead above includes them.",
+            ]
+        lines.append("")
+
+    # -- (b) throughput ----------------------------------------------------------------------------
+    tp = r.get("throughput", {})
+    if tp:
+        lines += ["### (b) Throughput (closed loop)", ""]
+        rows = []
+        for name, label in (("gateway_c32", "Gateway c=32"), ("gateway_c64", "Gateway c=64"),
+                            ("direct_c64", "Direct to mock c=64")):  # fmt: skip
+            run = tp.get(name)
+            if not run:
+                continue
+            res = run.get("resources", {})
+            busy = res.get("core_busy", {})
+            errs = _f(run["errors"])
+            if run["errors"]:
+                errs += f" ({run['non200']} non-200, transport {run['transport_errors'] or 0})"
+            rows.append([
+                label, _f(run["elapsed_s"], 1), _f(run["completed"]), f"**{_f(run['rps'], 1)}**",
+                _f(run["latency_ms"].get("p50"), 2), _f(run["latency_ms"].get("p99"), 2), errs,
+                _f(res.get("gateway_cores"), 2), _f(res.get("gateway_cpu_ms_per_request"), 2),
+                _pct(busy.get("0")), _pct(busy.get("1")),
+            ])  # fmt: skip
+        lines += _table(
+            ["Run", "s", "requests", "req/s", "p50 ms", "p99 ms", "errors", "gateway CPU (cores)",
+             "gateway CPU ms/req", "core 0 busy", "core 1 busy"],
+            rows,
+        )  # fmt: skip
+        lines += [
+            "",
+            "Gateway CPU = utime+stime of the uvicorn process (all threads) from /proc over the measured run; "
+            "core busy = /proc/stat non-idle share (core 0 holds the gateway, core 1 the mock and the load "
+            "generator; PostgreSQL and Redis float).",
+            "",
+        ]
+
+    # -- (c) streaming -----------------------------------------------------------------------------
+    st = r.get("streaming_c1", {})
+    if st:
+        d, g = st["direct"].get("ttft_ms", {}), st["gateway"].get("ttft_ms", {})
+        o = st.get("ttft_overhead_ms", {})
+        lines += ["### (c) Streaming: time to first token at concurrency 1", ""]
+        lines += _table(
+            ["", "TTFT p50 ms", "TTFT p90 ms", "TTFT p99 ms", "whole stream p50 ms", "streams", "errors"],
+            [
+                ["Direct to mock", _f(d.get("p50"), 3), _f(d.get("p90"), 3), _f(d.get("p99"), 3),
+                 _f(st["direct"]["latency_ms"].get("p50"), 2), _f(st["direct"]["completed"]),
+                 _f(st["direct"]["errors"])],
+                ["Through gateway", _f(g.get("p50"), 3), _f(g.get("p90"), 3), _f(g.get("p99"), 3),
+                 _f(st["gateway"]["latency_ms"].get("p50"), 2), _f(st["gateway"]["completed"]),
+                 _f(st["gateway"]["errors"])],
+                ["**TTFT overhead**", f"**{_f(o.get('p50'), 3)}**", _f(o.get("p90"), 3),
+                 f"**{_f(o.get('p99'), 3)}**", "", "", ""],
+            ],
+        )  # fmt: skip
+        lines += [
+            "",
+            "TTFT = from sending the request to receiving the first SSE event with non-empty "
+            "`delta.content`; the mock is told to wait 20 ms before it, then 2 ms between 32 tokens.",
+            "",
+        ]
+
+    # -- (d) memory --------------------------------------------------------------------------------
+    mem = r.get("memory", {})
+    if mem:
+        lines += ["### (d) Gateway memory", ""]
+        labels = {"start": "Before load (after /healthz)", "after_latency_run": "After the c=1 runs",
+                  "end": "After the soak"}  # fmt: skip
+        lines += _table(
+            ["Moment", "gateway requests so far", "RSS MB", "peak RSS MB", "threads"],
+            [
+                [labels.get(k, k), _f(v["gateway_requests"]), _f(v["rss_mb"], 1), _f(v["peak_rss_mb"], 1),
+                 _f(v["threads"])]
+                for k, v in mem.items()
+            ],
+        )  # fmt: skip
+        lines += [
+            "",
+            f"Requests counted by the clients: {_f(r.get('gateway_requests_client_count'))}; usage events in "
+            f"`th:usage:stream` (XLEN, one per call; nothing drains it during the bench): "
+            f"{_f(r.get('usage_stream_len'))}.",
+            "",
+        ]
+
+    # -- targets -----------------------------------------------------------------------------------
+    lines += ["## Targets", ""]
+    lines += _table(
+        ["Target", "Limit", "Measured", "Verdict"],
+        [
+            [t["name"], f"{t['op'].replace('<=', '≤').replace('>=', '≥')} {_f(t['limit'])} {t['unit']}",
+             _f(t["measured"], 2, t["unit"]), _verdict(t) + (f"; {t['note']}" if t.get("note") else "")]
+            for t in r.get("targets", [])
+        ],
+    )  # fmt: skip
+    lines.append("")
+
+    # -- capacity ----------------------------------------------------------------------------------
+    cap = r.get("capacity", {})
+    rd = r.get("redis", {})
+    if cap:
+        by_cmd = ", ".join(f"{k} {v:,}" for k, v in rd.get("by_command", {}).items()) or "none"
+        noise = rd.get("noise_ops_per_s")
+        lines += [
+            "## Capacity model",
+            "",
+            f"- **Requests per second per gateway core: {_f(cap.get('rps_per_gateway_core'), 0)}** "
+            f"(best run {cap['from_run']}: {_f(cap['rps'], 1)} req/s with the worker using "
+            f"{_f(cap.get('gateway_cores_used'), 2)} of a core = {_f(cap.get('gateway_cpu_ms_per_request'), 2)} "
+            "ms of gateway CPU per request). One uvicorn worker is one event loop on one core; with N "
+            "workers on N cores expect at most N times this, as long as Redis and the upstream keep up.",
+            f"- **Redis operations per request: {_f(rd.get('ops_per_request'), 2)}** "
+            f"(`INFO commandstats` delta over {_f(rd.get('window_requests'))} gateway requests at c=1, "
+            f"{_f(rd.get('window_s'), 1)} s: {by_cmd}; the harness's own INFO calls excluded"
+            + (
+                f"; background from other clients of this Redis ({_f(noise, 1)} ops/s, measured while the "
+                "gateway was idle) subtracted"
+                if noise
+                else "; no background traffic seen"
+            )
+            + f"; usage events per request {_f(rd.get('usage_events_per_request'), 2)}). At "
+            f"{_f(cap['rps'], 0)} req/s that is {_f(cap.get('redis_ops_per_s'), 0)} Redis ops/s; Redis spent "
+            f"{_f(cap.get('redis_cpu_us_per_request'), 1)} µs CPU per request "
+            f"({_f(cap.get('redis_cores_used'), 2)} of a core).",
+            f"- **Database rows written per second at that rate: {_f(cap.get('db_rows_per_s'), 0)}** "
+            "(one usage row per request). They are not written on the request path: the gateway XADDs "
+            "each usage event to Redis and the Celery task `usage_drain` inserts them in batches of up to "
+            "500; the drain was not running during the load. Keys, routes and prices are read from "
+            "PostgreSQL once per cache TTL per process, not per request.",
+            _drain_line(r.get("drain")),
+            f"- **What saturates first: {cap.get('saturates_first')}.** Core 1 (mock + load generator) was "
+            f"{_pct(cap.get('load_core_busy'))} busy in that run.",
+            "",
+        ]
+
+    # -- profile -----------------------------------------------------------------------------------
+    prof = r.get("profile")
+    if prof:
+        lines += ["## Where the time goes", ""]
+        if "error" in prof:
+            lines += [f"Profiling failed: {prof['error']}", ""]
+        else:
+            lines += [
+                f"`py-spy record --gil --rate {prof['rate_hz']}` attached to the gateway for "
+                f"{prof['seconds']} s of c=32 load ({_f(prof['load_rps'], 1)} req/s while sampled; "
+                f"{_f(prof['samples'])} samples). Only samples where a thread held the GIL count, i.e. "
+                "Python code running; time in C that releases the GIL (socket syscalls, epoll) is not "
+                "attributed. Raw collapsed stacks: `bench/out/pyspy.raw`.",
+                "",
+                "Top functions by own time (innermost frame):",
+                "",
+            ]
+            lines += _table(
+                ["#", "Function (file)", "samples", "share"],
+                [[str(i + 1), f"`{row['frame']}`", _f(row["samples"]), _pct(row["share"])]
+                 for i, row in enumerate(prof["own"])],
+            )  # fmt: skip
+            lines += ["", "Own time by package:", ""]
+            lines += _table(
+                ["Package", "samples", "share"],
+                [[row["frame"], _f(row["samples"]), _pct(row["share"])] for row in prof["packages"]],
+            )
+            lines += ["", "Largest inclusive frames (below the event-loop roots):", ""]
+            lines += _table(
+                ["Function (file)", "samples", "share"],
+                [[f"`{row['frame']}`", _f(row["samples"]), _pct(row["share"])] for row in prof["inclusive"]],
+            )
+            lines.append("")
+
+    # -- method ------------------------------------------------------------------------------------
+    lines += [
+        "## How to read this",
+        "",
+        "- Percentiles are nearest-rank over the successful requests of a run (an observed value, no "
+        "interpolation); wrk's come from its own histogram over all responses.",
+        "- Overhead = gateway percentile − direct percentile, computed separately for p50, p90 and p99 from "
+        "two unpaired runs with the same body. It is the shift of the distribution, not the percentile of "
+        "per-request differences, and it also absorbs the cost of one more loopback hop.",
+        "- Errors = non-200 answers plus transport errors (connect/read/write/timeout) plus, for streams, "
+        "answers without a first token or without `data: [DONE]`.",
+        "- The mock shares core 1 with the load generator, so direct figures include that contention; the "
+        "gateway has core 0 to itself but shares the machine with PostgreSQL and Redis.",
+        "- Redis `INFO commandstats` is server-wide: other users of the same Redis would show up in the "
+        "window; the per-command breakdown above makes that visible.",
+        "",
+    ]
+
+    # -- log ---------------------------------------------------------------------------------------
+    log = r.get("gateway_log", {})
+    if log:
+        lines += [
+            "## Gateway log",
+            "",
+            f"`bench/out/gateway.log`: {_f(log.get('lines'))} lines, {_f(log.get('error_lines'))} mentioning "
+            "an error or traceback.",
+        ]
+        if log.get("error_lines"):
+            lines += ["", "Last lines:", "", "```", *log.get("tail", []), "```"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _drain_line(drain: dict[str, Any] | None) -> str:
+    if not drain:
+        return "- **Usage pipeline drain rate:** not measured in this run."
+    return (
+        f"- **Usage pipeline drain rate: {_f(drain.get('rows_per_s'), 0)} rows/s** into PostgreSQL from one "
+        f"drain process (`billing.usage.usage_drain`, batches of 500): the {_f(drain.get('backlog'))} events the "
+        f"run left in the stream became {_f(drain.get('rows'))} rows in {_f(drain.get('seconds'), 1)} s "
+        f"({_f(drain.get('usage_rows_total'))} usage rows in total, {_f(drain.get('stream_left'))} left in the "
+        "stream). One worker keeps up with a gateway fleet as long as this exceeds the fleet's requests/s; "
+        "add Celery workers (consumer-group members) beyond that."
+    )

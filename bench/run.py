@@ -1,0 +1,798 @@
+"""Tollhouse benchmark: one command sets everything up, measures, and writes bench/REPORT.md.
+
+    .venv/bin/python bench/run.py [--quick]
+
+Layout on the 2-core box: the gateway (uvicorn, 1 worker) alone on core 0; the mock provider and
+the load generator share core 1. See bench/README.md for what is measured and how.
+
+Exit status: 0 when the run completed (missed targets included), 1 when a measurement phase
+failed part-way (the report is still written), 2 when setup failed, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import loadgen
+import procs
+import psycopg
+import pyspy
+import redis
+import report
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "bench"
+OUT_DIR = BENCH_DIR / "out"
+REPORT_PATH = BENCH_DIR / "REPORT.md"
+VENV_BIN = ROOT / ".venv" / "bin"
+PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+
+DB_NAME = "tollhouse_bench"
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+REDIS_URL = "redis://127.0.0.1:6379/14"
+USAGE_STREAM = "th:usage:stream"  # TOLLHOUSE_REDIS_PREFIX "th:" + billing.usage.STREAM
+
+GATEWAY_CORE, LOAD_CORE = 0, 1
+MODEL = "gpt-4.1"
+# The mock answers 16 tokens at once by default; the directive makes the body self-describing.
+PROMPT = "Say hello in one sentence. [mock tokens=16]"
+STREAM_PROMPT = "Count slowly. [mock ttft_ms=20 chunk_ms=2 tokens=32]"
+
+TARGET_OVERHEAD_P50_MS = 2.5
+TARGET_OVERHEAD_P99_MS = 10.0
+TARGET_RPS_C32 = 400.0
+TARGET_RSS_MB = 200.0
+TARGET_RSS_AFTER_REQUESTS = 20_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Counts and durations; --quick divides them by about ten."""
+
+    name: str
+    latency_warmup: int
+    latency_requests: int
+    stream_warmup: int
+    stream_requests: int
+    tput_warmup_s: int  # wrk takes whole seconds
+    tput_s: int
+    direct_s: int
+    soak_target: int  # gateway requests before the final RSS reading
+    soak_max_s: float  # never let a slow gateway blow the time budget
+    profile_s: int
+
+
+FULL = Plan("full", 200, 2000, 20, 200, 3, 15, 10, TARGET_RSS_AFTER_REQUESTS, 100.0, 10)
+QUICK = Plan("quick", 20, 200, 5, 20, 1, 2, 1, TARGET_RSS_AFTER_REQUESTS // 10, 10.0, 3)
+
+
+class SetupError(Exception):
+    """The benchmark could not run at all (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Resource counters at one instant, to be differenced over a measured run."""
+
+    t: float
+    gateway_cpu_s: float
+    mock_cpu_s: float
+    cores: dict[int, tuple[int, int]]
+    redis_cpu_s: float
+
+
+@dataclass
+class Bench:
+    plan: Plan
+    groups: procs.ProcessGroups
+    pin: bool
+    results: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    gateway_url: str = ""
+    mock_url: str = ""
+    api_key: str = ""
+    gateway: procs.Managed | None = None
+    mock: procs.Managed | None = None
+    redis: redis.Redis | None = None
+    wrk: str | None = None
+    gateway_requests: int = 0  # as counted by the clients, warm-ups included
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def core(self, core: int) -> int | None:
+        return core if self.pin else None
+
+    @property
+    def gateway_pid(self) -> int:
+        assert self.gateway is not None
+        return self.gateway.proc.pid
+
+    @property
+    def mock_pid(self) -> int:
+        assert self.mock is not None
+        return self.mock.proc.pid
+
+    def r(self) -> redis.Redis:
+        assert self.redis is not None
+        return self.redis
+
+    def body(self, *, stream: bool) -> bytes:
+        prompt = STREAM_PROMPT if stream else PROMPT
+        return json.dumps(
+            {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": stream}
+        ).encode()
+
+    def headers(self) -> dict[str, str]:
+        # Sent to the mock as well, so both paths carry the same request bytes.
+        return {"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"}
+
+    def url(self, target: str) -> str:
+        return (self.gateway_url if target == "gateway" else self.mock_url) + "/v1/chat/completions"
+
+    def load(self, target: str, **kwargs: Any) -> loadgen.LoadResult:
+        spec = loadgen.LoadSpec(url=self.url(target), headers=self.headers(), **kwargs)
+        result = loadgen.run(spec)
+        if target == "gateway":
+            self.gateway_requests += result.completed + result.warmup_completed
+        return result
+
+    def sample(self) -> Sample:
+        cpu = self.r().info("cpu")
+        return Sample(
+            t=time.monotonic(),
+            gateway_cpu_s=procs.cpu_seconds(self.gateway_pid),
+            mock_cpu_s=procs.cpu_seconds(self.mock_pid),
+            cores=procs.core_ticks(),
+            redis_cpu_s=float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        )
+
+    @staticmethod
+    def usage(a: Sample, b: Sample, requests: int) -> dict[str, Any]:
+        wall = b.t - a.t
+        gateway_cpu = b.gateway_cpu_s - a.gateway_cpu_s
+        redis_cpu = b.redis_cpu_s - a.redis_cpu_s
+        busy = {}
+        for core, (busy_b, total_b) in b.cores.items():
+            busy_a, total_a = a.cores.get(core, (0, 0))
+            busy[str(core)] = round((busy_b - busy_a) / max(total_b - total_a, 1), 3)
+        return {
+            "wall_s": round(wall, 3),
+            "gateway_cpu_s": round(gateway_cpu, 3),
+            "gateway_cores": round(gateway_cpu / wall, 3) if wall else None,
+            "gateway_cpu_ms_per_request": round(gateway_cpu * 1000 / requests, 3) if requests else None,
+            "mock_cores": round((b.mock_cpu_s - a.mock_cpu_s) / wall, 3) if wall else None,
+            "redis_cores": round(redis_cpu / wall, 3) if wall else None,
+            "redis_cpu_us_per_request": round(redis_cpu * 1e6 / requests, 1) if requests else None,
+            "core_busy": busy,
+        }
+
+    def commandstats(self) -> dict[str, int]:
+        stats = self.r().info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+    def check_gateway_alive(self) -> None:
+        if self.gateway is None or self.gateway.proc.poll() is not None:
+            log = procs.tail(self.gateway.log_path if self.gateway else None)
+            raise RuntimeError(f"the gateway process exited; last log lines:\n{log}")
+
+    # -- setup ---------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        self.wrk = shutil.which("wrk")
+        self._fresh_database()
+        self.redis = redis.Redis.from_url(REDIS_URL)
+        try:
+            self.r().flushdb()
+            self.results.setdefault("meta", {})["redis_version"] = self.r().info("server")["redis_version"]
+        except redis.RedisError as exc:
+            raise SetupError(f"Redis at {REDIS_URL} is not usable: {exc}") from exc
+
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": DATABASE_URL,
+            "REDIS_URL": REDIS_URL,
+            "TOLLHOUSE_SECRET_KEY": secrets.token_urlsafe(48),
+            "TOLLHOUSE_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "TOLLHOUSE_EMBEDDED_MOCK": "false",
+            "TOLLHOUSE_LOG_LEVEL": "WARNING",
+            "TOLLHOUSE_DEBUG": "false",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.env.pop("TOLLHOUSE_TESTING", None)
+        self._manage("migrate", "--noinput", "-v", "0")
+        self._start_mock()
+        key = self._manage("demo", "--mock-url", self.mock_url, "--key-only").strip().splitlines()
+        if not key or not key[-1].startswith("th-"):
+            raise SetupError(f"`manage.py demo --key-only` printed no key: {key!r}")
+        self.api_key = key[-1]
+        self._start_gateway()
+
+    def _fresh_database(self) -> None:
+        try:
+            with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
+                # WITH (FORCE) ends sessions a crashed earlier run may have left behind (PG >= 13).
+                force = " WITH (FORCE)" if conn.info.server_version >= 130000 else ""
+                conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}"{force}')
+                conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+                self.results.setdefault("meta", {})["postgres_version"] = conn.info.server_version
+        except psycopg.Error as exc:
+            raise SetupError(f"cannot (re)create database {DB_NAME}: {exc}") from exc
+
+    def _manage(self, *args: str) -> str:
+        try:
+            done = subprocess.run(
+                [PYTHON, "manage.py", *args], env=self.env, cwd=ROOT, capture_output=True, timeout=300
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise SetupError(f"manage.py {args[0]} timed out") from exc
+        if done.returncode != 0:
+            raise SetupError(
+                f"manage.py {args[0]} failed ({done.returncode}):\n{done.stderr.decode()[-3000:]}"
+            )
+        return done.stdout.decode()
+
+    def _start_mock(self) -> None:
+        # Port 0: the mock binds a free port itself and prints its URL, so there is no port race.
+        argv = procs.pinned([PYTHON, "-m", "gateway.mockserver", "--port", "0"], self.core(LOAD_CORE))
+        self.mock = self.groups.start(
+            "mock", argv, env=self.env, cwd=ROOT, log_path=OUT_DIR / "mock.log", stdout_pipe=True
+        )
+        line = procs.read_line(self.mock.proc, timeout_s=30)
+        match = re.search(r"listening on (http://\S+)", line or "")
+        if match is None:
+            raise SetupError(f"the mock provider did not start: {line!r}\n{procs.tail(self.mock.log_path)}")
+        self.mock_url = match.group(1)
+
+    def _start_gateway(self) -> None:
+        port = procs.free_port()
+        argv = [
+            PYTHON, "-m", "uvicorn", "config.asgi:application",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        self.results.setdefault("meta", {})["gateway_command"] = " ".join(
+            procs.pinned(["uvicorn", *argv[3:]], self.core(GATEWAY_CORE))
+        )
+        self.gateway = self.groups.start(
+            "gateway",
+            procs.pinned(argv, self.core(GATEWAY_CORE)),
+            env=self.env,
+            cwd=ROOT,
+            log_path=OUT_DIR / "gateway.log",
+        )
+        self.gateway_url = f"http://127.0.0.1:{port}"
+        if not procs.wait_http_ok(self.gateway_url + "/healthz", self.gateway.proc, timeout_s=60):
+            raise SetupError(f"the gateway did not answer /healthz:\n{procs.tail(self.gateway.log_path)}")
+
+    def sanity(self) -> None:
+        """One plain and one streamed call through the gateway must work, or nothing is worth measuring."""
+        for stream in (False, True):
+            request = urllib.request.Request(
+                self.url("gateway"), data=self.body(stream=stream), headers=self.headers(), method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    text = response.read().decode(errors="replace")
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")[:1000]
+                raise SetupError(f"gateway answered HTTP {exc.code} to a sanity call: {detail}") from exc
+            except OSError as exc:
+                raise SetupError(f"gateway sanity call failed: {exc}") from exc
+            self.gateway_requests += 1
+            ok = "data: [DONE]" in text if stream else '"choices"' in text
+            if not ok:
+                raise SetupError(f"unexpected gateway answer (stream={stream}): {text[:500]}")
+
+    # -- measurements --------------------------------------------------------------------------------
+    def memory(self, label: str) -> None:
+        mem = self.results.setdefault("memory", {})
+        mem[label] = {
+            "rss_mb": round(procs.rss_kb(self.gateway_pid) / 1024, 1),
+            "peak_rss_mb": round(procs.hwm_kb(self.gateway_pid) / 1024, 1),
+            "threads": procs.thread_count(self.gateway_pid),
+            "gateway_requests": self.gateway_requests,
+        }
+
+    def latency(self) -> None:
+        """(a) Concurrency 1, non-stream, direct vs gateway; also the Redis ops-per-request window."""
+        plan, body = self.plan, self.body(stream=False)
+        counts = {"requests": plan.latency_requests, "warmup_requests": plan.latency_warmup}
+
+        # The direct run doubles as a noise window: Redis commands seen while the gateway is idle
+        # come from other clients of the same server (INFO commandstats is server-wide).
+        noise_a, noise_t = self.commandstats(), time.monotonic()
+        direct = self.load("mock", body=body, **counts)
+        noise_b, noise_s = self.commandstats(), time.monotonic() - noise_t
+
+        xlen_a = self.r().xlen(USAGE_STREAM)
+        stats_a, window_t = self.commandstats(), time.monotonic()
+        gateway = self.load("gateway", body=body, **counts)
+        stats_b, window_s = self.commandstats(), time.monotonic() - window_t
+        xlen_b = self.r().xlen(USAGE_STREAM)
+
+        d, g = direct.summary(), gateway.summary()
+        self.results["latency_c1"] = {
+            "direct": d,
+            "gateway": g,
+            # Difference of the two distributions' percentiles (the runs are not paired per request).
+            "overhead_ms": {
+                p: round(g["latency_ms"][p] - d["latency_ms"][p], 3)
+                for p in ("p50", "p90", "p99")
+                if p in g["latency_ms"] and p in d["latency_ms"]
+            },
+            "gateway_self_reported": self._self_reported(plan.latency_requests),
+        }
+        window_requests = gateway.completed + gateway.warmup_completed
+        self.results["redis"] = self._redis_ops(
+            noise_a, noise_b, noise_s, stats_a, stats_b, window_s, window_requests, xlen_b - xlen_a
+        )
+        self.memory("after_latency_run")
+
+    def _self_reported(self, count: int) -> dict[str, Any]:
+        """The gateway's own view: latency_us and overhead_us of the last ``count`` usage events."""
+        latency, overhead = [], []
+        for _, fields in self.r().xrevrange(USAGE_STREAM, count=count):
+            event = json.loads(fields[b"e"])
+            if event.get("status") == 200 and not event.get("streamed"):
+                latency.append(event["latency_us"])
+                overhead.append(event["overhead_us"])
+        latency.sort()
+        overhead.sort()
+
+        def dist(values: list[int]) -> dict[str, float]:
+            return {p: round(loadgen.percentile(values, q) / 1000, 3) for p, q in (("p50", 50), ("p99", 99))}
+
+        return {"events": len(latency), "latency_ms": dist(latency), "overhead_ms": dist(overhead)}
+
+    @staticmethod
+    def _redis_ops(
+        noise_a: dict[str, int],
+        noise_b: dict[str, int],
+        noise_s: float,
+        stats_a: dict[str, int],
+        stats_b: dict[str, int],
+        window_s: float,
+        requests: int,
+        xadds: int,
+    ) -> dict[str, Any]:
+        def delta(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+            # INFO is the harness's own probe; everything else in the window counts.
+            out = {name: b[name] - a.get(name, 0) for name in b if name != "info"}
+            return {name: n for name, n in sorted(out.items()) if n}
+
+        window = delta(stats_a, stats_b)
+        noise = delta(noise_a, noise_b)
+        noise_rate = sum(noise.values()) / noise_s if noise_s > 0 else 0.0
+        raw = sum(window.values())
+        corrected = max(raw - noise_rate * window_s, 0.0)
+        return {
+            "window_requests": requests,
+            "window_s": round(window_s, 3),
+            "by_command": window,
+            "ops_raw": raw,
+            "noise_by_command": noise,
+            "noise_ops_per_s": round(noise_rate, 2),
+            "ops_per_request_raw": round(raw / requests, 3) if requests else None,
+            "ops_per_request": round(corrected / requests, 3) if requests else None,
+            "usage_events_per_request": round(xadds / requests, 3) if requests else None,
+        }
+
+    def streaming(self) -> None:
+        """(c) Time to first token at concurrency 1, direct vs gateway."""
+        counts = {"requests": self.plan.stream_requests, "warmup_requests": self.plan.stream_warmup}
+        body = self.body(stream=True)
+        d = self.load("mock", body=body, stream=True, **counts).summary()
+        g = self.load("gateway", body=body, stream=True, **counts).summary()
+        self.results["streaming_c1"] = {
+            "direct": d,
+            "gateway": g,
+            "ttft_overhead_ms": {
+                p: round(g["ttft_ms"][p] - d["ttft_ms"][p], 3)
+                for p in ("p50", "p90", "p99")
+                if p in g.get("ttft_ms", {}) and p in d.get("ttft_ms", {})
+            },
+        }
+
+    def throughput(self) -> None:
+        """(b) Gateway at c=32 and c=64, direct at c=64 for reference."""
+        plan = self.plan
+        runs = self.results.setdefault("throughput", {})
+        runs["gateway_c32"] = self._throughput("gateway", 32, plan.tput_warmup_s, plan.tput_s)
+        self.check_gateway_alive()
+        runs["gateway_c64"] = self._throughput("gateway", 64, max(plan.tput_warmup_s - 1, 1), plan.tput_s)
+        self.check_gateway_alive()
+        runs["direct_c64"] = self._throughput("mock", 64, max(plan.tput_warmup_s - 1, 1), plan.direct_s)
+
+    def _throughput(self, target: str, concurrency: int, warmup_s: int, duration_s: int) -> dict[str, Any]:
+        if warmup_s:
+            self._run_load(target, concurrency, warmup_s)
+        before = self.sample()
+        out = self._run_load(target, concurrency, duration_s)
+        after = self.sample()
+        out["resources"] = self.usage(before, after, out["completed"])
+        return out
+
+    def _run_load(
+        self, target: str, concurrency: int, duration_s: float, max_requests: int | None = None
+    ) -> dict[str, Any]:
+        """A closed-loop run with wrk when installed, else the bundled generator; common summary."""
+        if self.wrk is not None and max_requests is None:
+            out = self._wrk(target, concurrency, int(max(round(duration_s), 1)))
+        else:
+            result = self.load(
+                target,
+                body=self.body(stream=False),
+                concurrency=concurrency,
+                duration_s=duration_s,
+                requests=max_requests,
+            )
+            s = result.summary()
+            out = {
+                "tool": "bundled",
+                "concurrency": concurrency,
+                "elapsed_s": s["elapsed_s"],
+                "completed": s["completed"],
+                "errors": s["errors"],
+                "non200": sum(n for code, n in s["statuses"].items() if code != "200"),
+                "transport_errors": s["error_kinds"],
+                "rps": s["rps"],
+                "latency_ms": s["latency_ms"],
+            }
+        return out
+
+    def _wrk_script(self) -> Path:
+        path = OUT_DIR / "wrk_post.lua"
+        headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in self.headers().items())
+        body = self.body(stream=False).decode()
+        # Counting non-200 answers needs a response() hook; each wrk thread has its own Lua state,
+        # so done() sums the per-thread counters it collected in setup().
+        path.write_text(
+            f"""-- written by bench/run.py
+wrk.method = "POST"
+wrk.body = [==[{body}]==]
+{headers}
+
+local threads = {{}}
+function setup(thread) table.insert(threads, thread) end
+function init(args) non200 = 0 end
+function response(status, headers, body)
+  if status ~= 200 then non200 = non200 + 1 end
+end
+function done(summary, latency, requests)
+  local bad = 0
+  for _, t in ipairs(threads) do bad = bad + t:get("non200") end
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {{"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d,'
+    .. '"non200":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.timeout, bad,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+"""
+        )
+        return path
+
+    def _wrk(self, target: str, concurrency: int, duration_s: int) -> dict[str, Any]:
+        assert self.wrk is not None
+        argv = [self.wrk, "-t1", f"-c{concurrency}", f"-d{duration_s}s", "--timeout", "10s"]
+        argv += ["-s", str(self._wrk_script()), self.url(target)]
+        done = subprocess.run(
+            procs.pinned(argv, self.core(LOAD_CORE)), capture_output=True, timeout=duration_s + 60
+        )
+        match = re.search(r"^WRKJSON (\{.*\})$", done.stdout.decode(), re.MULTILINE)
+        if done.returncode != 0 or match is None:
+            raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.decode()[-500:]}")
+        w = json.loads(match.group(1))
+        transport = {k: w[k] for k in ("connect", "read", "write", "timeout") if w[k]}
+        elapsed = w["duration_us"] / 1e6
+        if target == "gateway":
+            self.gateway_requests += w["requests"]
+        return {
+            "tool": "wrk",
+            "concurrency": concurrency,
+            "elapsed_s": round(elapsed, 3),
+            "completed": w["requests"],
+            "errors": w["non200"] + sum(transport.values()),
+            "non200": w["non200"],
+            "transport_errors": transport,
+            "rps": round(w["requests"] / elapsed, 1) if elapsed else 0.0,
+            "latency_ms": {p: round(w[f"{p}_us"] / 1000, 3) for p in ("p50", "p90", "p99", "max", "mean")},
+        }
+
+    def soak(self) -> None:
+        """Top the gateway up to the request count the RSS target is defined at, then read RSS."""
+        plan = self.plan
+        started = time.monotonic()
+        runs = []
+        rps = max(self.results.get("throughput", {}).get("gateway_c64", {}).get("rps", 100.0), 50.0)
+        while (missing := plan.soak_target - self.gateway_requests) > 0:
+            budget = plan.soak_max_s - (time.monotonic() - started)
+            if budget < 1:
+                break
+            seconds = min(missing / rps * 1.1 + 1, budget)
+            # wrk cannot stop at a count, so it runs for an estimate; the bundled one stops exactly.
+            out = self._run_load("gateway", 64, seconds, max_requests=None if self.wrk else missing)
+            rps = max(out["rps"], 10.0)
+            runs.append({k: out[k] for k in ("tool", "elapsed_s", "completed", "errors", "rps")})
+            self.check_gateway_alive()
+        self.results["soak"] = {"runs": runs, "target_requests": plan.soak_target}
+        self.memory("end")
+
+    def profile(self) -> None:
+        """Where the time goes: py-spy attached to the gateway during a c=32 run."""
+        pyspy_bin = VENV_BIN / "py-spy"
+        if not pyspy_bin.exists():
+            subprocess.run([PYTHON, "-m", "pip", "install", "-q", "py-spy"], capture_output=True, timeout=180)
+        if not pyspy_bin.exists():
+            self.results["profile"] = {"error": "py-spy is not installed and `pip install py-spy` failed"}
+            return
+        raw_path = OUT_DIR / "pyspy.raw"
+        raw_path.unlink(missing_ok=True)
+        seconds = self.plan.profile_s
+        # --gil keeps only samples where a thread held the GIL, i.e. Python was running; without
+        # it, idle executor threads parked in queue.get() would swamp the picture.
+        argv = [str(pyspy_bin), "record", "--pid", str(self.gateway_pid), "--duration", str(seconds)]
+        argv += ["--rate", "200", "--gil", "--format", "raw", "--output", str(raw_path)]
+        spy = self.groups.start("py-spy", procs.pinned(argv, self.core(LOAD_CORE)), env=os.environ, cwd=ROOT,
+                                log_path=OUT_DIR / "pyspy.log")  # fmt: skip
+        time.sleep(0.5)  # let py-spy attach before the load starts
+        load = self._run_load("gateway", 32, seconds + 1)
+        try:
+            spy.proc.wait(timeout=30)
+        finally:
+            self.groups.stop(spy)
+        if not raw_path.exists():
+            self.results["profile"] = {"error": f"py-spy wrote nothing: {procs.tail(spy.log_path, 5)}"}
+            return
+        summary = pyspy.summarise(raw_path.read_text())
+        summary.update(
+            {"seconds": seconds, "rate_hz": 200, "load_rps": load["rps"], "raw_file": "out/pyspy.raw"}
+        )
+        self.results["profile"] = summary
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def evaluate(self) -> list[dict[str, Any]]:
+        res = self.results
+        targets: list[dict[str, Any]] = []
+
+        def add(name: str, measured: float | None, op: str, limit: float, unit: str, note: str = "") -> None:
+            passed = None
+            if measured is not None:
+                passed = (
+                    measured <= limit
+                    if op == "<="
+                    else measured >= limit
+                    if op == ">="
+                    else measured == limit
+                )
+            targets.append(
+                {"name": name, "op": op, "limit": limit, "measured": measured, "unit": unit,
+                 "passed": passed, "note": note}
+            )  # fmt: skip
+
+        overhead = res.get("latency_c1", {}).get("overhead_ms", {})
+        add("Gateway overhead p50 at c=1", overhead.get("p50"), "<=", TARGET_OVERHEAD_P50_MS, "ms")
+        add("Gateway overhead p99 at c=1", overhead.get("p99"), "<=", TARGET_OVERHEAD_P99_MS, "ms")
+        c32 = res.get("throughput", {}).get("gateway_c32", {})
+        add("Throughput at c=32", c32.get("rps"), ">=", TARGET_RPS_C32, "req/s")
+        add("Errors at c=32", c32.get("errors"), "==", 0, "errors")
+        end = res.get("memory", {}).get("end", {})
+        count = end.get("gateway_requests", 0)
+        note = "" if count >= TARGET_RSS_AFTER_REQUESTS else f"measured after {count:,} requests, not 20,000"
+        add("Gateway RSS after 20k requests", end.get("rss_mb"), "<=", TARGET_RSS_MB, "MB", note)
+        return targets
+
+    def capacity(self) -> dict[str, Any]:
+        runs = self.results.get("throughput", {})
+        candidates = [runs[k] for k in ("gateway_c32", "gateway_c64") if k in runs]
+        if not candidates:
+            return {}
+        best = max(candidates, key=lambda r: r["rps"])
+        res = best["resources"]
+        ops = self.results.get("redis", {}).get("ops_per_request")
+        per_core = best["completed"] / res["gateway_cpu_s"] if res["gateway_cpu_s"] else None
+        load_core = res["core_busy"].get(str(LOAD_CORE))
+        if res["gateway_cores"] is not None and res["gateway_cores"] >= 0.9:
+            verdict = (
+                f"the gateway's core: its one worker used {res['gateway_cores']:.0%} of a core at "
+                f"c={best['concurrency']}, so more concurrency only adds queueing"
+            )
+        elif load_core is not None and load_core >= 0.9:
+            verdict = (
+                f"the load-generator/mock core (core {LOAD_CORE} {load_core:.0%} busy): the gateway "
+                "figures are a lower bound"
+            )
+        else:
+            verdict = "no core was saturated: the run is latency-bound (client concurrency), not CPU-bound"
+        return {
+            "from_run": f"c={best['concurrency']}",
+            "rps": best["rps"],
+            "gateway_cores_used": res["gateway_cores"],
+            "gateway_cpu_ms_per_request": res["gateway_cpu_ms_per_request"],
+            "rps_per_gateway_core": round(per_core, 1) if per_core else None,
+            "redis_ops_per_request": ops,
+            "redis_ops_per_s": round(ops * best["rps"], 1) if ops is not None else None,
+            "redis_cpu_us_per_request": res["redis_cpu_us_per_request"],
+            "redis_cores_used": res["redis_cores"],
+            "db_rows_per_s": best["rps"],  # one usage row per request, written later by the drain task
+            "load_core_busy": load_core,
+            "saturates_first": verdict,
+        }
+
+    def drain(self) -> None:
+        """How fast the usage pipeline empties the stream into PostgreSQL (one drain process)."""
+        backlog = self.r().xlen(USAGE_STREAM)
+        code = (
+            "import time, json; from billing.usage import usage_drain; from billing.models import UsageRecord\n"
+            "t = time.perf_counter(); n = 0\n"
+            "while True:\n"
+            "    w = usage_drain(batch_size=500, max_batches=20); n += w\n"
+            "    if not w: break\n"
+            "print(json.dumps({'rows': n, 'seconds': time.perf_counter() - t, 'total': UsageRecord.objects.count()}))"
+        )
+        out = json.loads(self._manage("shell", "-c", code).strip().splitlines()[-1])
+        self.results["drain"] = {
+            "backlog": backlog,
+            "rows": out["rows"],
+            "seconds": round(out["seconds"], 2),
+            "rows_per_s": round(out["rows"] / out["seconds"], 1) if out["seconds"] else None,
+            "usage_rows_total": out["total"],
+            "stream_left": self.r().xlen(USAGE_STREAM),
+        }
+
+    def gateway_log(self) -> dict[str, Any]:
+        path = OUT_DIR / "gateway.log"
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        errors = [ln for ln in lines if re.search(r"ERROR|Traceback|Exception", ln)]
+        return {"lines": len(lines), "error_lines": len(errors), "tail": lines[-15:]}
+
+
+# --- machine description --------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    mem = re.search(r"^MemTotal:\s*(\d+) kB", Path("/proc/meminfo").read_text(), re.MULTILINE)
+    versions = {}
+    for package in ("django", "uvicorn", "uvloop", "httptools", "asgiref", "adrf", "djangorestframework",
+                    "httpx", "httpx-aiohttp", "aiohttp", "orjson", "redis", "psycopg", "py-spy"):  # fmt: skip
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[package] = importlib.metadata.version(package)
+    wrk = shutil.which("wrk")
+    wrk_version = None
+    if wrk:
+        out = subprocess.run([wrk, "-v"], capture_output=True, text=True)
+        wrk_version = (
+            (out.stdout or out.stderr).splitlines()[0].split(" [")[0] if (out.stdout or out.stderr) else "?"
+        )
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model.group(1).strip() if model else "unknown",
+        "memory_gb": round(int(mem.group(1)) / 1024 / 1024, 1) if mem else None,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "wrk": wrk_version,
+        "git_commit": commit.stdout.strip() or None,
+    }
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Tollhouse benchmark (writes bench/REPORT.md).")
+    parser.add_argument("--quick", action="store_true", help="about 10x smaller: a smoke run")
+    parser.add_argument("--no-profile", action="store_true", help="skip py-spy even if a target is missed")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed harness still stops its servers
+
+    pin = procs.pinning_available()
+    if pin:
+        # The harness itself is the load generator: it (and wrk/py-spy it spawns) runs on core 1.
+        os.sched_setaffinity(0, {LOAD_CORE})
+    started, started_at = time.monotonic(), datetime.now(tz=UTC)
+    phases: dict[str, float] = {}
+    errors: list[str] = []
+    status = 0
+
+    with procs.ProcessGroups() as groups:
+        bench = Bench(plan=plan, groups=groups, pin=pin)
+
+        def phase(name: str, fn: Callable[[], None]) -> None:
+            t = time.monotonic()
+            print(f"[bench] {name} ...", flush=True)
+            fn()
+            phases[name] = round(time.monotonic() - t, 1)
+
+        try:
+            phase("setup", bench.setup)
+            bench.memory("start")  # before any API request
+            phase("sanity", bench.sanity)
+            phase("latency c=1", bench.latency)
+            bench.check_gateway_alive()
+            phase("streaming c=1", bench.streaming)
+            bench.check_gateway_alive()
+            phase("throughput", bench.throughput)
+            bench.check_gateway_alive()
+            phase("soak", bench.soak)
+            bench.results["usage_stream_len"] = bench.r().xlen(USAGE_STREAM)
+            phase("usage drain", bench.drain)
+            bench.results["targets"] = bench.evaluate()
+            missed = any(t["passed"] is False for t in bench.results["targets"])
+            if missed and not args.no_profile:
+                phase("profile", bench.profile)
+        except SetupError as exc:
+            print(f"[bench] setup failed: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("[bench] interrupted; stopping servers", file=sys.stderr)
+            return 130
+        except Exception as exc:  # a phase broke: report what was measured, exit 1
+            errors.append(f"{type(exc).__name__}: {exc}")
+            print(f"[bench] phase failed: {exc}", file=sys.stderr)
+            status = 1
+        finally:
+            # Stop the servers before writing the report, also on failure (the with-block is a backstop).
+            log_summary = bench.gateway_log() if bench.gateway else {}
+            groups.stop_all()
+
+        results = bench.results
+        results.setdefault("targets", bench.evaluate())
+        results["capacity"] = bench.capacity()
+        results["errors"] = errors
+        results["gateway_log"] = log_summary
+        results["gateway_requests_client_count"] = bench.gateway_requests
+        results["phases_s"] = phases
+        results["meta"] = {
+            **results.get("meta", {}),
+            "generated_at": started_at.isoformat(timespec="seconds"),
+            "mode": plan.name,
+            "plan": plan.__dict__,
+            "run_seconds": round(time.monotonic() - started, 1),
+            "pinned": pin,
+            "throughput_tool": "wrk" if bench.wrk else "bundled",
+            "machine": machine(),
+            "prompt": PROMPT,
+            "stream_prompt": STREAM_PROMPT,
+            "model": MODEL,
+        }
+        (OUT_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        REPORT_PATH.write_text(report.render(results))
+        print(f"[bench] done in {results['meta']['run_seconds']} s: {REPORT_PATH}", flush=True)
+        for t in results["targets"]:
+            verdict = "PASS" if t["passed"] else "MISS" if t["passed"] is False else "n/a"
+            print(f"  {verdict:4}  {t['name']}: {t['measured']} {t['unit']} ({t['op']} {t['limit']})")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
