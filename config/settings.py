@@ -151,7 +151,7 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # Embedded mode is one process, so an in-process cache is shared by everything that runs.
-    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003"]
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 TOLLHOUSE_LOGIN_RATE = env.string("TOLLHOUSE_LOGIN_RATE", "10/m")
 
 CELERY_BROKER_URL = env.raw("CELERY_BROKER_URL") or REDIS_URL
