@@ -31,7 +31,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "latency_ms",
         "request_id",
     ]
-    list_filter = ["status", "streamed", "requested_model"]
+    list_filter = ["status", "streamed", "usage_estimated", "requested_model"]
     search_fields = ["request_id", "client_request_id"]
     date_hierarchy = "created_at"
     list_select_related = ["tenant"]

@@ -61,6 +61,10 @@ class UsageRecord(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     cached_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
+    usage_estimated = models.BooleanField(
+        default=False,
+        help_text="The upstream never reported usage (stream broken, client gone): tokens are the gateway's estimate.",
+    )
     cost = models.DecimalField(max_digits=20, decimal_places=9, default=0)
     status = models.PositiveSmallIntegerField(
         help_text="HTTP status returned to the client (499: client left)."

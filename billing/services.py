@@ -36,6 +36,7 @@ def usage_record_from_event(event: dict[str, Any]) -> UsageRecord:
         prompt_tokens=int(event.get("prompt_tokens") or 0),
         cached_tokens=int(event.get("cached_tokens") or 0),
         completion_tokens=int(event.get("completion_tokens") or 0),
+        usage_estimated=bool(event.get("usage_estimated")),
         cost=nanos_to_dollars(int(event.get("cost_nanos") or 0)),
         status=int(event["status"]),
         error_type=event.get("error_type") or "",

@@ -137,7 +137,7 @@ class Call:
             "prompt_tokens": self.usage.prompt_tokens,
             "cached_tokens": self.usage.cached_tokens,
             "completion_tokens": self.usage.completion_tokens,
-            "usage_reported": self.usage.reported,
+            "usage_estimated": self.usage.estimated,
             "cost_nanos": self.cost_nanos(),
             "status": self.status,
             "error_type": self.error_type,

@@ -143,6 +143,7 @@ async def handle(request: HttpRequest, *, endpoint: str) -> HttpResponse | Strea
         call.status, call.error_type = CLIENT_CLOSED, "client_disconnected"
         if call.deployment is not None and not call.usage.reported:
             call.usage.prompt_tokens = estimate_tokens(call.prompt_chars)
+            call.usage.estimated = True
         runtime.spawn(call.settle())
         raise
     except Exception:
@@ -296,6 +297,7 @@ async def _relay(
             # The upstream never said (the stream broke or the client left): bill what was streamed.
             call.usage.prompt_tokens = estimate_tokens(call.prompt_chars)
             call.usage.completion_tokens = translator.chunks
+            call.usage.estimated = True
         # Closing the upstream response cancels the upstream call; both must happen even while
         # this generator is being cancelled, so they run as their own task.
         runtime.spawn(_close_and_settle(call, upstream))

@@ -18,7 +18,8 @@ class Usage:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
-    reported: bool = False  # False: the upstream never said; the figures are the gateway's estimate
+    reported: bool = False  # the upstream said so
+    estimated: bool = False  # the upstream never said; the gateway counted what it saw
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def test_it_answers_a_chat_completion_and_records_it_exactly(gateway_server, wor
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (1234, 77)
 
     [row] = usage_rows(1)
-    assert row.status == 200 and row.error_type == ""
+    assert row.status == 200 and row.error_type == "" and not row.usage_estimated
     assert row.tenant_id == world.acme.id and row.api_key_id is not None
     assert (row.prompt_tokens, row.cached_tokens, row.completion_tokens) == (1234, 200, 77)
     # gpt-4.1: $2.00 in, $0.50 cached in, $8.00 out per million tokens
@@ -268,6 +268,7 @@ def test_it_reports_a_stream_that_breaks_midway_and_bills_what_was_sent(gateway_
     [row] = usage_rows(1)
     assert row.status == 502 and row.streamed
     assert row.completion_tokens == 5  # estimated from what was streamed: the upstream never said
+    assert row.usage_estimated
 
 
 def test_it_bills_what_was_generated_when_the_client_goes_away(gateway_server, world, usage_rows):
@@ -286,7 +287,7 @@ def test_it_bills_what_was_generated_when_the_client_goes_away(gateway_server, w
         assert data
     [row] = usage_rows(1, timeout=8)
     assert (row.status, row.error_type) == (499, "client_disconnected")
-    assert 0 < row.completion_tokens < 200
+    assert 0 < row.completion_tokens < 200 and row.usage_estimated
     assert row.cost > 0
 
 
@@ -336,4 +337,4 @@ def test_it_records_a_call_whose_client_gives_up_before_the_answer(gateway_serve
         )
     [row] = usage_rows(1, timeout=8)
     assert (row.status, row.error_type, row.streamed) == (499, "client_disconnected", False)
-    assert row.prompt_tokens > 0 and row.completion_tokens == 0
+    assert row.prompt_tokens > 0 and row.completion_tokens == 0 and row.usage_estimated
