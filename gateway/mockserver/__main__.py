@@ -1,0 +1,3 @@
+from gateway.mockserver.cli import main
+
+main()
