@@ -11,6 +11,8 @@ from django.http import HttpRequest
 
 from gateway import errors
 
+MAX_MODEL_NAME = 200
+
 
 def read_json_body(request: HttpRequest) -> dict[str, Any]:
     limit = settings.TOLLHOUSE_MAX_BODY_BYTES
@@ -45,6 +47,11 @@ def _require_model(data: dict[str, Any]) -> str:
     if not isinstance(model, str) or not model.strip():
         raise errors.BadRequest(
             "You must provide a model parameter.", param="model", code="missing_required_parameter"
+        )
+    if len(model) > MAX_MODEL_NAME:
+        # It is echoed in error messages and stored with the usage row: keep it to a name's length.
+        raise errors.BadRequest(
+            f"'model' is longer than {MAX_MODEL_NAME} characters.", param="model", code="invalid_value"
         )
     return model
 

@@ -36,6 +36,7 @@ def test_it_answers_a_non_object_body_with_400(gateway_server, world, usage_rows
     ("body", "param"),
     [
         ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
+        ({"model": "m" * 201, "messages": [{"role": "user", "content": "hi"}]}, "model"),
         ({"model": "gpt-4.1", "messages": [{"content": "no role"}]}, "messages[0]"),
         ({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, "stream"),
         (
