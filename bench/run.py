@@ -711,6 +711,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Tollhouse benchmark (writes bench/REPORT.md).")
     parser.add_argument("--quick", action="store_true", help="about 10x smaller: a smoke run")
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy even if a target is missed")
+    parser.add_argument("--profile", action="store_true", help="profile with py-spy even if every target passes")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed harness still stops its servers
@@ -748,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
             phase("usage drain", bench.drain)
             bench.results["targets"] = bench.evaluate()
             missed = any(t["passed"] is False for t in bench.results["targets"])
-            if missed and not args.no_profile:
+            if (missed and not args.no_profile) or args.profile:
                 phase("profile", bench.profile)
         except SetupError as exc:
             print(f"[bench] setup failed: {exc}", file=sys.stderr)
