@@ -711,7 +711,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Tollhouse benchmark (writes bench/REPORT.md).")
     parser.add_argument("--quick", action="store_true", help="about 10x smaller: a smoke run")
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy even if a target is missed")
-    parser.add_argument("--profile", action="store_true", help="profile with py-spy even if every target passes")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile with py-spy even if every target passes"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed harness still stops its servers
