@@ -1,4 +1,6 @@
-"""The command line, shared by `python -m gateway.mockserver` and `manage.py mockprovider`."""
+"""The command line of the mock provider: the flags (add_arguments), turning parsed options into a
+MockConfig (config_from_options) and main() for ``python -m gateway.mockserver``; the
+``manage.py mockprovider`` command reuses the first two so both entry points take the same flags."""
 
 from __future__ import annotations
 
@@ -8,6 +10,9 @@ from typing import Any
 
 from gateway.mockserver.config import MockConfig
 from gateway.mockserver.runner import run
+
+# The first line of the package docstring, as the single-module version used for --help.
+_DESCRIPTION = "Mock LLM provider speaking the OpenAI wire format, for tests and benchmarks."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,9 +36,7 @@ def config_from_options(options: Mapping[str, Any]) -> MockConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m gateway.mockserver", description="Mock LLM provider speaking the OpenAI wire format."
-    )
+    parser = argparse.ArgumentParser(prog="python -m gateway.mockserver", description=_DESCRIPTION)
     add_arguments(parser)
     options = vars(parser.parse_args(argv))
     try:

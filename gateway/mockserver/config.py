@@ -1,4 +1,6 @@
-"""Constants and the MockConfig of the mock provider."""
+"""Server-wide settings of the mock provider: MockConfig (default delays, token count, API key,
+model list), the shared DEFAULT_CONFIG instance and the limits and timeouts the rest of the package
+enforces (request log size, hang and shutdown timeouts, embedding and delay bounds, body size)."""
 
 from __future__ import annotations
 
@@ -25,35 +27,6 @@ MAX_EMBEDDING_INPUTS = 2048
 MAX_DELAY_MS = 600_000.0
 # LLM prompts can be large; aiohttp's default 1 MiB body limit would reject long-context requests.
 CLIENT_MAX_SIZE = 64 * 1024 * 1024
-
-_LOREM_TEXT = (
-    "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore "
-    "et dolore magna aliqua ut enim ad minim veniam quis nostrud exercitation ullamco laboris nisi ut "
-    "aliquip ex ea commodo consequat duis aute irure dolor in reprehenderit in voluptate velit esse "
-    "cillum dolore eu fugiat nulla pariatur excepteur sint occaecat cupidatat non proident sunt in "
-    "culpa qui officia deserunt mollit anim id est laborum"
-)
-# One completion token = one word plus its trailing space.
-_TOKENS: tuple[str, ...] = tuple(word + " " for word in _LOREM_TEXT.split(" "))
-
-_JSON_HEADERS = {"Content-Type": "application/json"}
-_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
-_DONE_EVENT = b"data: [DONE]\n\n"
-_MALFORMED_CHAT = b'{"id": "chatcmpl-broken", "choices": ['
-_MALFORMED_EMBEDDINGS = b'{"object": "list", "data": ['
-_MALFORMED_EVENT = b"data: " + _MALFORMED_CHAT + b"\n\n"
-_SYSTEM_FINGERPRINT = "fp_mock"
-
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
-_ERROR_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
 
 
 @dataclass(frozen=True)

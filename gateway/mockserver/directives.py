@@ -1,4 +1,7 @@
-"""Per-request directives: `[mock ...]` in the prompt or X-Mock-* headers, parsed and validated."""
+"""Per-request directives: parsing of ``[mock ...]`` tokens in the prompt and ``X-Mock-*`` headers
+(headers win), validation of each name and value against its allowed range, and the _BadRequest
+exception that every validation step raises to produce an OpenAI-shaped 400 naming the offending
+directive or parameter."""
 
 from __future__ import annotations
 

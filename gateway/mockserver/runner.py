@@ -1,4 +1,7 @@
-"""Running the mock: in the current loop, in the foreground, or in a background thread."""
+"""Running the mock: start_server() inside the current event loop (returning a RunningMock),
+run() in the foreground until Ctrl-C / SIGTERM, or MockServerThread in a daemon thread with its
+own loop for tests and benchmarks. All of them use the same AppRunner settings (no access log,
+handler cancellation on disconnect, a short shutdown timeout) and uvloop when it is installed."""
 
 from __future__ import annotations
 

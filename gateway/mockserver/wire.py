@@ -1,4 +1,7 @@
-"""The OpenAI wire format as the mock writes it: token counts, usage, ids, embeddings, error bodies."""
+"""The OpenAI wire format as the mock writes it: the deterministic token accounting (prompt tokens
+from text length, lorem-ipsum completion tokens), usage objects, response ids, the hash-derived
+float32 embedding vectors, the canned malformed bodies and OpenAI-shaped error responses. Pure
+functions and constants with no per-server state, shared by plans.py and the handlers in app.py."""
 
 from __future__ import annotations
 
@@ -16,35 +19,34 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.mockserver.config import _ERROR_TYPES, _JSON_HEADERS, _TOKENS
-from gateway.mockserver.directives import _BadRequest
+_LOREM_TEXT = (
+    "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore "
+    "et dolore magna aliqua ut enim ad minim veniam quis nostrud exercitation ullamco laboris nisi ut "
+    "aliquip ex ea commodo consequat duis aute irure dolor in reprehenderit in voluptate velit esse "
+    "cillum dolore eu fugiat nulla pariatur excepteur sint occaecat cupidatat non proident sunt in "
+    "culpa qui officia deserunt mollit anim id est laborum"
+)
+# One completion token = one word plus its trailing space.
+_TOKENS: tuple[str, ...] = tuple(word + " " for word in _LOREM_TEXT.split(" "))
 
+_JSON_HEADERS = {"Content-Type": "application/json"}
+_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+_DONE_EVENT = b"data: [DONE]\n\n"
+_MALFORMED_CHAT = b'{"id": "chatcmpl-broken", "choices": ['
+_MALFORMED_EMBEDDINGS = b'{"object": "list", "data": ['
+_MALFORMED_EVENT = b"data: " + _MALFORMED_CHAT + b"\n\n"
+_SYSTEM_FINGERPRINT = "fp_mock"
 
-def _message_text(message: Any, index: int) -> str:
-    if not isinstance(message, dict):
-        raise _BadRequest(f"messages[{index}] must be an object", param=f"messages[{index}]")
-    content = message.get("content")
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    raise _BadRequest(
-        f"messages[{index}].content must be a string, an array or null", param=f"messages[{index}].content"
-    )
-
-
-def _optional_int(body: Mapping[str, Any], name: str) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    # bool is an int subclass; JSON true is not a valid token limit.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _BadRequest(f"{name} must be a positive integer", param=name)
-    return value
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_ERROR_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
 
 
 def _tokens_for(text: str) -> int:
