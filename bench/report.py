@@ -48,7 +48,9 @@ def render(r: dict[str, Any]) -> str:
         "# Tollhouse benchmark report",
         "",
         f"Generated {meta.get('generated_at', '?')} by `bench/run.py` (mode: **{meta.get('mode')}**, "
-        f"{_f(meta.get('run_seconds'), 0)} s). Raw figures: `bench/out/results.json`.",
+        f"{_f(meta.get('run_seconds'), 0)} s). Raw figures: `bench/out/results.json`. Load average "
+        f"{' '.join(meta.get('loadavg_start', ['?']))} before and {' '.join(meta.get('loadavg_end', ['?']))} "
+        "after the run (the machine may be shared with other work).",
         "",
     ]
     if r.get("errors"):
@@ -155,11 +157,11 @@ def render(r: dict[str, Any]) -> str:
                 label, _f(run["elapsed_s"], 1), _f(run["completed"]), f"**{_f(run['rps'], 1)}**",
                 _f(run["latency_ms"].get("p50"), 2), _f(run["latency_ms"].get("p99"), 2), errs,
                 _f(res.get("gateway_cores"), 2), _f(res.get("gateway_cpu_ms_per_request"), 2),
-                _pct(busy.get("0")), _pct(busy.get("1")),
+                _f(res.get("mock_cores"), 2), _pct(busy.get("0")), _pct(busy.get("1")),
             ])  # fmt: skip
         lines += _table(
             ["Run", "s", "requests", "req/s", "p50 ms", "p99 ms", "errors", "gateway CPU (cores)",
-             "gateway CPU ms/req", "core 0 busy", "core 1 busy"],
+             "gateway CPU ms/req", "mock CPU (cores)", "core 0 busy", "core 1 busy"],
             rows,
         )  # fmt: skip
         lines += [
@@ -235,6 +237,7 @@ def render(r: dict[str, Any]) -> str:
     rd = r.get("redis", {})
     if cap:
         by_cmd = ", ".join(f"{k} {v:,}" for k, v in rd.get("by_command", {}).items()) or "none"
+        net = ", ".join(f"{k} {v:.2f}" for k, v in rd.get("net_by_command", {}).items()) or "none"
         noise = rd.get("noise_ops_per_s")
         lines += [
             "## Capacity model",
@@ -246,14 +249,16 @@ def render(r: dict[str, Any]) -> str:
             "workers on N cores expect at most N times this, as long as Redis and the upstream keep up.",
             f"- **Redis operations per request: {_f(rd.get('ops_per_request'), 2)}** "
             f"(`INFO commandstats` delta over {_f(rd.get('window_requests'))} gateway requests at c=1, "
-            f"{_f(rd.get('window_s'), 1)} s: {by_cmd}; the harness's own INFO calls excluded"
+            f"{_f(rd.get('window_s'), 1)} s. Raw calls in the window: {by_cmd} "
+            f"({_f(rd.get('ops_per_request_raw'), 2)} per request; the harness's own INFO calls excluded)"
             + (
-                f"; background from other clients of this Redis ({_f(noise, 1)} ops/s, measured while the "
-                "gateway was idle) subtracted"
+                f"; other clients of this Redis sent {_f(noise, 1)} ops/s while the gateway was idle "
+                f"({_f(rd.get('noise_window_s'), 1)} s of direct-to-mock runs), subtracted per command"
                 if noise
-                else "; no background traffic seen"
+                else "; no background traffic was seen while the gateway was idle"
             )
-            + f"; usage events per request {_f(rd.get('usage_events_per_request'), 2)}). At "
+            + f". Net per request: {net}; usage events per request "
+            f"{_f(rd.get('usage_events_per_request'), 2)}). At "
             f"{_f(cap['rps'], 0)} req/s that is {_f(cap.get('redis_ops_per_s'), 0)} Redis ops/s; Redis spent "
             f"{_f(cap.get('redis_cpu_us_per_request'), 1)} µs CPU per request "
             f"({_f(cap.get('redis_cores_used'), 2)} of a core).",

@@ -26,7 +26,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,6 +118,10 @@ class Bench:
     redis: redis.Redis | None = None
     wrk: str | None = None
     gateway_requests: int = 0  # as counted by the clients, warm-ups included
+    # Redis commands seen while the gateway was idle (other clients of the server), and how long.
+    noise_ops: Counter[str] = field(default_factory=Counter)
+    noise_s: float = 0.0
+    redis_window: dict[str, Any] = field(default_factory=dict)
 
     # -- helpers -------------------------------------------------------------------------------------
     def core(self, core: int) -> int | None:
@@ -189,6 +194,27 @@ class Bench:
     def commandstats(self) -> dict[str, int]:
         stats = self.r().info("commandstats")
         return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+    @staticmethod
+    def stats_delta(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+        # INFO is the harness's own probe; everything else counts.
+        out = {name: b[name] - a.get(name, 0) for name in b if name != "info"}
+        return {name: n for name, n in sorted(out.items()) if n}
+
+    @contextlib.contextmanager
+    def noise_window(self) -> Iterator[None]:
+        """Count Redis commands while only the mock is under load: they come from other clients."""
+        before, t = self.commandstats(), time.monotonic()
+        yield
+        self.noise_ops.update(self.stats_delta(before, self.commandstats()))
+        self.noise_s += time.monotonic() - t
+
+    def requests_seen(self) -> int:
+        """Calls the gateway handled: one usage event each (XLEN) also counts requests cut off by wrk."""
+        try:
+            return max(self.gateway_requests, int(self.r().xlen(USAGE_STREAM)))
+        except redis.RedisError:
+            return self.gateway_requests
 
     def check_gateway_alive(self) -> None:
         if self.gateway is None or self.gateway.proc.poll() is not None:
@@ -311,7 +337,7 @@ class Bench:
             "rss_mb": round(procs.rss_kb(self.gateway_pid) / 1024, 1),
             "peak_rss_mb": round(procs.hwm_kb(self.gateway_pid) / 1024, 1),
             "threads": procs.thread_count(self.gateway_pid),
-            "gateway_requests": self.gateway_requests,
+            "gateway_requests": self.requests_seen(),
         }
 
     def latency(self) -> None:
@@ -319,11 +345,10 @@ class Bench:
         plan, body = self.plan, self.body(stream=False)
         counts = {"requests": plan.latency_requests, "warmup_requests": plan.latency_warmup}
 
-        # The direct run doubles as a noise window: Redis commands seen while the gateway is idle
-        # come from other clients of the same server (INFO commandstats is server-wide).
-        noise_a, noise_t = self.commandstats(), time.monotonic()
-        direct = self.load("mock", body=body, **counts)
-        noise_b, noise_s = self.commandstats(), time.monotonic() - noise_t
+        # INFO commandstats is server-wide: the direct runs double as windows that measure what
+        # other clients of the same Redis send meanwhile, to be subtracted later.
+        with self.noise_window():
+            direct = self.load("mock", body=body, **counts)
 
         xlen_a = self.r().xlen(USAGE_STREAM)
         stats_a, window_t = self.commandstats(), time.monotonic()
@@ -343,10 +368,12 @@ class Bench:
             },
             "gateway_self_reported": self._self_reported(plan.latency_requests),
         }
-        window_requests = gateway.completed + gateway.warmup_completed
-        self.results["redis"] = self._redis_ops(
-            noise_a, noise_b, noise_s, stats_a, stats_b, window_s, window_requests, xlen_b - xlen_a
-        )
+        self.redis_window = {
+            "ops": self.stats_delta(stats_a, stats_b),
+            "window_s": window_s,
+            "requests": gateway.completed + gateway.warmup_completed,
+            "usage_events": xlen_b - xlen_a,
+        }
         self.memory("after_latency_run")
 
     def _self_reported(self, count: int) -> dict[str, Any]:
@@ -365,37 +392,29 @@ class Bench:
 
         return {"events": len(latency), "latency_ms": dist(latency), "overhead_ms": dist(overhead)}
 
-    @staticmethod
-    def _redis_ops(
-        noise_a: dict[str, int],
-        noise_b: dict[str, int],
-        noise_s: float,
-        stats_a: dict[str, int],
-        stats_b: dict[str, int],
-        window_s: float,
-        requests: int,
-        xadds: int,
-    ) -> dict[str, Any]:
-        def delta(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-            # INFO is the harness's own probe; everything else in the window counts.
-            out = {name: b[name] - a.get(name, 0) for name in b if name != "info"}
-            return {name: n for name, n in sorted(out.items()) if n}
-
-        window = delta(stats_a, stats_b)
-        noise = delta(noise_a, noise_b)
-        noise_rate = sum(noise.values()) / noise_s if noise_s > 0 else 0.0
-        raw = sum(window.values())
-        corrected = max(raw - noise_rate * window_s, 0.0)
+    def redis_ops(self) -> dict[str, Any]:
+        """Redis commands per gateway request over the c=1 window, net of other clients' traffic."""
+        w = self.redis_window
+        if not w:
+            return {}
+        requests, window_s = w["requests"], w["window_s"]
+        rate = {name: n / self.noise_s for name, n in self.noise_ops.items()} if self.noise_s else {}
+        # Per command, subtract what the idle-gateway windows say other clients send in that time.
+        net = {name: max(n - rate.get(name, 0.0) * window_s, 0.0) for name, n in w["ops"].items()}
+        raw, corrected = sum(w["ops"].values()), sum(net.values())
         return {
             "window_requests": requests,
             "window_s": round(window_s, 3),
-            "by_command": window,
-            "ops_raw": raw,
-            "noise_by_command": noise,
-            "noise_ops_per_s": round(noise_rate, 2),
+            "by_command": w["ops"],
+            "net_by_command": {name: round(n / requests, 3) for name, n in net.items() if n}
+            if requests
+            else {},
+            "noise_window_s": round(self.noise_s, 3),
+            "noise_by_command": dict(sorted(self.noise_ops.items())),
+            "noise_ops_per_s": round(sum(self.noise_ops.values()) / self.noise_s, 2) if self.noise_s else 0.0,
             "ops_per_request_raw": round(raw / requests, 3) if requests else None,
             "ops_per_request": round(corrected / requests, 3) if requests else None,
-            "usage_events_per_request": round(xadds / requests, 3) if requests else None,
+            "usage_events_per_request": round(w["usage_events"] / requests, 3) if requests else None,
         }
 
     def streaming(self) -> None:
@@ -428,7 +447,8 @@ class Bench:
         if warmup_s:
             self._run_load(target, concurrency, warmup_s)
         before = self.sample()
-        out = self._run_load(target, concurrency, duration_s)
+        with self.noise_window() if target == "mock" else contextlib.nullcontext():
+            out = self._run_load(target, concurrency, duration_s)
         after = self.sample()
         out["resources"] = self.usage(before, after, out["completed"])
         return out
@@ -526,7 +546,7 @@ end
         started = time.monotonic()
         runs = []
         rps = max(self.results.get("throughput", {}).get("gateway_c64", {}).get("rps", 100.0), 50.0)
-        while (missing := plan.soak_target - self.gateway_requests) > 0:
+        while (missing := plan.soak_target - self.requests_seen()) > 0:
             budget = plan.soak_max_s - (time.monotonic() - started)
             if budget < 1:
                 break
@@ -717,12 +737,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed harness still stops its servers
+    # Started as a background job of a non-interactive shell, SIGINT arrives ignored; restore it so
+    # Ctrl-C / kill -INT always stops the run (and its servers).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     pin = procs.pinning_available()
     if pin:
         # The harness itself is the load generator: it (and wrk/py-spy it spawns) runs on core 1.
         os.sched_setaffinity(0, {LOAD_CORE})
     started, started_at = time.monotonic(), datetime.now(tz=UTC)
+    # The box may be shared: the load average says whether something else ran alongside.
+    loadavg_start = Path("/proc/loadavg").read_text().split()[:3]
     phases: dict[str, float] = {}
     errors: list[str] = []
     status = 0
@@ -746,6 +771,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.check_gateway_alive()
             phase("throughput", bench.throughput)
             bench.check_gateway_alive()
+            bench.results["redis"] = bench.redis_ops()
             phase("soak", bench.soak)
             bench.results["usage_stream_len"] = bench.r().xlen(USAGE_STREAM)
             phase("usage drain", bench.drain)
@@ -782,6 +808,8 @@ def main(argv: list[str] | None = None) -> int:
             "plan": plan.__dict__,
             "run_seconds": round(time.monotonic() - started, 1),
             "pinned": pin,
+            "loadavg_start": loadavg_start,
+            "loadavg_end": Path("/proc/loadavg").read_text().split()[:3],
             "throughput_tool": "wrk" if bench.wrk else "bundled",
             "machine": machine(),
             "prompt": PROMPT,
