@@ -74,6 +74,17 @@ def main() -> None:
         os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(30)
+            # make itself exits at once on SIGTERM; the gateway (its child) is still shutting down,
+            # flushing usage: wait for the whole process group to be gone.
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    os.killpg(server.pid, 0)
+                except ProcessLookupError:
+                    break
+                if time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired("make run", 30)
+                time.sleep(0.1)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             fail("the gateway did not stop within 30 s of SIGTERM", log)

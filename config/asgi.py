@@ -18,6 +18,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_asgi_application()
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.exceptions import SuspiciousOperation  # noqa: E402
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse  # noqa: E402
 
 from gateway.asgi import gateway_handler  # noqa: E402
 from gateway.runtime import runtime  # noqa: E402
@@ -45,8 +47,9 @@ class Tollhouse:
                 try:
                     await runtime.startup()
                 except Exception as exc:
-                    logger.error("Tollhouse cannot start: %s", exc)
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    reason = str(exc) or f"{type(exc).__name__} while starting up"
+                    logger.error("Tollhouse cannot start: %s", reason)
+                    await send({"type": "lifespan.startup.failed", "message": reason})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -57,4 +60,15 @@ class Tollhouse:
                 return
 
 
-application = Tollhouse(ASGIStaticFilesHandler(django_application))
+class StaticFiles(ASGIStaticFilesHandler):
+    """Django's static handler, answering 404 (not 500) for a path that tries to leave the static
+    directories (`/static/..%2fconfig%2fsettings.py`) or that no file system can hold (a NUL)."""
+
+    def serve(self, request: HttpRequest) -> HttpResponse | FileResponse:
+        try:
+            return super().serve(request)
+        except (SuspiciousOperation, ValueError, OSError) as exc:
+            raise Http404("No such static file.") from exc
+
+
+application = Tollhouse(StaticFiles(django_application))

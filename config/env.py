@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from urllib.parse import urlsplit
 
 import environ
@@ -58,11 +59,31 @@ class EnvReader:
             return default
         return parsed
 
+    def rate(self, name: str, default: str) -> str:
+        """A rate like '10/m': a positive count per s(econd), m(inute) or h(our)."""
+        value = self.string(name, default)
+        count, _, unit = value.partition("/")
+        if not count.isdigit() or int(count) < 1 or unit not in {"s", "m", "h"}:
+            self.errors.append(f"{name} must look like 10/m (a count per s, m or h), not {value!r}.")
+            return default
+        return value
+
     def strings(self, name: str, default: list[str]) -> list[str]:
         value = self.raw(name)
         if value is None:
             return default
         return [item.strip() for item in value.split(",") if item.strip()]
+
+    def networks(self, name: str) -> tuple[IPv4Network | IPv6Network, ...]:
+        """Comma-separated IP addresses or CIDR ranges."""
+        networks = []
+        for item in self.strings(name, []):
+            try:
+                networks.append(ip_network(item, strict=False))
+            except ValueError:
+                self.errors.append(f"{name} must list IP addresses or CIDR ranges; {item!r} is neither.")
+                return ()
+        return tuple(networks)
 
     def database(self, name: str) -> dict[str, object] | None:
         value = self.raw(name)
@@ -104,7 +125,7 @@ class EnvReader:
             except (ValueError, binascii.Error):
                 self.errors.append(
                     f"{name} must be url-safe base64 of 32 bytes (make one with "
-                    "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)."
+                    "`.venv/bin/python manage.py generate_secrets`)."
                 )
                 return []
         return keys

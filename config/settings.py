@@ -10,10 +10,13 @@ Every variable is documented in the README's configuration table.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import os
 import secrets
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,16 +34,50 @@ TESTING = "pytest" in sys.modules or env.boolean("TOLLHOUSE_TESTING", False)
 VAR_DIR = Path(env.string("TOLLHOUSE_VAR_DIR", str(BASE_DIR / "var")))
 
 
+# ./var holds the embedded database and generated secrets: owner-only (0700 directory, 0600 files).
+# New ones are created with those modes, whatever the umask (a chmod after creating them would leave
+# a window); files an older version left readable are tightened.
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _owner_only(path: Path) -> None:
+    """Take group and other permissions away from a file this user owns (older installs)."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return
+    if status.st_mode & 0o077 and status.st_uid == os.getuid():
+        path.chmod(status.st_mode & 0o700)
+
+
+def _private_file(path: Path) -> None:
+    """Create `path` empty and owner-only if missing (SQLite then gives its -wal and -shm files the
+    same mode), or make an existing one owner-only."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        _owner_only(path)
+
+
 def _embedded_secret(filename: str, make: Callable[[], str]) -> str:
     """A secret generated once and kept in ./var, so the embedded demo survives restarts."""
     path = VAR_DIR / filename
     if path.exists():
+        _owner_only(path)
         return path.read_text().strip()
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    value = make()
-    path.write_text(value + "\n")
-    path.chmod(0o600)
-    return value
+    _private_dir(VAR_DIR)
+    # Written to a private temporary file (mkstemp: 0600) and linked into place: never readable by
+    # others, never seen half-written, and two processes starting at once agree on one value.
+    fd, temporary = tempfile.mkstemp(dir=VAR_DIR, prefix=f".{filename}.")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(make() + "\n")
+        with contextlib.suppress(FileExistsError):  # another process was first: its value wins
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+    return path.read_text().strip()
 
 
 # --- secrets ----------------------------------------------------------------------------------------
@@ -75,6 +112,32 @@ DEBUG = env.boolean("TOLLHOUSE_DEBUG", False)
 ALLOWED_HOSTS = env.strings("TOLLHOUSE_ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = env.strings("TOLLHOUSE_CSRF_TRUSTED_ORIGINS", [])
 
+# --- security ---------------------------------------------------------------------------------------
+# Production (DATABASE_URL set) is served over HTTPS, so cookies are secure, HSTS is sent and plain
+# http is redirected, and `manage.py check --deploy` is clean. The embedded default is plain http on
+# localhost, so all of it is off there. Each can be set either way; tests run on plain http.
+_https = TOLLHOUSE_PRODUCTION
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.boolean("TOLLHOUSE_SECURE_COOKIES", _https)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT = env.boolean("TOLLHOUSE_SSL_REDIRECT", _https and not TESTING)
+# Load balancers and monitoring probe these over plain http on the private network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.integer("TOLLHOUSE_HSTS_SECONDS", 31_536_000 if _https else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.boolean("TOLLHOUSE_HSTS_INCLUDE_SUBDOMAINS", _https)
+SECURE_HSTS_PRELOAD = env.boolean("TOLLHOUSE_HSTS_PRELOAD", _https)
+# Django believes X-Forwarded-Proto from whoever sends it: without a proxy in front that overwrites
+# it, a client on plain http could send `X-Forwarded-Proto: https` and be taken for https (no redirect,
+# CSRF's https-only Referer check skipped). So it is read only when TOLLHOUSE_TRUSTED_PROXIES says a
+# proxy is in front; that proxy must set the header. Behind a TLS-terminating proxy, set
+# TOLLHOUSE_TRUSTED_PROXIES (or the redirect to https would loop).
+_proxied = env.raw("TOLLHOUSE_TRUSTED_PROXIES") is not None
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _proxied else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# --- end of security --------------------------------------------------------------------------------
+
 # --- apps -------------------------------------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -84,7 +147,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "django_ratelimit",
     "config",
     "accounts",
     "billing",
@@ -126,11 +188,19 @@ if _database is not None:
     _database["CONN_HEALTH_CHECKS"] = True
     DATABASES = {"default": _database}
 else:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _private_dir(VAR_DIR)
+    _sqlite = VAR_DIR / "tollhouse.sqlite3"
+    for _path in (
+        _sqlite,
+        _sqlite.with_name(_sqlite.name + "-wal"),
+        _sqlite.with_name(_sqlite.name + "-shm"),
+    ):
+        _owner_only(_path)
+    _private_file(_sqlite)  # before Django opens it: sqlite3 would create it 0644
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(VAR_DIR / "tollhouse.sqlite3"),
+            "NAME": str(_sqlite),
             # The usage flusher and the request path share one file: wait for the lock, don't fail.
             "OPTIONS": {
                 "timeout": 20,
@@ -145,14 +215,44 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env.redis_url("REDIS_URL")
 TOLLHOUSE_REDIS_PREFIX = env.string("TOLLHOUSE_REDIS_PREFIX", "th:")
 
-# The cache backs the console's rate limits (login attempts); it must be shared between processes.
+
+def _redis_seconds(name: str, default: float) -> float:
+    value = env.raw(name)
+    try:
+        parsed = default if value is None else float(value)
+    except ValueError:
+        parsed = -1.0
+    if not 0 < parsed <= 60:
+        env.errors.append(f"{name} must be a number of seconds above 0 and at most 60, not {value!r}.")
+        return default
+    return parsed
+
+
+# How long any Redis call on the request path may wait (to connect, then for each reply): a Redis
+# that hangs must cost a call a fraction of a second, not seconds (config/redis.py).
+TOLLHOUSE_REDIS_TIMEOUT = _redis_seconds("TOLLHOUSE_REDIS_TIMEOUT", 0.25)
+# The usage drain runs in Celery, off the request path: it may wait longer for a busy Redis.
+TOLLHOUSE_REDIS_WORKER_TIMEOUT = _redis_seconds("TOLLHOUSE_REDIS_WORKER_TIMEOUT", 5.0)
+# Usage events waiting in-process (embedded mode, or while Redis is unreachable). When full, a
+# call's event is written through to the database before the call completes: never dropped.
+TOLLHOUSE_USAGE_BUFFER_MAX = env.integer("TOLLHOUSE_USAGE_BUFFER_MAX", 10_000, minimum=1)
+
+# Django's cache, shared between processes when Redis is there (nothing on the request path uses it).
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Bounded like every other Redis client (config/redis.py): a hung Redis must not hang a page.
+            "OPTIONS": {
+                "socket_connect_timeout": TOLLHOUSE_REDIS_TIMEOUT,
+                "socket_timeout": TOLLHOUSE_REDIS_TIMEOUT,
+            },
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    # Embedded mode is one process, so an in-process cache is shared by everything that runs.
-    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
-TOLLHOUSE_LOGIN_RATE = env.string("TOLLHOUSE_LOGIN_RATE", "10/m")
+TOLLHOUSE_LOGIN_RATE = env.rate("TOLLHOUSE_LOGIN_RATE", "10/m")
 
 CELERY_BROKER_URL = env.raw("CELERY_BROKER_URL") or REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
@@ -164,6 +264,10 @@ TOLLHOUSE_USAGE_DRAIN_SECONDS = env.integer("TOLLHOUSE_USAGE_DRAIN_SECONDS", 2, 
 CELERY_BEAT_SCHEDULE = {
     "usage-drain": {"task": "billing.tasks.usage_drain", "schedule": float(TOLLHOUSE_USAGE_DRAIN_SECONDS)},
 }
+# Beat's own state (when each entry last ran) is runtime data: it lives in TOLLHOUSE_VAR_DIR, never in
+# the checkout; config.celery.VarDirScheduler creates the directory when beat starts.
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULER = "config.celery:VarDirScheduler"
 
 if env.raw("EMAIL_URL"):
     import environ as _environ
@@ -183,9 +287,14 @@ DEFAULT_FROM_EMAIL = env.string("TOLLHOUSE_FROM_EMAIL", "Tollhouse <tollhouse@lo
 # --- the gateway ------------------------------------------------------------------------------------
 TOLLHOUSE_MAX_BODY_BYTES = env.integer("TOLLHOUSE_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = TOLLHOUSE_MAX_BODY_BYTES
+# The request line and headers together; a larger head is answered 431 (config/server.py).
+TOLLHOUSE_MAX_HEADER_BYTES = env.integer("TOLLHOUSE_MAX_HEADER_BYTES", 64 * 1024, minimum=4096)
 # How long a worker trusts its in-process copy of keys, routes and prices.
 TOLLHOUSE_CACHE_TTL = env.integer("TOLLHOUSE_CACHE_TTL", 5, minimum=0)
-TOLLHOUSE_TRUSTED_PROXIES = env.strings("TOLLHOUSE_TRUSTED_PROXIES", [])
+TOLLHOUSE_TRUSTED_PROXIES = env.networks("TOLLHOUSE_TRUSTED_PROXIES")
+# Failed authentications per client IP per minute (per process) before the gateway answers 429
+# without looking the key up; 0 turns the limit off.
+TOLLHOUSE_AUTH_FAILURES_PER_MINUTE = env.integer("TOLLHOUSE_AUTH_FAILURES_PER_MINUTE", 60, minimum=0)
 TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS = env.integer("TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS", 512, minimum=1)
 TOLLHOUSE_USAGE_FLUSH_SECONDS = env.integer("TOLLHOUSE_USAGE_FLUSH_SECONDS", 1, minimum=1)
 
@@ -235,6 +344,12 @@ LOGGING = {
         # httpx logs every request URL at INFO; that is noise on the hot path.
         "httpx": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
+        # Celery logs every task received and succeeded (worker) and every task sent (beat) at INFO:
+        # with the usage drain every 2 s, an idle system would log a line a second. Failures are still
+        # logged at ERROR; a task that did something worth saying logs it itself.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.beat": {"level": "WARNING"},
     },
 }
 

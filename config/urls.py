@@ -1,12 +1,11 @@
-from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
-from django_ratelimit.decorators import ratelimit
 
 import gateway.errors
+from accounts.throttle import login_throttled
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -18,10 +17,8 @@ def v1_not_found(request: HttpRequest, rest: str) -> HttpResponse:
     return gateway.errors.NotFound(f"Unknown API route: {request.path[:200]}", code="unknown_url").response()
 
 
-# Password guessing: at most TOLLHOUSE_LOGIN_RATE login attempts per client IP (403 beyond).
-admin_login = ratelimit(key="ip", rate=settings.TOLLHOUSE_LOGIN_RATE, method="POST", block=True)(
-    admin.site.login
-)
+# Password guessing: at most TOLLHOUSE_LOGIN_RATE failed sign-ins per client IP (429 beyond).
+admin_login = login_throttled(admin.site.login)
 
 urlpatterns = [
     path("v1/", include("gateway.urls")),

@@ -43,19 +43,22 @@ class ClientGone(Exception):
 
 
 class GatewayHandler:
-    def __init__(self, routes: dict[str, Callable[..., Any]]) -> None:
-        self.routes = routes
+    def __init__(self, routes: dict[str, tuple[str, Callable[..., Any]]]) -> None:
+        self.routes = routes  # path -> (the one method it answers, view)
 
     def handles(self, scope: Scope) -> bool:
         return scope["type"] == "http" and scope["path"] in self.routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method, view = self.routes[scope["path"]]
+        if scope["method"] != method:
+            await self._send_error(send, _method_not_allowed(scope["method"], method))
+            return
         try:
             body = await self._read_body(receive)
         except ClientGone:
             return
         request = ASGIRequest(scope, io.BytesIO(body))
-        view = self.routes[scope["path"]]
         respond = asyncio.ensure_future(self._respond(view, request, send))
         listen = asyncio.ensure_future(self._listen_for_disconnect(receive))
         await asyncio.wait((respond, listen), return_when=asyncio.FIRST_COMPLETED)
@@ -67,6 +70,12 @@ class GatewayHandler:
         for task in (respond, listen):
             with contextlib.suppress(asyncio.CancelledError, ClientGone):
                 await task
+
+    async def _send_error(self, send: Send, error: errors.GatewayError) -> None:
+        response = error.response()
+        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": response.content})
 
     async def _read_body(self, receive: Receive) -> bytes:
         keep = settings.TOLLHOUSE_MAX_BODY_BYTES + 1
@@ -111,13 +120,25 @@ class GatewayHandler:
             response.close()
 
 
+def _method_not_allowed(method: str, allowed: str) -> errors.GatewayError:
+    # The method is client text echoed back: keep it to what a method can look like.
+    shown = method[:20] if method.isascii() and method.isalpha() else "this method"
+    error = errors.GatewayError(
+        f"{shown} is not allowed on this route; use {allowed}.",
+        code="method_not_allowed",
+        headers={"Allow": allowed},
+    )
+    error.status, error.type = 405, "invalid_request_error"
+    return error
+
+
 def gateway_handler() -> GatewayHandler:
     from gateway import views
 
     return GatewayHandler(
         {
-            "/v1/chat/completions": views.ChatCompletionsView.as_view(),
-            "/v1/embeddings": views.EmbeddingsView.as_view(),
-            "/v1/models": views.ModelsView.as_view(),
+            "/v1/chat/completions": ("POST", views.ChatCompletionsView.as_view()),
+            "/v1/embeddings": ("POST", views.EmbeddingsView.as_view()),
+            "/v1/models": ("GET", views.ModelsView.as_view()),
         }
     )

@@ -6,18 +6,23 @@ checked against the stored digest on every call, in constant time.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
 from django.conf import settings
 from django.utils import timezone
 
 from accounts import keys
 from accounts.models import ApiKey, Tenant
+from config import clientip
 from gateway import errors
 from gateway.db import run_db
+from gateway.strangers import FailedAuthCounter
 from gateway.ttlcache import TTLCache
+
+logger = logging.getLogger(__name__)
 
 Network = IPv4Network | IPv6Network
 
@@ -31,21 +36,17 @@ class KeyInfo:
     tenant_active: bool
     expires_at: datetime | None
     allowed_models: frozenset[str] | None  # None: every model
-    allowed_networks: tuple[Network, ...]  # empty: anywhere
+    allowed_networks: tuple[Network, ...]
+    ip_restricted: bool  # False: anywhere; True: only from allowed_networks (which may be empty)
 
     def model_allowed(self, name: str) -> bool:
         return self.allowed_models is None or name in self.allowed_models
 
     def ip_allowed(self, address: str | None) -> bool:
-        if not self.allowed_networks:
+        if not self.ip_restricted:
             return True
-        if address is None:
-            return False
-        try:
-            ip = ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.allowed_networks)
+        ip = clientip.parse_ip(address)
+        return ip is not None and any(ip in network for network in self.allowed_networks)
 
 
 def _effective_models(key_models: list[str], plan_models: list[str]) -> frozenset[str] | None:
@@ -62,6 +63,13 @@ def _read_key(prefix: str) -> KeyInfo | None:
     if api_key is None:
         return None
     plan = api_key.tenant.plan
+    networks = []
+    for value in api_key.allowed_ips or []:
+        try:
+            networks.append(ip_network(str(value), strict=False))
+        except ValueError:
+            # Services validate this list; a row written around them fails closed for that entry.
+            logger.error("API key th-%s…: ignoring an unreadable allowed-IP entry", prefix)
     return KeyInfo(
         id=api_key.id,
         tenant_id=api_key.tenant_id,
@@ -70,7 +78,8 @@ def _read_key(prefix: str) -> KeyInfo | None:
         tenant_active=api_key.tenant.status == Tenant.Status.ACTIVE,
         expires_at=api_key.expires_at,
         allowed_models=_effective_models(api_key.allowed_models, plan.allowed_models if plan else []),
-        allowed_networks=tuple(ip_network(value, strict=False) for value in api_key.allowed_ips),
+        allowed_networks=tuple(networks),
+        ip_restricted=bool(api_key.allowed_ips),
     )
 
 
@@ -80,29 +89,53 @@ async def _load_key(prefix: str) -> KeyInfo | None:
 
 class Authenticator:
     def __init__(self) -> None:
+        self.failures = FailedAuthCounter()
+        # Unknown prefixes are cached too (as None), so a repeated fake key costs one lookup per TTL.
         self.cache: TTLCache[str, KeyInfo | None] = TTLCache(
             ttl=settings.TOLLHOUSE_CACHE_TTL, loader=_load_key
         )
 
-    async def authenticate(self, raw: str | None) -> KeyInfo:
+    async def authenticate(self, raw: str | None, client_ip: str | None) -> KeyInfo:
+        """Who is calling: the key's facts, or a GatewayError. A failure to identify the key is counted
+        against the client IP; an address with too many is refused before any database lookup."""
         if not raw:
+            self.failures.failed(client_ip, "no API key")
             raise errors.AuthenticationFailed(
                 "Missing API key: send it as 'Authorization: Bearer th-...' or 'x-api-key'.",
                 code="missing_api_key",
             )
         parsed = keys.parse(raw)
         if parsed is None:
+            self.failures.failed(client_ip, "malformed API key")
             raise errors.AuthenticationFailed("Invalid API key.")
+        if not self.cache.holds(parsed.prefix):
+            retry_after = self.failures.retry_after(client_ip)
+            if retry_after is not None:
+                raise errors.RateLimited(
+                    "Too many failed authentication attempts from your IP address; "
+                    f"retry in {retry_after} seconds.",
+                    code="too_many_failed_authentications",
+                    headers={"Retry-After": str(retry_after)},
+                )
         info = await self.cache.get(parsed.prefix)
         if info is None or not keys.matches(parsed.secret, info.digest):
+            self.failures.failed(client_ip, "unknown API key" if info is None else "wrong API key secret")
             raise errors.AuthenticationFailed("Invalid API key.")
-        if not info.active:
-            raise errors.PermissionDenied("This API key has been revoked.", code="api_key_revoked")
-        if info.expires_at is not None and info.expires_at <= timezone.now():
-            raise errors.PermissionDenied("This API key has expired.", code="api_key_expired")
-        if not info.tenant_active:
-            raise errors.PermissionDenied("This organization is suspended.", code="tenant_suspended")
         return info
+
+
+def authorize(key: KeyInfo, client_ip: str | None) -> None:
+    """Step 3 for the caller: the identified key may be used now, from this address."""
+    if not key.active:
+        raise errors.PermissionDenied("This API key has been revoked.", code="api_key_revoked")
+    if key.expires_at is not None and key.expires_at <= timezone.now():
+        raise errors.PermissionDenied("This API key has expired.", code="api_key_expired")
+    if not key.tenant_active:
+        raise errors.PermissionDenied("This organization is suspended.", code="tenant_suspended")
+    if not key.ip_allowed(client_ip):
+        raise errors.PermissionDenied(
+            "Requests from your IP address are not allowed for this API key.", code="ip_not_allowed"
+        )
 
 
 def key_from_headers(authorization: str | None, x_api_key: str | None) -> str | None:

@@ -11,13 +11,12 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
-from ipaddress import ip_address, ip_network
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest
 
 from billing.pricing import cost_nanos
+from config import clientip
 from gateway import errors
 from gateway.auth import KeyInfo
 from gateway.catalog import Catalog, DeploymentInfo
@@ -28,31 +27,6 @@ logger = logging.getLogger(__name__)
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 CLIENT_CLOSED = 499  # nginx's code for "the client went away before the answer was complete"
-
-
-def _trusted_networks() -> tuple[Any, ...]:
-    return tuple(ip_network(value, strict=False) for value in settings.TOLLHOUSE_TRUSTED_PROXIES)
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The caller's address; X-Forwarded-For is believed only when it comes from a trusted proxy."""
-    remote = request.META.get("REMOTE_ADDR") or None
-    trusted = _trusted_networks()
-    if not trusted or remote is None:
-        return remote
-    try:
-        if not any(ip_address(remote) in net for net in trusted):
-            return remote
-    except ValueError:
-        return None
-    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
-    for hop in reversed(hops):
-        try:
-            if not any(ip_address(hop) in net for net in trusted):
-                return hop
-        except ValueError:
-            return None
-    return remote
 
 
 def estimate_tokens(text_length: int) -> int:
@@ -68,7 +42,7 @@ class Call:
         self.request_id = uuid.uuid4().hex
         incoming = request.headers.get("x-request-id", "")
         self.client_request_id = incoming if _SANE_REQUEST_ID.match(incoming) else ""
-        self.client_ip = client_ip(request)
+        self.client_ip = clientip.from_meta(request.META)
         self.key: KeyInfo | None = None
         self.catalog: Catalog | None = None
         self.requested_model = ""
@@ -152,9 +126,15 @@ class Call:
         }
 
     async def settle(self) -> None:
-        """Step 8: emit the call's one usage event (later: release the budget reservation)."""
+        """Step 8: emit the call's one usage event (later: release the budget reservation).
+
+        A call refused before any key was identified leaves no usage row: strangers must not be
+        able to write the ledger. Those are counted per client IP by gateway.strangers instead.
+        """
         if self._settled:
             return
         self._settled = True
+        if self.key is None:
+            return
         sink = await runtime.sink()
         await sink.emit(self.event())

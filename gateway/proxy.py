@@ -19,7 +19,7 @@ import orjson
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from gateway import errors
-from gateway.auth import key_from_headers
+from gateway.auth import authorize, key_from_headers
 from gateway.calls import CLIENT_CLOSED, Call, estimate_tokens
 from gateway.catalog import DeploymentInfo, RouteInfo
 from gateway.providers import Adapter, ProviderError, StreamTranslator, adapter_for
@@ -72,11 +72,9 @@ def _respond(call: Call, response: HttpResponse) -> HttpResponse:
 async def _identify(call: Call, request: HttpRequest) -> None:
     """Steps 2 and the caller part of 3."""
     raw = key_from_headers(request.headers.get("authorization"), request.headers.get("x-api-key"))
-    call.key = await runtime.authenticator.authenticate(raw)
-    if not call.key.ip_allowed(call.client_ip):
-        raise errors.PermissionDenied(
-            "Requests from your IP address are not allowed for this API key.", code="ip_not_allowed"
-        )
+    # Identified first, so a refused call of a known key is still recorded against it.
+    call.key = await runtime.authenticator.authenticate(raw, call.client_ip)
+    authorize(call.key, call.client_ip)
 
 
 async def _route(call: Call, model: str) -> RouteInfo:
@@ -123,7 +121,8 @@ async def handle(request: HttpRequest, *, endpoint: str) -> HttpResponse | Strea
         else:
             model, call.prompt_chars = validate_chat(body)
         call.requested_model = model
-        call.end_user = body["user"][:200] if isinstance(body.get("user"), str) else ""
+        # Validated above: a string the ledger can store (bounded, no NUL), or absent.
+        call.end_user = body.get("user") or ""
         route = await _route(call, model)
         await _admit(call, body)
         if endpoint == "embeddings":
@@ -185,7 +184,10 @@ async def _forward(call: Call, route: RouteInfo, build: BuildRequest) -> HttpRes
             )
             if response.status_code >= 400:
                 raise adapter.error(
-                    status=response.status_code, headers=dict(response.headers), content=response.content
+                    status=response.status_code,
+                    headers=dict(response.headers),
+                    content=response.content,
+                    credential=deployment.provider.credential,
                 )
             content, call.usage, call.served_model = adapter.parse_response(content=response.content)
         except ProviderError as exc:
@@ -231,7 +233,12 @@ async def _open_stream(
                 content = b""
             finally:
                 await response.aclose()
-            last = adapter.error(status=response.status_code, headers=dict(response.headers), content=content)
+            last = adapter.error(
+                status=response.status_code,
+                headers=dict(response.headers),
+                content=content,
+                credential=deployment.provider.credential,
+            )
         call.upstream_ns = (call.upstream_ns or 0) + time.perf_counter_ns() - started
         if not last.retryable:
             break
@@ -249,7 +256,10 @@ async def _forward_stream(
     """Steps 6-8 for a stream. Errors before the first byte are ordinary HTTP errors."""
     call.streamed = True
     adapter, upstream, started = await _open_stream(call, route, build)
-    translator = adapter.stream_translator(client_wants_usage=client_wants_usage)
+    assert call.deployment is not None  # _open_stream set it
+    translator = adapter.stream_translator(
+        client_wants_usage=client_wants_usage, credential=call.deployment.provider.credential
+    )
     response = StreamingHttpResponse(
         _relay(call, upstream, translator, started), content_type="text/event-stream; charset=utf-8"
     )

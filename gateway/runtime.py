@@ -83,7 +83,13 @@ class Runtime:
         if settings.TOLLHOUSE_EMBEDDED_MOCK:
             from gateway.mockserver import start_server
 
-            self._mock = await start_server(port=settings.TOLLHOUSE_MOCK_PORT)
+            try:
+                self._mock = await start_server(port=settings.TOLLHOUSE_MOCK_PORT)
+            except OSError as exc:
+                raise RuntimeError(
+                    f"the embedded mock provider cannot listen on port {settings.TOLLHOUSE_MOCK_PORT} "
+                    f"({exc.strerror or exc}): set TOLLHOUSE_MOCK_PORT to a free port."
+                ) from exc
             logger.info("embedded mock provider listening on %s", self._mock.url)
 
     async def shutdown(self) -> None:

@@ -78,6 +78,10 @@ class TTLCache(Generic[K, V]):
         while len(self._entries) >= self.max_entries:
             del self._entries[next(iter(self._entries))]
 
+    def holds(self, key: K) -> bool:
+        """Whether a value (fresh or stale) is cached for `key`: `get` would not wait for a load."""
+        return key in self._entries
+
     def invalidate(self, key: K) -> None:
         self._entries.pop(key, None)
 

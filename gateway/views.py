@@ -10,8 +10,9 @@ from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 
+from config import clientip
 from gateway import errors
-from gateway.auth import key_from_headers
+from gateway.auth import authorize, key_from_headers
 from gateway.proxy import handle
 from gateway.runtime import runtime
 
@@ -76,9 +77,11 @@ class ModelsView(GatewayView):
     async def get(self, request: Request) -> HttpResponse:
         headers = request._request.headers
         try:
+            ip = clientip.from_meta(request._request.META)
             key = await runtime.authenticator.authenticate(
-                key_from_headers(headers.get("authorization"), headers.get("x-api-key"))
+                key_from_headers(headers.get("authorization"), headers.get("x-api-key")), ip
             )
+            authorize(key, ip)
         except errors.GatewayError as exc:
             return exc.response()
         catalog = await runtime.catalog.get()

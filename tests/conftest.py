@@ -31,7 +31,8 @@ def _no_stray_connections_at_teardown(django_db_setup: Any, django_db_blocker: A
     yield
     from django.db import connection
 
-    if connection.vendor == "postgresql":
+    # Only when the test database was set up (a run with no database test never switches to it).
+    if connection.vendor == "postgresql" and connection.settings_dict["NAME"].startswith("test_"):
         with django_db_blocker.unblock(), connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -53,8 +54,10 @@ def gateway_server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[str
 def _fresh_runtime() -> Iterator[None]:
     """Each test sees the database as it made it, not a previous test's cached keys and routes."""
     from gateway.runtime import runtime
+    from gateway.strangers import FailedAuthCounter
 
     runtime.clear_caches()
+    runtime.authenticator.failures = FailedAuthCounter()
     yield
     runtime.clear_caches()
 

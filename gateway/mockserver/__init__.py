@@ -47,6 +47,8 @@ directive.
 ``status=N``         (400-599) answer HTTP N with an OpenAI error body, message
                      "mock fault: status N" and a type matching the code.
 ``retry_after=S``    with ``status``: add ``Retry-After: S`` (seconds, as given).
+``echo_credential``  with ``status``: the error message quotes the bearer credential the request
+                     carried, as some upstreams do (for testing the gateway's redaction).
 ``hang``             never answer: park the request for up to 600 s; it ends silently when the
                      client disconnects or the server shuts down.
 ``malformed``        HTTP 200 whose body is not valid JSON; in a stream, one malformed

@@ -155,9 +155,12 @@ class _MockProvider:
         if directives.status is not None:
             status = directives.status
             headers = {"Retry-After": directives.retry_after} if directives.retry_after is not None else None
-            return _error_response(
-                status, f"mock fault: status {status}", code=_ERROR_CODES.get(status), headers=headers
-            )
+            message = f"mock fault: status {status}"
+            if directives.echo_credential:
+                # As some upstreams do: quote the credential they were sent (tests the gateway's redaction).
+                sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
+                message += f"; the request carried the credential {sent}"
+            return _error_response(status, message, code=_ERROR_CODES.get(status), headers=headers)
         return None
 
     # -- endpoints -----------------------------------------------------------------------------

@@ -46,12 +46,52 @@ class ProviderError(Exception):
         self.retry_after = retry_after
 
 
-_SECRETISH = re.compile(r"(sk-[A-Za-z0-9_\-*]{6,}|th-[A-Za-z0-9*]{6,}|Bearer\s+\S+|key[=:]\s*\S+)", re.I)
+# Credential shapes of the common providers and of ourselves, for texts that quote a key that is
+# not the provider's own (a client's key passed through a relay, say): OpenAI and compatible relays
+# (sk-, sk-proj-, sk-ant-), Groq (gsk_), xAI (xai-), Google (AIza), GitHub (gh?_), Slack (xox?-),
+# AWS access key ids, Tollhouse (th-), bearer tokens, key=/token= pairs, JWTs, and long hex or
+# random-looking runs (hex keys, base64 secrets).
+_SECRETISH = re.compile(
+    r"\b(?:sk|gsk|xai|th|pk|rk)[-_][A-Za-z0-9_\-*]{6,}"
+    r"|AIza[0-9A-Za-z_\-]{20,}"
+    r"|gh[pousr]_[A-Za-z0-9]{20,}"
+    r"|xox[abprs]-[A-Za-z0-9\-]{10,}"
+    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
+    r"|Bearer\s+\S+"
+    r"|\b(?:api[_-]?key|key|token|secret|password|credential)s?[\"']?\s*[=:]\s*[\"']?[^\s\"',;]+"
+    r"|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"
+    r"|\b[0-9a-fA-F]{32,}\b"
+    r"|\b(?=[A-Za-z0-9+/_\-]*[0-9])(?=[A-Za-z0-9+/_\-]*[A-Za-z])[A-Za-z0-9+/_\-]{32,}={0,2}",
+    re.I,
+)
+# A quoted fragment of the provider's own credential at least this long is cut as well.
+_FRAGMENT = 10
+REDACTED = "[redacted]"
 
 
-def redact(text: str) -> str:
-    """Upstream error texts sometimes quote the credential they rejected; cut anything key-like."""
-    return _SECRETISH.sub("[redacted]", text)[:500]
+def _fragments(credential: str) -> set[str]:
+    if len(credential) <= _FRAGMENT:
+        return {credential} if credential else set()
+    return {credential[i : i + _FRAGMENT] for i in range(len(credential) - _FRAGMENT + 1)}
+
+
+def redact(text: str, *, credential: str = "") -> str:
+    """A text from an upstream, safe to show a client or log.
+
+    Upstream error texts sometimes quote the credential they were sent. The provider's own
+    credential is cut wherever it appears, whatever its shape, as is any word that contains a
+    fragment of it; then anything that looks like a key. Then the text is capped.
+    """
+    if credential:
+        text = text.replace(credential, REDACTED)
+        fragments = _fragments(credential)
+        words = text.split()
+        for word in words:
+            if len(word) >= _FRAGMENT and any(
+                word[i : i + _FRAGMENT] in fragments for i in range(len(word) - _FRAGMENT + 1)
+            ):
+                text = text.replace(word, REDACTED)
+    return _SECRETISH.sub(REDACTED, text)[:500]
 
 
 class StreamTranslator:
@@ -85,8 +125,13 @@ class Adapter:
         """A successful non-stream response: (bytes for the client, usage, served model)."""
         raise NotImplementedError
 
-    def stream_translator(self, *, client_wants_usage: bool) -> StreamTranslator:
+    def stream_translator(self, *, client_wants_usage: bool, credential: str) -> StreamTranslator:
+        """`credential` is the provider's own: an event that quotes it is redacted before it goes out."""
         raise NotImplementedError
 
-    def error(self, *, status: int, headers: dict[str, str], content: bytes) -> ProviderError:
+    def error(
+        self, *, status: int, headers: dict[str, str], content: bytes, credential: str
+    ) -> ProviderError:
+        """An upstream error response as a ProviderError; any upstream text in its message goes
+        through `redact` with the provider's credential first."""
         raise NotImplementedError

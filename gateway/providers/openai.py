@@ -12,6 +12,7 @@ import orjson
 
 from gateway.catalog import DeploymentInfo
 from gateway.providers.base import (
+    REDACTED,
     Adapter,
     ProviderError,
     StreamTranslator,
@@ -41,8 +42,9 @@ def usage_from(data: Any) -> Usage | None:
 class OpenAIStream(StreamTranslator):
     """Server-sent events, split on blank lines; every event but a hidden usage chunk goes out as is."""
 
-    def __init__(self, *, client_wants_usage: bool) -> None:
+    def __init__(self, *, client_wants_usage: bool, credential: str = "") -> None:
         self.client_wants_usage = client_wants_usage
+        self._credential = credential.encode() if credential else b""
         self.usage = Usage()
         self.done = False
         self.chunks = 0
@@ -59,13 +61,20 @@ class OpenAIStream(StreamTranslator):
         out = []
         for event in events:
             if self._keep(event):
-                out.append(event)
+                out.append(self._scrub(event))
                 out.append(b"\n\n")
         return b"".join(out)
 
+    def _scrub(self, event: bytes) -> bytes:
+        # An upstream error event may quote the gateway's credential; a normal chunk never does,
+        # so the check is one substring search and the chunk goes out untouched.
+        if self._credential and self._credential in event:
+            return event.replace(self._credential, REDACTED.encode())
+        return event
+
     def finish(self) -> bytes:
         rest, self._buffer = self._buffer, b""
-        return rest if rest.strip() and self._keep(rest) else b""
+        return self._scrub(rest) if rest.strip() and self._keep(rest) else b""
 
     def _keep(self, event: bytes) -> bool:
         if not event.startswith(b"data:"):
@@ -142,10 +151,12 @@ class OpenAIAdapter(Adapter):
         usage = usage_from(data.get("usage")) or Usage()
         return content, usage, str(data.get("model") or "")
 
-    def stream_translator(self, *, client_wants_usage: bool) -> OpenAIStream:
-        return OpenAIStream(client_wants_usage=client_wants_usage)
+    def stream_translator(self, *, client_wants_usage: bool, credential: str) -> OpenAIStream:
+        return OpenAIStream(client_wants_usage=client_wants_usage, credential=credential)
 
-    def error(self, *, status: int, headers: dict[str, str], content: bytes) -> ProviderError:
+    def error(
+        self, *, status: int, headers: dict[str, str], content: bytes, credential: str
+    ) -> ProviderError:
         message = ""
         try:
             data = orjson.loads(content)
@@ -170,7 +181,7 @@ class OpenAIAdapter(Adapter):
                 kind="upstream_auth",
             )
         if status in (400, 413, 422):
-            detail = f": {redact(message)}" if message else "."
+            detail = f": {redact(message, credential=credential)}" if message else "."
             return ProviderError(
                 f"The upstream provider rejected the request{detail}",
                 status=400,

@@ -1,0 +1,126 @@
+"""Password guessing on the console's login: at most TOLLHOUSE_LOGIN_RATE failed attempts per
+client IP (config.clientip, the same address the gateway uses) per window.
+
+Counted in Redis when it is configured, so the limit holds across every worker; if Redis cannot
+be reached the count falls back to this process for as long as that lasts (logged once each way),
+so a Redis outage neither opens the door entirely nor turns the login page into a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from config import clientip
+from config.redis import redis_key, sync_client
+
+logger = logging.getLogger(__name__)
+
+_MAX_LOCAL = 10_000
+
+
+class LoginThrottle:
+    def __init__(self, *, limit: int, window_seconds: int) -> None:
+        self.limit = limit
+        self.window = window_seconds
+        self._local: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self._redis_down = False
+
+    def _slot(self) -> int:
+        return int(time.time()) // self.window
+
+    def _redis_failed(self, exc: Exception) -> None:
+        if not self._redis_down:
+            self._redis_down = True
+            logger.warning("login limiter: Redis unreachable (%s); counting in this process", type(exc).__name__)
+
+    def _redis_ok(self) -> None:
+        if self._redis_down:
+            self._redis_down = False
+            logger.warning("login limiter: Redis reachable again")
+
+    def _key(self, ip: str, slot: int) -> str:
+        return redis_key("login", ip, str(slot))
+
+    def failures(self, ip: str) -> int:
+        slot = self._slot()
+        if settings.REDIS_URL:
+            try:
+                value = sync_client().get(self._key(ip, slot))
+                self._redis_ok()
+                return int(value or 0)  # type: ignore[arg-type]
+            except (redis.RedisError, OSError) as exc:
+                self._redis_failed(exc)
+        return self._local.get((ip, slot), 0)
+
+    def failed(self, ip: str) -> None:
+        slot = self._slot()
+        if settings.REDIS_URL:
+            try:
+                pipe = sync_client().pipeline(transaction=False)
+                pipe.incr(self._key(ip, slot))
+                pipe.expire(self._key(ip, slot), self.window * 2)
+                pipe.execute()
+                self._redis_ok()
+                return
+            except (redis.RedisError, OSError) as exc:
+                self._redis_failed(exc)
+        self._local[(ip, slot)] = self._local.get((ip, slot), 0) + 1
+        self._local.move_to_end((ip, slot))
+        while len(self._local) > _MAX_LOCAL:
+            self._local.popitem(last=False)
+
+    def retry_after(self) -> int:
+        return self.window - int(time.time()) % self.window
+
+    def reset(self) -> None:
+        self._local.clear()
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """'10/m' -> (10, 60). Validated at start by settings; this is the one parser."""
+    count, _, unit = rate.partition("/")
+    return int(count), _UNITS[unit]
+
+
+@lru_cache(maxsize=1)
+def login_throttle() -> LoginThrottle:
+    """The process's one throttle (its fallback counts live as long as the process)."""
+    limit, window = parse_rate(settings.TOLLHOUSE_LOGIN_RATE)
+    return LoginThrottle(limit=limit, window_seconds=window)
+
+
+def login_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wrap a login view: refuse a POST from an address over the limit with 429; count a POST that
+    did not sign in (a successful login answers with a redirect)."""
+
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method != "POST":
+            return view(request, *args, **kwargs)
+        throttle = login_throttle()
+        ip = clientip.from_meta(request.META) or "-"
+        if throttle.failures(ip) >= throttle.limit:
+            response = HttpResponse(
+                "Too many failed sign-in attempts from your address. Try again later.",
+                status=429,
+                content_type="text/plain; charset=utf-8",
+            )
+            response["Retry-After"] = str(throttle.retry_after())
+            return response
+        response = view(request, *args, **kwargs)
+        if response.status_code != 302:
+            throttle.failed(ip)
+        return response
+
+    return wrapped

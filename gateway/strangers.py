@@ -1,0 +1,82 @@
+"""Failed authentication, counted per client IP: the gateway's front door against strangers.
+
+A call refused before any key is identified leaves no usage row (strangers must not be able to
+flood the ledger). Instead each failure is counted here, per client IP and per minute, and logged
+once per IP per minute. Past TOLLHOUSE_AUTH_FAILURES_PER_MINUTE failures, an address is refused
+with 429 before the gateway looks anything up in the database, so random keys cannot turn into
+database load.
+
+The count is per process, on purpose: it is checked on every call that misses the key cache, and
+a Redis round trip there would cost every cold key what only strangers should pay. With N
+workers an address gets at most N times the allowance, which still bounds the database reads.
+Memory is bounded too: at most MAX_TRACKED addresses, the stalest dropped first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60
+MAX_TRACKED = 50_000
+
+
+@dataclass
+class _Window:
+    started: float
+    failures: int = 0
+
+
+class FailedAuthCounter:
+    def __init__(self, *, limit: int | None = None, clock: object = time.monotonic) -> None:
+        self.limit = settings.TOLLHOUSE_AUTH_FAILURES_PER_MINUTE if limit is None else limit
+        self._clock = clock
+        self._windows: OrderedDict[str, _Window] = OrderedDict()
+        self.total = 0  # every failure this process has seen
+
+    def _now(self) -> float:
+        return self._clock()  # type: ignore[operator, no-any-return]
+
+    def _window(self, ip: str, now: float) -> _Window | None:
+        window = self._windows.get(ip)
+        if window is not None and now - window.started >= WINDOW_SECONDS:
+            if window.failures > 1:
+                logger.warning("%d failed authentications from %s in the minute before", window.failures, ip)
+            del self._windows[ip]
+            return None
+        return window
+
+    def retry_after(self, ip: str | None) -> int | None:
+        """Seconds until `ip` may try again, or None when it is not blocked."""
+        if not self.limit:
+            return None
+        now = self._now()
+        window = self._window(ip or "-", now)
+        if window is None or window.failures < self.limit:
+            return None
+        return max(1, int(window.started + WINDOW_SECONDS - now + 0.999))
+
+    def failed(self, ip: str | None, reason: str) -> None:
+        key = ip or "-"
+        now = self._now()
+        self.total += 1
+        window = self._window(key, now)
+        if window is None:
+            window = _Window(started=now)
+            self._windows[key] = window
+            logger.warning(
+                "failed authentication from %s (%s); further failures from it are counted, not logged, "
+                "for a minute",
+                key,
+                reason,
+            )
+        window.failures += 1
+        self._windows.move_to_end(key)
+        while len(self._windows) > MAX_TRACKED:
+            self._windows.popitem(last=False)

@@ -1,0 +1,60 @@
+"""config.clientip: the one client address, from the socket peer and TOLLHOUSE_TRUSTED_PROXIES."""
+
+from ipaddress import ip_address, ip_network
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from config.clientip import resolve
+
+
+@pytest.fixture
+def behind_proxy(settings):
+    settings.TOLLHOUSE_TRUSTED_PROXIES = (ip_network("10.0.0.0/8"), ip_network("127.0.0.1/32"))
+
+
+def test_it_ignores_forwarded_for_without_trusted_proxies(settings):
+    settings.TOLLHOUSE_TRUSTED_PROXIES = ()
+    assert resolve("127.0.0.1", "10.1.1.1") == "127.0.0.1"
+
+
+def test_it_ignores_forwarded_for_from_an_untrusted_peer(behind_proxy):
+    assert resolve("203.0.113.9", "10.1.1.1") == "203.0.113.9"
+
+
+def test_it_takes_the_first_untrusted_hop_from_the_right(behind_proxy):
+    # The client prepended 1.2.3.4 itself; the proxy appended what it saw.
+    assert resolve("10.0.0.2", "1.2.3.4, 198.51.100.7, 10.0.0.9") == "198.51.100.7"
+
+
+def test_it_stops_at_garbage_a_trusted_proxy_passed_on(behind_proxy):
+    assert resolve("10.0.0.2", "198.51.100.7, not-an-ip") == "10.0.0.2"
+
+
+def test_it_unwraps_ipv4_mapped_addresses(settings):
+    settings.TOLLHOUSE_TRUSTED_PROXIES = ()
+    assert resolve("::ffff:192.0.2.1", None) == "192.0.2.1"
+
+
+@pytest.mark.parametrize("peer", [None, "", "not-an-ip", "1.2.3.4\x00", "x" * 10_000])
+def test_it_returns_none_for_an_unreadable_peer(peer, settings):
+    settings.TOLLHOUSE_TRUSTED_PROXIES = ()
+    assert resolve(peer, None) is None
+
+
+@hsettings(max_examples=500, deadline=None)
+@given(
+    peer=st.one_of(st.none(), st.text(), st.ip_addresses().map(str)),
+    forwarded=st.one_of(st.none(), st.text()),
+)
+def test_it_only_ever_answers_a_valid_address_or_none(peer, forwarded):
+    from django.conf import settings
+
+    settings.TOLLHOUSE_TRUSTED_PROXIES = (ip_network("0.0.0.0/0"), ip_network("::/0"))
+    try:
+        result = resolve(peer, forwarded)
+    finally:
+        settings.TOLLHOUSE_TRUSTED_PROXIES = ()
+    assert result is None or str(ip_address(result)) == result

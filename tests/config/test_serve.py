@@ -1,0 +1,129 @@
+"""`manage.py serve`, the one way the README and `make run` start the gateway: the client IP is the
+gateway's own decision, request heads are capped, and a busy port is named, not a traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings as django_settings
+
+from tests.support.process import ROOT, GatewayProcess, subprocess_env
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def served(world):
+    env = subprocess_env(
+        settings_dict=django_settings.DATABASES["default"], redis_url=django_settings.REDIS_URL
+    )
+    with GatewayProcess(env=env) as gateway:
+        yield gateway
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_it_runs_the_gateway_through_manage_py_serve(served):
+    assert served.command[1:3] == ["manage.py", "serve"]
+
+
+def test_it_does_not_believe_a_forwarded_address_from_localhost(served, world):
+    from accounts.services import api_key_issue
+
+    fenced = api_key_issue(tenant=world.acme, name="fenced", allowed_ips=["10.0.0.0/8"]).raw
+    response = httpx.post(
+        served.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {fenced}", "X-Forwarded-For": "10.1.1.1", "X-Real-IP": "10.1.1.1"},
+        json={"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "ip_not_allowed"
+
+
+def test_it_cuts_off_a_50_mb_header_early_and_keeps_its_memory(served, world):
+    before = rss_kb(served.process.pid)
+    sent = 0
+    answer = b""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        chunk = b"a" * (1024 * 1024)
+        try:
+            while sent < 50 * 1024 * 1024:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        with contextlib.suppress(ConnectionResetError):
+            answer = sock.recv(4096)
+    assert sent < 50 * 1024 * 1024 or answer.startswith(b"HTTP/1.1 431")
+    if answer:
+        assert answer.startswith(b"HTTP/1.1 431")
+    time.sleep(0.5)
+    assert rss_kb(served.process.pid) - before < 20 * 1024  # KB
+    ok = httpx.post(
+        served.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {world.key}"},
+        json={"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert ok.status_code == 200
+
+
+def _serve(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", "serve", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_it_names_the_port_when_it_is_busy(world):
+    env = subprocess_env(
+        settings_dict=django_settings.DATABASES["default"], redis_url=django_settings.REDIS_URL
+    )
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = _serve("--port", str(port), env=env)
+    assert done.returncode != 0
+    assert f"Port {port} on 127.0.0.1 is already in use" in done.stderr and "PORT=" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_it_names_the_mock_port_when_the_embedded_mock_cannot_listen(tmp_path):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_", "TOLLHOUSE_"))
+    }
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        mock_port = busy.getsockname()[1]
+        env.update(
+            TOLLHOUSE_VAR_DIR=str(tmp_path),
+            TOLLHOUSE_EMBEDDED_MOCK="true",
+            TOLLHOUSE_MOCK_PORT=str(mock_port),
+        )
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            free = probe.getsockname()[1]
+        done = _serve("--port", str(free), env=env)
+    assert done.returncode != 0
+    assert "TOLLHOUSE_MOCK_PORT" in done.stderr and "Traceback" not in done.stderr
