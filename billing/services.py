@@ -2,53 +2,282 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, datetime
+import hashlib
+import logging
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from ipaddress import ip_address
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import DataError, IntegrityError, transaction
+from django.db.models import CharField
 
 from billing.models import ModelPrice, UsageRecord
 from billing.pricing import nanos_to_dollars
 
+logger = logging.getLogger(__name__)
 
-def _ms(micros: Any) -> Decimal | None:
-    if micros is None:
+# --- usage rows -------------------------------------------------------------------------------------
+#
+# No value in a usage event may stop the ledger. An event is read field by field: whatever is not
+# exactly what the gateway emits is replaced by the nearest value the column can hold and noted,
+# and the row is marked (error_type "sanitised[:<original>]", plus a log line with its request id).
+# The money facts (request id, tenant, key, tokens, cost, status) are kept whenever they are
+# readable at all. Only an event without a usable request id (the idempotency key) is refused.
+
+# What the database (or the driver, adapting a value) refuses because of a row's content, as
+# opposed to the database being unreachable (OperationalError, InterfaceError), which is an outage:
+# then the batch must wait and be tried again, never be set aside. ArithmeticError covers
+# OverflowError and decimal's errors; ValueError covers UnicodeError (a lone surrogate).
+USAGE_DATA_ERRORS: tuple[type[Exception], ...] = (
+    DataError,
+    IntegrityError,
+    ValueError,
+    TypeError,
+    ArithmeticError,
+)
+
+SANITISED = "sanitised"
+_INT16 = 2**15 - 1  # PositiveSmallIntegerField
+_INT32 = 2**31 - 1  # PositiveIntegerField
+_INT64 = 2**63 - 1  # BigIntegerField, BigAutoField ids
+_MAX_COST_NANOS = 10**20 - 1  # NUMERIC(20, 9) dollars
+_MAX_DURATION_US = 10**12 - 1  # NUMERIC(12, 3) milliseconds
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_TIMESTAMP_US = int((datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH).total_seconds()) * 1_000_000
+# PostgreSQL text cannot hold NUL, and UTF-8 cannot encode a lone surrogate.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class UnusableUsageEvent(ValueError):
+    """The event cannot become a row at all (not an object, or no usable request id)."""
+
+
+def _max_length(name: str) -> int:
+    column = UsageRecord._meta.get_field(name)
+    assert isinstance(column, CharField) and column.max_length is not None
+    return column.max_length
+
+
+def _whole_number(value: object) -> int | None:
+    """An int as the gateway emits it, or the nearest int to what came instead (None: not a number)."""
+    if isinstance(value, bool):
         return None
-    return Decimal(int(micros)).scaleb(-3)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else None
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,40}\s*", value):
+        return int(value)
+    return None
 
 
-def usage_record_from_event(event: dict[str, Any]) -> UsageRecord:
-    """Build (not save) a usage row from a usage event; see billing.usage for the event's fields."""
-    return UsageRecord(
-        request_id=event["request_id"],
-        client_request_id=event.get("client_request_id") or "",
-        created_at=datetime.fromtimestamp(int(event["created_at_us"]) / 1_000_000, tz=UTC),
-        tenant_id=event.get("tenant_id"),
-        api_key_id=event.get("api_key_id"),
-        end_user=event.get("end_user") or "",
-        endpoint=event.get("endpoint") or "chat.completions",
-        requested_model=(event.get("requested_model") or "")[:200],
-        served_model=event.get("served_model") or "",
-        provider=event.get("provider") or "",
-        deployment_id=event.get("deployment_id"),
-        prompt_tokens=int(event.get("prompt_tokens") or 0),
-        cached_tokens=int(event.get("cached_tokens") or 0),
-        completion_tokens=int(event.get("completion_tokens") or 0),
-        usage_estimated=bool(event.get("usage_estimated")),
-        cost=nanos_to_dollars(int(event.get("cost_nanos") or 0)),
-        status=int(event["status"]),
-        error_type=event.get("error_type") or "",
-        streamed=bool(event.get("streamed")),
-        cache_hit=bool(event.get("cache_hit")),
-        attempts=int(event.get("attempts") or 0),
-        latency_ms=_ms(event.get("latency_us")) or Decimal(0),
-        ttft_ms=_ms(event.get("ttft_us")),
-        upstream_latency_ms=_ms(event.get("upstream_latency_us")),
-        overhead_ms=_ms(event.get("overhead_us")) or Decimal(0),
-        client_ip=event.get("client_ip"),
+class _EventReader:
+    """Reads an event's fields, noting every one that had to be changed to be stored."""
+
+    def __init__(self, event: dict[str, Any]) -> None:
+        self.event = event
+        self.problems: list[str] = []
+
+    def note(self, name: str, what: str) -> None:
+        self.problems.append(f"{name} {what}")
+
+    def text(self, name: str, *, default: str = "") -> str:
+        value = self.event.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            self.note(name, "not text")
+            return default
+        cleaned = _UNSTORABLE.sub("", value)
+        if cleaned != value:
+            self.note(name, "had NUL or lone surrogates")
+        limit = _max_length(name)
+        if len(cleaned) > limit:
+            self.note(name, f"truncated to {limit}")
+            cleaned = cleaned[:limit]
+        return cleaned or default
+
+    def number(
+        self, name: str, *, low: int, high: int, default: int | None, clamp: bool = True
+    ) -> int | None:
+        value = self.event.get(name)
+        if value is None:
+            return default
+        number = _whole_number(value)
+        if number is None:
+            self.note(name, "not a number")
+            return default
+        if type(value) is not int:
+            self.note(name, "not an integer")
+        if low <= number <= high:
+            return number
+        self.note(name, "out of range")
+        if not clamp:
+            return default
+        return min(max(number, low), high)
+
+    def count(self, name: str, *, high: int = _INT32) -> int:
+        number = self.number(name, low=0, high=high, default=0)
+        assert number is not None
+        return number
+
+    def row_id(self, name: str) -> int | None:
+        # An id out of range names nothing: better no tenant than somebody else's.
+        return self.number(name, low=1, high=_INT64, default=None, clamp=False)
+
+    def flag(self, name: str) -> bool:
+        value = self.event.get(name)
+        if value is None or isinstance(value, bool):
+            return bool(value)
+        self.note(name, "not true or false")
+        return isinstance(value, int | float) and value == 1
+
+    def millis(self, name: str) -> Decimal | None:
+        micros = self.number(name, low=0, high=_MAX_DURATION_US, default=None)
+        return None if micros is None else Decimal(micros).scaleb(-3)
+
+    def request_id(self) -> str:
+        value = self.event.get("request_id")
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+            self.note("request_id", "not text")
+        if not isinstance(value, str):
+            raise UnusableUsageEvent("no usable request_id (missing or not text)")
+        cleaned = _UNSTORABLE.sub("", value).strip()
+        if not cleaned:
+            raise UnusableUsageEvent("no usable request_id (empty)")
+        if cleaned != value:
+            self.note("request_id", "had NUL, lone surrogates or spaces")
+        limit = _max_length("request_id")
+        if len(cleaned) > limit:
+            # Not truncated: two long ids with one prefix would make the second call vanish as a
+            # "duplicate". A digest keeps them apart and is the same on every redelivery.
+            self.note("request_id", "too long, stored as its digest")
+            cleaned = "sha256:" + hashlib.sha256(cleaned.encode()).hexdigest()[: limit - 7]
+        return cleaned
+
+    def created_at(self, received_at: datetime | None) -> datetime:
+        micros = self.number("created_at_us", low=0, high=_MAX_TIMESTAMP_US, default=None, clamp=False)
+        if micros is None:
+            if self.event.get("created_at_us") is None:
+                self.note("created_at_us", "missing")
+            return received_at or datetime.now(tz=UTC)
+        return _EPOCH + timedelta(microseconds=micros)
+
+    def status(self) -> int:
+        if self.event.get("status") is None:
+            self.note("status", "missing")
+            return 0
+        # 0 stands for "unknown": a status outside HTTP's range tells nothing true.
+        status = self.number("status", low=100, high=599, default=0, clamp=False)
+        assert status is not None
+        return status
+
+    def client_ip(self) -> str | None:
+        value = self.event.get("client_ip")
+        if value is None or value == "":
+            return None
+        try:
+            if not isinstance(value, str) or len(value) > 64:
+                raise ValueError
+            address = ip_address(value)
+        except ValueError:
+            self.note("client_ip", "not an IP address")
+            return None
+        if getattr(address, "scope_id", None):
+            self.note("client_ip", "had a zone")
+            address = ip_address(value.partition("%")[0])
+        return str(address)
+
+
+@dataclass
+class UsageRow:
+    """A usage row read from an event, and what had to be changed to store it (empty: nothing)."""
+
+    record: UsageRecord
+    problems: list[str]
+
+
+def usage_row_from_event(event: object, *, received_at: datetime | None = None) -> UsageRow:
+    """Build (not save) the usage row of a usage event; see billing.usage for the event's fields.
+
+    Never raises for a field's value, only `UnusableUsageEvent` for an event with no usable
+    request id. `received_at` stands in for a missing or unreadable `created_at_us`.
+    """
+    if not isinstance(event, dict):
+        raise UnusableUsageEvent(f"not a usage event (a JSON object), but {type(event).__name__}")
+    read = _EventReader(event)
+    request_id = read.request_id()
+    error_type = read.text("error_type")
+    record = UsageRecord(
+        request_id=request_id,
+        client_request_id=read.text("client_request_id"),
+        created_at=read.created_at(received_at),
+        tenant_id=read.row_id("tenant_id"),
+        api_key_id=read.row_id("api_key_id"),
+        end_user=read.text("end_user"),
+        endpoint=read.text("endpoint", default="chat.completions"),
+        requested_model=read.text("requested_model"),
+        served_model=read.text("served_model"),
+        provider=read.text("provider"),
+        deployment_id=read.row_id("deployment_id"),
+        prompt_tokens=read.count("prompt_tokens"),
+        cached_tokens=read.count("cached_tokens"),
+        completion_tokens=read.count("completion_tokens"),
+        usage_estimated=read.flag("usage_estimated"),
+        # A usage row never credits anyone: cost is clamped at 0 and at what NUMERIC(20, 9) holds.
+        cost=nanos_to_dollars(read.count("cost_nanos", high=_MAX_COST_NANOS)),
+        status=read.status(),
+        error_type=error_type,
+        streamed=read.flag("streamed"),
+        cache_hit=read.flag("cache_hit"),
+        attempts=read.count("attempts", high=_INT16),
+        latency_ms=read.millis("latency_us") or Decimal(0),
+        ttft_ms=read.millis("ttft_us"),
+        upstream_latency_ms=read.millis("upstream_latency_us"),
+        overhead_ms=read.millis("overhead_us") or Decimal(0),
+        client_ip=read.client_ip(),
     )
+    if read.problems:
+        record.error_type = _sanitised_marker(error_type)
+    return UsageRow(record=record, problems=read.problems)
+
+
+def usage_record_from_event(event: object, *, received_at: datetime | None = None) -> UsageRecord:
+    """The usage row of an event (see `usage_row_from_event`)."""
+    return usage_row_from_event(event, received_at=received_at).record
+
+
+def _sanitised_marker(error_type: str) -> str:
+    return (f"{SANITISED}:{error_type}" if error_type else SANITISED)[: _max_length("error_type")]
+
+
+def _money_facts_only(record: UsageRecord) -> UsageRecord:
+    """The last resort for a row the database refused even sanitised: who, what it cost, the status."""
+    return UsageRecord(
+        request_id=record.request_id,
+        created_at=record.created_at,
+        tenant_id=record.tenant_id,
+        api_key_id=record.api_key_id,
+        prompt_tokens=record.prompt_tokens,
+        cached_tokens=record.cached_tokens,
+        completion_tokens=record.completion_tokens,
+        usage_estimated=record.usage_estimated,
+        cost=record.cost,
+        status=record.status,
+        error_type=SANITISED,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    first_line = (str(exc).splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first_line}"[:300]
 
 
 @transaction.atomic
@@ -66,9 +295,77 @@ def usage_records_save(*, records: list[UsageRecord]) -> int:
     return after - before
 
 
-def usage_records_insert(*, events: Iterable[dict[str, Any]]) -> int:
-    """Insert the usage rows of a batch of usage events (see `usage_records_save`)."""
-    return usage_records_save(records=[usage_record_from_event(event) for event in events])
+@dataclass
+class UsageBatchOutcome:
+    written: int = 0  # rows that were new
+    sanitised: list[str] = field(default_factory=list)  # request ids of rows stored with fixes
+    rejected: dict[int, str] = field(default_factory=dict)  # event index -> why it was not stored
+
+
+def _save_alone(row: UsageRow) -> tuple[int, str | None]:
+    """Save one row in its own transaction; returns (rows written, reason it was refused)."""
+    try:
+        return usage_records_save(records=[row.record]), None
+    except USAGE_DATA_ERRORS as exc:
+        refused = _describe(exc)
+    try:
+        written = usage_records_save(records=[_money_facts_only(row.record)])
+    except USAGE_DATA_ERRORS as exc:
+        return 0, f"refused by the database: {refused}; money facts only: {_describe(exc)}"
+    row.problems.append(f"row refused ({refused}), only its money facts kept")
+    return written, None
+
+
+def usage_events_record(
+    *, events: Sequence[object], received_at: Sequence[datetime | None] | None = None
+) -> UsageBatchOutcome:
+    """Store the usage rows of a batch of events, whatever the events contain.
+
+    One idempotent bulk insert first. If the database refuses it for a data reason, each row is
+    tried on its own, then as its money facts only; an event that still cannot be stored (or has
+    no request id) is returned in `rejected` with the reason, for the caller to set aside, and
+    holds up no other row. A database that cannot be reached raises (OperationalError,
+    InterfaceError): the caller keeps the whole batch and tries it again later.
+    """
+    outcome = UsageBatchOutcome()
+    rows: list[tuple[int, UsageRow]] = []
+    for index, event in enumerate(events):
+        try:
+            rows.append(
+                (index, usage_row_from_event(event, received_at=received_at[index] if received_at else None))
+            )
+        except UnusableUsageEvent as exc:
+            outcome.rejected[index] = str(exc)
+    try:
+        outcome.written = usage_records_save(records=[row.record for _, row in rows]) if rows else 0
+    except USAGE_DATA_ERRORS as exc:
+        logger.warning(
+            "usage batch of %d refused (%s); storing its rows one by one", len(rows), _describe(exc)
+        )
+        for index, row in rows:
+            written, reason = _save_alone(row)
+            outcome.written += written
+            if reason is not None:
+                outcome.rejected[index] = reason
+    for index, row in rows:
+        if row.problems and index not in outcome.rejected:
+            outcome.sanitised.append(row.record.request_id)
+            logger.warning(
+                "usage of request %s stored sanitised: %s", row.record.request_id, "; ".join(row.problems)
+            )
+    return outcome
+
+
+def usage_records_insert(*, events: Iterable[object]) -> int:
+    """Insert the usage rows of a batch of usage events; returns how many rows were new.
+
+    For callers with nowhere to set an unusable event aside: it is logged with its reason.
+    """
+    batch = list(events)
+    outcome = usage_events_record(events=batch)
+    for index, reason in outcome.rejected.items():
+        logger.error("usage event not recorded (%s): %.2000r", reason, batch[index])
+    return outcome.written
 
 
 @transaction.atomic
@@ -81,13 +378,24 @@ def model_price_set(
     effective_from: datetime,
 ) -> ModelPrice:
     """Record the price of a model from a date; an existing price for that exact date is replaced."""
-    price, _ = ModelPrice.objects.update_or_create(
-        model=model,
-        effective_from=effective_from,
-        defaults={
-            "input_per_mtok": input_per_mtok,
-            "cached_input_per_mtok": cached_input_per_mtok,
-            "output_per_mtok": output_per_mtok,
-        },
-    )
+    price = ModelPrice.objects.select_for_update().filter(model=model, effective_from=effective_from).first()
+    price = price or ModelPrice(model=model, effective_from=effective_from)
+    price.input_per_mtok = input_per_mtok
+    price.cached_input_per_mtok = cached_input_per_mtok
+    price.output_per_mtok = output_per_mtok
+    return model_price_save(price=price)
+
+
+@transaction.atomic
+def model_price_save(*, price: ModelPrice) -> ModelPrice:
+    """Save a price as it is on the instance: each price zero or more, at most 9 decimal places."""
+    errors = {
+        name: "Must be zero or more."
+        for name in ("input_per_mtok", "cached_input_per_mtok", "output_per_mtok")
+        if isinstance(getattr(price, name), Decimal | int) and getattr(price, name) < 0
+    }
+    if errors:  # clearer than the check constraint's own message, which full_clean() would give
+        raise ValidationError(errors)
+    price.full_clean()
+    price.save()
     return price

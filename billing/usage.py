@@ -3,14 +3,23 @@
 Two sinks, one interface (`emit`, `start`, `stop`):
 
 - `BufferSink` (embedded mode, and the fallback when Redis is unreachable): events wait in an
-  in-process deque and a background task inserts them every TOLLHOUSE_USAGE_FLUSH_SECONDS. A
-  failed insert puts the batch back; shutdown flushes what is left.
+  in-process deque and a background task inserts them every TOLLHOUSE_USAGE_FLUSH_SECONDS. The
+  deque is bounded (TOLLHOUSE_USAGE_BUFFER_MAX): when full, a call's emit waits for a flush (its
+  usage is written through to the database) instead of the buffer growing. While the database is
+  unreachable nothing is written, so nothing is dropped either: the buffer holds on and says so once.
 - `RedisStreamSink` (Redis configured): one XADD per call to the usage stream. The Celery task
   `billing.tasks.usage_drain` reads it through a consumer group (`usage_drain` below), inserts
   idempotently (unique request id), then acknowledges and deletes. Entries of a crashed worker
-  stay pending and are claimed again; while the database is down they wait in Redis.
+  stay pending and are claimed again; while the database is down they wait in Redis. If Redis
+  fails, the event goes to the fallback buffer and Redis is left alone for a while (see below).
 
-An event is a flat dict of JSON scalars (see `billing.services.usage_record_from_event`); money is
+No value in an event can stop either writer: `billing.services.usage_events_record` stores a row
+the database refuses sanitised, or reduced to its money facts, and returns the few events that
+cannot be stored at all (no request id, not JSON) with the reason; the drain moves those to the
+dead-letter stream (`usage:dead`, fields: the original entry, `id` and `reason`), the buffer logs
+them. Only a database outage holds a batch back.
+
+An event is a flat dict of JSON scalars (see `billing.services.usage_row_from_event`); money is
 integer nano-dollars (`cost_nanos`) and durations integer microseconds.
 """
 
@@ -18,10 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
+import time
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 import orjson
@@ -30,8 +42,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from billing.services import usage_record_from_event, usage_records_save
-from config.redis import async_client, redis_key
+from billing.services import usage_events_record
+from config.redis import async_client, redis_key, worker_client
 
 logger = logging.getLogger(__name__)
 
@@ -45,20 +57,29 @@ def stream_key() -> str:
     return redis_key(STREAM)
 
 
-def _insert_batch_from_loop(batch: list[dict[str, Any]]) -> int:
+def dead_letter_key() -> str:
+    return redis_key(DEAD_LETTER)
+
+
+def _request_id_of(event: Any) -> str:
+    request_id = event.get("request_id") if isinstance(event, dict) else None
+    return repr(request_id)[:80]
+
+
+def _record_from_loop(batch: list[tuple[float, Any]]) -> int:
     """Runs in the loop's database thread, which has no request cycle to recycle its connection."""
-    records = []
-    for event in batch:
-        try:
-            records.append(usage_record_from_event(event))
-        except (KeyError, TypeError, ValueError):
-            # Never retried forever: the whole event goes to the log, where it can be recovered.
-            logger.error("usage event is unreadable and was not recorded: %s", orjson.dumps(event).decode())
     close_old_connections()
     try:
-        return usage_records_save(records=records)
+        outcome = usage_events_record(
+            events=[event for _, event in batch],
+            received_at=[datetime.fromtimestamp(at, tz=UTC) for at, _ in batch],
+        )
     finally:
         close_old_connections()
+    for index, reason in outcome.rejected.items():
+        # No dead-letter stream in-process: the log keeps the whole event, for a human.
+        logger.error("usage event not recorded (%s): %.4000r", reason, batch[index][1])
+    return outcome.written
 
 
 class UsageSink(Protocol):
@@ -68,14 +89,25 @@ class UsageSink(Protocol):
 
 
 class BufferSink:
-    def __init__(self, *, flush_seconds: float = 1.0, batch_size: int = 1000) -> None:
-        self.events: deque[dict[str, Any]] = deque()
+    def __init__(
+        self, *, flush_seconds: float = 1.0, batch_size: int = 1000, max_events: int | None = None
+    ) -> None:
+        # (time received, event): the time stands in for an event's unreadable created_at_us.
+        self.events: deque[tuple[float, dict[str, Any]]] = deque()
         self.flush_seconds = flush_seconds
         self.batch_size = batch_size
+        self.max_events = settings.TOLLHOUSE_USAGE_BUFFER_MAX if max_events is None else max_events
         self._task: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Lock | None = None
+        self._failing_since: float | None = None  # monotonic time of the first failed flush
 
     async def emit(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
+        if len(self.events) >= self.max_events and self._failing_since is None:
+            # Full: this call waits for its share of the database write rather than the buffer
+            # growing. While the database is failing, waiting would only slow every call down
+            # for nothing; the event is kept (never dropped) and the flusher keeps trying.
+            await self.flush()
+        self.events.append((time.time(), event))
 
     async def start(self) -> None:
         if self._task is None:
@@ -90,17 +122,51 @@ class BufferSink:
         await self.flush()
 
     async def flush(self) -> int:
-        """Insert everything buffered; on failure the batch goes back to the front of the queue."""
+        """Insert everything buffered; if the database fails, the batch goes back to the front.
+
+        The write runs as its own task: a caller that is cancelled (a client gone during a
+        write-through, the flusher stopped at shutdown) must not abandon a batch it already took
+        off the queue while the database thread is still writing it.
+        """
+        return await asyncio.shield(self._flush())
+
+    async def _flush(self) -> int:
+        if self._flushing is None:
+            self._flushing = asyncio.Lock()
         written = 0
-        while self.events:
-            batch = [self.events.popleft() for _ in range(min(self.batch_size, len(self.events)))]
-            try:
-                written += await sync_to_async(_insert_batch_from_loop, thread_sensitive=True)(batch)
-            except Exception:
-                self.events.extendleft(reversed(batch))
-                logger.exception("usage buffer: %d events could not be written; will retry", len(batch))
-                break
+        async with self._flushing:
+            while self.events:
+                batch = [self.events.popleft() for _ in range(min(self.batch_size, len(self.events)))]
+                try:
+                    written += await sync_to_async(_record_from_loop, thread_sensitive=True)(batch)
+                except Exception as exc:
+                    # Only an outage gets here (a bad event is dealt with by the writer): keep
+                    # everything and try again at the next flush.
+                    self.events.extendleft(reversed(batch))
+                    self._flush_failed(exc)
+                    break
+                self._flush_succeeded()
         return written
+
+    def _flush_failed(self, exc: Exception) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            logger.error(
+                "usage buffer: the database refused a batch (%s: %s); %d events kept in memory, "
+                "retrying every %s s",
+                type(exc).__name__,
+                str(exc).strip()[:300],
+                len(self.events),
+                self.flush_seconds,
+            )
+
+    def _flush_succeeded(self) -> None:
+        if self._failing_since is not None:
+            logger.info(
+                "usage buffer: the database took the backlog again after %.1f s",
+                time.monotonic() - self._failing_since,
+            )
+            self._failing_since = None
 
     async def _run(self) -> None:
         while True:
@@ -109,19 +175,80 @@ class BufferSink:
 
 
 class RedisStreamSink:
+    """XADD per call; if Redis fails, buffer in-process and leave Redis alone for a while.
+
+    A Redis that hangs costs a call one TOLLHOUSE_REDIS_TIMEOUT. So that it does not cost that to
+    every call, the first failure marks Redis down (one warning): calls then go straight to the
+    fallback buffer, and one call every `_pause` seconds probes Redis with its own XADD (the pause
+    doubles from PROBE_MIN_SECONDS to PROBE_MAX_SECONDS while Redis stays down). The first probe
+    that succeeds brings the stream back (one info line). No call's usage is lost either way.
+    """
+
+    PROBE_MIN_SECONDS = 0.5
+    PROBE_MAX_SECONDS = 5.0
+
     def __init__(self, *, fallback: BufferSink) -> None:
         self.fallback = fallback
         self.key = stream_key()
+        self._down_since: float | None = None
+        self._next_probe = 0.0
+        self._pause = self.PROBE_MIN_SECONDS
+
+    @property
+    def down(self) -> bool:
+        return self._down_since is not None
 
     async def emit(self, event: dict[str, Any]) -> None:
         try:
-            await async_client().xadd(self.key, {FIELD: orjson.dumps(event)})
-        except (redis.RedisError, OSError):
-            # Never lose a call's usage because Redis blinked: write it straight to the database.
-            logger.warning("usage stream unreachable; buffering request %s in-process", event["request_id"])
+            payload = orjson.dumps(event)
+        except orjson.JSONEncodeError as exc:
+            # A lone surrogate or a huge int cannot be JSON; the buffer's writer stores it sanitised.
+            logger.warning(
+                "usage of request %s is not JSON (%s); recorded in-process", _request_id_of(event), exc
+            )
             await self.fallback.emit(event)
+            return
+        now = time.monotonic()
+        if self._down_since is not None:
+            if now < self._next_probe:
+                await self.fallback.emit(event)
+                return
+            # This call is the probe; the others keep skipping Redis until it is answered.
+            self._next_probe = now + self._pause
+        try:
+            await async_client().xadd(self.key, {FIELD: payload})
+        except (redis.RedisError, OSError) as exc:
+            self._failed(exc)
+            await self.fallback.emit(event)
+            return
+        if self._down_since is not None:
+            self._recovered()
+
+    def _failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            self._pause = self.PROBE_MIN_SECONDS
+            logger.warning(
+                "usage stream unreachable (%s: %s); recording usage in-process and probing Redis "
+                "every %s to %s s",
+                type(exc).__name__,
+                str(exc)[:200],
+                self.PROBE_MIN_SECONDS,
+                self.PROBE_MAX_SECONDS,
+            )
+        else:
+            self._pause = min(self._pause * 2, self.PROBE_MAX_SECONDS)
+        self._next_probe = now + self._pause
+
+    def _recovered(self) -> None:
+        assert self._down_since is not None
+        logger.info("usage stream reachable again after %.1f s", time.monotonic() - self._down_since)
+        self._down_since = None
+        self._pause = self.PROBE_MIN_SECONDS
 
     async def start(self) -> None:
+        # Nothing to connect here: a Redis that is down at start must not stop the gateway.
         await self.fallback.start()
 
     async def stop(self) -> None:
@@ -153,34 +280,71 @@ def _ensure_group(client: redis.Redis) -> None:
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 
 
+def _entry_time(entry_id: bytes) -> datetime:
+    """When Redis received the entry (its id starts with milliseconds since the epoch)."""
+    return datetime.fromtimestamp(int(entry_id.split(b"-")[0]) / 1000, tz=UTC)
+
+
+def _decode(raw: bytes) -> Any:
+    """The event in an entry. orjson first (fast); what it refuses but Python's own parser reads
+    (a lone surrogate escape, NaN, bytes that are not UTF-8) is still an event whose money facts
+    can be stored, sanitised, rather than set aside."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw.decode("utf-8", "replace"))
+
+
 def _write(client: redis.Redis, entries: Entries) -> int:
-    records, ids = [], []
+    events: list[Any] = []
+    received: list[datetime | None] = []
+    event_ids: list[bytes] = []
+    set_aside: dict[bytes, str] = {}
     for entry_id, fields in entries:
-        ids.append(entry_id)
+        # An entry deleted while pending is claimed with no fields (Redis < 7): nothing to keep.
+        raw = (fields or {}).get(FIELD)
+        if raw is None:
+            set_aside[entry_id] = f"no {FIELD.decode()!r} field"
+            continue
         try:
-            records.append(usage_record_from_event(orjson.loads(fields[FIELD])))
-        except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
-            # One unreadable entry must not hold up every call behind it; keep it for a human.
-            logger.error("usage stream entry %s is unreadable; moved to the dead-letter stream", entry_id)
-            dead: dict[Any, Any] = {b"id": entry_id, **fields}
-            client.xadd(redis_key(DEAD_LETTER), dead)
-    # A database error propagates from here, leaving the entries pending, to be claimed again.
-    written = usage_records_save(records=records) if records else 0
-    # Acknowledge only after the rows are committed: a crash before this line leaves the entries
-    # pending too; the unique request id makes the second insert a no-op.
-    if ids:
-        pipe = client.pipeline(transaction=True)
-        pipe.xack(stream_key(), GROUP, *ids)
-        pipe.xdel(stream_key(), *ids)
-        pipe.execute()
-    return written
+            events.append(_decode(raw))
+        except (ValueError, RecursionError) as exc:
+            set_aside[entry_id] = f"not JSON ({exc})"
+            continue
+        received.append(_entry_time(entry_id))
+        event_ids.append(entry_id)
+    # A database outage propagates from here, leaving every entry pending, to be claimed again.
+    outcome = usage_events_record(events=events, received_at=received)
+    for index, reason in outcome.rejected.items():
+        set_aside[event_ids[index]] = reason
+    # Acknowledge only after the rows are committed: a crash before this leaves the entries pending
+    # too; the unique request id makes the second insert a no-op. Setting aside and acknowledging
+    # happen in one transaction, so an entry is never both gone and not set aside.
+    pipe = client.pipeline(transaction=True)
+    for entry_id, fields in entries:
+        why = set_aside.get(entry_id)
+        if why is None:
+            continue
+        logger.error("usage stream entry %s moved to the dead-letter stream: %s", entry_id.decode(), why)
+        dead: dict[Any, Any] = {
+            **(fields or {}),
+            b"id": entry_id,
+            # The reason may quote the value the database refused: never let it fail the XADD.
+            b"reason": why.encode("utf-8", "backslashreplace"),
+        }
+        pipe.xadd(dead_letter_key(), dead)
+    ids = [entry_id for entry_id, _ in entries]
+    pipe.xack(stream_key(), GROUP, *ids)
+    pipe.xdel(stream_key(), *ids)
+    pipe.execute()
+    return outcome.written
 
 
 def usage_drain(*, batch_size: int = 500, claim_idle_ms: int = 60_000, max_batches: int = 50) -> int:
     """Move usage events from the Redis stream into the database. Returns rows written."""
-    client = redis.Redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
-    if client is None:
+    if not settings.REDIS_URL:
         return 0
+    client = worker_client()
     try:
         _ensure_group(client)
         consumer = _consumer_name()
@@ -198,6 +362,9 @@ def usage_drain(*, batch_size: int = 500, claim_idle_ms: int = 60_000, max_batch
             if not entries:
                 break
             written += _write(client, entries)
+        if written:
+            # Only when there was work: an idle worker stays quiet (it runs every few seconds).
+            logger.info("usage drain: %d rows written", written)
         return written
     finally:
         client.close()

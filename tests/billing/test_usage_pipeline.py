@@ -7,11 +7,13 @@ import asyncio
 import orjson
 import pytest
 from django.conf import settings
+from django.db import OperationalError
 
 from billing.models import UsageRecord
 from billing.usage import FIELD, GROUP, BufferSink, RedisStreamSink, stream_key, usage_drain
 from config.redis import redis_key, sync_client
 from tests.billing.test_usage_records_save import event
+from tests.support.process import database_down
 
 pytestmark = pytest.mark.django_db(transaction=True)
 needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
@@ -65,15 +67,40 @@ def test_it_does_not_count_twice_an_event_written_before_a_crash():
 
 
 @needs_redis
-def test_it_sets_an_unreadable_entry_aside_and_records_the_rest():
+def test_it_sets_an_unreadable_entry_aside_with_its_reason_and_records_the_rest():
     client = sync_client()
     client.xadd(stream_key(), {FIELD: b"{not json"})
+    client.xadd(stream_key(), {FIELD: orjson.dumps({"status": 200, "cost_nanos": 5})})  # no request id
+    client.xadd(stream_key(), {b"other": b"field"})
     client.xadd(stream_key(), {FIELD: orjson.dumps({"request_id": "no-status"})})
     client.xadd(stream_key(), {FIELD: orjson.dumps(event("good"))})
-    assert usage_drain() == 1
-    assert list(UsageRecord.objects.values_list("request_id", flat=True)) == ["good"]
-    assert client.xlen(redis_key("usage:dead")) == 2
+    assert usage_drain() == 2
+    rows = {row.request_id: row for row in UsageRecord.objects.all()}
+    assert set(rows) == {"good", "no-status"}
+    # An event with a request id but nothing else still lands, marked, with status 0 (unknown).
+    assert (rows["no-status"].status, rows["no-status"].error_type) == (0, "sanitised")
+    assert rows["good"].error_type == ""
+    dead = client.xrange(redis_key("usage:dead"))
+    reasons = [fields[b"reason"].decode() for _, fields in dead]
+    assert len(reasons) == 3
+    assert reasons[0].startswith("not JSON") and dead[0][1][FIELD] == b"{not json"
+    assert "request_id" in reasons[1]
+    assert "field" in reasons[2]
     assert client.xlen(stream_key()) == 0
+    assert client.xpending(stream_key(), GROUP)["pending"] == 0
+
+
+@needs_redis
+def test_it_leaves_a_batch_pending_while_the_database_is_down_and_sets_nothing_aside():
+    client = sync_client()
+    for i in range(3):
+        client.xadd(stream_key(), {FIELD: orjson.dumps(event(f"o{i}", end_user="\x00" if i == 1 else ""))})
+    with database_down(), pytest.raises(OperationalError):
+        usage_drain()
+    assert client.xpending(stream_key(), GROUP)["pending"] == 3
+    assert client.xlen(redis_key("usage:dead")) == 0
+    assert usage_drain(claim_idle_ms=0) == 3
+    assert client.xpending(stream_key(), GROUP)["pending"] == 0 and client.xlen(stream_key()) == 0
 
 
 def test_it_falls_back_to_the_in_process_buffer_when_redis_is_down(settings):
