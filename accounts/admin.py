@@ -1,20 +1,34 @@
-"""Operator admin for accounts until the console exists. Keys are issued through the service,
-so the raw key is shown exactly once (as a message) and only its digest is stored."""
+"""Operator admin for accounts until the console exists.
+
+Every save goes through accounts.services, which validates the whole row, so the admin cannot store
+what the gateway cannot read. A new key is issued by the service and shown once, in the response to
+the add form itself: never in a message (Django keeps those in a cookie), never stored.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.forms import BaseInlineFormSet, ModelForm
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 
 from accounts import services
 from accounts.models import ApiKey, Membership, Plan, Tenant
+
+# Where save_model leaves a new key's raw value for response_add, on the unsaved form instance.
+_RAW_KEY = "_issued_raw_key"
 
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
     list_display = ["name", "rpm_limit", "tpm_limit", "concurrency_limit", "monthly_budget"]
+
+    def save_model(self, request: HttpRequest, obj: Plan, form: ModelForm, change: bool) -> None:
+        services.plan_save(plan=obj)
 
 
 class MembershipInline(admin.TabularInline):
@@ -30,6 +44,19 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: ModelForm, change: bool) -> None:
+        services.tenant_save(tenant=obj)
+
+    def save_formset(
+        self, request: HttpRequest, form: ModelForm, formset: BaseInlineFormSet, change: bool
+    ) -> None:
+        memberships = formset.save(commit=False)
+        for membership in formset.deleted_objects:
+            membership.delete()
+        for membership in memberships:
+            services.membership_save(membership=membership)
+        formset.save_m2m()
 
 
 @admin.register(ApiKey)
@@ -60,9 +87,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def masked(self, obj: ApiKey) -> str:
         return f"th-{obj.prefix}…" if obj.prefix else "(issued on save)"
 
-    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: ModelForm, change: bool) -> None:
         if change:
-            super().save_model(request, obj, form, change)
+            services.api_key_save(api_key=obj)
             return
         issued = services.api_key_issue(
             tenant=obj.tenant,
@@ -76,12 +103,35 @@ class ApiKeyAdmin(admin.ModelAdmin):
             concurrency_limit=obj.concurrency_limit,
             budget=obj.budget,
         )
-        obj.pk = issued.api_key.pk
-        obj.prefix, obj.digest = issued.api_key.prefix, issued.api_key.digest
-        messages.warning(request, f"New API key (shown once, copy it now): {issued.raw}")
+        # The admin goes on with the form's instance (history entry, response): make it the saved key.
+        for field in ApiKey._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(issued.api_key, field.attname))
+        obj._state.adding = False
+        setattr(obj, _RAW_KEY, issued.raw)
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        raw = getattr(obj, _RAW_KEY, None)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "API key issued: copy it now",
+            "api_key": obj,
+            "raw_key": raw,
+            "change_url": reverse("admin:accounts_apikey_change", args=[obj.pk]),
+        }
+        response = TemplateResponse(request, "admin/accounts/apikey/issued.html", context)
+        # Nothing on the way may keep the page: no browser cache, no proxy, no back-button copy.
+        add_never_cache_headers(response)
+        return response
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        revoked = 0
         for api_key in queryset:
             services.api_key_revoke(api_key=api_key)
-        messages.success(request, f"Revoked {queryset.count()} key(s).")
+            revoked += 1
+        messages.success(request, f"Revoked {revoked} key(s).")

@@ -6,9 +6,20 @@ and Tenant points at it, while apps depend one way only (gateway -> billing -> a
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+
+from accounts.validators import (
+    ip_networks,
+    non_negative,
+    validate_names,
+    validate_time_zone,
+)
+from config.changes import BroadcastManager, BroadcastQuerySet, Message
 
 
 class Plan(models.Model):
@@ -20,12 +31,25 @@ class Plan(models.Model):
         null=True, blank=True, help_text="Tokens per minute; empty = none."
     )
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
-    monthly_budget = models.DecimalField(max_digits=20, decimal_places=9, null=True, blank=True)
-    allowed_models = models.JSONField(default=list, blank=True, help_text="Model names; empty = every model.")
+    monthly_budget = models.DecimalField(
+        max_digits=20, decimal_places=9, null=True, blank=True, validators=[non_negative]
+    )
+    allowed_models = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_names],
+        help_text='Model names, as in ["gpt-4.1"]; empty = every model.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = BroadcastManager()
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        # An emptied box in a form arrives as None: it means "every model", stored as [].
+        self.allowed_models = [] if self.allowed_models is None else self.allowed_models
 
 
 class Tenant(models.Model):
@@ -37,8 +61,15 @@ class Tenant(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="tenants")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
-    timezone = models.CharField(max_length=64, default="UTC")
+    timezone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="An IANA name, e.g. Europe/Paris.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = BroadcastManager()
 
     def __str__(self) -> str:
         return self.name
@@ -63,6 +94,25 @@ class Membership(models.Model):
         return f"{self.user} in {self.tenant} ({self.role})"
 
 
+class ApiKeyQuerySet(BroadcastQuerySet):
+    # Beyond this many keys in one bulk change, workers reload everything instead.
+    MAX_KEY_MESSAGES = 500
+
+    def change_messages(self, objs: Any = None) -> list[Message]:
+        """A worker drops just the changed keys from its cache."""
+        if objs is None:
+            prefixes = list(self.values_list("prefix", flat=True)[: self.MAX_KEY_MESSAGES + 1])
+        else:
+            prefixes = [obj.prefix for obj in objs]
+        if len(prefixes) > self.MAX_KEY_MESSAGES:
+            return super().change_messages(objs)
+        return [{"kind": "key", "prefix": prefix} for prefix in prefixes if prefix]
+
+
+class ApiKeyManager(BroadcastManager.from_queryset(ApiKeyQuerySet)):  # type: ignore[misc]
+    pass
+
+
 class ApiKey(models.Model):
     """An API key: `th-` + public prefix + secret. Only the prefix and an HMAC digest are stored."""
 
@@ -76,20 +126,43 @@ class ApiKey(models.Model):
     digest = models.CharField(max_length=64, editable=False)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     expires_at = models.DateTimeField(null=True, blank=True)
-    allowed_models = models.JSONField(default=list, blank=True, help_text="Model names; empty = the plan's.")
-    allowed_ips = models.JSONField(default=list, blank=True, help_text="IPs or CIDRs; empty = anywhere.")
+    allowed_models = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_names],
+        help_text='Model names, as in ["gpt-4.1"]; empty = the plan\'s.',
+    )
+    allowed_ips = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='IPs or CIDR ranges, as in ["10.0.0.0/8"]; empty = anywhere.',
+    )
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
-    budget = models.DecimalField(max_digits=20, decimal_places=9, null=True, blank=True)
+    budget = models.DecimalField(
+        max_digits=20, decimal_places=9, null=True, blank=True, validators=[non_negative]
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
+    objects = ApiKeyManager()
+
     def __str__(self) -> str:
         return f"{self.name} (th-{self.prefix}…)"
+
+    def clean(self) -> None:
+        # An emptied box in a form arrives as None: it means "none", stored as [].
+        self.allowed_models = [] if self.allowed_models is None else self.allowed_models
+        # Validated here rather than by a field validator because the list is also normalised
+        # into the form the gateway compares against (`10.1.2.3/8` is stored as `10.0.0.0/8`).
+        try:
+            self.allowed_ips = ip_networks([] if self.allowed_ips is None else self.allowed_ips)
+        except ValidationError as exc:
+            raise ValidationError({"allowed_ips": exc.messages}) from exc
 
     @property
     def is_expired(self) -> bool:

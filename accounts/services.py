@@ -1,19 +1,23 @@
-"""Writes to accounts: tenants and API keys."""
+"""Writes to accounts: plans, tenants, memberships and API keys.
+
+Every write validates the whole row (`full_clean()`) before saving, whoever calls it: the admin,
+the management commands, the console and the API all come through here, so none of them can store
+a value the gateway cannot read. A bad value raises ValidationError and stores nothing.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from ipaddress import ip_network
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from accounts import keys
-from accounts.models import ApiKey, Plan, Tenant
+from accounts.models import ApiKey, Membership, Plan, Tenant
+from accounts.validators import ip_networks
 
 
 @dataclass(frozen=True)
@@ -23,18 +27,35 @@ class IssuedKey:
 
 
 def validate_allowed_ips(values: list[str]) -> list[str]:
-    normalized = []
-    for value in values:
-        try:
-            normalized.append(str(ip_network(value.strip(), strict=False)))
-        except ValueError as exc:
-            raise ValidationError(f"{value!r} is not an IP address or CIDR range.") from exc
-    return normalized
+    """The allow-list in the form it is stored (ValidationError naming any entry that is not an
+    IP address or CIDR range)."""
+    return ip_networks(values)
+
+
+@transaction.atomic
+def plan_save(*, plan: Plan) -> Plan:
+    plan.full_clean()
+    plan.save()
+    return plan
 
 
 @transaction.atomic
 def tenant_create(*, name: str, slug: str, plan: Plan | None = None, timezone_name: str = "UTC") -> Tenant:
-    return Tenant.objects.create(name=name, slug=slug, plan=plan, timezone=timezone_name)
+    return tenant_save(tenant=Tenant(name=name, slug=slug, plan=plan, timezone=timezone_name))
+
+
+@transaction.atomic
+def tenant_save(*, tenant: Tenant) -> Tenant:
+    tenant.full_clean()
+    tenant.save()
+    return tenant
+
+
+@transaction.atomic
+def membership_save(*, membership: Membership) -> Membership:
+    membership.full_clean()
+    membership.save()
+    return membership
 
 
 @transaction.atomic
@@ -52,7 +73,7 @@ def api_key_issue(
     budget: Decimal | None = None,
 ) -> IssuedKey:
     raw, prefix, secret = keys.generate()
-    api_key = ApiKey.objects.create(
+    api_key = ApiKey(
         tenant=tenant,
         name=name,
         prefix=prefix,
@@ -60,13 +81,21 @@ def api_key_issue(
         created_by=created_by,
         expires_at=expires_at,
         allowed_models=list(allowed_models or []),
-        allowed_ips=validate_allowed_ips(list(allowed_ips or [])),
+        allowed_ips=list(allowed_ips or []),
         rpm_limit=rpm_limit,
         tpm_limit=tpm_limit,
         concurrency_limit=concurrency_limit,
         budget=budget,
     )
-    return IssuedKey(api_key=api_key, raw=raw)
+    return IssuedKey(api_key=api_key_save(api_key=api_key), raw=raw)
+
+
+@transaction.atomic
+def api_key_save(*, api_key: ApiKey) -> ApiKey:
+    """Save a key's settings as they are on the instance (the prefix and digest never change)."""
+    api_key.full_clean()
+    api_key.save()
+    return api_key
 
 
 @transaction.atomic

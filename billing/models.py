@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from accounts.models import ApiKey, Tenant
+from config.changes import BroadcastManager
 
 
 class ModelPrice(models.Model):
@@ -16,6 +17,8 @@ class ModelPrice(models.Model):
     output_per_mtok = models.DecimalField(max_digits=20, decimal_places=9)
     effective_from = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = BroadcastManager()  # every change reaches the gateways' price caches (config/changes.py)
 
     class Meta:
         ordering = ["model", "-effective_from"]

@@ -1,11 +1,14 @@
-from __future__ import annotations
+"""Operator admin for the upstream configuration. Every save goes through gateway.services, which
+validates the row, so the admin cannot store a provider, route or deployment the gateway cannot use."""
 
-from typing import Any
+from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
 
+from gateway import services
 from gateway.models import Deployment, ModelRoute, Provider
 
 
@@ -17,7 +20,6 @@ class ProviderForm(forms.ModelForm):
         help_text="Leave empty to keep the current credential.",
     )
     clear_credential = forms.BooleanField(required=False)
-    base_url = forms.URLField(assume_scheme="https", help_text="Up to and including /v1.")
 
     class Meta:
         model = Provider
@@ -34,12 +36,13 @@ class ProviderAdmin(admin.ModelAdmin):
     def has_credential(self, obj: Provider) -> bool:
         return bool(obj.credential_encrypted)
 
-    def save_model(self, request: HttpRequest, obj: Provider, form: Any, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: Provider, form: ModelForm, change: bool) -> None:
+        credential = None  # keep the stored one
         if form.cleaned_data.get("clear_credential"):
-            obj.set_credential("")
+            credential = ""
         elif form.cleaned_data.get("credential"):
-            obj.set_credential(form.cleaned_data["credential"])
-        super().save_model(request, obj, form, change)
+            credential = form.cleaned_data["credential"]
+        services.provider_save(provider=obj, credential=credential)
 
 
 class DeploymentInline(admin.TabularInline):
@@ -52,3 +55,16 @@ class ModelRouteAdmin(admin.ModelAdmin):
     list_display = ["name", "aliases", "strategy", "enabled"]
     search_fields = ["name"]
     inlines = [DeploymentInline]
+
+    def save_model(self, request: HttpRequest, obj: ModelRoute, form: ModelForm, change: bool) -> None:
+        services.route_save(route=obj)
+
+    def save_formset(
+        self, request: HttpRequest, form: ModelForm, formset: BaseInlineFormSet, change: bool
+    ) -> None:
+        deployments = formset.save(commit=False)
+        for deployment in formset.deleted_objects:
+            deployment.delete()
+        for deployment in deployments:
+            services.deployment_save(deployment=deployment)
+        formset.save_m2m()

@@ -1,114 +1,172 @@
 """Config changes reach every gateway worker at once: a message over Redis pub/sub.
 
-Any committed write to a key, tenant, plan, provider, route, deployment or price publishes what
-changed; every worker's runtime listens and drops the cached copy, so a revoked key stops working
-everywhere within milliseconds instead of at the end of TOLLHOUSE_CACHE_TTL. Without Redis
-(embedded mode, one process) the message is delivered in-process. The TTL stays as the safety net
-for a message lost while a worker was reconnecting.
+Every committed write to a key, tenant, plan, provider, route, deployment or price publishes what
+changed (config/changes.py, whichever way it was written); every worker's runtime listens here and
+drops the cached copy, so a revoked key stops working everywhere within milliseconds instead of at
+the end of TOLLHOUSE_CACHE_TTL. Without Redis (embedded mode, one process) the message is delivered
+in-process. The TTL stays as the safety net for messages missed while Redis was away.
+
+A worker never waits for Redis to start: if the channel is not up within `startup_wait`, it says
+so once and keeps trying in the background, logging only when the channel is lost or restored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+import random
 
 import orjson
 import redis
+import redis.asyncio as aioredis
 from django.conf import settings
-from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
-from config.redis import async_client, redis_key, sync_client
+from config import changes
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "config:changed"
-Listener = Callable[[dict[str, str]], None]
-_local_listeners: list[Listener] = []
-
-
-def channel() -> str:
-    return redis_key(CHANNEL)
-
-
-def publish(message: dict[str, str]) -> None:
-    if settings.REDIS_URL:
-        try:
-            sync_client().publish(channel(), orjson.dumps(message))
-            return
-        except redis.RedisError:
-            logger.warning(
-                "config change not broadcast (Redis unreachable); workers catch up within the cache TTL"
-            )
-    for listener in list(_local_listeners):
-        listener(message)
-
-
-def publish_on_commit(message: dict[str, str]) -> None:
-    transaction.on_commit(lambda: publish(message))
-
-
-def _on_change(sender: Any, instance: Any, **kwargs: Any) -> None:
-    from accounts.models import ApiKey
-
-    if isinstance(instance, ApiKey):
-        publish_on_commit({"kind": "key", "prefix": instance.prefix})
-    else:
-        # Tenants, plans, providers, routes, deployments, prices: rarely changed, cheap to reload.
-        publish_on_commit({"kind": "all"})
+Listener = changes.Listener
 
 
 def connect_signals() -> None:
-    from accounts.models import ApiKey, Plan, Tenant
-    from billing.models import ModelPrice
-    from gateway.models import Deployment, ModelRoute, Provider
-
-    for model in (ApiKey, Tenant, Plan, Provider, Deployment, ModelRoute, ModelPrice):
-        post_save.connect(_on_change, sender=model, dispatch_uid=f"invalidate-{model.__name__}")
-        post_delete.connect(_on_change, sender=model, dispatch_uid=f"invalidate-del-{model.__name__}")
+    """Called from GatewayConfig.ready(): every save()/delete() of a cached model is broadcast."""
+    changes.connect_signals()
 
 
 class Subscriber:
     """Runs in each gateway worker: applies every config-change message to the local caches."""
 
+    # Seconds. Class attributes so a test can shorten them.
+    startup_wait = 1.0  # how long start() waits for the channel before going on without it
+    connect_timeout = 3.0  # to connect and have the subscription confirmed
+    keepalive = 10.0  # a quiet channel is PINGed after this long...
+    pong_timeout = 3.0  # ...and counted lost if Redis says nothing for this long after
+    retry_min, retry_max = 0.5, 10.0
+
     def __init__(self, apply: Listener) -> None:
         self.apply = apply
         self._task: asyncio.Task[None] | None = None
+        self._client: aioredis.Redis | None = None
+        self._up = asyncio.Event()
+        self._ever_up = False
+        self._degraded = False  # the "unreachable" / "lost" line was logged; "restored" is next
 
     async def start(self) -> None:
-        if settings.REDIS_URL:
-            ready = asyncio.get_running_loop().create_future()
-            self._task = asyncio.create_task(self._listen(ready), name="config-invalidation")
-            await asyncio.wait_for(asyncio.shield(ready), timeout=5)
-        else:
-            _local_listeners.append(self.apply)
+        if not settings.REDIS_URL:
+            changes.add_local_listener(self.apply)
+            return
+        # Its own client, without redis-py's silent reconnects: a reconnection must be seen here,
+        # because whatever was published meanwhile was missed and the caches must be dropped.
+        self._client = aioredis.Redis.from_url(
+            str(settings.REDIS_URL),
+            socket_connect_timeout=self.connect_timeout,
+            socket_timeout=self.connect_timeout,
+            socket_keepalive=True,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._up = asyncio.Event()
+        self._task = asyncio.create_task(self._run(self._client), name="config-invalidation")
+        try:
+            await asyncio.wait_for(self._up.wait(), timeout=self.startup_wait)
+        except TimeoutError:
+            self._went_down()
 
     async def stop(self) -> None:
-        if self.apply in _local_listeners:
-            _local_listeners.remove(self.apply)
+        changes.remove_local_listener(self.apply)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
-    async def _listen(self, ready: asyncio.Future[None]) -> None:
+    # -- the background loop ------------------------------------------------------------------------
+    async def _run(self, client: aioredis.Redis) -> None:
+        failures = 0
         while True:
+            pubsub = client.pubsub()
             try:
-                pubsub = async_client().pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(channel())
-                if not ready.done():
-                    ready.set_result(None)
+                await asyncio.wait_for(self._subscribe(pubsub), timeout=self.connect_timeout)
+                failures = 0
+                self._came_up()
                 # Whatever changed while we were not listening: start from a clean slate.
-                self.apply({"kind": "all"})
-                async for message in pubsub.listen():
-                    try:
-                        self.apply(orjson.loads(message["data"]))
-                    except (orjson.JSONDecodeError, TypeError, KeyError):
-                        logger.warning("ignored an unreadable config-change message")
-            except (redis.RedisError, OSError):
-                if not ready.done():
-                    ready.set_result(None)
-                logger.warning("config-change channel lost; resubscribing in 1 s")
-                await asyncio.sleep(1)
+                self.apply(changes.EVERYTHING)
+                await self._receive(pubsub)
+            except (redis.RedisError, OSError, TimeoutError):
+                self._went_down()
+            except Exception:
+                # A bug, not an outage: say so loudly, and keep the channel alive.
+                logger.exception("config-change listener failed; resubscribing")
+            finally:
+                self._up.clear()
+                await self._close(pubsub)
+            failures += 1
+            delay = min(self.retry_max, self.retry_min * 2 ** (failures - 1))
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+
+    async def _subscribe(self, pubsub: aioredis.client.PubSub) -> None:
+        await pubsub.subscribe(changes.channel())
+        # SUBSCRIBE only sends; a Redis that accepts connections and never answers is caught here.
+        while True:
+            message = await pubsub.get_message(timeout=self.connect_timeout)
+            if message is not None and message["type"] == "subscribe":
+                return
+
+    async def _receive(self, pubsub: aioredis.client.PubSub) -> None:
+        """Apply messages until the channel is lost (raises). A quiet channel is checked with a
+        PING, since a Redis that hangs would otherwise look just like one with nothing to say."""
+        loop = asyncio.get_running_loop()
+        last_heard, pinged = loop.time(), False
+        while True:
+            message = await pubsub.get_message(timeout=1.0)
+            now = loop.time()
+            if message is not None:
+                last_heard, pinged = now, False
+                if message["type"] == "message":
+                    self._apply(message["data"])
+            elif pinged and now - last_heard > self.keepalive + self.pong_timeout:
+                raise redis.ConnectionError("Redis did not answer a PING on the config-change channel")
+            elif not pinged and now - last_heard > self.keepalive:
+                await pubsub.ping()
+                pinged = True
+
+    def _apply(self, data: bytes) -> None:
+        try:
+            message = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            logger.warning("ignored an unreadable config-change message")
+            return
+        if not isinstance(message, dict):
+            logger.warning("ignored an unreadable config-change message")
+            return
+        self.apply(message)
+
+    async def _close(self, pubsub: aioredis.client.PubSub) -> None:
+        try:
+            await asyncio.wait_for(pubsub.aclose(), timeout=1.0)
+        except (redis.RedisError, OSError, TimeoutError):
+            # The connection is being thrown away anyway; the next attempt opens a new one.
+            logger.debug("config-change channel: closing a broken connection failed", exc_info=True)
+
+    # -- state changes: one log line each -----------------------------------------------------------
+    def _came_up(self) -> None:
+        self._up.set()
+        self._ever_up = True
+        if self._degraded:
+            self._degraded = False
+            logger.info("Redis at REDIS_URL is reachable again: config changes reach this worker at once")
+
+    def _went_down(self) -> None:
+        if self._degraded:
+            return
+        self._degraded = True
+        what = "stopped answering" if self._ever_up else "is unreachable"
+        logger.warning(
+            "Redis at REDIS_URL %s: config changes reach this worker within TOLLHOUSE_CACHE_TTL (%s s); "
+            "retrying in the background",
+            what,
+            settings.TOLLHOUSE_CACHE_TTL,
+        )

@@ -2,9 +2,43 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 
+from accounts.validators import validate_names
+from config.changes import BroadcastManager
 from gateway import crypto
+
+# Seconds; zero would make every call time out at once.
+positive_seconds = MinValueValidator(Decimal("0.01"), message="Must be more than zero seconds.")
+
+
+def validate_base_url(value: Any) -> None:
+    """http(s) with a host. Any host name is fine (`http://vllm:8000/v1` in a compose network), which
+    Django's URLValidator would refuse; credentials belong in the encrypted credential, not here."""
+    invalid = ValidationError(
+        "Enter an http:// or https:// URL, e.g. https://api.openai.com/v1.", code="invalid_base_url"
+    )
+    if not isinstance(value, str) or any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise invalid
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError on a port that is not a number in range)
+    except ValueError as exc:
+        raise invalid from exc
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+        raise invalid
+    if parts.username or parts.password:
+        raise ValidationError(
+            "Put the provider's credential in the credential field, not in the URL "
+            "(the URL is not encrypted and appears in logs).",
+            code="credential_in_url",
+        )
 
 
 class Provider(models.Model):
@@ -17,17 +51,27 @@ class Provider(models.Model):
 
     name = models.SlugField(max_length=100, unique=True)
     kind = models.CharField(max_length=32, choices=Kind.choices)
-    base_url = models.URLField(
-        max_length=500, help_text="Up to and including /v1, e.g. https://api.openai.com/v1"
+    base_url = models.CharField(
+        max_length=500,
+        validators=[validate_base_url],
+        help_text="Up to and including /v1, e.g. https://api.openai.com/v1",
     )
     credential_encrypted = models.TextField(blank=True, default="", editable=False)
-    connect_timeout = models.DecimalField(max_digits=6, decimal_places=2, default=5)
+    connect_timeout = models.DecimalField(
+        max_digits=6, decimal_places=2, default=5, validators=[positive_seconds]
+    )
     read_timeout = models.DecimalField(
-        max_digits=6, decimal_places=2, default=120, help_text="Seconds to wait for the next bytes upstream."
+        max_digits=6,
+        decimal_places=2,
+        default=120,
+        validators=[positive_seconds],
+        help_text="Seconds to wait for the next bytes upstream.",
     )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = BroadcastManager()
 
     def __str__(self) -> str:
         return self.name
@@ -44,14 +88,25 @@ class ModelRoute(models.Model):
         PRIORITY = "priority", "Priority, then weighted"
 
     name = models.CharField(max_length=200, unique=True, help_text="The public model name clients ask for.")
-    aliases = models.JSONField(default=list, blank=True)
+    aliases = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_names],
+        help_text='Other names clients may ask for, as in ["gpt4"].',
+    )
     strategy = models.CharField(max_length=32, choices=Strategy.choices, default=Strategy.PRIORITY)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = BroadcastManager()
+
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        # An emptied box in a form arrives as None: it means "no aliases", stored as [].
+        self.aliases = [] if self.aliases is None else self.aliases
 
 
 class Deployment(models.Model):
@@ -65,6 +120,8 @@ class Deployment(models.Model):
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = BroadcastManager()
 
     class Meta:
         ordering = ["route", "priority", "id"]

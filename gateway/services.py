@@ -1,4 +1,8 @@
-"""Writes to the upstream configuration: providers, routes, deployments; and the demo."""
+"""Writes to the upstream configuration: providers, routes, deployments; and the demo.
+
+Every write validates the row (`full_clean()`) first, so no path (admin, commands, the demo) can
+store a provider URL, alias list or timeout the gateway cannot use.
+"""
 
 from __future__ import annotations
 
@@ -40,38 +44,60 @@ REAL_PROVIDERS = {
 
 
 @transaction.atomic
-def provider_upsert(
-    *, name: str, kind: str, base_url: str, credential: str | None = None, read_timeout: Decimal | None = None
-) -> Provider:
-    provider = Provider.objects.filter(name=name).first() or Provider(name=name)
-    provider.kind, provider.base_url = kind, base_url
+def provider_save(*, provider: Provider, credential: str | None = None) -> Provider:
+    """Save a provider as it is on the instance; `credential` (if given) replaces the stored one,
+    and an empty string clears it."""
     if credential is not None:
         provider.set_credential(credential)
-    if read_timeout is not None:
-        provider.read_timeout = read_timeout
+    provider.full_clean()
     provider.save()
     return provider
 
 
 @transaction.atomic
+def provider_upsert(
+    *, name: str, kind: str, base_url: str, credential: str | None = None, read_timeout: Decimal | None = None
+) -> Provider:
+    provider = Provider.objects.select_for_update().filter(name=name).first() or Provider(name=name)
+    provider.kind, provider.base_url = kind, base_url
+    if read_timeout is not None:
+        provider.read_timeout = read_timeout
+    return provider_save(provider=provider, credential=credential)
+
+
+@transaction.atomic
+def route_save(*, route: ModelRoute) -> ModelRoute:
+    route.full_clean()
+    route.save()
+    return route
+
+
+@transaction.atomic
 def route_upsert(*, name: str, aliases: list[str] | None = None) -> ModelRoute:
-    route, _ = ModelRoute.objects.get_or_create(name=name)
+    route = ModelRoute.objects.select_for_update().filter(name=name).first()
+    if route is None:
+        return route_save(route=ModelRoute(name=name, aliases=aliases or []))
     if aliases is not None and route.aliases != aliases:
         route.aliases = aliases
-        route.save(update_fields=["aliases", "updated_at"])
+        route_save(route=route)
     return route
+
+
+@transaction.atomic
+def deployment_save(*, deployment: Deployment) -> Deployment:
+    deployment.full_clean()
+    deployment.save()
+    return deployment
 
 
 @transaction.atomic
 def deployment_upsert(
     *, route: ModelRoute, provider: Provider, upstream_model: str, priority: int = 0, enabled: bool = True
 ) -> Deployment:
-    deployment, _ = Deployment.objects.update_or_create(
-        route=route,
-        provider=provider,
-        defaults={"upstream_model": upstream_model, "priority": priority, "enabled": enabled},
-    )
-    return deployment
+    deployment = Deployment.objects.select_for_update().filter(route=route, provider=provider).first()
+    deployment = deployment or Deployment(route=route, provider=provider)
+    deployment.upstream_model, deployment.priority, deployment.enabled = upstream_model, priority, enabled
+    return deployment_save(deployment=deployment)
 
 
 def _price(model: str, prices: tuple[str, str, str]) -> None:
@@ -91,9 +117,10 @@ def demo_models_install(*, provider: Provider, priority: int = 0) -> None:
         route = route_upsert(name=model, aliases=DEMO_ALIASES.get(model, []))
         # Created when missing, otherwise left as the operator set it (e.g. disabled in favour of
         # a real provider): running the demo again must not bring fake answers back.
-        Deployment.objects.get_or_create(
-            route=route, provider=provider, defaults={"upstream_model": model, "priority": priority}
-        )
+        if not Deployment.objects.filter(route=route, provider=provider).exists():
+            deployment_save(
+                deployment=Deployment(route=route, provider=provider, upstream_model=model, priority=priority)
+            )
         _price(model, prices)
 
 
