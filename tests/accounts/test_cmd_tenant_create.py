@@ -1,0 +1,70 @@
+"""`manage.py tenant_create SLUG [--name] [--plan] [--timezone]`."""
+
+import pytest
+from django.core.management.base import CommandError
+
+from accounts.models import Plan, Tenant
+from tests.support.manage import call, one_sentence_error, run
+
+
+@pytest.mark.django_db
+def test_it_creates_a_tenant_and_prints_its_slug_and_id():
+    plan = Plan.objects.create(name="pro")
+    output = call(
+        "tenant_create", "acme", "--name", "Acme Inc.", "--plan", "pro", "--timezone", "Europe/Paris"
+    )
+    tenant = Tenant.objects.get()
+    assert (tenant.slug, tenant.name, tenant.plan, tenant.timezone) == (
+        "acme",
+        "Acme Inc.",
+        plan,
+        "Europe/Paris",
+    )
+    assert output.stdout.strip() == f"Created tenant acme (id {tenant.pk})."
+
+
+@pytest.mark.django_db
+def test_it_defaults_the_name_to_the_slug_and_the_time_zone_to_utc():
+    call("tenant_create", "globex")
+    tenant = Tenant.objects.get()
+    assert (tenant.name, tenant.plan, tenant.timezone) == ("globex", None, "UTC")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (["a b"], "'a b' is not a valid slug"),
+        (["acme/../x"], "is not a valid slug"),
+        (["x" * 101], "longer than 100 characters"),
+        (["newco", "--plan", "gold"], "There is no plan named 'gold' (plans: pro)."),
+        (["newco", "--timezone", "Mars/Olympus"], "'Mars/Olympus' is not a known time zone"),
+        (["newco", "--timezone", "../../etc/passwd"], "is not a known time zone"),
+        (["newco", "--name", "  "], "--name must not be empty."),
+        (["acme"], "A tenant with the slug 'acme' already exists."),
+    ],
+)
+def test_it_refuses_bad_arguments_and_changes_nothing(args, sentence):
+    Plan.objects.create(name="pro")
+    call("tenant_create", "acme")
+    with pytest.raises(CommandError) as failure:
+        call("tenant_create", *args)
+    assert sentence in str(failure.value)
+    assert "\n" not in str(failure.value)
+    assert list(Tenant.objects.values_list("slug", flat=True)) == ["acme"]
+
+
+def test_it_exits_1_with_one_sentence_on_stderr(transactional_db):
+    Tenant.objects.create(name="Acme", slug="acme")
+    result = run("tenant_create", "acme")
+    assert one_sentence_error(result) == "A tenant with the slug 'acme' already exists."
+    assert Tenant.objects.count() == 1
+    result = run("tenant_create", "newco", "--timezone", "Nowhere/Special")
+    assert "is not a known time zone" in one_sentence_error(result)
+    assert Tenant.objects.count() == 1
+
+
+def test_it_works_from_the_command_line(transactional_db):
+    result = run("tenant_create", "acme", "--name", "Acme")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"Created tenant acme (id {Tenant.objects.get(slug='acme').pk})."
