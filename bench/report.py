@@ -231,6 +231,7 @@ def render(r: dict[str, Any]) -> str:
         ],
     )  # fmt: skip
     lines.append("")
+    lines += _before_after(r.get("before_after"))
 
     # -- capacity ----------------------------------------------------------------------------------
     cap = r.get("capacity", {})
@@ -338,6 +339,101 @@ def render(r: dict[str, Any]) -> str:
             lines += ["", "Last lines:", "", "```", *log.get("tail", []), "```"]
         lines.append("")
     return "\n".join(lines)
+
+
+def _signed(value: Any, digits: int = 1, unit: str = " %") -> str:
+    return "n/a" if value is None else f"{value:+,.{digits}f}{unit}"
+
+
+def _before_after(ba: dict[str, Any] | None) -> list[str]:
+    """The --baseline section: each round, the medians and changes, the spread, and the verdict."""
+    if not ba:
+        return []
+    base = ba["baseline"]
+    rev = base["short"]
+    lines = [
+        f"## Before / after ({rev} vs this checkout)",
+        "",
+        f'The gateway as it was at `{rev}` ("{base["subject"]}") measured against this checkout in the same '
+        f"run, in {ba['rounds_per_side']} interleaved rounds (before, after, before, after, ...). Each round "
+        "starts a fresh gateway, runs "
+        f"{_f(ba['latency_requests'])} concurrency-1 requests after {_f(ba['latency_warmup'])} warm-up (with "
+        f"the same run straight to the mock just before, for the overhead), then {ba['tput_s']} s at c=32 "
+        f"after {ba['tput_warmup_s']} s warm-up, and stops it. Only one gateway runs at a time: both are "
+        "pinned to core 0, and an idle one still wakes up every second (its Redis pub/sub listener).",
+        "",
+        f"- Before: `{base['command']}` in `git archive {rev}` with its own venv "
+        f"(`{base['venv']}`, {'reused' if base['venv_reused'] else 'built in ' + _f(base['install_s'], 0) + ' s'}),"
+        f" database `{base['database']}` migrated by that tree, Redis prefix `{base['redis_prefix']}` on the "
+        "same Redis db, its own demo key, the same mock provider.",
+        f"- After: `{ba['current_command']}` (this checkout, the same settings as above).",
+    ]
+    diff = base.get("packages_differing") or {}
+    versions = ", ".join(f"{k} {v}" for k, v in diff.get("versions", {}).items()) or "none"
+    only_before = ", ".join(f"{k} {v}" for k, v in diff.get("only_before", {}).items()) or "none"
+    pinned = (
+        "Shared libraries are pinned to this venv's versions"
+        if base.get("constrained", True)
+        else "**The before venv could not be pinned to this venv's package versions**"
+    )
+    lines.append(
+        f"- {pinned}. Shared packages at other versions: {versions}. Only before: {only_before}. "
+        f"Only after: {diff.get('only_after_count', 0)} (this venv also holds the dev and test tools)."
+    )
+    lines.append("")
+
+    rows = []
+    for row in ba.get("rounds", []):
+        label = f"before ({rev})" if row["side"] == "before" else "after (this checkout)"
+        rows.append([
+            str(row["round"]), label, _f(row["overhead_p50_ms"], 3), _f(row["overhead_p99_ms"], 3),
+            f"**{_f(row['rps'], 1)}**", _f(row["p99_ms"], 2), _f(row["cpu_ms_per_request"], 3),
+            _f(row["rss_mb"], 1), _f(row["errors"]),
+        ])  # fmt: skip
+    lines += _table(
+        ["Round", "Gateway", "overhead p50 ms", "overhead p99 ms", "c=32 req/s", "c=32 p99 ms",
+         "gateway CPU ms/req", "RSS MB after", "errors"],
+        rows,
+    )  # fmt: skip
+    summary = ba.get("summary")
+    if not summary:
+        return [*lines, "", "No round completed.", ""]
+    b, a, ch = summary["before"], summary["after"], summary["change_pct"]
+
+    def spread(metric: str) -> str:
+        before, after = b.get(f"{metric}_spread_pct"), a.get(f"{metric}_spread_pct")
+        return f"{_f(before, 1)} % / {_f(after, 1)} %"
+
+    median_rows = [
+        ["c=32 req/s", f"**{_f(b['rps'], 1)}**", f"**{_f(a['rps'], 1)}**", f"**{_signed(ch['rps'])}**",
+         spread("rps")],
+        ["Overhead p50 at c=1 (ms)", _f(b["overhead_p50_ms"], 3), _f(a["overhead_p50_ms"], 3),
+         f"{_signed(ch['overhead_p50_ms_delta'], 3, ' ms')} ({_signed(ch['overhead_p50_ms'])})",
+         spread("overhead_p50_ms")],
+        ["Overhead p99 at c=1 (ms)", _f(b["overhead_p99_ms"], 3), _f(a["overhead_p99_ms"], 3),
+         _signed(ch["overhead_p99_ms"]), spread("overhead_p99_ms")],
+        ["c=32 p99 latency (ms)", _f(b["p99_ms"], 2), _f(a["p99_ms"], 2), _signed(ch["p99_ms"]), spread("p99_ms")],
+        ["Gateway CPU per request (ms)", _f(b["cpu_ms_per_request"], 3), _f(a["cpu_ms_per_request"], 3),
+         _signed(ch["cpu_ms_per_request"]), spread("cpu_ms_per_request")],
+        ["RSS after the round (MB)", _f(b["rss_mb"], 1), _f(a["rss_mb"], 1), _signed(ch["rss_mb"]), spread("rss_mb")],
+        ["Errors (all rounds)", _f(b["errors"]), _f(a["errors"]), "", ""],
+    ]  # fmt: skip
+    lines += ["", "Medians over the rounds; spread = (max − min) / median of each side's rounds:", ""]
+    lines += _table(
+        ["", f"before ({rev})", "after (this checkout)", "change", "spread before / after"], median_rows
+    )
+    noise = summary.get("noise_pct")
+    lines += [
+        "",
+        "Run-to-run spread of c=32 throughput, measured in this run: before "
+        f"{_f(b['rps_spread_pct'], 1)} %, after {_f(a['rps_spread_pct'], 1)} %; the verdict allows the larger, "
+        f"{_f(noise, 1)} %. The overhead p50 varied by {_f(b['overhead_p50_ms_range'], 3)} ms (before) and "
+        f"{_f(a['overhead_p50_ms_range'], 3)} ms (after) between rounds.",
+        "",
+        f"Verdict: {summary['verdict']}",
+        "",
+    ]
+    return lines
 
 
 def _drain_line(drain: dict[str, Any] | None) -> str:

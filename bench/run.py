@@ -1,9 +1,11 @@
 """Tollhouse benchmark: one command sets everything up, measures, and writes bench/REPORT.md.
 
-    .venv/bin/python bench/run.py [--quick]
+    .venv/bin/python bench/run.py [--quick] [--baseline REV]
 
-Layout on the 2-core box: the gateway (uvicorn, 1 worker) alone on core 0; the mock provider and
-the load generator share core 1. See bench/README.md for what is measured and how.
+Layout on the 2-core box: the gateway (`manage.py serve`, 1 worker) alone on core 0; the mock
+provider and the load generator share core 1. With --baseline, the gateway as it was at REV is
+measured against this checkout in the same run (interleaved rounds, one gateway at a time, both on
+core 0). See bench/README.md for what is measured and how.
 
 Exit status: 0 when the run completed (missed targets included), 1 when a measurement phase
 failed part-way (the report is still written), 2 when setup failed, 130 when interrupted.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.metadata
 import json
 import os
@@ -28,11 +31,13 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import baseline
+import compare
 import loadgen
 import procs
 import psycopg
@@ -52,7 +57,12 @@ DB_NAME = "tollhouse_bench"
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 REDIS_URL = "redis://127.0.0.1:6379/14"
-USAGE_STREAM = "th:usage:stream"  # TOLLHOUSE_REDIS_PREFIX "th:" + billing.usage.STREAM
+REDIS_PREFIX = "th:"
+USAGE_STREAM = REDIS_PREFIX + "usage:stream"  # billing.usage.STREAM under the prefix
+# --baseline: the older gateway gets its own database and Redis prefix (same server, same db 14).
+BASELINE_DIR = OUT_DIR / "baseline"
+BASE_DB_NAME = "tollhouse_bench_base"
+BASE_REDIS_PREFIX = "thbase:"
 
 GATEWAY_CORE, LOAD_CORE = 0, 1
 MODEL = "gpt-4.1"
@@ -82,14 +92,55 @@ class Plan:
     soak_target: int  # gateway requests before the final RSS reading
     soak_max_s: float  # never let a slow gateway blow the time budget
     profile_s: int
+    compare_rounds: int  # --baseline: rounds per gateway (each round measures both)
+    compare_tput_s: int  # --baseline: seconds of c=32 per gateway per round
 
 
-FULL = Plan("full", 200, 2000, 20, 200, 3, 15, 10, TARGET_RSS_AFTER_REQUESTS, 100.0, 10)
-QUICK = Plan("quick", 20, 200, 5, 20, 1, 2, 1, TARGET_RSS_AFTER_REQUESTS // 10, 10.0, 3)
+FULL = Plan("full", 200, 2000, 20, 200, 3, 15, 10, TARGET_RSS_AFTER_REQUESTS, 100.0, 10, 3, 10)
+QUICK = Plan("quick", 20, 200, 5, 20, 1, 2, 1, TARGET_RSS_AFTER_REQUESTS // 10, 10.0, 3, 2, 2)
 
 
 class SetupError(Exception):
     """The benchmark could not run at all (exit 2)."""
+
+
+@dataclass
+class Side:
+    """One gateway of the before/after comparison: how it starts, and where it listens once started."""
+
+    name: str  # "before" (the baseline REV) or "after" (this checkout)
+    command: Callable[[int], list[str]]  # argv for a port, unpinned
+    shown: str  # the command as the report shows it
+    cwd: Path
+    env: dict[str, str]
+    api_key: str = ""
+    url: str = ""
+
+
+def serve_command(python: str, port: int) -> list[str]:
+    """This checkout's gateway, started the way production starts it (see config/server.py)."""
+    return [python, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+
+
+def uvicorn_command(python: str, port: int) -> list[str]:
+    """An older tree without `manage.py serve`: uvicorn's own command line, as the bench used to run it."""
+    return [
+        python, "-m", "uvicorn", "config.asgi:application",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def shown_python(python: str) -> str:
+    path = Path(python)
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else python
+
+
+def shown_command(argv: list[str], python: str, core: int | None) -> str:
+    """argv as the report shows it: a short interpreter name, and PORT for the port each start picks."""
+    out = [python, *argv[1:]]
+    out[out.index("--port") + 1] = "PORT"
+    return " ".join(procs.pinned(out, core))
 
 
 @dataclass(frozen=True)
@@ -122,6 +173,9 @@ class Bench:
     noise_ops: Counter[str] = field(default_factory=Counter)
     noise_s: float = 0.0
     redis_window: dict[str, Any] = field(default_factory=dict)
+    baseline_rev: str | None = None
+    baseline_tree: baseline.BaselineTree | None = None
+    sides: dict[str, Side] = field(default_factory=dict)
 
     # -- helpers -------------------------------------------------------------------------------------
     def core(self, core: int) -> int | None:
@@ -147,15 +201,18 @@ class Bench:
             {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": stream}
         ).encode()
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, target: str = "gateway") -> dict[str, str]:
         # Sent to the mock as well, so both paths carry the same request bytes.
-        return {"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"}
+        key = self.sides[target].api_key if target in self.sides else self.api_key
+        return {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
 
     def url(self, target: str) -> str:
-        return (self.gateway_url if target == "gateway" else self.mock_url) + "/v1/chat/completions"
+        """target: "gateway" (the main one), "mock", or a before/after side's name."""
+        base = {"gateway": self.gateway_url, "mock": self.mock_url}.get(target)
+        return (base if base is not None else self.sides[target].url) + "/v1/chat/completions"
 
     def load(self, target: str, **kwargs: Any) -> loadgen.LoadResult:
-        spec = loadgen.LoadSpec(url=self.url(target), headers=self.headers(), **kwargs)
+        spec = loadgen.LoadSpec(url=self.url(target), headers=self.headers(target), **kwargs)
         result = loadgen.run(spec)
         if target == "gateway":
             self.gateway_requests += result.completed + result.warmup_completed
@@ -225,7 +282,7 @@ class Bench:
     def setup(self) -> None:
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         self.wrk = shutil.which("wrk")
-        self._fresh_database()
+        self._fresh_database(DB_NAME)
         self.redis = redis.Redis.from_url(REDIS_URL)
         try:
             self.r().flushdb()
@@ -242,39 +299,87 @@ class Bench:
             "TOLLHOUSE_EMBEDDED_MOCK": "false",
             "TOLLHOUSE_LOG_LEVEL": "WARNING",
             "TOLLHOUSE_DEBUG": "false",
+            "TOLLHOUSE_REDIS_PREFIX": REDIS_PREFIX,
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "PYTHONUNBUFFERED": "1",
         }
         self.env.pop("TOLLHOUSE_TESTING", None)
         self._manage("migrate", "--noinput", "-v", "0")
         self._start_mock()
-        key = self._manage("demo", "--mock-url", self.mock_url, "--key-only").strip().splitlines()
-        if not key or not key[-1].startswith("th-"):
-            raise SetupError(f"`manage.py demo --key-only` printed no key: {key!r}")
-        self.api_key = key[-1]
+        self.api_key = self._demo_key()
+        if self.baseline_rev is not None:
+            self._setup_baseline(self.baseline_rev)
         self._start_gateway()
 
-    def _fresh_database(self) -> None:
+    def _setup_baseline(self, rev: str) -> None:
+        """The gateway at REV: exported tree, its own venv, database, Redis prefix and key; same mock."""
+        BASELINE_DIR.mkdir(parents=True, exist_ok=True)
+        print(f"[bench] preparing the baseline {rev} (its venv: cached, or a minute or two to build) ...",
+              flush=True)  # fmt: skip
+        try:
+            tree = baseline.prepare(
+                root=ROOT, rev=rev, work_dir=BASELINE_DIR, current_python=PYTHON, log=BASELINE_DIR / "pip.log"
+            )
+        except (baseline.BaselineError, OSError, subprocess.SubprocessError) as exc:
+            raise SetupError(f"cannot prepare the baseline {rev}: {exc}") from exc
+        self.baseline_tree = tree
+        self._fresh_database(BASE_DB_NAME)
+        env = {
+            **self.env,
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BASE_DB_NAME}",
+            "TOLLHOUSE_REDIS_PREFIX": BASE_REDIS_PREFIX,
+            "VIRTUAL_ENV": str(tree.venv),
+        }
+        python = str(tree.python)
+        self._manage("migrate", "--noinput", "-v", "0", python=python, cwd=tree.src, env=env)
+        has_serve = (tree.src / "config" / "management" / "commands" / "serve.py").exists()
+        command = serve_command if has_serve else uvicorn_command
+        self.sides["before"] = Side(
+            name="before",
+            command=functools.partial(command, python),
+            shown=shown_command(command(python, 0), "python", self.core(GATEWAY_CORE)),
+            cwd=tree.src,
+            env=env,
+            api_key=self._demo_key(python=python, cwd=tree.src, env=env),
+        )
+        self.sides["after"] = Side(
+            name="after",
+            command=functools.partial(serve_command, PYTHON),
+            shown=shown_command(serve_command(PYTHON, 0), shown_python(PYTHON), self.core(GATEWAY_CORE)),
+            cwd=ROOT,
+            env=self.env,
+            api_key=self.api_key,
+        )
+
+    def _demo_key(self, **where: Any) -> str:
+        lines = self._manage("demo", "--mock-url", self.mock_url, "--key-only", **where).strip().splitlines()
+        if not lines or not lines[-1].startswith("th-"):
+            raise SetupError(f"`manage.py demo --key-only` printed no key: {lines!r}")
+        return lines[-1]
+
+    def _fresh_database(self, name: str) -> None:
         try:
             with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
                 # WITH (FORCE) ends sessions a crashed earlier run may have left behind (PG >= 13).
                 force = " WITH (FORCE)" if conn.info.server_version >= 130000 else ""
-                conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}"{force}')
-                conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"{force}')
+                conn.execute(f'CREATE DATABASE "{name}"')
                 self.results.setdefault("meta", {})["postgres_version"] = conn.info.server_version
         except psycopg.Error as exc:
-            raise SetupError(f"cannot (re)create database {DB_NAME}: {exc}") from exc
+            raise SetupError(f"cannot (re)create database {name}: {exc}") from exc
 
-    def _manage(self, *args: str) -> str:
+    def _manage(
+        self, *args: str, python: str = PYTHON, cwd: Path = ROOT, env: dict[str, str] | None = None
+    ) -> str:
         try:
             done = subprocess.run(
-                [PYTHON, "manage.py", *args], env=self.env, cwd=ROOT, capture_output=True, timeout=300
+                [python, "manage.py", *args], env=env or self.env, cwd=cwd, capture_output=True, timeout=300
             )
         except subprocess.TimeoutExpired as exc:
             raise SetupError(f"manage.py {args[0]} timed out") from exc
         if done.returncode != 0:
             raise SetupError(
-                f"manage.py {args[0]} failed ({done.returncode}):\n{done.stderr.decode()[-3000:]}"
+                f"manage.py {args[0]} failed ({done.returncode}) in {cwd}:\n{done.stderr.decode()[-3000:]}"
             )
         return done.stdout.decode()
 
@@ -292,24 +397,30 @@ class Bench:
 
     def _start_gateway(self) -> None:
         port = procs.free_port()
-        argv = [
-            PYTHON, "-m", "uvicorn", "config.asgi:application",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
+        argv = serve_command(PYTHON, port)
         self.results.setdefault("meta", {})["gateway_command"] = " ".join(
-            procs.pinned(["uvicorn", *argv[3:]], self.core(GATEWAY_CORE))
+            procs.pinned([shown_python(PYTHON), *argv[1:]], self.core(GATEWAY_CORE))
         )
-        self.gateway = self.groups.start(
-            "gateway",
-            procs.pinned(argv, self.core(GATEWAY_CORE)),
-            env=self.env,
-            cwd=ROOT,
-            log_path=OUT_DIR / "gateway.log",
+        try:
+            self.gateway, self.gateway_url = self._launch(
+                "gateway", argv, ROOT, self.env, OUT_DIR / "gateway.log"
+            )
+        except RuntimeError as exc:
+            raise SetupError(str(exc)) from exc
+
+    def _launch(
+        self, name: str, argv: list[str], cwd: Path, env: dict[str, str], log_path: Path
+    ) -> tuple[procs.Managed, str]:
+        """Start a gateway on core 0 (argv names its port) and wait for /healthz; return it and its URL."""
+        port = argv[argv.index("--port") + 1]
+        managed = self.groups.start(
+            name, procs.pinned(argv, self.core(GATEWAY_CORE)), env=env, cwd=cwd, log_path=log_path
         )
-        self.gateway_url = f"http://127.0.0.1:{port}"
-        if not procs.wait_http_ok(self.gateway_url + "/healthz", self.gateway.proc, timeout_s=60):
-            raise SetupError(f"the gateway did not answer /healthz:\n{procs.tail(self.gateway.log_path)}")
+        url = f"http://127.0.0.1:{port}"
+        if not procs.wait_http_ok(url + "/healthz", managed.proc, timeout_s=60):
+            self.groups.stop(managed)
+            raise RuntimeError(f"the gateway ({name}) did not answer /healthz:\n{procs.tail(log_path)}")
+        return managed, url
 
     def sanity(self) -> None:
         """One plain and one streamed call through the gateway must work, or nothing is worth measuring."""
@@ -481,9 +592,9 @@ class Bench:
             }
         return out
 
-    def _wrk_script(self) -> Path:
-        path = OUT_DIR / "wrk_post.lua"
-        headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in self.headers().items())
+    def _wrk_script(self, target: str) -> Path:
+        path = OUT_DIR / f"wrk_post_{target}.lua"
+        headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in self.headers(target).items())
         body = self.body(stream=False).decode()
         # Counting non-200 answers needs a response() hook; each wrk thread has its own Lua state,
         # so done() sums the per-thread counters it collected in setup().
@@ -516,7 +627,7 @@ end
     def _wrk(self, target: str, concurrency: int, duration_s: int) -> dict[str, Any]:
         assert self.wrk is not None
         argv = [self.wrk, "-t1", f"-c{concurrency}", f"-d{duration_s}s", "--timeout", "10s"]
-        argv += ["-s", str(self._wrk_script()), self.url(target)]
+        argv += ["-s", str(self._wrk_script(target)), self.url(target)]
         done = subprocess.run(
             procs.pinned(argv, self.core(LOAD_CORE)), capture_output=True, timeout=duration_s + 60
         )
@@ -681,8 +792,95 @@ end
             "stream_left": self.r().xlen(USAGE_STREAM),
         }
 
-    def gateway_log(self) -> dict[str, Any]:
-        path = OUT_DIR / "gateway.log"
+    # -- before / after ------------------------------------------------------------------------------
+    def before_after(self) -> None:
+        """--baseline: REV and this checkout in interleaved rounds, one gateway at a time on core 0.
+
+        Only one gateway runs at a time: both are pinned to core 0, and an idle gateway is not quite
+        idle (its config-change listener polls Redis pub/sub every second and pings when quiet), so it
+        would tax whichever one is measured. Each round starts a fresh process per side, so the spread between rounds also
+        covers process-to-process variation, which a single long-lived process would hide.
+        """
+        tree = self.baseline_tree
+        assert tree is not None
+        if self.gateway is not None:
+            self.groups.stop(self.gateway)  # the main gateway's phases are over
+        plan = self.plan
+        section: dict[str, Any] = {
+            "baseline": {
+                **tree.describe(),
+                "command": self.sides["before"].shown,
+                "database": BASE_DB_NAME,
+                "redis_prefix": BASE_REDIS_PREFIX,
+                "packages_differing": baseline.package_diff(
+                    baseline.installed_packages(PYTHON), tree.packages
+                ),
+            },
+            "current_command": self.sides["after"].shown,
+            "rounds_per_side": plan.compare_rounds,
+            "latency_requests": plan.latency_requests,
+            "latency_warmup": plan.latency_warmup,
+            "tput_warmup_s": plan.tput_warmup_s,
+            "tput_s": plan.compare_tput_s,
+            "rounds": [],
+        }
+        self.results["before_after"] = section
+        for number in range(1, plan.compare_rounds + 1):
+            for name in ("before", "after"):  # interleaved, so drift of the machine hits both
+                print(f"[bench]   round {number}/{plan.compare_rounds}: {name} ...", flush=True)
+                section["rounds"].append(self._measure_side(self.sides[name], number))
+                # Summarised as it goes: a run cut short still reports the rounds it has.
+                section["summary"] = compare.summarise(section["rounds"], rev=tree.short)
+
+    def _measure_side(self, side: Side, number: int) -> dict[str, Any]:
+        """One round of one side: c=1 overhead against the mock, then c=32 throughput; a fresh process."""
+        plan, body = self.plan, self.body(stream=False)
+        log_path = OUT_DIR / f"compare-{side.name}-{number}.log"
+        managed, side.url = self._launch(
+            f"gateway-{side.name}", side.command(procs.free_port()), side.cwd, side.env, log_path
+        )
+        try:
+            counts = {"requests": plan.latency_requests, "warmup_requests": plan.latency_warmup}
+            direct = self.load("mock", body=body, **counts).summary()
+            c1 = self.load(side.name, body=body, **counts).summary()
+            if plan.tput_warmup_s:
+                self._run_load(side.name, 32, plan.tput_warmup_s)
+            cpu_before = procs.cpu_seconds(managed.proc.pid)
+            tput = self._run_load(side.name, 32, plan.compare_tput_s)
+            cpu_s = procs.cpu_seconds(managed.proc.pid) - cpu_before
+            rss_mb = round(procs.rss_kb(managed.proc.pid) / 1024, 1)
+            exited = managed.proc.poll() is not None
+        finally:
+            self.groups.stop(managed)
+        if exited:
+            raise RuntimeError(
+                f"the {side.name} gateway exited during round {number}:\n{procs.tail(log_path)}"
+            )
+        d, g = direct["latency_ms"], c1["latency_ms"]
+
+        def overhead(p: str) -> float | None:
+            return round(g[p] - d[p], 3) if p in g and p in d else None
+
+        return {
+            "round": number,
+            "side": side.name,
+            "direct_p50_ms": d.get("p50"),
+            "gateway_p50_ms": g.get("p50"),
+            "overhead_p50_ms": overhead("p50"),
+            "overhead_p99_ms": overhead("p99"),
+            "rps": tput["rps"],
+            "completed": tput["completed"],
+            "p50_ms": tput["latency_ms"].get("p50"),
+            "p99_ms": tput["latency_ms"].get("p99"),
+            "errors": tput["errors"] + c1["errors"],
+            "tool": tput["tool"],
+            "cpu_ms_per_request": round(cpu_s * 1000 / tput["completed"], 3) if tput["completed"] else None,
+            "rss_mb": rss_mb,
+            "log": f"out/{log_path.name}",
+            "log_error_lines": self.gateway_log(log_path)["error_lines"],
+        }
+
+    def gateway_log(self, path: Path = OUT_DIR / "gateway.log") -> dict[str, Any]:
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
         errors = [ln for ln in lines if re.search(r"ERROR|Traceback|Exception", ln)]
         return {"lines": len(lines), "error_lines": len(errors), "tail": lines[-15:]}
@@ -734,8 +932,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="profile with py-spy even if every target passes"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure the gateway as it was at git revision REV (e.g. c269c92), interleaved "
+        "with this checkout, and add a before/after section",
+    )
+    parser.add_argument(
+        "--rounds", type=int, metavar="N", help="--baseline rounds per gateway (default 3, --quick 2; min 2)"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.rounds is not None:
+        if args.rounds < 2:
+            parser.error("--rounds must be at least 2: one round has no spread to judge noise by")
+        plan = replace(plan, compare_rounds=args.rounds)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed harness still stops its servers
     # Started as a background job of a non-interactive shell, SIGINT arrives ignored; restore it so
     # Ctrl-C / kill -INT always stops the run (and its servers).
@@ -753,7 +964,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
 
     with procs.ProcessGroups() as groups:
-        bench = Bench(plan=plan, groups=groups, pin=pin)
+        bench = Bench(plan=plan, groups=groups, pin=pin, baseline_rev=args.baseline)
 
         def phase(name: str, fn: Callable[[], None]) -> None:
             t = time.monotonic()
@@ -779,6 +990,8 @@ def main(argv: list[str] | None = None) -> int:
             missed = any(t["passed"] is False for t in bench.results["targets"])
             if (missed and not args.no_profile) or args.profile:
                 phase("profile", bench.profile)
+            if args.baseline:
+                phase(f"before/after ({args.baseline} vs this checkout)", bench.before_after)
         except SetupError as exc:
             print(f"[bench] setup failed: {exc}", file=sys.stderr)
             return 2
@@ -793,6 +1006,8 @@ def main(argv: list[str] | None = None) -> int:
             # Stop the servers before writing the report, also on failure (the with-block is a backstop).
             log_summary = bench.gateway_log() if bench.gateway else {}
             groups.stop_all()
+            if args.baseline:
+                baseline.cleanup(BASELINE_DIR)  # the exported tree; its venv stays cached
 
         results = bench.results
         results.setdefault("targets", bench.evaluate())
