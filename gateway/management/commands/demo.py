@@ -26,6 +26,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         demo = demo_prepare(mock_url=options["mock_url"])
         if options["key_only"]:
+            if demo.admin_password:
+                # stdout is the key alone (scripts read it); the one-time password still gets said.
+                self.stderr.write(
+                    f"Created the admin user 'admin' with password {demo.admin_password} (shown once)."
+                )
             self.stdout.write(demo.raw_key)
             return
         url = options["gateway_url"].rstrip("/")
