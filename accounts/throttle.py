@@ -40,7 +40,9 @@ class LoginThrottle:
     def _redis_failed(self, exc: Exception) -> None:
         if not self._redis_down:
             self._redis_down = True
-            logger.warning("login limiter: Redis unreachable (%s); counting in this process", type(exc).__name__)
+            logger.warning(
+                "login limiter: Redis unreachable (%s); counting in this process", type(exc).__name__
+            )
 
     def _redis_ok(self) -> None:
         if self._redis_down:

@@ -41,13 +41,17 @@ def test_it_stops_password_guessing_at_the_login_rate(client, operator):
 
 
 def test_it_lets_the_operator_in(client, operator):
-    response = client.post("/admin/login/", {"username": "op", "password": "pw-operator-1", "next": "/admin/"})
+    response = client.post(
+        "/admin/login/", {"username": "op", "password": "pw-operator-1", "next": "/admin/"}
+    )
     assert response.status_code == 302 and response["Location"] == "/admin/"
 
 
 def test_it_does_not_count_successful_sign_ins(client, operator):
     for _ in range(12):
-        assert client.post("/admin/login/", {"username": "op", "password": "pw-operator-1"}).status_code == 302
+        assert (
+            client.post("/admin/login/", {"username": "op", "password": "pw-operator-1"}).status_code == 302
+        )
         client.logout()
 
 
