@@ -18,6 +18,7 @@ from django.utils.cache import add_never_cache_headers
 
 from accounts import services
 from accounts.models import ApiKey, Membership, Plan, Tenant
+from config.admin import save_inline_through
 
 # Where save_model leaves a new key's raw value for response_add, on the unsaved form instance.
 _RAW_KEY = "_issued_raw_key"
@@ -51,12 +52,7 @@ class TenantAdmin(admin.ModelAdmin):
     def save_formset(
         self, request: HttpRequest, form: ModelForm, formset: BaseInlineFormSet, change: bool
     ) -> None:
-        memberships = formset.save(commit=False)
-        for membership in formset.deleted_objects:
-            membership.delete()
-        for membership in memberships:
-            services.membership_save(membership=membership)
-        formset.save_m2m()
+        save_inline_through(formset, lambda membership: services.membership_save(membership=membership))
 
 
 @admin.register(ApiKey)

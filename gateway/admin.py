@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
 
+from config.admin import save_inline_through
 from gateway import services
 from gateway.models import Deployment, ModelRoute, Provider
 
@@ -62,9 +63,4 @@ class ModelRouteAdmin(admin.ModelAdmin):
     def save_formset(
         self, request: HttpRequest, form: ModelForm, formset: BaseInlineFormSet, change: bool
     ) -> None:
-        deployments = formset.save(commit=False)
-        for deployment in formset.deleted_objects:
-            deployment.delete()
-        for deployment in deployments:
-            services.deployment_save(deployment=deployment)
-        formset.save_m2m()
+        save_inline_through(formset, lambda deployment: services.deployment_save(deployment=deployment))

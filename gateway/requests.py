@@ -133,35 +133,29 @@ def _check_storable(value: str, param: str, limit: int) -> None:
         raise _invalid_value(param, "must be valid Unicode text.") from exc
 
 
-def _number(data: dict[str, Any], name: str, low: float, high: float) -> None:
-    value = data.get(name)
+def _in_range(value: Any, param: str, low: float, high: float, *, integer: bool) -> None:
+    """An optional number (an integer when `integer`) within [low, high], or a 400 naming `param`."""
     if value is None:
         return
-    if not _is_number(value):
-        raise _invalid_type(name, "a number")
+    kind = "integer" if integer else "decimal"
+    if not (_is_int(value) if integer else _is_number(value)):
+        raise _invalid_type(param, "an integer" if integer else "a number")
     if value < low:
         raise errors.BadRequest(
-            f"Invalid '{name}': expected a value >= {low}.", param=name, code="decimal_below_min_value"
+            f"Invalid '{param}': expected a value >= {low}.", param=param, code=f"{kind}_below_min_value"
         )
     if value > high:
         raise errors.BadRequest(
-            f"Invalid '{name}': expected a value <= {high}.", param=name, code="decimal_above_max_value"
+            f"Invalid '{param}': expected a value <= {high}.", param=param, code=f"{kind}_above_max_value"
         )
+
+
+def _number(data: dict[str, Any], name: str, low: float, high: float) -> None:
+    _in_range(data.get(name), name, low, high, integer=False)
 
 
 def _integer(value: Any, param: str, low: int, high: int = INT64_MAX) -> None:
-    if value is None:
-        return
-    if not _is_int(value):
-        raise _invalid_type(param, "an integer")
-    if value < low:
-        raise errors.BadRequest(
-            f"Invalid '{param}': expected a value >= {low}.", param=param, code="integer_below_min_value"
-        )
-    if value > high:
-        raise errors.BadRequest(
-            f"Invalid '{param}': expected a value <= {high}.", param=param, code="integer_above_max_value"
-        )
+    _in_range(value, param, low, high, integer=True)
 
 
 def _boolean(value: Any, param: str) -> None:

@@ -127,3 +127,15 @@ def test_it_names_the_mock_port_when_the_embedded_mock_cannot_listen(tmp_path):
         done = _serve("--port", str(free), env=env)
     assert done.returncode != 0
     assert "TOLLHOUSE_MOCK_PORT" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_it_refuses_several_workers_in_the_embedded_mode(tmp_path):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_", "TOLLHOUSE_"))
+    }
+    env.update(TOLLHOUSE_VAR_DIR=str(tmp_path))
+    done = _serve("--workers", "2", env=env)
+    assert done.returncode != 0
+    assert "--workers 1" in done.stderr and "Traceback" not in done.stderr
