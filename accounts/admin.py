@@ -72,7 +72,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "rpm_limit",
         "tpm_limit",
         "concurrency_limit",
-        "budget",
         "created_by",
         "created_at",
         "revoked_at",
@@ -97,7 +96,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
             rpm_limit=obj.rpm_limit,
             tpm_limit=obj.tpm_limit,
             concurrency_limit=obj.concurrency_limit,
-            budget=obj.budget,
         )
         # The admin goes on with the form's instance (history entry, response): make it the saved key.
         for field in ApiKey._meta.concrete_fields:

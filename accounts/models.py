@@ -19,20 +19,29 @@ from accounts.validators import (
     validate_names,
     validate_time_zone,
 )
+from config import crypto
 from config.changes import BroadcastManager, BroadcastQuerySet, Message
 
 
+def _limit(help_text: str) -> models.PositiveIntegerField:
+    return models.PositiveIntegerField(null=True, blank=True, help_text=help_text)
+
+
 class Plan(models.Model):
+    """Default limits of the tenants on it. `free`, `pro` and `enterprise` are seeded by a migration."""
+
     name = models.CharField(max_length=100, unique=True)
-    rpm_limit = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Requests per minute; empty = none."
-    )
-    tpm_limit = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Tokens per minute; empty = none."
-    )
-    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    rpm_limit = _limit("Requests per minute for each tenant; empty = none.")
+    tpm_limit = _limit("Tokens per minute for each tenant; empty = none.")
+    concurrency_limit = _limit("Calls in flight at once for each tenant; empty = none.")
     monthly_budget = models.DecimalField(
-        max_digits=20, decimal_places=9, null=True, blank=True, validators=[non_negative]
+        max_digits=20,
+        decimal_places=9,
+        null=True,
+        blank=True,
+        validators=[non_negative],
+        help_text="USD a tenant may spend per calendar month (a hard limit) unless the tenant has its "
+        "own monthly tenant budget; empty = none.",
     )
     allowed_models = models.JSONField(
         default=list,
@@ -65,14 +74,50 @@ class Tenant(models.Model):
         max_length=64,
         default="UTC",
         validators=[validate_time_zone],
-        help_text="An IANA name, e.g. Europe/Paris.",
+        help_text="An IANA name, e.g. Europe/Paris. Budget periods start at midnight here.",
     )
+    # Overrides of the plan's limits (empty = the plan's).
+    rpm_limit = _limit("Requests per minute; empty = the plan's.")
+    tpm_limit = _limit("Tokens per minute; empty = the plan's.")
+    concurrency_limit = _limit("Calls in flight at once; empty = the plan's.")
+    # Limits for each end user (the `user` field of a call, or the `sub` of an end-user token).
+    end_user_rpm_limit = _limit("Requests per minute for each end user; empty = none.")
+    end_user_tpm_limit = _limit("Tokens per minute for each end user; empty = none.")
+    end_user_concurrency_limit = _limit("Calls in flight at once for each end user; empty = none.")
+    prepaid = models.BooleanField(
+        default=False,
+        help_text="Runs on prepaid credits: a call is refused when the credit balance cannot cover it.",
+    )
+    webhook_secret_encrypted = models.TextField(blank=True, default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = BroadcastManager()
 
     def __str__(self) -> str:
         return self.name
+
+    def effective_limits(self) -> dict[str, int | None]:
+        """rpm, tpm and concurrency for the whole tenant: its own override, else its plan's."""
+        plan = self.plan
+        return {
+            name: getattr(self, name) if getattr(self, name) is not None else getattr(plan, name, None)
+            for name in LIMIT_FIELDS
+        }
+
+    def webhook_secret(self) -> str:
+        """The key budget webhooks are signed with (HMAC-SHA256); created on first use."""
+        if not self.webhook_secret_encrypted:
+            import secrets
+
+            self.webhook_secret_encrypted = crypto.encrypt(secrets.token_urlsafe(32))
+            Tenant.objects.filter(pk=self.pk, webhook_secret_encrypted="").update(
+                webhook_secret_encrypted=self.webhook_secret_encrypted
+            )
+            self.refresh_from_db(fields=["webhook_secret_encrypted"])
+        return crypto.decrypt(self.webhook_secret_encrypted)
+
+
+LIMIT_FIELDS = ("rpm_limit", "tpm_limit", "concurrency_limit")
 
 
 class Membership(models.Model):
@@ -137,11 +182,10 @@ class ApiKey(models.Model):
         blank=True,
         help_text='IPs or CIDR ranges, as in ["10.0.0.0/8"]; empty = anywhere.',
     )
-    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
-    tpm_limit = models.PositiveIntegerField(null=True, blank=True)
-    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
-    budget = models.DecimalField(
-        max_digits=20, decimal_places=9, null=True, blank=True, validators=[non_negative]
+    rpm_limit = _limit("Requests per minute; empty = the tenant's. Never looser than the tenant's.")
+    tpm_limit = _limit("Tokens per minute; empty = the tenant's. Never looser than the tenant's.")
+    concurrency_limit = _limit(
+        "Calls in flight at once; empty = the tenant's. Never looser than the tenant's."
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -163,7 +207,59 @@ class ApiKey(models.Model):
             self.allowed_ips = ip_networks([] if self.allowed_ips is None else self.allowed_ips)
         except ValidationError as exc:
             raise ValidationError({"allowed_ips": exc.messages}) from exc
+        if self.tenant_id is not None:
+            self._refuse_looser_than_tenant()
+
+    def _refuse_looser_than_tenant(self) -> None:
+        """A key may be tighter than its tenant, never looser: refused, not silently clamped."""
+        tenant_limits = self.tenant.effective_limits()
+        errors = {}
+        for name in LIMIT_FIELDS:
+            mine, theirs = getattr(self, name), tenant_limits[name]
+            if mine is not None and theirs is not None and mine > theirs:
+                label = name.removesuffix("_limit")
+                errors[name] = (
+                    f"A key's {label} limit cannot be looser than its tenant's ({mine} > {theirs})."
+                )
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def is_expired(self) -> bool:
         return self.expires_at is not None and self.expires_at <= timezone.now()
+
+
+class SigningKey(models.Model):
+    """A key a tenant's own backend signs end-user tokens (JWTs) with. Several may be active at once,
+    so a tenant rotates by adding the new key, moving its signer over, then deactivating the old."""
+
+    class Algorithm(models.TextChoices):
+        HS256 = "HS256", "HS256 (shared secret)"
+        RS256 = "RS256", "RS256 (RSA public key)"
+        ES256 = "ES256", "ES256 (EC P-256 public key)"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="signing_keys")
+    name = models.CharField(max_length=200)
+    issuer = models.CharField(
+        max_length=200,
+        help_text="The `iss` claim the tenant's tokens carry; one issuer belongs to one tenant.",
+    )
+    key_id = models.CharField(
+        max_length=200, blank=True, default="", help_text="The `kid` header, if the signer sends one."
+    )
+    algorithm = models.CharField(max_length=8, choices=Algorithm.choices)
+    secret_encrypted = models.TextField(blank=True, default="", editable=False)
+    public_key = models.TextField(blank=True, default="", help_text="PEM, for RS256 and ES256.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = BroadcastManager()
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.algorithm}, {self.issuer})"
+
+    def set_secret(self, plaintext: str) -> None:
+        self.secret_encrypted = crypto.encrypt(plaintext) if plaintext else ""
+
+    def get_secret(self) -> str:
+        return crypto.decrypt(self.secret_encrypted) if self.secret_encrypted else ""

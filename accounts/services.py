@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -70,7 +69,6 @@ def api_key_issue(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     concurrency_limit: int | None = None,
-    budget: Decimal | None = None,
 ) -> IssuedKey:
     raw, prefix, secret = keys.generate()
     api_key = ApiKey(
@@ -85,7 +83,6 @@ def api_key_issue(
         rpm_limit=rpm_limit,
         tpm_limit=tpm_limit,
         concurrency_limit=concurrency_limit,
-        budget=budget,
     )
     return IssuedKey(api_key=api_key_save(api_key=api_key), raw=raw)
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from accounts.models import ApiKey, Tenant
+from accounts.validators import non_negative
 from config.changes import BroadcastManager
+
+DEFAULT_THRESHOLDS = [50, 80, 100]
+
+
+def default_thresholds() -> list[int]:
+    return list(DEFAULT_THRESHOLDS)
 
 
 class ModelPrice(models.Model):
@@ -88,3 +97,198 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.requested_model} {self.status}"
+
+
+class Budget(models.Model):
+    """A spending limit for a period, calendar-aligned in the tenant's time zone.
+
+    Scope `tenant` covers every call of the tenant, `key` the calls of one key, `end_user` the calls
+    of each end user separately (or of one, when `end_user` names them). A hard budget refuses calls
+    (402) that it cannot pay for; a soft one only alerts.
+    """
+
+    class Scope(models.TextChoices):
+        TENANT = "tenant"
+        KEY = "key"
+        END_USER = "end_user", "end user"
+
+    class Period(models.TextChoices):
+        DAY = "day"
+        WEEK = "week"
+        MONTH = "month"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="budgets")
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.TENANT)
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
+    )
+    end_user = models.CharField(
+        max_length=200, blank=True, default="", help_text="Scope end user: one end user, or empty for each."
+    )
+    amount = models.DecimalField(max_digits=20, decimal_places=9, validators=[non_negative])
+    period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTH)
+    hard = models.BooleanField(default=True, help_text="Refuse calls it cannot pay for (else alert only).")
+    thresholds = models.JSONField(
+        default=default_thresholds, help_text="Alert at these percentages of the amount."
+    )
+    emails = models.JSONField(default=list, blank=True, help_text="Who gets the alert emails.")
+    webhook_url = models.URLField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = BroadcastManager()
+
+    class Meta:
+        constraints = [
+            # One budget per subject and period (two constraints: NULL keys are distinct in SQL).
+            models.UniqueConstraint(
+                fields=["api_key", "period"],
+                condition=models.Q(api_key__isnull=False),
+                name="budget_unique_key_period",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "scope", "end_user", "period"],
+                condition=models.Q(api_key__isnull=True),
+                name="budget_unique_subject_period",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.scope} {self.period} ${self.amount}"
+
+    def clean(self) -> None:
+        if self.scope == self.Scope.KEY and self.api_key_id is None:
+            raise ValidationError({"api_key": "A key budget names its key."})
+        if self.scope != self.Scope.KEY and self.api_key_id is not None:
+            raise ValidationError({"api_key": "Only a key budget names a key."})
+        if self.api_key is not None and self.api_key.tenant_id != self.tenant_id:
+            raise ValidationError({"api_key": "That key belongs to another tenant."})
+        if self.scope != self.Scope.END_USER and self.end_user:
+            raise ValidationError({"end_user": "Only an end-user budget names an end user."})
+        thresholds = self.thresholds
+        if (
+            not isinstance(thresholds, list)
+            or not thresholds
+            or not all(isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= 1000 for t in thresholds)
+        ):
+            raise ValidationError(
+                {"thresholds": "Enter whole percentages between 1 and 1000, as in [50, 80, 100]."}
+            )
+        self.thresholds = sorted(set(thresholds))
+        emails = self.emails if self.emails is not None else []
+        if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+            raise ValidationError({"emails": 'Enter a list of addresses, as in ["finance@example.com"].'})
+        from django.core.validators import validate_email
+
+        for email in emails:
+            try:
+                validate_email(email)
+            except ValidationError as exc:
+                raise ValidationError({"emails": f"{email[:80]!r} is not an email address."}) from exc
+        self.emails = emails
+
+
+class CreditEntry(models.Model):
+    """One line of a tenant's prepaid-credit ledger. Append-only: the balance is the sum of the
+    lines, never a stored number. A usage charge carries the call's request id, unique, so a call is
+    charged once however often its usage event is delivered."""
+
+    class Kind(models.TextChoices):
+        TOPUP = "topup", "top-up"
+        REDEMPTION = "redemption"
+        USAGE = "usage", "usage charge"
+        REFUND = "refund"
+        ADJUSTMENT = "adjustment"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="credit_entries")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount = models.DecimalField(max_digits=20, decimal_places=9, help_text="USD; negative for charges.")
+    request_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    redemption_code = models.OneToOneField(
+        "RedemptionCode", null=True, blank=True, on_delete=models.PROTECT, related_name="entry"
+    )
+    note = models.CharField(max_length=500, blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "created_at"], name="credit_tenant_time")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.kind} {self.amount}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise ValueError("credit entries are append-only: add an adjustment instead")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class RedemptionCode(models.Model):
+    """A single-use code worth `amount` USD of credits. Only its digest is stored."""
+
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    hint = models.CharField(max_length=16, editable=False, help_text="The code's first characters.")
+    batch = models.CharField(max_length=32, db_index=True, editable=False)
+    amount = models.DecimalField(max_digits=20, decimal_places=9, validators=[non_negative])
+    expires_at = models.DateTimeField(null=True, blank=True)
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    redeemed_by = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.hint}… ${self.amount}"
+
+
+class BudgetAlert(models.Model):
+    """An alert that was sent: at most one per budget, subject, period and threshold (or forecast)."""
+
+    class Kind(models.TextChoices):
+        THRESHOLD = "threshold"
+        FORECAST = "forecast"
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="alerts")
+    subject = models.CharField(
+        max_length=200, blank=True, default="", help_text="The end user, for a budget of each end user."
+    )
+    period_start = models.DateTimeField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    threshold = models.PositiveSmallIntegerField(default=0)
+    spend = models.DecimalField(max_digits=20, decimal_places=9)
+    forecast_date = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["budget", "subject", "period_start", "kind", "threshold"], name="budgetalert_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.budget} {self.kind} {self.threshold}% from {self.period_start:%Y-%m-%d}"
+
+
+class WebhookAttempt(models.Model):
+    """One try at delivering an alert to its budget's webhook."""
+
+    alert = models.ForeignKey(BudgetAlert, on_delete=models.CASCADE, related_name="webhook_attempts")
+    url = models.CharField(max_length=500)
+    attempt = models.PositiveSmallIntegerField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True, default="")
+    delivered = models.BooleanField(default=False)
+    final = models.BooleanField(default=False, help_text="No more tries after this one.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["alert", "attempt"]
+
+    def __str__(self) -> str:
+        return f"{self.url} #{self.attempt} {self.status_code or self.error}"

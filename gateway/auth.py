@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from accounts import keys
 from accounts.models import ApiKey, Tenant
+from billing.models import Budget
+from billing.pricing import dollars_to_nanos
 from config import clientip
 from gateway import errors
 from gateway.db import run_db
@@ -28,8 +30,46 @@ Network = IPv4Network | IPv6Network
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Rate limits of one subject (None: no limit)."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+
+    def narrowed(self, other: Limits) -> Limits:
+        """The tighter of the two, limit by limit."""
+
+        def tighter(a: int | None, b: int | None) -> int | None:
+            return b if a is None else a if b is None else min(a, b)
+
+        return Limits(
+            rpm=tighter(self.rpm, other.rpm),
+            tpm=tighter(self.tpm, other.tpm),
+            concurrency=tighter(self.concurrency, other.concurrency),
+        )
+
+    def any(self) -> bool:
+        return self.rpm is not None or self.tpm is not None or self.concurrency is not None
+
+
+@dataclass(frozen=True)
+class BudgetInfo:
+    """A budget as admission applies it; `id` is the Budget row's, or "plan" for the plan's monthly one."""
+
+    id: int | str
+    scope: str  # tenant | key | end_user
+    end_user: str  # scope end_user: that end user only, or "" for each end user
+    amount_nanos: int
+    period: str  # day | week | month
+    hard: bool
+
+
+@dataclass(frozen=True)
 class KeyInfo:
-    id: int
+    """Who is calling and what governs them: an API key, or an end-user token (then `id` is None)."""
+
+    id: int | None
     tenant_id: int
     digest: str
     active: bool
@@ -38,6 +78,14 @@ class KeyInfo:
     allowed_models: frozenset[str] | None  # None: every model
     allowed_networks: tuple[Network, ...]
     ip_restricted: bool  # False: anywhere; True: only from allowed_networks (which may be empty)
+    tenant_tz: str = "UTC"
+    prepaid: bool = False
+    key_limits: Limits = Limits()  # already narrowed to the tenant's
+    tenant_limits: Limits = Limits()
+    end_user_limits: Limits = Limits()  # for each end user
+    budgets: tuple[BudgetInfo, ...] = ()
+    end_user: str = ""  # an end-user token's `sub`: the end user of every call made with it
+    label: str = ""  # how messages name the caller: "th-abc123…" or "end-user token"
 
     def model_allowed(self, name: str) -> bool:
         return self.allowed_models is None or name in self.allowed_models
@@ -58,6 +106,53 @@ def _effective_models(key_models: list[str], plan_models: list[str]) -> frozense
     return None
 
 
+def tenant_policy(tenant: Tenant, *, api_key_id: int | None) -> dict[str, object]:
+    """The tenant's part of a caller's KeyInfo: limits, prepaid, time zone and the budgets that apply
+    to calls made with `api_key_id` (None: an end-user token). Runs in a thread (sync ORM)."""
+    plan = tenant.plan
+    limits = tenant.effective_limits()
+    budgets = []
+    has_tenant_month = False
+    for budget in Budget.objects.filter(tenant=tenant).order_by("id"):
+        if budget.scope == Budget.Scope.KEY and (api_key_id is None or budget.api_key_id != api_key_id):
+            continue
+        has_tenant_month |= budget.scope == Budget.Scope.TENANT and budget.period == Budget.Period.MONTH
+        budgets.append(
+            BudgetInfo(
+                id=budget.id,
+                scope=budget.scope,
+                end_user=budget.end_user,
+                amount_nanos=dollars_to_nanos(budget.amount),
+                period=budget.period,
+                hard=budget.hard,
+            )
+        )
+    if plan is not None and plan.monthly_budget is not None and not has_tenant_month:
+        budgets.append(
+            BudgetInfo(
+                id="plan",
+                scope=Budget.Scope.TENANT,
+                end_user="",
+                amount_nanos=dollars_to_nanos(plan.monthly_budget),
+                period=Budget.Period.MONTH,
+                hard=True,
+            )
+        )
+    return {
+        "tenant_tz": tenant.timezone,
+        "prepaid": tenant.prepaid,
+        "tenant_limits": Limits(
+            rpm=limits["rpm_limit"], tpm=limits["tpm_limit"], concurrency=limits["concurrency_limit"]
+        ),
+        "end_user_limits": Limits(
+            rpm=tenant.end_user_rpm_limit,
+            tpm=tenant.end_user_tpm_limit,
+            concurrency=tenant.end_user_concurrency_limit,
+        ),
+        "budgets": tuple(budgets),
+    }
+
+
 def _read_key(prefix: str) -> KeyInfo | None:
     api_key = ApiKey.objects.select_related("tenant__plan").filter(prefix=prefix).first()
     if api_key is None:
@@ -70,6 +165,8 @@ def _read_key(prefix: str) -> KeyInfo | None:
         except ValueError:
             # Services validate this list; a row written around them fails closed for that entry.
             logger.error("API key th-%s…: ignoring an unreadable allowed-IP entry", prefix)
+    policy = tenant_policy(api_key.tenant, api_key_id=api_key.id)
+    own = Limits(rpm=api_key.rpm_limit, tpm=api_key.tpm_limit, concurrency=api_key.concurrency_limit)
     return KeyInfo(
         id=api_key.id,
         tenant_id=api_key.tenant_id,
@@ -80,6 +177,10 @@ def _read_key(prefix: str) -> KeyInfo | None:
         allowed_models=_effective_models(api_key.allowed_models, plan.allowed_models if plan else []),
         allowed_networks=tuple(networks),
         ip_restricted=bool(api_key.allowed_ips),
+        # Services refuse a key looser than its tenant; a row written around them is narrowed here.
+        key_limits=own.narrowed(policy["tenant_limits"]),  # type: ignore[arg-type]
+        label=f"th-{prefix}…",
+        **policy,  # type: ignore[arg-type]
     )
 
 

@@ -15,7 +15,7 @@ from django.conf import settings
 
 from billing.pricing import PriceNanos
 from billing.selectors import price_in_force, price_schedule
-from gateway.crypto import CredentialError
+from config.crypto import CredentialError
 from gateway.db import run_db
 from gateway.models import Deployment, ModelRoute
 from gateway.ttlcache import TTLCache

@@ -11,8 +11,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from accounts.validators import validate_names
+from config import crypto
 from config.changes import BroadcastManager
-from gateway import crypto
 
 # Seconds; zero would make every call time out at once.
 positive_seconds = MinValueValidator(Decimal("0.01"), message="Must be more than zero seconds.")
@@ -95,6 +95,12 @@ class ModelRoute(models.Model):
         help_text='Other names clients may ask for, as in ["gpt4"].',
     )
     strategy = models.CharField(max_length=32, choices=Strategy.choices, default=Strategy.PRIORITY)
+    max_output_tokens = models.PositiveIntegerField(
+        default=4096,
+        validators=[MinValueValidator(1)],
+        help_text="The most tokens the model can write in one answer: what a call that does not set "
+        "max_tokens may cost, for budget reservations.",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

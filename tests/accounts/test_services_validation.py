@@ -48,8 +48,6 @@ def test_tenant_create_refuses_a_slug_taken(tenant):
         ({"allowed_models": ["gpt-4.1", " "]}, "allowed_models"),
         ({"allowed_models": ["x" * 201]}, "allowed_models"),
         ({"rpm_limit": -1}, "rpm_limit"),
-        ({"budget": Decimal("-1")}, "budget"),
-        ({"budget": Decimal("0.0000000001")}, "budget"),
         ({"name": ""}, "name"),
     ],
 )
@@ -71,7 +69,7 @@ def test_api_key_save_refuses_what_the_gateway_could_not_read(tenant):
 def test_plan_and_tenant_saves_validate(tenant):
     with pytest.raises(ValidationError):
         plan_save(plan=Plan(name="Team", allowed_models="gpt-4.1"))
-    assert not Plan.objects.exists()
+    assert not Plan.objects.filter(name="Team").exists()
     tenant.timezone = "Europe/Nowhere"
     with pytest.raises(ValidationError):
         tenant_save(tenant=tenant)

@@ -12,9 +12,9 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
-from accounts.models import ApiKey, Plan, Tenant
+from accounts.models import ApiKey, Plan, SigningKey, Tenant
 from accounts.services import api_key_issue, tenant_create
-from billing.models import ModelPrice
+from billing.models import Budget, ModelPrice
 from billing.services import model_price_set
 from config import changes
 from gateway.models import Deployment, ModelRoute, Provider
@@ -91,6 +91,8 @@ def test_every_cached_model_broadcasts():
         ModelRoute,
         Deployment,
         ModelPrice,
+        Budget,
+        SigningKey,
     }
 
 
