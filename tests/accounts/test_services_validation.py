@@ -1,6 +1,5 @@
 """Services validate the whole row (full_clean) whoever calls them, and store nothing when refused."""
 
-from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
