@@ -17,7 +17,8 @@ from django.core.exceptions import ValidationError
 from django.db import DataError, IntegrityError, transaction
 from django.db.models import CharField
 
-from billing.models import ModelPrice, UsageRecord
+from accounts.models import Tenant
+from billing.models import CreditEntry, ModelPrice, UsageRecord
 from billing.pricing import nanos_to_dollars
 
 logger = logging.getLogger(__name__)
@@ -198,10 +199,15 @@ class _EventReader:
 
 @dataclass
 class UsageRow:
-    """A usage row read from an event, and what had to be changed to store it (empty: nothing)."""
+    """A usage row read from an event, and what had to be changed to store it (empty: nothing).
+
+    `charge_credits`: the call ran on prepaid credits (the event's `credits` is exactly true), so
+    its cost is also charged to the tenant's credit ledger, in the transaction of the row.
+    """
 
     record: UsageRecord
     problems: list[str]
+    charge_credits: bool = False
 
 
 def usage_row_from_event(event: object, *, received_at: datetime | None = None) -> UsageRow:
@@ -244,9 +250,12 @@ def usage_row_from_event(event: object, *, received_at: datetime | None = None) 
         overhead_ms=read.millis("overhead_us") or Decimal(0),
         client_ip=read.client_ip(),
     )
+    credits = event.get("credits")
+    if credits is not None and not isinstance(credits, bool):
+        read.note("credits", "not true or false (not charged to credits)")
     if read.problems:
         record.error_type = _sanitised_marker(error_type)
-    return UsageRow(record=record, problems=read.problems)
+    return UsageRow(record=record, problems=read.problems, charge_credits=credits is True)
 
 
 def usage_record_from_event(event: object, *, received_at: datetime | None = None) -> UsageRecord:
@@ -295,6 +304,50 @@ def usage_records_save(*, records: list[UsageRecord]) -> int:
     return after - before
 
 
+def _credit_charges(records: Sequence[UsageRecord]) -> list[CreditEntry]:
+    """The credit-ledger lines charging these calls' costs (records of calls that ran on credits).
+
+    A charge names a tenant by a real foreign key: one for a tenant that does not exist (deleted
+    since the call) would make the database refuse the whole batch at commit, so it is left out,
+    loudly, and the call's usage row is stored all the same.
+    """
+    wanted = [record for record in records if record.cost > 0]
+    tenant_ids = {record.tenant_id for record in wanted if record.tenant_id is not None}
+    known = (
+        set(Tenant.objects.filter(pk__in=tenant_ids).values_list("pk", flat=True)) if tenant_ids else set()
+    )
+    charges: list[CreditEntry] = []
+    for record in wanted:
+        if record.tenant_id is None or record.tenant_id not in known:
+            logger.error(
+                "usage charge of request %s (%s USD) not recorded: tenant %s does not exist",
+                record.request_id,
+                f"{record.cost:f}",
+                "(none named)" if record.tenant_id is None else record.tenant_id,
+            )
+            continue
+        charges.append(
+            CreditEntry(
+                tenant_id=record.tenant_id,
+                kind=CreditEntry.Kind.USAGE,
+                amount=-record.cost,
+                request_id=record.request_id,
+            )
+        )
+    return charges
+
+
+@transaction.atomic
+def _usage_rows_save(records: list[UsageRecord], *, charged: Sequence[UsageRecord] = ()) -> int:
+    """Usage rows and the credit charges of those in `charged`, in one transaction, idempotently:
+    a request id already charged is skipped, as its row is (the unique `request_id` of both)."""
+    written = usage_records_save(records=records)
+    charges = _credit_charges(charged)
+    if charges:
+        CreditEntry.objects.bulk_create(charges, ignore_conflicts=True, batch_size=500)
+    return written
+
+
 @dataclass
 class UsageBatchOutcome:
     written: int = 0  # rows that were new
@@ -303,23 +356,46 @@ class UsageBatchOutcome:
 
 
 def _save_alone(row: UsageRow) -> tuple[int, str | None]:
-    """Save one row in its own transaction; returns (rows written, reason it was refused)."""
+    """Save one row (and its credit charge) in its own transaction; returns (rows written, reason
+    it was refused)."""
     try:
-        return usage_records_save(records=[row.record]), None
+        return _usage_rows_save([row.record], charged=[row.record] if row.charge_credits else []), None
     except USAGE_DATA_ERRORS as exc:
         refused = _describe(exc)
+    facts = _money_facts_only(row.record)
     try:
-        written = usage_records_save(records=[_money_facts_only(row.record)])
+        written = _usage_rows_save([facts], charged=[facts] if row.charge_credits else [])
     except USAGE_DATA_ERRORS as exc:
-        return 0, f"refused by the database: {refused}; money facts only: {_describe(exc)}"
+        reason = f"refused by the database: {refused}; money facts only: {_describe(exc)}"
+        return 0, reason + _charge_alone(row)
     row.problems.append(f"row refused ({refused}), only its money facts kept")
     return written, None
+
+
+def _charge_alone(row: UsageRow) -> str:
+    """A row the database refused outright still owes its credit charge: the gateway's counters
+    already took it, and re-deriving them from the ledger must not give it back. Returns what
+    became of it, for the reason the event is set aside with."""
+    if not row.charge_credits:
+        return ""
+    try:
+        with transaction.atomic():
+            charges = _credit_charges([row.record])
+            CreditEntry.objects.bulk_create(charges, ignore_conflicts=True)
+    except USAGE_DATA_ERRORS as exc:
+        return f"; its credit charge was refused too: {_describe(exc)}"
+    return "; its credit charge was recorded" if charges else ""
 
 
 def usage_events_record(
     *, events: Sequence[object], received_at: Sequence[datetime | None] | None = None
 ) -> UsageBatchOutcome:
     """Store the usage rows of a batch of events, whatever the events contain.
+
+    Calls that ran on prepaid credits (event `credits` true) with a cost are charged to the
+    tenant's credit ledger in the same transaction as their rows, keyed by request id, so a call is
+    charged exactly once however often its event is delivered, and also when its row had to be
+    sanitised or reduced to its money facts.
 
     One idempotent bulk insert first. If the database refuses it for a data reason, each row is
     tried on its own, then as its money facts only; an event that still cannot be stored (or has
@@ -337,7 +413,13 @@ def usage_events_record(
         except UnusableUsageEvent as exc:
             outcome.rejected[index] = str(exc)
     try:
-        outcome.written = usage_records_save(records=[row.record for _, row in rows]) if rows else 0
+        outcome.written = (
+            _usage_rows_save(
+                [row.record for _, row in rows], charged=[row.record for _, row in rows if row.charge_credits]
+            )
+            if rows
+            else 0
+        )
     except USAGE_DATA_ERRORS as exc:
         logger.warning(
             "usage batch of %d refused (%s); storing its rows one by one", len(rows), _describe(exc)
