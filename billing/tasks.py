@@ -1,12 +1,72 @@
-"""Celery tasks of billing: thin wrappers over billing.usage / billing.services."""
+"""Celery tasks of billing: thin wrappers over billing.usage / billing.services / billing.alerts."""
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
+from billing import alerts
 from billing.usage import usage_drain as drain
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="billing.tasks.usage_drain", ignore_result=True)
 def usage_drain() -> int:
     return drain()
+
+
+@shared_task(name="billing.tasks.counters_reconcile", ignore_result=True)
+def counters_reconcile() -> int:
+    """Beat: re-derive the gateways' budget and credit counters from the ledger; logs each repair."""
+    from billing.reconcile import counters_reconcile as reconcile
+
+    return len(reconcile(fix=True))
+
+
+@shared_task(name="billing.tasks.budget_alerts_check", ignore_result=True)
+def budget_alerts_check(tenant_id: int) -> int:
+    """Send the alerts due for the tenant's budgets; returns how many."""
+    return len(alerts.budget_alerts_check(tenant_id=tenant_id))
+
+
+@shared_task(name="billing.tasks.budget_alerts_check_all", ignore_result=True)
+def budget_alerts_check_all() -> int:
+    """Beat: a check for every tenant with a budget (forecasts, and checks a trigger missed)."""
+    tenant_ids = alerts.budget_tenant_ids()
+    for tenant_id in tenant_ids:
+        budget_alerts_check.delay(tenant_id)
+    return len(tenant_ids)
+
+
+# Alert deliveries retry by queueing their next attempt themselves, with the attempt number as an
+# argument, rather than with `self.retry`: run eagerly (the embedded default, where
+# CELERY_TASK_EAGER_PROPAGATES is on), `self.retry` raises its Retry out of the caller instead of
+# trying again. `apply_async(countdown=...)` waits in a worker and runs at once when eager.
+
+
+@shared_task(name="billing.tasks.budget_alert_email", ignore_result=True)
+def budget_alert_email(alert_id: int, recipients: list[str] | None = None, attempt: int = 1) -> int:
+    """Email an alert; the addresses a try could not reach are tried again, with backoff."""
+    try:
+        return alerts.budget_alert_email_send(alert_id=alert_id, recipients=recipients)
+    except alerts.AlertEmailFailed as exc:
+        if attempt >= alerts.MAX_ATTEMPTS:
+            logger.error("budget alert %s: email given up after %d attempts (%s)", alert_id, attempt, exc)
+            return 0
+        budget_alert_email.apply_async(
+            (alert_id, exc.remaining, attempt + 1), countdown=alerts.retry_delay(attempt)
+        )
+        return 0
+
+
+@shared_task(name="billing.tasks.budget_alert_webhook", ignore_result=True)
+def budget_alert_webhook(alert_id: int, attempt: int = 1) -> bool:
+    """POST an alert to its budget's webhook; tried again with backoff until delivered or
+    MAX_ATTEMPTS attempts were made, each recorded as a WebhookAttempt."""
+    record = alerts.budget_alert_webhook_deliver(alert_id=alert_id, attempt=attempt)
+    if record is None or record.delivered or record.final:
+        return record is not None and record.delivered
+    budget_alert_webhook.apply_async((alert_id, attempt + 1), countdown=alerts.retry_delay(attempt))
+    return False

@@ -42,6 +42,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
+from billing.alerts import budget_checks_after_usage
 from billing.services import usage_events_record
 from config.redis import async_client, redis_key, worker_client
 
@@ -70,10 +71,11 @@ def _record_from_loop(batch: list[tuple[float, Any]]) -> int:
     """Runs in the loop's database thread, which has no request cycle to recycle its connection."""
     close_old_connections()
     try:
+        events = [event for _, event in batch]
         outcome = usage_events_record(
-            events=[event for _, event in batch],
-            received_at=[datetime.fromtimestamp(at, tz=UTC) for at, _ in batch],
+            events=events, received_at=[datetime.fromtimestamp(at, tz=UTC) for at, _ in batch]
         )
+        budget_checks_after_usage(events=events, in_process=True)
     finally:
         close_old_connections()
     for index, reason in outcome.rejected.items():
@@ -337,6 +339,7 @@ def _write(client: redis.Redis, entries: Entries) -> int:
     pipe.xack(stream_key(), GROUP, *ids)
     pipe.xdel(stream_key(), *ids)
     pipe.execute()
+    budget_checks_after_usage(events=events)
     return outcome.written
 
 

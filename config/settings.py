@@ -19,6 +19,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
@@ -213,7 +214,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis, celery, email -----------------------------------------------------------------------------
 REDIS_URL = env.redis_url("REDIS_URL")
+if TOLLHOUSE_PRODUCTION and REDIS_URL is None:
+    # Without it every gateway process would count rate limits and budgets on its own: N processes
+    # would let N times each limit through.
+    env.errors.append(
+        "REDIS_URL must be set in production (DATABASE_URL is set): rate limits, concurrency and "
+        "budgets are shared by all gateway processes through it."
+    )
 TOLLHOUSE_REDIS_PREFIX = env.string("TOLLHOUSE_REDIS_PREFIX", "th:")
+# Connections each gateway process keeps to Redis (calls share them; see config/redis.py).
+TOLLHOUSE_REDIS_MAX_CONNECTIONS = env.integer("TOLLHOUSE_REDIS_MAX_CONNECTIONS", 32, minimum=1)
 
 
 def _redis_seconds(name: str, default: float) -> float:
@@ -231,6 +241,9 @@ def _redis_seconds(name: str, default: float) -> float:
 # How long any Redis call on the request path may wait (to connect, then for each reply): a Redis
 # that hangs must cost a call a fraction of a second, not seconds (config/redis.py).
 TOLLHOUSE_REDIS_TIMEOUT = _redis_seconds("TOLLHOUSE_REDIS_TIMEOUT", 0.25)
+# Admission and settlement (rate limits, budgets): a hung Redis costs the first call this long, then
+# the gateway treats Redis as down (TOLLHOUSE_REDIS_FAILURE) and probes it in the background.
+TOLLHOUSE_GOVERNOR_REDIS_TIMEOUT = _redis_seconds("TOLLHOUSE_GOVERNOR_REDIS_TIMEOUT", 1.0)
 # The usage drain runs in Celery, off the request path: it may wait longer for a busy Redis.
 TOLLHOUSE_REDIS_WORKER_TIMEOUT = _redis_seconds("TOLLHOUSE_REDIS_WORKER_TIMEOUT", 5.0)
 # Usage events waiting in-process (embedded mode, or while Redis is unreachable). When full, a
@@ -263,6 +276,13 @@ CELERY_TIMEZONE = "UTC"
 TOLLHOUSE_USAGE_DRAIN_SECONDS = env.integer("TOLLHOUSE_USAGE_DRAIN_SECONDS", 2, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "usage-drain": {"task": "billing.tasks.usage_drain", "schedule": float(TOLLHOUSE_USAGE_DRAIN_SECONDS)},
+    # Budget alerts are checked after each drained batch; this catches forecasts and missed triggers.
+    "budget-alerts": {"task": "billing.tasks.budget_alerts_check_all", "schedule": 300.0},
+    # Budget and credit counters re-derived from the ledger, so drift cannot accumulate.
+    "counters-reconcile": {
+        "task": "billing.tasks.counters_reconcile",
+        "schedule": float(env.integer("TOLLHOUSE_RECONCILE_SECONDS", 300, minimum=10)),
+    },
 }
 # Beat's own state (when each entry last ran) is runtime data: it lives in TOLLHOUSE_VAR_DIR, never in
 # the checkout; config.celery.VarDirScheduler creates the directory when beat starts.
@@ -283,6 +303,13 @@ else:
         else "django.core.mail.backends.console.EmailBackend"
     )
 DEFAULT_FROM_EMAIL = env.string("TOLLHOUSE_FROM_EMAIL", "Tollhouse <tollhouse@localhost>")
+# Where people reach this Tollhouse: the links in alert emails start with it.
+TOLLHOUSE_PUBLIC_URL = env.string("TOLLHOUSE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+_public_url = urlsplit(TOLLHOUSE_PUBLIC_URL)
+if _public_url.scheme not in {"http", "https"} or not _public_url.netloc:
+    env.errors.append(f"TOLLHOUSE_PUBLIC_URL must be an http(s) URL, not {TOLLHOUSE_PUBLIC_URL!r}.")
+# Budget alert emails and webhooks that fail are tried again after this many seconds, doubling each time.
+TOLLHOUSE_ALERT_RETRY_SECONDS = env.integer("TOLLHOUSE_ALERT_RETRY_SECONDS", 30)
 
 # --- the gateway ------------------------------------------------------------------------------------
 TOLLHOUSE_MAX_BODY_BYTES = env.integer("TOLLHOUSE_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
@@ -297,6 +324,13 @@ TOLLHOUSE_TRUSTED_PROXIES = env.networks("TOLLHOUSE_TRUSTED_PROXIES")
 TOLLHOUSE_AUTH_FAILURES_PER_MINUTE = env.integer("TOLLHOUSE_AUTH_FAILURES_PER_MINUTE", 60, minimum=0)
 TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS = env.integer("TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS", 512, minimum=1)
 TOLLHOUSE_USAGE_FLUSH_SECONDS = env.integer("TOLLHOUSE_USAGE_FLUSH_SECONDS", 1, minimum=1)
+# Governance (gateway/governor.py). A call in flight holds its concurrency slot and its budget
+# reservation for at most this long, so a process that dies cannot hold them for ever.
+TOLLHOUSE_LEASE_SECONDS = env.integer("TOLLHOUSE_LEASE_SECONDS", 900, minimum=10)
+# When Redis is configured but unreachable: "closed" refuses calls (503) so no limit or hard budget
+# can be overrun; "open" lets each process govern on its own (limits become per process) until
+# Redis answers again.
+TOLLHOUSE_REDIS_FAILURE = env.choice("TOLLHOUSE_REDIS_FAILURE", "closed", ("closed", "open"))
 
 TOLLHOUSE_MOCK_PORT = env.integer("TOLLHOUSE_MOCK_PORT", 8001, minimum=0)
 TOLLHOUSE_MOCK_URL = env.string("TOLLHOUSE_MOCK_URL", f"http://127.0.0.1:{TOLLHOUSE_MOCK_PORT}")
