@@ -9,8 +9,14 @@ admission script (gateway/governor.py) creates a pot from the database on first 
 
 from __future__ import annotations
 
-from django.conf import settings
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
+from django.conf import settings
+from django.db.models import Q, Sum
+
+from billing.pricing import dollars_to_nanos
 from config.redis import redis_key, sync_client
 
 # Top-ups reach a pot that exists; a pot that does not exist yet is created from the ledger, which
@@ -38,3 +44,35 @@ def credits_changed(tenant_id: int, delta_nanos: int) -> None:
     if not settings.REDIS_URL or not delta_nanos:
         return
     sync_client().eval(_ADD_IF_PRESENT, 1, credit_pot(tenant_id), "credit", delta_nanos)
+
+
+# A budget pot outlives its period by this much, so reconciliation can still compare a period that
+# just ended.
+KEEP_AFTER_PERIOD_SECONDS = 3 * 24 * 3600
+
+
+def derive(meta: dict[str, Any]) -> tuple[int, int]:
+    """A pot's (spent, credit) in nano-dollars, from the ledger in the database.
+
+    Budget: the cost of the subject's usage rows in the period. Credits: `credit` is the sum of the
+    ledger's non-usage lines, `spent` the usage charges (as a positive number).
+    """
+    from billing.models import CreditEntry, UsageRecord
+
+    if meta.get("scope") == "credits":
+        totals = CreditEntry.objects.filter(tenant_id=meta["tenant"]).aggregate(
+            credit=Sum("amount", filter=~Q(kind=CreditEntry.Kind.USAGE), default=Decimal(0)),
+            charged=Sum("amount", filter=Q(kind=CreditEntry.Kind.USAGE), default=Decimal(0)),
+        )
+        return dollars_to_nanos(-totals["charged"]), dollars_to_nanos(totals["credit"])
+    rows = UsageRecord.objects.filter(
+        tenant_id=meta["tenant"],
+        created_at__gte=datetime.fromtimestamp(meta["start"], tz=UTC),
+        created_at__lt=datetime.fromtimestamp(meta["end"], tz=UTC),
+    )
+    if meta.get("scope") == "key":
+        rows = rows.filter(api_key_id=meta["key"])
+    elif meta.get("scope") == "end_user":
+        rows = rows.filter(end_user=meta["end_user"])
+    spent = rows.aggregate(total=Sum("cost", default=Decimal(0)))["total"]
+    return dollars_to_nanos(spent), 0

@@ -59,6 +59,15 @@ class EnvReader:
             return default
         return parsed
 
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() not in choices:
+            self.errors.append(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
+            return default
+        return value.lower()
+
     def rate(self, name: str, default: str) -> str:
         """A rate like '10/m': a positive count per s(econd), m(inute) or h(our)."""
         value = self.string(name, default)

@@ -59,15 +59,43 @@ def sync_client() -> redis.Redis:
     return redis.Redis.from_url(_url(), retry=retry, **client_options(settings.TOLLHOUSE_REDIS_TIMEOUT))
 
 
+_governor_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def async_client() -> aioredis.Redis:
     """The async client of the running loop (an asyncio pool cannot be shared across loops)."""
+    return _loop_client(_async_clients, settings.TOLLHOUSE_REDIS_TIMEOUT)
+
+
+def governor_client() -> aioredis.Redis:
+    """The client of admission and settlement (gateway/governor.py). Its timeout is longer than the
+    usage sink's: the sink has a fallback for a slow Redis, while a call refused because a busy
+    process waited a quarter of a second for its turn would be a false 503."""
+    return _loop_client(_governor_clients, settings.TOLLHOUSE_GOVERNOR_REDIS_TIMEOUT)
+
+
+def _loop_client(
+    clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis], timeout: float
+) -> aioredis.Redis:
     url = _url()
     loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
+    client = clients.get(loop)
     if client is None:
         retry = AsyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-        client = aioredis.Redis.from_url(url, retry=retry, **client_options(settings.TOLLHOUSE_REDIS_TIMEOUT))
-        _async_clients[loop] = client
+        # A bounded pool: a burst of calls shares a few connections (each Redis step takes well under
+        # a millisecond) instead of opening one socket per call at the same moment; a call waits at
+        # most one timeout for a free connection.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=settings.TOLLHOUSE_REDIS_MAX_CONNECTIONS,
+            timeout=timeout,
+            retry=retry,
+            **client_options(timeout),
+        )
+        client = aioredis.Redis(connection_pool=pool)
+        clients[loop] = client
     return client
 
 
@@ -80,6 +108,7 @@ def worker_client() -> redis.Redis:
 
 
 async def close_async_client() -> None:
-    client = _async_clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
-        await client.aclose()
+    for clients in (_async_clients, _governor_clients):
+        client = clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()

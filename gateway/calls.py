@@ -13,13 +13,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from django.http import HttpRequest
 
 from billing.pricing import cost_nanos
+from billing.usage import RedisStreamSink
 from config import clientip
 from gateway import errors
 from gateway.auth import KeyInfo
 from gateway.catalog import Catalog, DeploymentInfo
+from gateway.governor import Ticket
 from gateway.providers import ProviderError, Usage
 from gateway.runtime import runtime
 
@@ -48,6 +51,8 @@ class Call:
         self.requested_model = ""
         self.end_user = ""
         self.deployment: DeploymentInfo | None = None
+        self.candidates: list[DeploymentInfo] | None = None  # in the order admission left them
+        self.ticket: Ticket | None = None  # what admission took (rate limits, reservations)
         self.served_model = ""
         self.usage = Usage()
         self.prompt_chars = 0
@@ -123,10 +128,13 @@ class Call:
             "upstream_latency_us": upstream_ns // 1000 if upstream_ns is not None else None,
             "overhead_us": (latency_ns - (upstream_ns or 0)) // 1000,
             "client_ip": self.client_ip,
+            # A prepaid tenant's call: the drain charges its cost to the credit ledger.
+            "credits": bool(self.key and self.key.prepaid),
         }
 
     async def settle(self) -> None:
-        """Step 8: emit the call's one usage event (later: release the budget reservation).
+        """Step 8: give back what admission took, count what the call really used, and emit the
+        call's one usage event — with Redis, in one round trip that does all three atomically.
 
         A call refused before any key was identified leaves no usage row: strangers must not be
         able to write the ledger. Those are counted per client IP by gateway.strangers instead.
@@ -136,5 +144,23 @@ class Call:
         self._settled = True
         if self.key is None:
             return
+        event = self.event()
         sink = await runtime.sink()
-        await sink.emit(self.event())
+        if self.ticket is not None:
+            payload = None
+            if isinstance(sink, RedisStreamSink) and not sink.down:
+                try:
+                    payload = orjson.dumps(event)
+                except orjson.JSONEncodeError:
+                    payload = None  # the sink stores it sanitised
+            usage = self.usage
+            emitted = await runtime.governor.settle(
+                self.ticket,
+                tokens=max(usage.prompt_tokens, 0) + max(usage.completion_tokens, 0),
+                cost=event["cost_nanos"],
+                deployment=self.deployment.id if self.deployment else None,
+                event=payload,
+            )
+            if emitted:
+                return
+        await sink.emit(event)

@@ -41,12 +41,15 @@ class DeploymentInfo:
     upstream_model: str
     priority: int
     weight: int
+    rpm_limit: int | None = None  # the upstream's own quota for this deployment
+    tpm_limit: int | None = None
 
 
 @dataclass(frozen=True)
 class RouteInfo:
     name: str
     deployments: tuple[DeploymentInfo, ...]
+    max_output_tokens: int = 4096
 
     def candidates(self) -> list[DeploymentInfo]:
         """Deployments in the order to try: by priority; within a priority, weighted random."""
@@ -101,12 +104,18 @@ def _build_catalog() -> Catalog:
                 upstream_model=deployment.upstream_model,
                 priority=deployment.priority,
                 weight=deployment.weight,
+                rpm_limit=deployment.rpm_limit,
+                tpm_limit=deployment.tpm_limit,
             )
         )
     routes: dict[str, RouteInfo] = {}
     names = []
     for route in ModelRoute.objects.filter(enabled=True).order_by("name"):
-        info = RouteInfo(name=route.name, deployments=tuple(deployments.get(route.id, ())))
+        info = RouteInfo(
+            name=route.name,
+            deployments=tuple(deployments.get(route.id, ())),
+            max_output_tokens=route.max_output_tokens,
+        )
         names.append(route.name)
         for alias in route.aliases:
             routes.setdefault(alias, info)

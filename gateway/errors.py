@@ -27,11 +27,14 @@ class GatewayError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        type: str | None = None,  # OpenAI sends e.g. "requests" or "tokens" on a 429
     ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        if type is not None:
+            self.type = type
         self.param = param
         self.headers = headers or {}
 
@@ -91,6 +94,12 @@ class UpstreamFailed(GatewayError):
     status = 502
     type = "upstream_error"
     code = "upstream_failed"
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    code = "service_unavailable"
 
 
 class UpstreamTimeout(GatewayError):

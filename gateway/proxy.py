@@ -2,15 +2,18 @@
 
     1 request id  2 authenticate  3 authorize  4 admit  5 route  6 call upstream  7 respond  8 settle
 
-Step 4 (rate limits, budgets, credits) is the governance issue's: it slots in at `_admit`.
+Step 4 (rate limits, concurrency, budgets, credits) is `_admit`, in gateway/governor.py's one
+round trip; its settlement happens in `Call.settle`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import aiohttp
@@ -18,7 +21,8 @@ import httpx
 import orjson
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
-from gateway import errors
+from billing.pricing import TOKENS_PER_PRICE_UNIT, PriceNanos, dollars_to_nanos
+from gateway import errors, governor
 from gateway.auth import authorize, key_from_headers
 from gateway.calls import CLIENT_CLOSED, Call, estimate_tokens
 from gateway.catalog import DeploymentInfo, RouteInfo
@@ -64,8 +68,13 @@ def _as_gateway_error(error: ProviderError) -> errors.GatewayError:
     return cls(error.message, code=error.kind, headers=headers)
 
 
-def _respond(call: Call, response: HttpResponse) -> HttpResponse:
+def _respond(call: Call, response: HttpResponse | StreamingHttpResponse) -> Any:
     response["X-Request-ID"] = call.public_request_id
+    if call.ticket is not None:
+        for name, value in call.ticket.headers.items():
+            response[name] = value
+        if call.ticket.capped is not None:
+            response["x-tollhouse-budget-capped"] = str(call.ticket.capped)
     return response
 
 
@@ -99,8 +108,112 @@ async def _route(call: Call, model: str) -> RouteInfo:
     return route
 
 
-async def _admit(call: Call, body: dict[str, Any]) -> None:
-    """Step 4: rate limits, concurrency and budget reservation in one Redis round trip (next issue)."""
+MAX_COST_HEADER = "x-tollhouse-max-cost"
+MAX_COST_USD = Decimal(1_000_000)
+
+
+def _max_cost(request: HttpRequest) -> int | None:
+    """The client's own ceiling for this call, in nano-dollars (header in USD, e.g. `0.05`)."""
+    raw = request.headers.get(MAX_COST_HEADER)
+    if raw is None:
+        return None
+    invalid = errors.BadRequest(
+        f"{MAX_COST_HEADER} must be an amount in USD between 0 and {MAX_COST_USD} with at most 9 "
+        "decimal places, such as 0.05.",
+        param=MAX_COST_HEADER,
+        code="invalid_max_cost",
+    )
+    try:
+        amount = Decimal(raw.strip())
+    except InvalidOperation:
+        raise invalid from None
+    if not amount.is_finite() or amount < 0 or amount > MAX_COST_USD:
+        raise invalid
+    try:
+        return dollars_to_nanos(amount)
+    except ValueError:
+        raise invalid from None
+
+
+def _prices(call: Call, candidates: list[DeploymentInfo]) -> tuple[int, int]:
+    """(input, output) nano-dollars per million tokens: the dearest of the deployments the call may
+    reach, so the reservation is an upper bound wherever it lands."""
+    assert call.catalog is not None
+    input_price = output_price = 0
+    for deployment in candidates:
+        price: PriceNanos | None = call.catalog.price(deployment.upstream_model, call.started_at)
+        if price is not None:
+            input_price = max(input_price, price.input, price.cached_input)
+            output_price = max(output_price, price.output)
+    return input_price, output_price
+
+
+def _output_tokens(body: dict[str, Any], route: RouteInfo) -> tuple[str, int]:
+    """Which field limits the answer, and the most tokens one choice may write."""
+    field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    asked = body.get(field)
+    limit = route.max_output_tokens
+    return field, min(asked, limit) if isinstance(asked, int) and asked > 0 else limit
+
+
+async def _admit(
+    call: Call, request: HttpRequest, route: RouteInfo, body: dict[str, Any]
+) -> list[DeploymentInfo]:
+    """Step 4: rate limits, concurrency, deployment quotas and the worst-case cost reserved against
+    every hard budget and the credit balance, in one round trip. Returns the deployments to try.
+
+    When what is left pays for the prompt but not for the longest answer, the call goes ahead with
+    its output lowered to what it pays for (`x-tollhouse-budget-capped`), instead of a refusal."""
+    key = call.key
+    assert key is not None
+    candidates = route.candidates()
+    max_cost = _max_cost(request)
+    subjects = governor.rate_subjects(key, call.end_user)
+    deployments = [
+        (d.id, *governor.deployment_counters(d.id), d.rpm_limit, d.tpm_limit)
+        for d in candidates
+        if d.rpm_limit or d.tpm_limit
+    ]
+    if deployments and len(deployments) != len(candidates):
+        # A deployment without a quota always has room: only those ahead of it can be skipped.
+        deployments = [
+            (d.id, *governor.deployment_counters(d.id), d.rpm_limit, d.tpm_limit) for d in candidates
+        ]
+    pots = governor.budget_pots(key, call.end_user, call.started_at)
+    if not (subjects or deployments or pots or max_cost is not None):
+        return candidates  # nothing governs this call: no round trip
+    prompt_cost = per_token = want = 0
+    field = ""
+    if pots or max_cost is not None:
+        input_price, output_price = _prices(call, candidates)
+        # Every token of a prompt is at least one byte of the request: an upper bound that needs no
+        # tokenizer (it over-reserves for English text by about 4x; settlement corrects it).
+        prompt_tokens = len(request.body)
+        prompt_cost = math.ceil(prompt_tokens * input_price / TOKENS_PER_PRICE_UNIT)
+        n = body.get("n")
+        choices = n if isinstance(n, int) and n > 0 else 1
+        if call.endpoint != "embeddings":
+            # Output is capped per choice, so one more token of each costs `choices` tokens.
+            field, want = _output_tokens(body, route)
+            per_token = math.ceil(output_price * choices / TOKENS_PER_PRICE_UNIT)
+    ticket = await runtime.governor.admit(
+        governor.Request(
+            request_id=call.request_id,
+            subjects=subjects,
+            deployments=deployments,
+            pots=pots,
+            prompt_cost=prompt_cost,
+            per_token=per_token,
+            want_tokens=want,
+            max_cost=max_cost,
+        )
+    )
+    call.ticket = ticket
+    if ticket.capped is not None and field:
+        body[field] = ticket.capped
+    if ticket.deployment > 0:
+        return candidates[ticket.deployment :]
+    return candidates
 
 
 def _builder(method: str, body: dict[str, Any], call: Call) -> BuildRequest:
@@ -121,10 +234,10 @@ async def handle(request: HttpRequest, *, endpoint: str) -> HttpResponse | Strea
         else:
             model, call.prompt_chars = validate_chat(body)
         call.requested_model = model
-        # Validated above: a string the ledger can store (bounded, no NUL), or absent.
-        call.end_user = body.get("user") or ""
+        # An end-user token's `sub` wins over the body's `user` (validated above: storable, or absent).
+        call.end_user = (call.key.end_user if call.key else "") or body.get("user") or ""
         route = await _route(call, model)
-        await _admit(call, body)
+        call.candidates = await _admit(call, request, route, body)
         if endpoint == "embeddings":
             return await _forward(call, route, _builder("embeddings_request", body, call))
         build = _builder("chat_request", body, call)
@@ -154,7 +267,7 @@ async def handle(request: HttpRequest, *, endpoint: str) -> HttpResponse | Strea
 
 
 async def _attempts(call: Call, route: RouteInfo) -> AsyncIterator[tuple[Adapter, DeploymentInfo]]:
-    for deployment in route.candidates():
+    for deployment in call.candidates if call.candidates is not None else route.candidates():
         adapter = adapter_for(deployment.provider.kind)
         if adapter is None:
             logger.error(
@@ -265,8 +378,7 @@ async def _forward_stream(
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
-    response["X-Request-ID"] = call.public_request_id
-    return response
+    return _respond(call, response)
 
 
 async def _relay(

@@ -53,11 +53,13 @@ def gateway_server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[str
 @pytest.fixture(autouse=True)
 def _fresh_runtime() -> Iterator[None]:
     """Each test sees the database as it made it, not a previous test's cached keys and routes."""
+    from gateway.governor import Governor
     from gateway.runtime import runtime
     from gateway.strangers import FailedAuthCounter
 
     runtime.clear_caches()
     runtime.authenticator.failures = FailedAuthCounter()
+    runtime.governor = Governor()
     yield
     runtime.clear_caches()
 
