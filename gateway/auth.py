@@ -49,6 +49,17 @@ class Limits:
             concurrency=tighter(self.concurrency, other.concurrency),
         )
 
+    def within(self, outer: Limits) -> Limits:
+        """These limits, each held to `outer`'s where both are set; a limit not set here stays unset
+        (the outer subject counts it already)."""
+        return Limits(
+            rpm=None if self.rpm is None else min(self.rpm, outer.rpm or self.rpm),
+            tpm=None if self.tpm is None else min(self.tpm, outer.tpm or self.tpm),
+            concurrency=None
+            if self.concurrency is None
+            else min(self.concurrency, outer.concurrency or self.concurrency),
+        )
+
     def any(self) -> bool:
         return self.rpm is not None or self.tpm is not None or self.concurrency is not None
 
@@ -178,7 +189,7 @@ def _read_key(prefix: str) -> KeyInfo | None:
         allowed_networks=tuple(networks),
         ip_restricted=bool(api_key.allowed_ips),
         # Services refuse a key looser than its tenant; a row written around them is narrowed here.
-        key_limits=own.narrowed(policy["tenant_limits"]),  # type: ignore[arg-type]
+        key_limits=own.within(policy["tenant_limits"]),  # type: ignore[arg-type]
         label=f"th-{prefix}…",
         **policy,  # type: ignore[arg-type]
     )
@@ -190,7 +201,11 @@ async def _load_key(prefix: str) -> KeyInfo | None:
 
 class Authenticator:
     def __init__(self) -> None:
+        # Imported here: gateway.endusers builds on this module's KeyInfo and tenant_policy.
+        from gateway.endusers import EndUserTokens
+
         self.failures = FailedAuthCounter()
+        self.end_users = EndUserTokens()  # a JWT signed by the tenant instead of an API key
         # Unknown prefixes are cached too (as None), so a repeated fake key costs one lookup per TTL.
         self.cache: TTLCache[str, KeyInfo | None] = TTLCache(
             ttl=settings.TOLLHOUSE_CACHE_TTL, loader=_load_key
@@ -205,6 +220,8 @@ class Authenticator:
                 "Missing API key: send it as 'Authorization: Bearer th-...' or 'x-api-key'.",
                 code="missing_api_key",
             )
+        if self.end_users.recognises(raw):
+            return await self.end_users.authenticate(raw, client_ip, self.failures)
         parsed = keys.parse(raw)
         if parsed is None:
             self.failures.failed(client_ip, "malformed API key")

@@ -19,6 +19,7 @@ from billing.usage import UsageSink, make_sink
 from config.redis import close_async_client
 from gateway.auth import Authenticator
 from gateway.catalog import CatalogCache
+from gateway.governor import Governor
 from gateway.invalidation import Subscriber
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class Runtime:
     def __init__(self) -> None:
         self.authenticator = Authenticator()
         self.catalog = CatalogCache()
+        self.governor = Governor()
         self._sink: UsageSink | None = None
         self._http: httpx.AsyncClient | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -66,6 +68,7 @@ class Runtime:
 
     def clear_caches(self) -> None:
         self.authenticator.cache.clear()
+        self.authenticator.end_users.clear()
         self.catalog.clear()
 
     # -- lifecycle -----------------------------------------------------------------------------------
