@@ -9,27 +9,70 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
-from accounts import services
-from accounts.models import ApiKey, Membership, Plan, Tenant
+from accounts import services, signing
+from accounts.models import LIMIT_FIELDS, ApiKey, Membership, Plan, SigningKey, Tenant
 from config.admin import save_inline_through
 
 # Where save_model leaves a new key's raw value for response_add, on the unsaved form instance.
 _RAW_KEY = "_issued_raw_key"
 
 
+class LimitsForm(ModelForm):
+    """Runs the services' limit checks next to their fields (a limit is empty or at least 1, a
+    spending limit more than 0), so a refused value is shown on the form rather than failing the save."""
+
+    limit_fields: tuple[str, ...] = LIMIT_FIELDS
+    amount_fields: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in self.limit_fields:
+            if name in self.fields:
+                self.fields[name].validators.append(services.limit_at_least_one)
+        for name in self.amount_fields:
+            if name in self.fields:
+                self.fields[name].validators.append(services.amount_above_zero)
+
+
+class PlanForm(LimitsForm):
+    amount_fields = ("monthly_budget",)
+
+
+class TenantForm(LimitsForm):
+    limit_fields = (*LIMIT_FIELDS, *services.END_USER_LIMIT_FIELDS)
+
+
+def _warn_of_looser_keys(request: HttpRequest, sentence: str | None) -> None:
+    # Lowering a limit below some keys' is allowed (the gateway narrows them); the operator is told.
+    if sentence:
+        messages.warning(request, sentence)
+
+
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ["name", "rpm_limit", "tpm_limit", "concurrency_limit", "monthly_budget"]
+    form = PlanForm
+    list_display = ["name", "rpm_limit", "tpm_limit", "concurrency_limit", "monthly_budget", "allowed_models"]
+    fieldsets = [
+        (None, {"fields": ["name", "allowed_models"]}),
+        (
+            "Limits of each tenant on the plan (empty = none)",
+            {"fields": ["rpm_limit", "tpm_limit", "concurrency_limit", "monthly_budget"]},
+        ),
+    ]
 
     def save_model(self, request: HttpRequest, obj: Plan, form: ModelForm, change: bool) -> None:
         services.plan_save(plan=obj)
+        if change:
+            _warn_of_looser_keys(request, services.looser_keys_sentence(plan=obj))
 
 
 class MembershipInline(admin.TabularInline):
@@ -40,14 +83,28 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "plan", "status", "created_at"]
-    list_filter = ["status", "plan"]
+    form = TenantForm
+    list_display = ["name", "slug", "plan", "status", "prepaid", "timezone", "created_at"]
+    list_filter = ["status", "plan", "prepaid"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "plan", "status", "timezone", "prepaid"]}),
+        (
+            "Limits of the whole tenant (empty = the plan's)",
+            {"fields": ["rpm_limit", "tpm_limit", "concurrency_limit"]},
+        ),
+        (
+            "Limits of each end user (empty = none)",
+            {"fields": ["end_user_rpm_limit", "end_user_tpm_limit", "end_user_concurrency_limit"]},
+        ),
+    ]
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: ModelForm, change: bool) -> None:
         services.tenant_save(tenant=obj)
+        if change:
+            _warn_of_looser_keys(request, services.looser_keys_sentence(tenant=obj))
 
     def save_formset(
         self, request: HttpRequest, form: ModelForm, formset: BaseInlineFormSet, change: bool
@@ -57,6 +114,7 @@ class TenantAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    form = LimitsForm
     list_display = ["name", "tenant", "masked", "status", "expires_at", "created_at"]
     list_filter = ["status", "tenant"]
     search_fields = ["name", "prefix", "tenant__name"]
@@ -129,3 +187,89 @@ class ApiKeyAdmin(admin.ModelAdmin):
             services.api_key_revoke(api_key=api_key)
             revoked += 1
         messages.success(request, f"Revoked {revoked} key(s).")
+
+
+class SigningKeyForm(ModelForm):
+    # Write-only: typed once when the key is added, stored encrypted, never rendered back (not even
+    # when the form comes back with an error).
+    secret = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="HS256 only: the shared secret, at least 32 bytes. It is never shown again.",
+    )
+
+    class Meta:
+        model = SigningKey
+        fields = ["tenant", "name", "issuer", "algorithm", "key_id", "public_key", "active"]
+
+    def clean(self) -> dict[str, Any] | None:
+        data = super().clean()
+        if self.errors or data is None:
+            return data
+        try:
+            if self.instance.pk is None:
+                signing.signing_key_prepare(
+                    tenant=data["tenant"],
+                    name=data["name"],
+                    issuer=data["issuer"],
+                    algorithm=data["algorithm"],
+                    secret=data.get("secret") or "",
+                    public_key=data.get("public_key") or "",
+                    key_id=data.get("key_id") or "",
+                )
+            else:
+                candidate = SigningKey.objects.get(pk=self.instance.pk)
+                for name in ("name", "key_id", "active"):
+                    if name in data:
+                        setattr(candidate, name, data[name])
+                signing.signing_key_check(signing_key=candidate)
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, errors)
+        return data
+
+
+@admin.register(SigningKey)
+class SigningKeyAdmin(admin.ModelAdmin):
+    """Keys tenants sign end-user tokens with. Material is set once, on add: rotate by adding a key."""
+
+    form = SigningKeyForm
+    list_display = ["name", "tenant", "issuer", "algorithm", "key_id", "active", "created_at"]
+    list_filter = ["active", "algorithm", "tenant"]
+    search_fields = ["name", "issuer", "key_id", "tenant__name"]
+    actions = ["deactivate"]
+
+    def get_fields(self, request: HttpRequest, obj: SigningKey | None = None) -> list[Any]:
+        if obj is None:
+            return ["tenant", "name", "issuer", "algorithm", "key_id", "secret", "public_key"]
+        return ["tenant", "issuer", "algorithm", "name", "key_id", "active", "public_key", "created_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: SigningKey | None = None) -> list[str]:
+        return [] if obj is None else ["tenant", "issuer", "algorithm", "public_key", "created_at"]
+
+    def save_model(self, request: HttpRequest, obj: SigningKey, form: ModelForm, change: bool) -> None:
+        if change:
+            signing.signing_key_save(signing_key=obj)
+            return
+        added = signing.signing_key_add(
+            tenant=obj.tenant,
+            name=obj.name,
+            issuer=obj.issuer,
+            algorithm=obj.algorithm,
+            secret=form.cleaned_data.get("secret") or "",
+            public_key=obj.public_key,
+            key_id=obj.key_id,
+        )
+        # The admin goes on with the form's instance (history entry, redirect): make it the saved key.
+        for field in SigningKey._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(added, field.attname))
+        obj._state.adding = False
+
+    @admin.action(description="Deactivate selected signing keys")
+    def deactivate(self, request: HttpRequest, queryset: Any) -> None:
+        count = 0
+        for signing_key in queryset.filter(active=True):
+            signing.signing_key_deactivate(signing_key=signing_key)
+            count += 1
+        messages.success(request, f"Deactivated {count} signing key(s).")

@@ -3,20 +3,51 @@
 Every write validates the whole row (`full_clean()`) before saving, whoever calls it: the admin,
 the management commands, the console and the API all come through here, so none of them can store
 a value the gateway cannot read. A bad value raises ValidationError and stores nothing.
+
+A limit (requests or tokens per minute, calls in flight, a plan's monthly budget) is either empty,
+meaning "none", or at least 1. A limit of 0 is refused rather than read as "blocked": the gateway
+would refuse every call with a rate-limit error that no waiting ever clears, which is a confusing
+way to say "suspended". Stopping calls has its own switches: a tenant's status, a key's revocation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models, transaction
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts import keys
-from accounts.models import ApiKey, Membership, Plan, Tenant
+from accounts.models import LIMIT_FIELDS, ApiKey, Membership, Plan, Tenant
 from accounts.validators import ip_networks
+
+# Used by the services and by the admin forms (next to the field), so both say the same thing.
+limit_at_least_one = MinValueValidator(
+    1,
+    message="Enter 1 or more, or leave it empty for no limit: a limit of 0 would refuse every call "
+    "(to stop calls, suspend the tenant or revoke the key).",
+)
+
+
+def amount_above_zero(value: Decimal) -> None:
+    """A spending limit that is set is not $0 (a budget of 0 would refuse every call). Below 0 is
+    the field's own validator's to refuse (`non_negative`, which full_clean runs)."""
+    if value.is_finite() and value == 0:
+        raise ValidationError(
+            "Enter more than 0, or leave it empty for no budget: a budget of 0 would refuse every call "
+            "(to stop calls, suspend the tenant or revoke the key).",
+            code="not_above_zero",
+        )
+
+
+END_USER_LIMIT_FIELDS = ("end_user_rpm_limit", "end_user_tpm_limit", "end_user_concurrency_limit")
 
 
 @dataclass(frozen=True)
@@ -31,23 +62,93 @@ def validate_allowed_ips(values: list[str]) -> list[str]:
     return ip_networks(values)
 
 
+def _full_clean(
+    obj: models.Model, limit_fields: tuple[str, ...], amount_fields: tuple[str, ...] = ()
+) -> None:
+    """`full_clean()`, plus: every limit that is set is at least 1, every spending limit more than 0
+    (see the module's docstring). All the row's errors are raised together, each next to its field."""
+    errors: dict[str, list[str]] = {}
+    try:
+        obj.full_clean()
+    except ValidationError as exc:
+        errors = {**exc.message_dict, **errors}
+    checks: list[tuple[str, Callable[[Any], None]]] = [(name, limit_at_least_one) for name in limit_fields]
+    checks += [(name, amount_above_zero) for name in amount_fields]
+    for name, check in checks:
+        value = getattr(obj, name)
+        if name in errors or value is None:
+            continue
+        try:
+            check(value)
+        except ValidationError as exc:
+            errors[name] = exc.messages
+    if errors:
+        raise ValidationError(errors)
+
+
 @transaction.atomic
 def plan_save(*, plan: Plan) -> Plan:
-    plan.full_clean()
+    _full_clean(plan, LIMIT_FIELDS, ("monthly_budget",))
     plan.save()
     return plan
 
 
 @transaction.atomic
-def tenant_create(*, name: str, slug: str, plan: Plan | None = None, timezone_name: str = "UTC") -> Tenant:
-    return tenant_save(tenant=Tenant(name=name, slug=slug, plan=plan, timezone=timezone_name))
+def tenant_create(
+    *,
+    name: str,
+    slug: str,
+    plan: Plan | None = None,
+    timezone_name: str = "UTC",
+    prepaid: bool = False,
+) -> Tenant:
+    return tenant_save(
+        tenant=Tenant(name=name, slug=slug, plan=plan, timezone=timezone_name, prepaid=prepaid)
+    )
 
 
 @transaction.atomic
 def tenant_save(*, tenant: Tenant) -> Tenant:
-    tenant.full_clean()
+    """Save a tenant. Its limits may go below those of its keys: the gateway then holds each key to
+    the tenant's (gateway/auth.py); `looser_keys_sentence` tells the operator which keys those are."""
+    _full_clean(tenant, (*LIMIT_FIELDS, *END_USER_LIMIT_FIELDS))
     tenant.save()
     return tenant
+
+
+def api_keys_looser_than_tenant(
+    *, tenant: Tenant | None = None, plan: Plan | None = None
+) -> models.QuerySet[ApiKey]:
+    """Active keys (of `tenant`, or of every tenant on `plan`) with a limit above their tenant's,
+    as a plan or tenant change can leave them. One query."""
+    looser = models.Q()
+    annotations = {}
+    for name in LIMIT_FIELDS:
+        annotations[f"tenant_{name}"] = Coalesce(f"tenant__{name}", f"tenant__plan__{name}")
+        looser |= models.Q(**{f"{name}__gt": models.F(f"tenant_{name}")})
+    active = ApiKey.objects.filter(status=ApiKey.Status.ACTIVE)
+    if tenant is not None:
+        active = active.filter(tenant=tenant)
+    if plan is not None:
+        active = active.filter(tenant__plan=plan)
+    return active.annotate(**annotations).filter(looser).order_by("id")
+
+
+def looser_keys_sentence(*, tenant: Tenant | None = None, plan: Plan | None = None) -> str | None:
+    """One sentence naming the keys `api_keys_looser_than_tenant` finds, or None if there are none."""
+    shown = 5
+    found = list(api_keys_looser_than_tenant(tenant=tenant, plan=plan)[: shown + 1])
+    if not found:
+        return None
+    count = (
+        api_keys_looser_than_tenant(tenant=tenant, plan=plan).count() if len(found) > shown else len(found)
+    )
+    names = ", ".join(f"{key.name} (th-{key.prefix}…)" for key in found[:shown])
+    more = f" and {count - shown} more" if count > shown else ""
+    return (
+        f"{count} active key(s) now have limits above their tenant's, and the gateway holds them to the "
+        f"tenant's (saving one asks for limits within the tenant's): {names}{more}."
+    )
 
 
 @transaction.atomic
@@ -89,8 +190,9 @@ def api_key_issue(
 
 @transaction.atomic
 def api_key_save(*, api_key: ApiKey) -> ApiKey:
-    """Save a key's settings as they are on the instance (the prefix and digest never change)."""
-    api_key.full_clean()
+    """Save a key's settings as they are on the instance (the prefix and digest never change).
+    A key looser than its tenant is refused (ApiKey.clean), never silently clamped."""
+    _full_clean(api_key, LIMIT_FIELDS)
     api_key.save()
     return api_key
 

@@ -1,14 +1,88 @@
+"""Operator admin for billing until the console exists.
+
+Prices and budgets are edited here, saved through their services (which validate the whole row).
+Everything else is a record of what happened (usage, credit lines, redemption codes, alerts sent,
+webhook attempts): written only by its service or the pipeline, shown read-only. A redemption code
+is never shown, only its hint: the code itself is not stored, only its digest, and not even the
+digest is displayed.
+"""
+
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.db.models import QuerySet, UniqueConstraint
 from django.http import HttpRequest
 
 from accounts.validators import non_negative
-from billing import services
-from billing.models import ModelPrice, UsageRecord
+from billing import budgets, services
+from billing.models import (
+    Budget,
+    BudgetAlert,
+    CreditEntry,
+    ModelPrice,
+    RedemptionCode,
+    UsageRecord,
+    WebhookAttempt,
+)
+
+# What the read-only pages show (a tuple: Django's admin takes one for both lists).
+_CREDIT_ENTRY_FIELDS = (
+    "tenant",
+    "kind",
+    "amount",
+    "note",
+    "request_id",
+    "redemption_code",
+    "created_by",
+    "created_at",
+)
+_REDEMPTION_CODE_FIELDS = (
+    "hint_masked",
+    "batch",
+    "amount",
+    "expires_at",
+    "redeemed_at",
+    "redeemed_by",
+    "created_by",
+    "created_at",
+)
+_WEBHOOK_ATTEMPT_FIELDS = (
+    "alert",
+    "url",
+    "attempt",
+    "status_code",
+    "error",
+    "delivered",
+    "final",
+    "created_at",
+)
+_BUDGET_ALERT_FIELDS = (
+    "budget",
+    "subject",
+    "period_start",
+    "kind",
+    "threshold",
+    "spend",
+    "forecast_date",
+    "created_at",
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written by services and the pipeline only: the admin reads them."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class ModelPriceForm(forms.ModelForm):
@@ -38,7 +112,7 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ReadOnlyAdmin):
     """Usage is written by the pipeline only; the admin reads it."""
 
     list_display = [
@@ -60,7 +134,130 @@ class UsageRecordAdmin(admin.ModelAdmin):
     list_select_related = ["tenant"]
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+
+_CONSTRAINT_MESSAGES = {
+    constraint.get_violation_error_message()
+    for constraint in Budget._meta.constraints
+    if isinstance(constraint, UniqueConstraint)
+}
+
+
+class BudgetForm(forms.ModelForm):
+    # Declared for its scheme: a webhook typed without one is an https one.
+    webhook_url = forms.URLField(
+        max_length=500, required=False, assume_scheme="https", validators=[budgets.validate_webhook_url]
+    )
+
+    class Meta:
+        model = Budget
+        fields = [
+            "tenant",
+            "scope",
+            "api_key",
+            "end_user",
+            "amount",
+            "period",
+            "hard",
+            "thresholds",
+            "emails",
+            "webhook_url",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The service's own checks, shown next to their fields instead of failing the save.
+        self.fields["amount"].validators.append(budgets.validate_amount)
+
+    def _post_clean(self) -> None:  # type: ignore[misc]  # (not in the stubs)
+        super()._post_clean()  # type: ignore[misc]
+        # The table's constraints only say "Constraint … is violated": say what it means instead.
+        errors = self.errors.get(NON_FIELD_ERRORS)
+        if errors:
+            kept = [message for message in errors if message not in _CONSTRAINT_MESSAGES]
+            if len(kept) < len(errors):
+                messages = [str(message) for message in kept] + [budgets.DUPLICATE]
+                self.errors[NON_FIELD_ERRORS] = self.error_class(messages, error_class="nonfield")
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    """Saved and deleted through billing.budgets; every change reaches the gateways at once."""
+
+    form = BudgetForm
+    list_display = ["tenant", "scope", "subject", "period", "amount", "hard", "updated_at"]
+    list_filter = ["scope", "period", "hard"]
+    search_fields = ["tenant__name", "tenant__slug", "api_key__prefix", "api_key__name", "end_user"]
+    list_select_related = ["tenant", "api_key"]
+    autocomplete_fields = ["tenant", "api_key"]
+    fieldsets = [
+        (None, {"fields": ["tenant", "period", "amount", "hard"]}),
+        (
+            "Whose spending",
+            {
+                "fields": ["scope", "api_key", "end_user"],
+                "description": "Tenant: every call of the tenant. Key: the calls of the key chosen. "
+                "End user: the calls of the end user named, or of each end user when left empty.",
+            },
+        ),
+        ("Alerts", {"fields": ["thresholds", "emails", "webhook_url"]}),
+    ]
+
+    @admin.display(description="subject")
+    def subject(self, obj: Budget) -> str:
+        if obj.scope == Budget.Scope.KEY and obj.api_key is not None:
+            return f"{obj.api_key.name} (th-{obj.api_key.prefix}…)"
+        if obj.scope == Budget.Scope.END_USER:
+            return obj.end_user or "each end user"
+        return "the whole tenant"
+
+    def save_model(self, request: HttpRequest, obj: Budget, form: forms.ModelForm, change: bool) -> None:
+        budgets.budget_save(budget=obj)
+
+    def delete_model(self, request: HttpRequest, obj: Budget) -> None:
+        budgets.budget_delete(budget=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Budget]) -> None:
+        for budget in queryset:
+            budgets.budget_delete(budget=budget)
+
+
+@admin.register(CreditEntry)
+class CreditEntryAdmin(ReadOnlyAdmin):
+    """The prepaid-credit ledger is append-only: lines are added by billing.credits (commands, the
+    usage pipeline), never edited; a mistake is corrected by an adjustment line."""
+
+    list_display = ["created_at", "tenant", "kind", "amount", "note", "request_id"]
+    list_filter = ["kind"]
+    search_fields = ["tenant__name", "tenant__slug", "request_id", "note"]
+    list_select_related = ["tenant"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    fields = _CREDIT_ENTRY_FIELDS
+    readonly_fields = _CREDIT_ENTRY_FIELDS
+
+
+@admin.register(RedemptionCode)
+class RedemptionCodeAdmin(ReadOnlyAdmin):
+    list_display = ["hint_masked", "batch", "amount", "expires_at", "redeemed_at", "redeemed_by"]
+    list_filter = ["redeemed_at", "expires_at"]
+    search_fields = ["batch", "hint"]
+    list_select_related = ["redeemed_by"]
+    # Never the digest: the hint is all an operator needs to tell codes apart.
+    fields = _REDEMPTION_CODE_FIELDS
+    readonly_fields = _REDEMPTION_CODE_FIELDS
+
+    @admin.display(description="code")
+    def hint_masked(self, obj: RedemptionCode) -> str:
+        return f"{obj.hint}…"
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    extra = 0
+    fields = _WEBHOOK_ATTEMPT_FIELDS[1:]  # not the alert: the page is the alert's
+    readonly_fields = _WEBHOOK_ATTEMPT_FIELDS[1:]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -68,3 +265,26 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "budget", "subject", "kind", "threshold", "spend", "period_start"]
+    list_filter = ["kind"]
+    search_fields = ["budget__tenant__name", "budget__tenant__slug", "subject"]
+    list_select_related = ["budget__tenant"]
+    date_hierarchy = "created_at"
+    fields = _BUDGET_ALERT_FIELDS
+    readonly_fields = _BUDGET_ALERT_FIELDS
+    inlines = [WebhookAttemptInline]
+
+
+@admin.register(WebhookAttempt)
+class WebhookAttemptAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "alert", "url", "attempt", "status_code", "error", "delivered", "final"]
+    list_filter = ["delivered", "final"]
+    search_fields = ["url"]
+    list_select_related = ["alert__budget__tenant"]
+    date_hierarchy = "created_at"
+    fields = _WEBHOOK_ATTEMPT_FIELDS
+    readonly_fields = _WEBHOOK_ATTEMPT_FIELDS

@@ -1,14 +1,22 @@
-"""`manage.py key_issue --tenant SLUG [--name] [--models] [--rpm] [--tpm] [--concurrency] [--expires] [--ips]`."""
+"""`manage.py key_issue --tenant SLUG [--name] [--models] [--rpm] [--tpm] [--concurrency]
+[--budget USD --period P [--soft]] [--expires] [--ips]`."""
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from accounts import keys
-from accounts.models import ApiKey, Tenant
-from accounts.services import tenant_create
+from accounts.models import ApiKey, Plan, Tenant
+from accounts.services import tenant_create, tenant_save
+from billing.models import Budget
 from tests.support.manage import call, one_sentence_error, run
+from tests.support.snapshot import db_snapshot
 
 
 @pytest.fixture
@@ -81,3 +89,131 @@ def test_it_prints_a_working_key_from_the_command_line(transactional_db):
     raw = result.stdout.strip().splitlines()[-1]
     parsed = keys.parse(raw)
     assert parsed is not None and keys.matches(parsed.secret, ApiKey.objects.get(name="script").digest)
+
+
+# --- budgets, limits within the tenant's (issue 6) ----------------------------------------------------
+
+
+def test_it_gives_the_key_a_budget_of_its_own(tenant):
+    output = call("key_issue", "--tenant", "acme", "--budget", "20.5", "--period", "week")
+    key = ApiKey.objects.get()
+    budget = Budget.objects.get()
+    assert (budget.tenant, budget.scope, budget.api_key) == (tenant, "key", key)
+    assert (budget.amount, budget.period, budget.hard) == (Decimal("20.5"), "week", True)
+    assert budget.thresholds == [50, 80, 100]
+    lines = output.stdout.strip().splitlines()
+    assert "With a hard budget of 20.50 USD a week." in output.stdout
+    parsed = keys.parse(lines[-1])
+    assert parsed is not None and parsed.prefix == key.prefix  # still the raw key alone, last
+
+
+def test_a_soft_budget_only_alerts(tenant):
+    call("key_issue", "--tenant", "acme", "--budget", "1", "--period", "day", "--soft")
+    assert Budget.objects.get().hard is False
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (["--budget", "20"], "--budget needs --period day, week or month."),
+        (["--period", "day"], "--period and --soft go with --budget USD."),
+        (["--soft"], "--period and --soft go with --budget USD."),
+        (["--budget", "20", "--period", "year"], "--period must be one of day, week, month, not 'year'."),
+        (["--budget=-1", "--period", "day"], "--budget must be a number greater than 0"),
+        (["--budget", "0", "--period", "day"], "--budget must be a number greater than 0"),
+        (["--budget", "NaN", "--period", "day"], "--budget must be a number greater than 0"),
+        (["--budget", "Infinity", "--period", "day"], "--budget must be a number greater than 0"),
+        (["--budget", "twenty", "--period", "day"], "--budget must be a number greater than 0"),
+        (["--budget", "0.0000000001", "--period", "day"], "--budget takes at most 9 decimal places"),
+        (["--rpm", "1e3"], "--rpm must be a whole number greater than 0, not '1e3'."),
+        (["--rpm", "99999999999"], "--rpm: Ensure this value is less than or equal to 2147483647."),
+    ],
+)
+def test_it_refuses_bad_budget_arguments_and_issues_nothing(tenant, args, sentence):
+    before = db_snapshot()
+    with pytest.raises(CommandError) as failure:
+        call("key_issue", "--tenant", "acme", *args)
+    assert sentence in str(failure.value)
+    assert "\n" not in str(failure.value)
+    assert db_snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("tenant_limits", "args", "sentence"),
+    [
+        ({"rpm_limit": 10}, ["--rpm", "11"], "--rpm: A key's rpm limit cannot be looser than its tenant's (11 > 10)."),
+        ({"tpm_limit": 1000}, ["--tpm", "1001"], "--tpm: A key's tpm limit cannot be looser than its tenant's (1001 > 1000)."),
+        ({"concurrency_limit": 2}, ["--concurrency", "3"], "--concurrency: A key's concurrency limit cannot be looser"),
+        ({"plan": "free"}, ["--rpm", "21"], "--rpm: A key's rpm limit cannot be looser than its tenant's (21 > 20)."),
+    ],
+)  # fmt: skip
+def test_it_refuses_a_key_looser_than_its_tenant_with_one_sentence(tenant, tenant_limits, args, sentence):
+    if "plan" in tenant_limits:
+        tenant.plan = Plan.objects.get(name=tenant_limits["plan"])
+    else:
+        for name, value in tenant_limits.items():
+            setattr(tenant, name, value)
+    tenant_save(tenant=tenant)
+    before = db_snapshot()
+    with pytest.raises(CommandError) as failure:
+        call("key_issue", "--tenant", "acme", *args, "--budget", "5", "--period", "day")
+    assert str(failure.value) == sentence or str(failure.value).startswith(sentence)
+    assert db_snapshot() == before
+
+
+def test_a_key_as_tight_as_its_tenant_is_issued(tenant):
+    tenant.plan = Plan.objects.get(name="free")  # rpm 20, tpm 40000, concurrency 2
+    tenant_save(tenant=tenant)
+    call("key_issue", "--tenant", "acme", "--rpm", "20", "--tpm", "40000", "--concurrency", "1")
+    key = ApiKey.objects.get()
+    assert (key.rpm_limit, key.tpm_limit, key.concurrency_limit) == (20, 40000, 1)
+
+
+def test_after_the_tenant_is_lowered_a_key_at_the_old_limit_is_refused(tenant):
+    tenant.rpm_limit = 100
+    tenant_save(tenant=tenant)
+    call("key_issue", "--tenant", "acme", "--name", "old", "--rpm", "50")
+    tenant.rpm_limit = 10  # below the existing key's: allowed, the gateway narrows the key
+    tenant_save(tenant=tenant)
+    with pytest.raises(CommandError) as failure:
+        call("key_issue", "--tenant", "acme", "--name", "new", "--rpm", "50")
+    assert str(failure.value) == "--rpm: A key's rpm limit cannot be looser than its tenant's (50 > 10)."
+    assert list(ApiKey.objects.values_list("name", flat=True)) == ["old"]
+
+
+def test_the_key_and_its_budget_are_one_transaction(tenant, monkeypatch):
+    from accounts.management.commands import key_issue
+
+    def refuse(**kwargs):
+        assert ApiKey.objects.filter(pk=kwargs["api_key"].pk).exists()  # the key was written first
+        raise ValidationError({"amount": "Refused by the budget service."})
+
+    monkeypatch.setattr(key_issue, "budget_set", refuse)
+    with pytest.raises(CommandError) as failure:
+        call("key_issue", "--tenant", "acme", "--budget", "5", "--period", "day")
+    assert str(failure.value) == "--budget: Refused by the budget service."
+    assert not ApiKey.objects.exists() and not Budget.objects.exists()
+
+
+@hypothesis_settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rpm=st.one_of(
+        st.text(max_size=30),
+        st.integers(min_value=-(10**12), max_value=10**12).map(str),
+        st.floats().map(repr),
+        st.decimals(allow_nan=True, allow_infinity=True).map(str),
+    )
+)
+def test_any_rpm_text_is_stored_exactly_or_refused_with_a_command_error(tenant, rpm):
+    before = db_snapshot()
+    try:
+        call("key_issue", "--tenant", "acme", f"--rpm={rpm}")
+    except CommandError as exc:
+        assert "\n" not in str(exc)
+        assert db_snapshot() == before
+        return
+    key = ApiKey.objects.get()
+    assert key.rpm_limit == int(rpm) >= 1
+    key.delete()

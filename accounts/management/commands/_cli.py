@@ -8,17 +8,20 @@ with an underscore, so Django does not offer it as a command.)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
 
-def validation_sentence(exc: ValidationError) -> str:
-    """One line out of a ValidationError, whether it holds a message, a list or a field dict."""
+def validation_sentence(exc: ValidationError, options: Mapping[str, str] | None = None) -> str:
+    """One line out of a ValidationError, whether it holds a message, a list or a field dict.
+    `options` names a field by the command's option that set it (`{"rpm_limit": "--rpm"}`)."""
     if hasattr(exc, "error_dict"):
+        names = options or {}
         parts = [
-            message if field == "__all__" else f"{field}: {message}"
+            message if field == "__all__" else f"{names.get(field, field)}: {message}"
             for field, messages in exc.message_dict.items()
             for message in messages
         ]
@@ -27,8 +30,8 @@ def validation_sentence(exc: ValidationError) -> str:
     return " ".join(part if part.endswith(".") else part + "." for part in parts)
 
 
-def command_error(exc: ValidationError) -> CommandError:
-    return CommandError(validation_sentence(exc))
+def command_error(exc: ValidationError, options: Mapping[str, str] | None = None) -> CommandError:
+    return CommandError(validation_sentence(exc, options))
 
 
 def csv_list(option: str, value: str | None) -> list[str] | None:
@@ -66,3 +69,42 @@ def positive_decimal(option: str, value: str | None, *, places: int, maximum: De
     if isinstance(exponent, int) and -exponent > places:
         raise CommandError(f"{option} takes at most {places} decimal places, not {value!r}.")
     return parsed
+
+
+# The most any one amount may be (a budget, a top-up): far above any real one, far below what
+# NUMERIC(20, 9) holds, so a typo of a few extra digits is caught rather than stored.
+MAX_USD = Decimal(1_000_000_000)
+
+
+def usd(option: str, value: str | None) -> Decimal | None:
+    """A positive amount of USD with at most 9 decimal places (the ledger's nano-dollars)."""
+    return positive_decimal(option, value, places=9, maximum=MAX_USD)
+
+
+def choice(option: str, value: str | None, choices: tuple[str, ...] | list[str]) -> str | None:
+    if value is None:
+        return None
+    if value not in choices:
+        raise CommandError(f"{option} must be one of {', '.join(choices)}, not {value[:60]!r}.")
+    return value
+
+
+def whole_numbers(option: str, value: str | None) -> list[int] | None:
+    """`50,80,100` -> [50, 80, 100]; None when the option was not given."""
+    items = csv_list(option, value)
+    if items is None or value is None:
+        return None
+    numbers = []
+    for item in items:
+        # isdecimal() rather than int() alone: int() also takes "1_0" and "+5".
+        if not (item.isascii() and item.isdecimal()) or len(item) > 9:
+            raise CommandError(f"{option} takes whole numbers separated by commas, not {value[:60]!r}.")
+        numbers.append(int(item))
+    return numbers
+
+
+def refuse_nul(options: Mapping[str, object]) -> None:
+    """PostgreSQL text cannot hold NUL: refuse it up front rather than fail in the middle of a query."""
+    for name, value in options.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise CommandError(f"--{name.replace('_', '-')} cannot contain a NUL character.")

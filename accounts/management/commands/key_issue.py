@@ -1,9 +1,10 @@
 """`manage.py key_issue --tenant SLUG [--name] [--models a,b] [--rpm N] [--tpm N] [--concurrency N]
-[--expires ISO] [--ips cidr,...]`: issue an API key.
+[--budget USD --period day|week|month [--soft]] [--expires ISO] [--ips cidr,...]`: issue an API key.
 
 The raw key is printed once, alone on the last line of stdout, so a script can take it with
-`| tail -n 1`; only its prefix and digest are stored. Bad input exits 1 with one sentence and
-issues nothing.
+`| tail -n 1`; only its prefix and digest are stored. `--budget` gives the key a budget of its own
+(hard unless `--soft`), in the same transaction as the key. Bad input, or a key looser than its
+tenant, exits 1 with one sentence and issues nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from accounts.management.commands._cli import command_error, csv_list, positive_int
+from accounts.management.commands._cli import choice, command_error, csv_list, positive_int, refuse_nul, usd
 from accounts.models import ApiKey, Tenant
 from accounts.services import api_key_issue, validate_allowed_ips
+
+# An operator's entry point may use every app (see tenant_create); billing still depends on accounts.
+from billing.budgets import budget_set
+from billing.credits import usd_text
+from billing.models import Budget
 
 
 def parse_expiry(value: str | None) -> datetime | None:
@@ -44,6 +50,17 @@ def parse_expiry(value: str | None) -> datetime | None:
     return moment
 
 
+# How a refusal names a field: by the option that set it.
+OPTIONS = {
+    "rpm_limit": "--rpm",
+    "tpm_limit": "--tpm",
+    "concurrency_limit": "--concurrency",
+    "allowed_models": "--models",
+    "amount": "--budget",
+    "period": "--period",
+}
+
+
 class Command(BaseCommand):
     help = "Issue an API key for a tenant; prints the raw key (shown once) on the last line."
 
@@ -54,8 +71,13 @@ class Command(BaseCommand):
         parser.add_argument("--rpm", metavar="N", help="Requests per minute.")
         parser.add_argument("--tpm", metavar="N", help="Tokens per minute.")
         parser.add_argument("--concurrency", metavar="N", help="Calls in flight at once.")
-        # Issue 6 adds `--budget USD --period day|week|month [--soft]` here, passed to the
-        # budget service in the same transaction as the key.
+        parser.add_argument("--budget", metavar="USD", help="A budget of the key's own, e.g. 20.00.")
+        parser.add_argument(
+            "--period", metavar="day|week|month", help="The budget's period (required with --budget)."
+        )
+        parser.add_argument(
+            "--soft", action="store_true", help="The budget only alerts (default: it refuses calls)."
+        )
         parser.add_argument(
             "--expires", metavar="ISO", help="Expiry, e.g. 2030-01-31 or 2030-01-31T12:00+02:00."
         )
@@ -64,6 +86,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        refuse_nul(options)
         name: str = options["name"]
         if not name.strip():
             raise CommandError("--name must not be empty.")
@@ -75,6 +98,12 @@ class Command(BaseCommand):
         rpm = positive_int("--rpm", options["rpm"])
         tpm = positive_int("--tpm", options["tpm"])
         concurrency = positive_int("--concurrency", options["concurrency"])
+        budget = usd("--budget", options["budget"])
+        period = choice("--period", options["period"], Budget.Period.values)
+        if budget is not None and period is None:
+            raise CommandError("--budget needs --period day, week or month.")
+        if budget is None and (period is not None or options["soft"]):
+            raise CommandError("--period and --soft go with --budget USD.")
         expires_at = parse_expiry(options["expires"])
         ips = csv_list("--ips", options["ips"])
         try:
@@ -97,8 +126,20 @@ class Command(BaseCommand):
                     tpm_limit=tpm,
                     concurrency_limit=concurrency,
                 )
+                if budget is not None:
+                    assert period is not None
+                    budget_set(
+                        tenant=tenant,
+                        api_key=issued.api_key,
+                        usd=budget,
+                        period=period,
+                        hard=not options["soft"],
+                    )
         except ValidationError as exc:
-            raise command_error(exc) from None
+            raise command_error(exc, OPTIONS) from None
+        if budget is not None:
+            kind = "soft" if options["soft"] else "hard"
+            self.stdout.write(f"With a {kind} budget of {usd_text(budget)} USD a {period}.")
         self.stdout.write(
             f"Issued key {issued.api_key.name!r} for tenant {tenant.slug} (prefix th-{issued.api_key.prefix}). "
             "Shown once; only its digest is stored:"
