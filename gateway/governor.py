@@ -153,7 +153,9 @@ if n_dep > 0 and chosen < 0 then
   return {'rate', refusal[1], 'deployment', refusal[2], fmt(refusal[3])}
 end
 
-local headroom, tight = max_cost, -1
+-- `bounded`: headroom holds a real bound (max cost or a pot's); a pot already overdrawn has a
+-- negative one, which must not read as "no bound yet".
+local headroom, tight, bounded = max_cost, -1, max_cost >= 0
 local missing = {}
 local pots_at = k
 for p = 1, n_pots do
@@ -177,8 +179,8 @@ for p = 1, n_pots do
     local cap = limit
     if kind == 'c' then cap = tonumber(h[3] or '0') end
     local available = cap - tonumber(h[1] or '0') - tonumber(h[2] or '0')
-    if headroom < 0 or available < headroom then
-      headroom, tight = available, p - 1
+    if not bounded or available < headroom then
+      headroom, tight, bounded = available, p - 1, true
     end
   end
 end
@@ -609,7 +611,7 @@ class LocalBackend:
         if request.deployments and chosen < 0:
             assert refusal is not None
             raise _refusal(refusal, request)
-        headroom = -1 if request.max_cost is None else request.max_cost
+        headroom = request.max_cost  # None: no bound yet (a pot's may be negative: overdrawn)
         tight = -1
         for index, pot in enumerate(request.pots):
             state = self.pots[pot.key]
@@ -617,10 +619,10 @@ class LocalBackend:
                 del state.reserved[rid]
             cap = state.credit if pot.kind == "c" else pot.limit_nanos
             available = cap - state.spent - sum(amount for amount, _ in state.reserved.values())
-            if headroom < 0 or available < headroom:
+            if headroom is None or available < headroom:
                 headroom, tight = available, index
         reserve, capped = 0, -1
-        if request.pots or request.max_cost is not None:
+        if headroom is not None:  # a pot or a max cost applies
             worst = request.prompt_cost + request.want_tokens * request.per_token
             if headroom >= worst:
                 reserve = worst
@@ -727,8 +729,8 @@ class Governor:
         if ticket.settled:
             return False
         ticket.settled = True
-        if ticket.backend is self.local:
-            return await self.local.settle(
+        if isinstance(ticket.backend, LocalBackend):
+            return await ticket.backend.settle(
                 ticket, tokens=tokens, cost=cost, deployment=deployment, event=None
             )
         try:
@@ -769,6 +771,10 @@ class Governor:
 
     def _recovered(self) -> None:
         assert self._down_since is not None
+        # What this process counted on its own is stale from now on (calls spend through Redis
+        # again): the next outage starts from the ledger, not from these numbers. Calls admitted
+        # during the outage still settle against the backend that admitted them.
+        self.local = LocalBackend()
         logger.warning(
             "rate-limit and budget store reachable again after %.1f s; limits are shared again",
             time.monotonic() - self._down_since,
