@@ -372,7 +372,16 @@ def _refusal(result: list[Any], request: Request) -> errors.GatewayError:
             message = (
                 f"Rate limit reached for this {name} on {unit}: Limit {limit}. Please try again in {retry}s."
             )
-        return errors.RateLimited(message, type=which, headers={"Retry-After": str(retry)})
+        return errors.RateLimited(
+            message,
+            type=which,
+            headers={
+                "Retry-After": str(retry),
+                f"x-ratelimit-limit-{which}": str(limit),
+                f"x-ratelimit-remaining-{which}": "0",
+                f"x-ratelimit-reset-{which}": duration(float(result[4])),
+            },
+        )
     if kind == "concurrency":
         name, limit = _text(result[1]), int(result[2])
         return errors.RateLimited(

@@ -90,6 +90,8 @@ def test_a_key_limit_admits_exactly_n_of_a_burst_across_two_processes(world, gat
             assert error["code"] == "rate_limit_exceeded" and error["type"] == "requests"
             assert "requests per min (RPM): Limit 7" in error["message"]
             assert int(response.headers["retry-after"]) >= 1
+            assert response.headers["x-ratelimit-limit-requests"] == str(n)
+            assert response.headers["x-ratelimit-remaining-requests"] == "0"
         else:
             assert response.headers["x-ratelimit-limit-requests"] == str(n)
     remaining = sorted(

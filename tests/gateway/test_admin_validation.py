@@ -64,6 +64,7 @@ def route_form(**overrides):
         "name": "gpt-4.1",
         "aliases": '["gpt4"]',
         "strategy": "priority",
+        "max_output_tokens": "32768",
         "enabled": "on",
         "deployments-TOTAL_FORMS": "0",
         "deployments-INITIAL_FORMS": "0",
@@ -106,7 +107,14 @@ def test_it_saves_a_route_and_validates_its_deployments(operator_client):
     good = operator_client.post("/admin/gateway/modelroute/add/", route_form(aliases="", **deployment))
     assert good.status_code == 302, good.content.decode()[:2000]
     assert ModelRoute.objects.get().aliases == []
+    assert ModelRoute.objects.get().max_output_tokens == 32768
     assert Deployment.objects.get().upstream_model == "gpt-4.1"
+
+
+def test_a_route_needs_a_maximum_output_of_at_least_one_token(operator_client):
+    response = operator_client.post("/admin/gateway/modelroute/add/", route_form(max_output_tokens="0"))
+    assert response.status_code == 200 and not ModelRoute.objects.exists()
+    assert "Ensure this value is greater than or equal to 1." in response.content.decode()
 
 
 def test_the_services_validate_too():
