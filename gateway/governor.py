@@ -422,6 +422,7 @@ class RedisBackend:
     name = "redis"
 
     def __init__(self) -> None:
+        # Scripts run by EVALSHA (loaded on first use), on the client of the running event loop.
         client = governor_client()
         self._admit = client.register_script(_ADMIT)
         self._settle = client.register_script(_SETTLE)
@@ -451,7 +452,7 @@ class RedisBackend:
             keys.extend([pot.key, pot.expiry_key])
             args.extend([pot.kind, pot.limit_nanos])
         for _ in range(3):
-            result = await self._admit(keys=keys, args=args)
+            result = await self._admit(keys=keys, args=args, client=governor_client())
             if _text(result[0]) != "init":
                 break
             for index in result[1:]:
@@ -465,7 +466,9 @@ class RedisBackend:
     async def _create_pot(self, pot: Pot) -> None:
         spent, credit = await run_db(lambda: pot_store.derive(pot.meta))
         await self._init(
-            keys=[pot.key], args=[spent, credit, orjson.dumps(pot.meta).decode(), pot.ttl_seconds]
+            client=governor_client(),
+            keys=[pot.key],
+            args=[spent, credit, orjson.dumps(pot.meta).decode(), pot.ttl_seconds],
         )
 
     async def settle(
@@ -490,7 +493,7 @@ class RedisBackend:
         ]
         if event is not None:
             keys.append(_stream_key())
-        await self._settle(keys=keys, args=args)
+        await self._settle(keys=keys, args=args, client=governor_client())
         return event is not None
 
 
