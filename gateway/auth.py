@@ -227,14 +227,7 @@ class Authenticator:
             self.failures.failed(client_ip, "malformed API key")
             raise errors.AuthenticationFailed("Invalid API key.")
         if not self.cache.holds(parsed.prefix):
-            retry_after = self.failures.retry_after(client_ip)
-            if retry_after is not None:
-                raise errors.RateLimited(
-                    "Too many failed authentication attempts from your IP address; "
-                    f"retry in {retry_after} seconds.",
-                    code="too_many_failed_authentications",
-                    headers={"Retry-After": str(retry_after)},
-                )
+            self.failures.refuse_if_blocked(client_ip)
         info = await self.cache.get(parsed.prefix)
         if info is None or not keys.matches(parsed.secret, info.digest):
             self.failures.failed(client_ip, "unknown API key" if info is None else "wrong API key secret")

@@ -318,14 +318,7 @@ class EndUserTokens:
         try:
             token = _read_unverified(raw)
             if not self.cache.holds(token.issuer):
-                retry_after = failures.retry_after(client_ip)
-                if retry_after is not None:
-                    raise errors.RateLimited(
-                        "Too many failed authentication attempts from your IP address; "
-                        f"retry in {retry_after} seconds.",
-                        code="too_many_failed_authentications",
-                        headers={"Retry-After": str(retry_after)},
-                    )
+                failures.refuse_if_blocked(client_ip)
             issuer = await self.cache.get(token.issuer)
             if issuer is None:
                 raise InvalidToken("unknown issuer")

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from gateway import errors
+
 logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
@@ -61,6 +63,17 @@ class FailedAuthCounter:
         if window is None or window.failures < self.limit:
             return None
         return max(1, int(window.started + WINDOW_SECONDS - now + 0.999))
+
+    def refuse_if_blocked(self, ip: str | None) -> None:
+        """429 for an address past its failures, before anything is looked up for it."""
+        retry_after = self.retry_after(ip)
+        if retry_after is not None:
+            raise errors.RateLimited(
+                "Too many failed authentication attempts from your IP address; "
+                f"retry in {retry_after} seconds.",
+                code="too_many_failed_authentications",
+                headers={"Retry-After": str(retry_after)},
+            )
 
     def failed(self, ip: str | None, reason: str) -> None:
         key = ip or "-"
