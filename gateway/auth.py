@@ -97,6 +97,7 @@ class KeyInfo:
     budgets: tuple[BudgetInfo, ...] = ()
     end_user: str = ""  # an end-user token's `sub`: the end user of every call made with it
     label: str = ""  # how messages name the caller: "th-abc123…" or "end-user token"
+    refusal: str = ""  # an end-user token whose claims would widen the tenant's: why it is refused
 
     def model_allowed(self, name: str) -> bool:
         return self.allowed_models is None or name in self.allowed_models
@@ -237,6 +238,8 @@ class Authenticator:
 
 def authorize(key: KeyInfo, client_ip: str | None) -> None:
     """Step 3 for the caller: the identified key may be used now, from this address."""
+    if key.refusal:
+        raise errors.PermissionDenied(key.refusal, code="token_claims_exceed_tenant")
     if not key.active:
         raise errors.PermissionDenied("This API key has been revoked.", code="api_key_revoked")
     if key.expires_at is not None and key.expires_at <= timezone.now():

@@ -265,12 +265,10 @@ def _check_claims(claims: dict[str, Any]) -> None:
             raise InvalidToken(f"{name!r} must be a whole number of at least 1")
 
 
-def _exceeds(message: str) -> errors.PermissionDenied:
-    return errors.PermissionDenied(message, code="token_claims_exceed_tenant")
-
-
 def _narrowed(caller: KeyInfo, claims: dict[str, Any]) -> KeyInfo:
-    """The caller as this token's claims narrow it; a claim beyond the tenant's is refused."""
+    """The caller as this token's claims narrow it. A claim beyond the tenant's makes a caller that
+    `authorize` refuses (403): identified, so the refused call still leaves its usage row."""
+    refused = replace(caller, end_user=claims["sub"])
     limits: dict[str, int] = {}
     for name in LIMIT_CLAIMS:
         value = claims.get(name)
@@ -280,16 +278,20 @@ def _narrowed(caller: KeyInfo, claims: dict[str, Any]) -> KeyInfo:
         ceiling = per_user if per_user is not None else getattr(caller.tenant_limits, name)
         if ceiling is not None and value > ceiling:
             whose = "end-user limit" if per_user is not None else "limit"
-            raise _exceeds(f"The token's {name!r} claim ({value}) exceeds the tenant's {whose} ({ceiling}).")
+            return replace(
+                refused,
+                refusal=f"The token's {name!r} claim ({value}) exceeds the tenant's {whose} ({ceiling}).",
+            )
         limits[name] = value
     allowed = caller.allowed_models
     if claims.get("models") is not None:
         models = frozenset(claims["models"])
         outside = sorted(models - allowed) if allowed is not None else []
         if outside:
-            raise _exceeds(
-                f"The token's 'models' claim names models the tenant's plan does not allow: "
-                f"{', '.join(outside[:5])}{', …' if len(outside) > 5 else ''}."
+            return replace(
+                refused,
+                refusal="The token's 'models' claim names models the tenant's plan does not allow: "
+                f"{', '.join(outside[:5])}{', …' if len(outside) > 5 else ''}.",
             )
         allowed = models
     return replace(

@@ -83,6 +83,7 @@ async def _identify(call: Call, request: HttpRequest) -> None:
     raw = key_from_headers(request.headers.get("authorization"), request.headers.get("x-api-key"))
     # Identified first, so a refused call of a known key is still recorded against it.
     call.key = await runtime.authenticator.authenticate(raw, call.client_ip)
+    call.end_user = call.key.end_user  # an end-user token's `sub`, recorded even if refused below
     authorize(call.key, call.client_ip)
 
 

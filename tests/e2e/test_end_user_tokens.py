@@ -93,8 +93,12 @@ def test_claims_narrow_and_may_not_widen(gateway_server, world, signing_key, usa
     with pytest.raises(openai.PermissionDeniedError) as failure:
         narrowed.chat.completions.create(model="gpt-4.1", messages=MESSAGES)
     assert failure.value.code == "model_not_allowed"
-    rows = usage_rows(2)
-    assert [(row.status, row.end_user) for row in rows] == [(200, "end-user-1"), (403, "end-user-1")]
+    rows = usage_rows(3)  # the refused widening call is identified, so it is recorded too
+    assert [(row.status, row.end_user) for row in rows] == [
+        (403, "end-user-1"),
+        (200, "end-user-1"),
+        (403, "end-user-1"),
+    ]
 
 
 def test_a_deactivated_signing_key_stops_its_tokens_at_once(gateway_server, world, signing_key):

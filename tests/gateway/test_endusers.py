@@ -203,7 +203,11 @@ def test_claims_may_equal_the_tenants_limits(hs_key):
     ],
 )
 def test_a_claim_that_would_widen_the_tenants_limits_is_refused(hs_key, claim, message):
-    error = refused(mint(**claim))
+    key = authenticate(mint(**claim))  # identified (so the call is recorded), then refused
+    assert key.end_user == "end-user-1"
+    with pytest.raises(errors.PermissionDenied) as failure:
+        authorize(key, IP)
+    error = failure.value
     assert (error.status, error.code, error.message) == (403, "token_claims_exceed_tenant", message)
 
 
