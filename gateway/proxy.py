@@ -97,8 +97,9 @@ async def _route(call: Call, model: str) -> RouteInfo:
             f"The model '{model}' does not exist or you do not have access to it.", param="model"
         )
     if not (call.key.model_allowed(route.name) or call.key.model_allowed(model)):
+        caller = "API key" if call.key.id is not None else "end-user token"
         raise errors.PermissionDenied(
-            f"This API key is not allowed to use the model '{model}'.",
+            f"This {caller} is not allowed to use the model '{model}'.",
             param="model",
             code="model_not_allowed",
         )
