@@ -54,6 +54,16 @@ def test_it_starts_clean_with_nothing_configured(tmp_path):
             {"TOLLHOUSE_ENCRYPTION_KEY": "not-a-fernet-key"},
             "TOLLHOUSE_ENCRYPTION_KEY must be url-safe base64 of 32 bytes",
         ),
+        (
+            {
+                "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/tollhouse",
+                "TOLLHOUSE_SECRET_KEY": "x" * 40,
+                "TOLLHOUSE_ENCRYPTION_KEY": GOOD_KEY,
+            },
+            "REDIS_URL must be set in production",
+        ),
+        ({"TOLLHOUSE_REDIS_FAILURE": "maybe"}, "TOLLHOUSE_REDIS_FAILURE must be one of closed, open"),
+        ({"TOLLHOUSE_LEASE_SECONDS": "-5"}, "TOLLHOUSE_LEASE_SECONDS must be at least 10"),
         ({"REDIS_URL": "http://localhost:6379"}, "REDIS_URL must be a redis://host:port/db URL"),
         ({"TOLLHOUSE_CACHE_TTL": "soon"}, "TOLLHOUSE_CACHE_TTL must be a whole number"),
         ({"TOLLHOUSE_SECRET_KEY": "short"}, "TOLLHOUSE_SECRET_KEY must be at least 32 characters"),
