@@ -56,6 +56,9 @@ class LoadSpec:
     warmup_s: float = 0.0
     stream: bool = False
     timeout_s: float = 30.0
+    # Response headers to look for: each 200 answer that carries all of them is counted
+    # (LoadResult.with_headers), e.g. to show that every governed call got its x-ratelimit-* headers.
+    expect_headers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.requests is None and self.duration_s is None:
@@ -81,6 +84,7 @@ class LoadResult:
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)  # transport errors, broken streams
     warmup_completed: int = 0  # requests sent during the (unrecorded) warm-up
+    with_headers: int = 0  # 200 answers carrying every one of LoadSpec.expect_headers
 
     @property
     def completed(self) -> int:
@@ -116,6 +120,7 @@ class LoadResult:
             "rps": round(self.rps, 1),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "error_kinds": dict(self.errors),
+            "with_headers": self.with_headers,
             "latency_ms": _dist_ms(lat),
         }
         if self.ttft_ns:
@@ -158,9 +163,12 @@ async def _one(session: aiohttp.ClientSession, spec: LoadSpec, result: LoadResul
     """One request, recorded into ``result``."""
     started = time.perf_counter_ns()
     ttft: int | None = None
+    has_headers = False
     try:
         async with session.post(spec.url, data=spec.body, headers=spec.headers) as response:
             status = response.status
+            if spec.expect_headers:
+                has_headers = all(name in response.headers for name in spec.expect_headers)
             complete = True
             if spec.stream and status == 200:
                 buffer, tail, complete = b"", b"", False
@@ -189,6 +197,7 @@ async def _one(session: aiohttp.ClientSession, spec: LoadSpec, result: LoadResul
     result.statuses[status] += 1
     if status == 200:
         result.latencies_ns.append(elapsed)
+        result.with_headers += has_headers
         if ttft is not None:
             result.ttft_ns.append(ttft)
 

@@ -74,3 +74,24 @@ def summarise(raw: str, top: int = 15) -> dict[str, Any]:
         "inclusive": rows(inclusive, 12, skip_above=0.9),
         "packages": rows(packages, 10),
     }
+
+
+def within(raw: str, file: str, top: int = 6) -> dict[str, Any]:
+    """The samples with a frame of `file` anywhere on the stack (e.g. gateway/governor.py: the
+    admission and settlement steps), their share of all samples, and their own time by package."""
+    stacks = parse(raw)
+    total = sum(count for _, count in stacks)
+    packages: Counter[str] = Counter()
+    for frames, count in stacks:
+        if any(f"({file})" in frame for frame in frames):
+            packages[package_of(frames[-1])] += count
+    inside = sum(packages.values())
+    return {
+        "file": file,
+        "samples": inside,
+        "share": round(inside / total, 4) if total else 0.0,
+        "packages": [
+            {"frame": name, "samples": n, "share": round(n / inside, 4)}
+            for name, n in packages.most_common(top)
+        ],
+    }

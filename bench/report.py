@@ -47,10 +47,12 @@ def render(r: dict[str, Any]) -> str:
     lines: list[str] = [
         "# Tollhouse benchmark report",
         "",
-        f"Generated {meta.get('generated_at', '?')} by `bench/run.py` (mode: **{meta.get('mode')}**, "
-        f"{_f(meta.get('run_seconds'), 0)} s). Raw figures: `bench/out/results.json`. Load average "
-        f"{' '.join(meta.get('loadavg_start', ['?']))} before and {' '.join(meta.get('loadavg_end', ['?']))} "
-        "after the run (the machine may be shared with other work).",
+        f"Generated {meta.get('generated_at', '?')} by `{meta.get('command', 'bench/run.py')}` (mode: "
+        f"**{meta.get('mode')}**, {_f(meta.get('run_seconds'), 0)} s). Raw figures: `bench/out/results.json`. "
+        f"Load average {' '.join(meta.get('loadavg_start', ['?']))} before and "
+        f"{' '.join(meta.get('loadavg_end', ['?']))} after the run (the machine may be shared with other work)"
+        + _other_work(meta.get("other_work_cores"), m.get("nproc"))
+        + ".",
         "",
     ]
     if r.get("errors"):
@@ -168,7 +170,9 @@ def render(r: dict[str, Any]) -> str:
             "",
             "Gateway CPU = utime+stime of the uvicorn process (all threads) from /proc over the measured run; "
             "core busy = /proc/stat non-idle share (core 0 holds the gateway, core 1 the mock and the load "
-            "generator; PostgreSQL and Redis float).",
+            "generator; PostgreSQL and Redis float). The direct-to-mock run involves no gateway code: it is "
+            "also this machine's speed reference, so compare absolute figures with another report only when "
+            "its direct figures agree.",
             "",
         ]
 
@@ -219,6 +223,8 @@ def render(r: dict[str, Any]) -> str:
             f"{_f(r.get('usage_stream_len'))}.",
             "",
         ]
+
+    lines += _governed(r.get("governed"))
 
     # -- targets -----------------------------------------------------------------------------------
     lines += ["## Targets", ""]
@@ -283,7 +289,8 @@ def render(r: dict[str, Any]) -> str:
         else:
             lines += [
                 f"`py-spy record --gil --rate {prof['rate_hz']}` attached to the gateway for "
-                f"{prof['seconds']} s of c=32 load ({_f(prof['load_rps'], 1)} req/s while sampled; "
+                f"{prof['seconds']} s of c=32 load with {prof.get('key', 'the demo key')} "
+                f"({_f(prof['load_rps'], 1)} req/s while sampled; "
                 f"{_f(prof['samples'])} samples). Only samples where a thread held the GIL count, i.e. "
                 "Python code running; time in C that releases the GIL (socket syscalls, epoll) is not "
                 "attributed. Raw collapsed stacks: `bench/out/pyspy.raw`.",
@@ -301,6 +308,15 @@ def render(r: dict[str, Any]) -> str:
                 ["Package", "samples", "share"],
                 [[row["frame"], _f(row["samples"]), _pct(row["share"])] for row in prof["packages"]],
             )
+            gov = prof.get("governor")
+            if gov:
+                shares = ", ".join(f"{row['frame']} {_pct(row['share'])}" for row in gov["packages"])
+                lines += [
+                    "",
+                    f"Governance (stacks through `{gov['file']}`: admission and settlement) was on "
+                    f"**{_pct(gov['share'])}** of the samples ({_f(gov['samples'])}); their own time by package: "
+                    f"{shares}.",
+                ]
             lines += ["", "Largest inclusive frames (below the event-loop roots):", ""]
             lines += _table(
                 ["Function (file)", "samples", "share"],
@@ -433,6 +449,214 @@ def _before_after(ba: dict[str, Any] | None) -> list[str]:
         f"Verdict: {summary['verdict']}",
         "",
     ]
+    return lines
+
+
+def _other_work(cores: float | None, nproc: int | None) -> str:
+    if cores is None:
+        return ""
+    text = (
+        f"; other work on the machine used {cores:.2f} cores on average from setup to the end of the main "
+        "gateway's phases (all cores' busy time minus the bench's own processes and Redis)"
+    )
+    if cores >= 0.25:
+        text += (
+            f" — **the box was shared** (it has {nproc or '?'} cores): absolute figures are pessimistic; the "
+            "interleaved comparisons less so, as the noise hits both sides"
+        )
+    return text
+
+
+def _ops(by_command: dict[str, float]) -> str:
+    """Commands per call, e.g. "EVALSHA 2.00, XADD 1.00"; below 0.005 a call (a stray command of
+    another client of the server, say) is left out here and kept in results.json."""
+    return ", ".join(f"{k.upper()} {v:.2f}" for k, v in by_command.items() if v >= 0.005) or "none"
+
+
+def _nanos_usd(nanos: int) -> str:
+    return f"{nanos / 1e9:,.6f} USD" if nanos else "0 USD"
+
+
+def _governed(gv: dict[str, Any] | None) -> list[str]:
+    """(e) Issue 6: the governed path next to the bare path, interleaved rounds in one gateway."""
+    if not gv:
+        return []
+    commands = gv.get("commands", [])
+    lines = [
+        "### (e) Governed path next to the bare path",
+        "",
+        "The same gateway process, two keys of the demo tenant. **Bare**: the demo key, which nothing "
+        "governs (no limit, no budget: no admission round trip; its usage event is one XADD). **Governed**: "
+        "a key with rpm, tpm and concurrency limits and a hard monthly budget, all far above what the bench "
+        "reaches, so every call pays for authentication + admission (one Lua script: GCRA rate limits, "
+        "concurrency lease, worst-case cost reserved against the budget) + settlement (one Lua script: "
+        "lease released, tokens counted, reservation replaced by the real cost, usage event XADDed) and "
+        "none is refused. Set up with " + " and ".join(f"`{c}`" for c in commands) + ".",
+        "",
+        f"{gv['rounds_total']} rounds; each runs {_f(gv['latency_requests'])} c=1 requests after "
+        f"{_f(gv['latency_warmup'])} warm-up straight to the mock, then the same through both paths (overhead = "
+        f"path − that direct run), then {gv['tput_s']} s at c=32 after {gv['tput_warmup_s']} s warm-up through "
+        "both paths. The order of the two paths alternates (bare first in odd rounds, governed first in even "
+        "ones), so drift of the machine hits both alike. Every answer is checked for status 200 and all six "
+        "`x-ratelimit-*` headers (the bundled generator at c=1, wrk's Lua `response()` hook at c=32; the bare "
+        "runs do the same check, so it costs both paths alike).",
+        "",
+    ]
+    rows, pair_rows = [], []
+    for row in gv.get("rounds", []):
+        for path in ("bare", "governed"):
+            m = row[path]
+            c32, o = m["c32"], m["overhead_ms"]
+            calls = m["completed"] + c32["completed"]
+            with_headers = m["with_ratelimit_headers"] + c32.get("with_ratelimit_headers", 0)
+            rows.append([
+                str(row["round"]), path, _f(o.get("p50"), 3), _f(o.get("p90"), 3), _f(o.get("p99"), 3),
+                _f(m["self_reported"].get("overhead_ms", {}).get("p50"), 3), f"**{_f(c32['rps'], 1)}**",
+                _f(c32["latency_ms"].get("p99"), 2), _f(c32["resources"].get("gateway_cpu_ms_per_request"), 3),
+                _f(m["errors"] + c32["errors"]), f"{_f(with_headers)} of {_f(calls)}",
+            ])  # fmt: skip
+        b, g = row["bare"], row["governed"]
+        ratio = g["c32"]["rps"] / b["c32"]["rps"] if b["c32"]["rps"] else None
+
+        def diff(get: Any, g: dict[str, Any] = g, b: dict[str, Any] = b) -> str:
+            x, y = get(g), get(b)
+            return "n/a" if x is None or y is None else f"{x - y:+.3f}"
+
+        pair_rows.append([
+            str(row["round"]), " then ".join(row["order"]),
+            f"{_f(row.get('other_work_cores'), 2)} ({row.get('loadavg', '?')})", f"**{_f(ratio, 3)}**",
+            f"**{diff(lambda m: m['overhead_ms'].get('p50'))}**", diff(lambda m: m["overhead_ms"].get("p99")),
+            diff(lambda m: m["self_reported"].get("overhead_ms", {}).get("p50")),
+            diff(lambda m: m["c32"]["resources"].get("gateway_cpu_ms_per_request")),
+        ])  # fmt: skip
+    lines += _table(
+        ["Round", "Path", "overhead p50 ms", "overhead p90 ms", "overhead p99 ms", "in-view overhead p50 ms",
+         "c=32 req/s", "c=32 p99 ms", "gateway CPU ms/req", "errors", "200 with x-ratelimit-*"],
+        rows,
+    )  # fmt: skip
+    lines += ["", "Paired per round (governed against the bare run of the same round):", ""]
+    lines += _table(
+        ["Round", "order", "other work, cores (load average at its start)", "governed / bare req/s at c=32", "governed − bare overhead p50 ms",
+         "governed − bare overhead p99 ms", "governed − bare in-view p50 ms", "governed − bare CPU ms/req"],
+        pair_rows,
+    )  # fmt: skip
+    summary = gv.get("summary")
+    if not summary:
+        return [*lines, "", "No round completed.", ""]
+    b, g = summary["bare"], summary["governed"]
+
+    def spread(metric: str) -> str:
+        return f"{_f(b.get(f'{metric}_spread_pct'), 1)} % / {_f(g.get(f'{metric}_spread_pct'), 1)} %"
+
+    lines += ["", "Medians over the rounds; spread = (max − min) / median of each path's rounds:", ""]
+    lines += _table(
+        ["", "bare", "governed", "spread bare / governed"],
+        [
+            ["Overhead p50 at c=1 (ms)", _f(b["overhead_p50_ms"], 3), _f(g["overhead_p50_ms"], 3), spread("overhead_p50_ms")],
+            ["Overhead p90 at c=1 (ms)", _f(b["overhead_p90_ms"], 3), _f(g["overhead_p90_ms"], 3), spread("overhead_p90_ms")],
+            ["Overhead p99 at c=1 (ms)", _f(b["overhead_p99_ms"], 3), _f(g["overhead_p99_ms"], 3), spread("overhead_p99_ms")],
+            ["In-view overhead p50 (ms, the gateway's own usage events)", _f(b["in_view_overhead_p50_ms"], 3),
+             _f(g["in_view_overhead_p50_ms"], 3), spread("in_view_overhead_p50_ms")],
+            ["c=32 req/s", f"**{_f(b['rps'], 1)}**", f"**{_f(g['rps'], 1)}**", spread("rps")],
+            ["c=32 p99 latency (ms)", _f(b["c32_p99_ms"], 2), _f(g["c32_p99_ms"], 2), spread("c32_p99_ms")],
+            ["Gateway CPU per request at c=32 (ms)", _f(b["cpu_ms_per_request"], 3), _f(g["cpu_ms_per_request"], 3),
+             spread("cpu_ms_per_request")],
+            ["Errors (all rounds, c=1 + c=32)", _f(b["c1_errors"] + b["c32_errors"]),
+             _f(g["c1_errors"] + g["c32_errors"]), ""],
+        ],
+    )  # fmt: skip
+    ratio, extra = summary["rps_ratio"], summary["extra_overhead_p50_ms"]
+    lines += [
+        "",
+        f"- **Governed / bare throughput at c=32: {_f(ratio['median'], 3)}** (median of the per-round ratios; "
+        f"rounds {_f(ratio['min'], 3)} to {_f(ratio['max'], 3)}; ratio of the medians "
+        f"{_f(summary['rps_ratio_of_medians'], 3)}).",
+        f"- **Governed − bare overhead p50 at c=1: {_signed(extra['median'], 3, ' ms')}** (median of the "
+        f"per-round differences; rounds {_signed(extra['min'], 3, ' ms')} to {_signed(extra['max'], 3, ' ms')}). "
+        f"For scale, the bare path's own overhead p50 moved by {_f(b['overhead_p50_ms_range'], 3)} ms between "
+        "rounds. The gateway's own view of the same calls (in-view overhead from its usage events: admission "
+        "included, settlement not, since the event is written by it) differs by "
+        f"{_signed(summary['extra_in_view_p50_ms']['median'], 3, ' ms')} at p50.",
+        f"- Gateway CPU per call at c=32: {_signed(summary['extra_cpu_ms_per_request']['median'], 3, ' ms')} "
+        "governed against bare (median of the per-round differences).",
+    ]
+    lines += _governed_redis(gv)
+    lines += _governed_checks(gv, g)
+    lines.append("")
+    return lines
+
+
+def _governed_redis(gv: dict[str, Any]) -> list[str]:
+    lines = ["", "Redis operations per call:", ""]
+    monitor, stats = gv.get("monitor", {}), gv.get("redis", {})
+    rows = []
+    for path in ("bare", "governed"):
+        m, st = monitor.get(path, {}), stats.get(path, {})
+        if "error" in m or not m:
+            exact = [f"n/a ({m.get('error', 'not measured')})", "", "", ""]
+        else:
+            exact = [
+                f"**{_f(m['round_trips_per_call'], 2)}**",
+                _ops(m["client_by_command"]),
+                _f(m["script_commands_per_call"], 2),
+                _ops(m["script_by_command"]),
+            ]
+        rows.append([
+            path, *exact, _f(m.get("calls")),
+            _f(st.get("ops_per_request"), 2), _ops(st.get("net_by_command", {})), _f(st.get("window_requests")),
+        ])  # fmt: skip
+    lines += _table(
+        ["Path", "round trips per call (MONITOR)", "the gateway's commands per call", "commands run by its "
+         "scripts per call", "script commands per call", "calls watched", "commandstats per call (net)",
+         "commandstats per call by command (net)", "calls counted"],
+        rows,
+    )  # fmt: skip
+    noise = next((st.get("noise_ops_per_s") for st in stats.values() if st), None)
+    lines += [
+        "",
+        "Round trips are the commands the gateway itself sent (MONITOR over a separate c=1 run of "
+        f"{_f(next((m.get('calls') for m in monitor.values() if m.get('calls')), None))} calls per path, "
+        "after the rounds and not timed, since MONITOR slows Redis; only this bench's Redis db is counted, so "
+        "other users of the server do not blur it); the commands a Lua script runs are listed separately "
+        "(MONITOR shows them as `lua`). `INFO commandstats` counts both kinds under their own names (EVALSHA "
+        "and, e.g., the XADD inside the settlement script), over every c=1 window of the rounds; it is "
+        "server-wide, so what other clients sent while the gateway was idle "
+        f"({_f(noise, 1)} ops/s over the direct-to-mock runs) is subtracted per command: with other test "
+        "suites sharing the Redis server, these net figures are approximate, the MONITOR ones exact.",
+    ]
+    return lines
+
+
+def _governed_checks(gv: dict[str, Any], g: dict[str, Any]) -> list[str]:
+    lines = ["", "Checks on the governed calls:", ""]
+    calls, with_headers = g["calls"], g["with_ratelimit_headers"]
+    errors = g["c1_errors"] + g["c32_errors"]
+    lines.append(
+        f"- Answers: {_f(with_headers)} of {_f(calls)} measured governed calls were 200 with all six "
+        f"`x-ratelimit-*` headers; {_f(errors)} errors (a 429 or 402 would count here)."
+        + (
+            " The sanity call's headers: "
+            + ", ".join(f"`{k}: {v}`" for k, v in gv["sanity_headers"].items())
+            + "."
+            if gv.get("sanity_headers")
+            else ""
+        )
+    )
+    ledger = gv.get("ledger")
+    if ledger:
+        statuses = ", ".join(f"{k}: {_f(v)}" for k, v in sorted(ledger["statuses"].items())) or "none"
+        lines.append(
+            f"- Usage ledger after the drain: {_f(ledger['rows'])} rows for the governed key (statuses {statuses}; "
+            "this includes the warm-ups and the calls wrk cut off at the end of a run), costing "
+            f"{_nanos_usd(ledger['cost_nanos'])}; the budget counter settlement kept in Redis says "
+            f"{_nanos_usd(ledger['budget_spent_nanos'])}: "
+            + ("**equal to the nano-dollar**." if ledger["matches_budget_counter"] else "**they differ**.")
+        )
+    for pot in gv.get("budget_pots", []):
+        lines.append(
+            f"- Budget counter `{pot['key']}` once all calls had ended: spent {_nanos_usd(pot['spent_nanos'])}, "
+            f"reserved {_nanos_usd(pot['reserved_nanos'])}, {pot['open_reservations']} reservations left open."
+        )
     return lines
 
 

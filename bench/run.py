@@ -1,11 +1,13 @@
 """Tollhouse benchmark: one command sets everything up, measures, and writes bench/REPORT.md.
 
-    .venv/bin/python bench/run.py [--quick] [--baseline REV]
+    .venv/bin/python bench/run.py [--quick] [--rounds N] [--baseline REV]
 
 Layout on the 2-core box: the gateway (`manage.py serve`, 1 worker) alone on core 0; the mock
-provider and the load generator share core 1. With --baseline, the gateway as it was at REV is
-measured against this checkout in the same run (interleaved rounds, one gateway at a time, both on
-core 0). See bench/README.md for what is measured and how.
+provider and the load generator share core 1. The governed path (a key with rpm, tpm and
+concurrency limits and a hard budget) is measured next to the bare path (the demo key, which
+nothing governs) in the same gateway process, in interleaved rounds. With --baseline, the gateway
+as it was at REV is measured against this checkout in the same run (interleaved rounds, one
+gateway at a time, both on core 0). See bench/README.md for what is measured and how.
 
 Exit status: 0 when the run completed (missed targets included), 1 when a measurement phase
 failed part-way (the report is still written), 2 when setup failed, 130 when interrupted.
@@ -26,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -38,6 +41,7 @@ from typing import Any
 
 import baseline
 import compare
+import governed
 import loadgen
 import procs
 import psycopg
@@ -56,7 +60,8 @@ PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.exe
 DB_NAME = "tollhouse_bench"
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_DB = 14
+REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 REDIS_PREFIX = "th:"
 USAGE_STREAM = REDIS_PREFIX + "usage:stream"  # billing.usage.STREAM under the prefix
 # --baseline: the older gateway gets its own database and Redis prefix (same server, same db 14).
@@ -76,6 +81,23 @@ TARGET_RPS_C32 = 400.0
 TARGET_RSS_MB = 200.0
 TARGET_RSS_AFTER_REQUESTS = 20_000
 
+# Issue 6: the governed path next to the bare one. The governed key belongs to the demo tenant (the
+# slug gateway.services.demo_prepare gives it) and has every kind of limit, set so high that the
+# bench never hits one: each call pays the full admission and settlement, and none is refused.
+DEMO_TENANT = "demo"
+GOVERNED_KEY_OPTIONS = ("--rpm", "1000000", "--tpm", "1000000000", "--concurrency", "100000")
+GOVERNED_BUDGET_OPTIONS = ("--usd", "1000000", "--period", "month")  # hard (no --soft)
+TARGET_GOVERNED_RPS_RATIO = 0.90  # governed / bare req/s at c=32
+TARGET_GOVERNED_EXTRA_P50_MS = 0.3  # governed minus bare overhead p50 at c=1
+RATELIMIT_HEADERS = tuple(
+    f"x-ratelimit-{what}-{unit}"
+    for unit in ("requests", "tokens")
+    for what in ("limit", "remaining", "reset")
+)
+# The two paths of the comparison, and the load target (key) each one uses.
+PATH_TARGET = {"bare": "gateway", "governed": "governed"}
+GATEWAY_TARGETS = ("gateway", "governed")  # both hit the main gateway process
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -92,12 +114,13 @@ class Plan:
     soak_target: int  # gateway requests before the final RSS reading
     soak_max_s: float  # never let a slow gateway blow the time budget
     profile_s: int
-    compare_rounds: int  # --baseline: rounds per gateway (each round measures both)
-    compare_tput_s: int  # --baseline: seconds of c=32 per gateway per round
+    compare_rounds: int  # rounds of each interleaved comparison: governed vs bare, --baseline before vs after
+    compare_tput_s: int  # seconds of c=32 per side per round in those comparisons
+    monitor_requests: int  # c=1 calls per path watched with Redis MONITOR (not timed)
 
 
-FULL = Plan("full", 200, 2000, 20, 200, 3, 15, 10, TARGET_RSS_AFTER_REQUESTS, 100.0, 10, 3, 10)
-QUICK = Plan("quick", 20, 200, 5, 20, 1, 2, 1, TARGET_RSS_AFTER_REQUESTS // 10, 10.0, 3, 2, 2)
+FULL = Plan("full", 200, 2000, 20, 200, 3, 15, 10, TARGET_RSS_AFTER_REQUESTS, 100.0, 10, 3, 10, 500)
+QUICK = Plan("quick", 20, 200, 5, 20, 1, 2, 1, TARGET_RSS_AFTER_REQUESTS // 10, 10.0, 3, 2, 2, 50)
 
 
 class SetupError(Exception):
@@ -163,7 +186,9 @@ class Bench:
     env: dict[str, str] = field(default_factory=dict)
     gateway_url: str = ""
     mock_url: str = ""
-    api_key: str = ""
+    api_key: str = ""  # the demo key: the bare path
+    governed_key: str = ""  # limits and a budget: the governed path
+    governed_prefix: str = ""
     gateway: procs.Managed | None = None
     mock: procs.Managed | None = None
     redis: redis.Redis | None = None
@@ -202,19 +227,23 @@ class Bench:
         ).encode()
 
     def headers(self, target: str = "gateway") -> dict[str, str]:
-        # Sent to the mock as well, so both paths carry the same request bytes.
-        key = self.sides[target].api_key if target in self.sides else self.api_key
+        # Sent to the mock as well, so both paths carry the same request bytes (the demo key's).
+        if target in self.sides:
+            key = self.sides[target].api_key
+        else:
+            key = self.governed_key if target == "governed" else self.api_key
         return {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
 
     def url(self, target: str) -> str:
-        """target: "gateway" (the main one), "mock", or a before/after side's name."""
-        base = {"gateway": self.gateway_url, "mock": self.mock_url}.get(target)
+        """target: "gateway" (the main one, demo key), "governed" (the main one, governed key),
+        "mock", or a before/after side's name."""
+        base = {"gateway": self.gateway_url, "governed": self.gateway_url, "mock": self.mock_url}.get(target)
         return (base if base is not None else self.sides[target].url) + "/v1/chat/completions"
 
     def load(self, target: str, **kwargs: Any) -> loadgen.LoadResult:
         spec = loadgen.LoadSpec(url=self.url(target), headers=self.headers(target), **kwargs)
         result = loadgen.run(spec)
-        if target == "gateway":
+        if target in GATEWAY_TARGETS:
             self.gateway_requests += result.completed + result.warmup_completed
         return result
 
@@ -247,6 +276,25 @@ class Bench:
             "redis_cpu_us_per_request": round(redis_cpu * 1e6 / requests, 1) if requests else None,
             "core_busy": busy,
         }
+
+    def busy_sample(self) -> tuple[float, float, float]:
+        """(time, busy CPU seconds of all cores, CPU seconds of the bench's own processes): the
+        gateway, the mock, this harness with what it waited for (wrk, manage.py), and Redis (shared
+        with other users, but counted as ours: the estimate of other work stays a lower bound)."""
+        busy = sum(b for b, _ in procs.core_ticks().values()) / procs.CLOCK_TICKS
+        t = os.times()
+        own = t.user + t.system + t.children_user + t.children_system
+        own += procs.cpu_seconds(self.gateway_pid) + procs.cpu_seconds(self.mock_pid)
+        cpu = self.r().info("cpu")
+        own += float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+        return time.monotonic(), busy, own
+
+    @staticmethod
+    def other_cores(a: tuple[float, float, float], b: tuple[float, float, float]) -> float | None:
+        """Cores' worth of CPU used by other work on the machine between two samples (e.g. test
+        suites of other people): all busy time minus the bench's own."""
+        wall = b[0] - a[0]
+        return round(max((b[1] - a[1]) - (b[2] - a[2]), 0.0) / wall, 2) if wall > 0 else None
 
     def commandstats(self) -> dict[str, int]:
         stats = self.r().info("commandstats")
@@ -307,6 +355,7 @@ class Bench:
         self._manage("migrate", "--noinput", "-v", "0")
         self._start_mock()
         self.api_key = self._demo_key()
+        self._governed_key()
         if self.baseline_rev is not None:
             self._setup_baseline(self.baseline_rev)
         self._start_gateway()
@@ -356,6 +405,33 @@ class Bench:
         if not lines or not lines[-1].startswith("th-"):
             raise SetupError(f"`manage.py demo --key-only` printed no key: {lines!r}")
         return lines[-1]
+
+    def _governed_key(self) -> None:
+        """A second key of the demo tenant with rpm, tpm and concurrency limits and a hard budget."""
+        issue = ("key_issue", "--tenant", DEMO_TENANT, "--name", "bench-governed", *GOVERNED_KEY_OPTIONS)
+        lines = self._manage(*issue).strip().splitlines()
+        match = re.search(r"\(prefix (th-[A-Za-z0-9]+)\)", "\n".join(lines[:-1]))
+        if not lines or not lines[-1].startswith("th-") or match is None:
+            # Never echo the output: it holds a secret when only the prefix line is missing.
+            raise SetupError("`manage.py key_issue` did not print a prefix and a key on its last line")
+        self.governed_key, self.governed_prefix = lines[-1], match.group(1)
+        budget = (
+            "budget_set",
+            "--tenant",
+            DEMO_TENANT,
+            "--key",
+            self.governed_prefix,
+            *GOVERNED_BUDGET_OPTIONS,
+        )
+        said = self._manage(*budget).strip()
+        self.results["governed_key"] = {
+            "prefix": self.governed_prefix,
+            "commands": [
+                "manage.py " + " ".join(issue),
+                "manage.py " + " ".join(budget[:4]) + " PREFIX " + " ".join(budget[5:]),
+            ],
+            "budget_set_said": said.splitlines()[-1] if said else "",
+        }
 
     def _fresh_database(self, name: str) -> None:
         try:
@@ -423,23 +499,32 @@ class Bench:
         return managed, url
 
     def sanity(self) -> None:
-        """One plain and one streamed call through the gateway must work, or nothing is worth measuring."""
-        for stream in (False, True):
+        """One plain and one streamed call through the gateway must work, or nothing is worth measuring;
+        so must a governed call, which must also carry OpenAI's x-ratelimit-* headers."""
+        for target, stream in (("gateway", False), ("gateway", True), ("governed", False)):
             request = urllib.request.Request(
-                self.url("gateway"), data=self.body(stream=stream), headers=self.headers(), method="POST"
+                self.url(target), data=self.body(stream=stream), headers=self.headers(target), method="POST"
             )
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
                     text = response.read().decode(errors="replace")
+                    headers = {name: response.headers.get(name) for name in RATELIMIT_HEADERS}
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode(errors="replace")[:1000]
-                raise SetupError(f"gateway answered HTTP {exc.code} to a sanity call: {detail}") from exc
+                raise SetupError(
+                    f"gateway answered HTTP {exc.code} to a {target} sanity call: {detail}"
+                ) from exc
             except OSError as exc:
-                raise SetupError(f"gateway sanity call failed: {exc}") from exc
+                raise SetupError(f"gateway sanity call ({target}) failed: {exc}") from exc
             self.gateway_requests += 1
             ok = "data: [DONE]" in text if stream else '"choices"' in text
             if not ok:
-                raise SetupError(f"unexpected gateway answer (stream={stream}): {text[:500]}")
+                raise SetupError(f"unexpected gateway answer ({target}, stream={stream}): {text[:500]}")
+            if target == "governed":
+                missing = [name for name, value in headers.items() if value is None]
+                if missing:
+                    raise SetupError(f"a governed call came back without {', '.join(missing)}")
+                self.results["governed_key"]["sanity_headers"] = headers
 
     # -- measurements --------------------------------------------------------------------------------
     def memory(self, label: str) -> None:
@@ -508,15 +593,22 @@ class Bench:
         w = self.redis_window
         if not w:
             return {}
-        requests, window_s = w["requests"], w["window_s"]
+        return self.ops_summary(w["ops"], w["window_s"], w["requests"], w["usage_events"])
+
+    def ops_summary(
+        self, ops: dict[str, int], window_s: float, requests: int, usage_events: int
+    ) -> dict[str, Any]:
+        """Commands per request from `INFO commandstats` deltas over windows of known requests, with
+        what other clients sent meanwhile (measured while the gateway was idle) subtracted per command.
+        commandstats also counts the commands a Lua script runs, under their own names."""
         rate = {name: n / self.noise_s for name, n in self.noise_ops.items()} if self.noise_s else {}
         # Per command, subtract what the idle-gateway windows say other clients send in that time.
-        net = {name: max(n - rate.get(name, 0.0) * window_s, 0.0) for name, n in w["ops"].items()}
-        raw, corrected = sum(w["ops"].values()), sum(net.values())
+        net = {name: max(n - rate.get(name, 0.0) * window_s, 0.0) for name, n in ops.items()}
+        raw, corrected = sum(ops.values()), sum(net.values())
         return {
             "window_requests": requests,
             "window_s": round(window_s, 3),
-            "by_command": w["ops"],
+            "by_command": dict(sorted(ops.items())),
             "net_by_command": {name: round(n / requests, 3) for name, n in net.items() if n}
             if requests
             else {},
@@ -525,7 +617,7 @@ class Bench:
             "noise_ops_per_s": round(sum(self.noise_ops.values()) / self.noise_s, 2) if self.noise_s else 0.0,
             "ops_per_request_raw": round(raw / requests, 3) if requests else None,
             "ops_per_request": round(corrected / requests, 3) if requests else None,
-            "usage_events_per_request": round(w["usage_events"] / requests, 3) if requests else None,
+            "usage_events_per_request": round(usage_events / requests, 3) if requests else None,
         }
 
     def streaming(self) -> None:
@@ -577,6 +669,7 @@ class Bench:
                 concurrency=concurrency,
                 duration_s=duration_s,
                 requests=max_requests,
+                expect_headers=RATELIMIT_HEADERS,
             )
             s = result.summary()
             out = {
@@ -586,7 +679,9 @@ class Bench:
                 "completed": s["completed"],
                 "errors": s["errors"],
                 "non200": sum(n for code, n in s["statuses"].items() if code != "200"),
+                "ok": s["ok"],
                 "transport_errors": s["error_kinds"],
+                "with_ratelimit_headers": s["with_headers"],
                 "rps": s["rps"],
                 "latency_ms": s["latency_ms"],
             }
@@ -596,8 +691,10 @@ class Bench:
         path = OUT_DIR / f"wrk_post_{target}.lua"
         headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in self.headers(target).items())
         body = self.body(stream=False).decode()
-        # Counting non-200 answers needs a response() hook; each wrk thread has its own Lua state,
-        # so done() sums the per-thread counters it collected in setup().
+        # Counting non-200 answers (and 200s carrying every x-ratelimit-* header) needs a response()
+        # hook; each wrk thread has its own Lua state, so done() sums the per-thread counters it
+        # collected in setup(). Every run does the same header check, so it costs both paths alike.
+        wanted = ", ".join(f'["{name}"] = true' for name in RATELIMIT_HEADERS)
         path.write_text(
             f"""-- written by bench/run.py
 wrk.method = "POST"
@@ -605,19 +702,26 @@ wrk.body = [==[{body}]==]
 {headers}
 
 local threads = {{}}
+local wanted = {{{wanted}}}
+local n_wanted = {len(RATELIMIT_HEADERS)}
 function setup(thread) table.insert(threads, thread) end
-function init(args) non200 = 0 end
+function init(args) non200 = 0; rlh = 0 end
 function response(status, headers, body)
-  if status ~= 200 then non200 = non200 + 1 end
+  if status ~= 200 then non200 = non200 + 1; return end
+  local found = 0
+  for name, _ in pairs(headers) do
+    if wanted[string.lower(name)] then found = found + 1 end
+  end
+  if found == n_wanted then rlh = rlh + 1 end
 end
 function done(summary, latency, requests)
-  local bad = 0
-  for _, t in ipairs(threads) do bad = bad + t:get("non200") end
+  local bad, with = 0, 0
+  for _, t in ipairs(threads) do bad = bad + t:get("non200"); with = with + t:get("rlh") end
   local e = summary.errors
   io.write(string.format(
     'WRKJSON {{"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d,'
-    .. '"non200":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}}\\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.timeout, bad,
+    .. '"non200":%d,"rlh":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.timeout, bad, with,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
 end
 """
@@ -637,7 +741,7 @@ end
         w = json.loads(match.group(1))
         transport = {k: w[k] for k in ("connect", "read", "write", "timeout") if w[k]}
         elapsed = w["duration_us"] / 1e6
-        if target == "gateway":
+        if target in GATEWAY_TARGETS:
             self.gateway_requests += w["requests"]
         return {
             "tool": "wrk",
@@ -646,7 +750,9 @@ end
             "completed": w["requests"],
             "errors": w["non200"] + sum(transport.values()),
             "non200": w["non200"],
+            "ok": w["requests"] - w["non200"],
             "transport_errors": transport,
+            "with_ratelimit_headers": w["rlh"],
             "rps": round(w["requests"] / elapsed, 1) if elapsed else 0.0,
             "latency_ms": {p: round(w[f"{p}_us"] / 1000, 3) for p in ("p50", "p90", "p99", "max", "mean")},
         }
@@ -671,7 +777,11 @@ end
         self.memory("end")
 
     def profile(self) -> None:
-        """Where the time goes: py-spy attached to the gateway during a c=32 run."""
+        """Where the time goes: py-spy attached to the gateway during a c=32 run (with the governed
+        key when a governed target was missed: its profile holds the bare path too)."""
+        target = "gateway"
+        if any(t["passed"] is False and t["name"].startswith("Governed") for t in self.results["targets"]):
+            target = "governed"
         pyspy_bin = VENV_BIN / "py-spy"
         if not pyspy_bin.exists():
             subprocess.run([PYTHON, "-m", "pip", "install", "-q", "py-spy"], capture_output=True, timeout=180)
@@ -688,7 +798,7 @@ end
         spy = self.groups.start("py-spy", procs.pinned(argv, self.core(LOAD_CORE)), env=os.environ, cwd=ROOT,
                                 log_path=OUT_DIR / "pyspy.log")  # fmt: skip
         time.sleep(0.5)  # let py-spy attach before the load starts
-        load = self._run_load("gateway", 32, seconds + 1)
+        load = self._run_load(target, 32, seconds + 1)
         try:
             spy.proc.wait(timeout=30)
         finally:
@@ -696,11 +806,189 @@ end
         if not raw_path.exists():
             self.results["profile"] = {"error": f"py-spy wrote nothing: {procs.tail(spy.log_path, 5)}"}
             return
-        summary = pyspy.summarise(raw_path.read_text())
+        raw = raw_path.read_text()
+        summary = pyspy.summarise(raw)
+        if target == "governed":
+            summary["governor"] = pyspy.within(raw, "gateway/governor.py")
         summary.update(
-            {"seconds": seconds, "rate_hz": 200, "load_rps": load["rps"], "raw_file": "out/pyspy.raw"}
+            {
+                "seconds": seconds,
+                "rate_hz": 200,
+                "load_rps": load["rps"],
+                "raw_file": "out/pyspy.raw",
+                "key": "the governed key" if target == "governed" else "the demo key (bare path)",
+            }
         )
         self.results["profile"] = summary
+
+    # -- governed path next to the bare path ---------------------------------------------------------
+    def governed_vs_bare(self) -> None:
+        """Issue 6: the governed path next to the bare path, in the same gateway process.
+
+        The two paths differ only in the key. The demo key is the bare path: nothing governs it, so
+        there is no admission round trip and its usage event is one XADD. The governed key has rpm,
+        tpm and concurrency limits and a hard monthly budget (GOVERNED_KEY_OPTIONS: never reached):
+        authentication, the admission script, the call, and the settlement script that also XADDs
+        the usage event. One process for both removes process-to-process variation from the
+        difference. Each round: a direct-to-mock c=1 run (also a Redis noise window), c=1 latency of
+        both paths, then c=32 throughput of both; the order of the paths alternates from round to
+        round, so drift of the shared machine hits both alike.
+        """
+        plan, body = self.plan, self.body(stream=False)
+        counts = {"requests": plan.latency_requests, "warmup_requests": plan.latency_warmup}
+        section: dict[str, Any] = {
+            **self.results.get("governed_key", {}),
+            "rounds_total": plan.compare_rounds,
+            "latency_requests": plan.latency_requests,
+            "latency_warmup": plan.latency_warmup,
+            "tput_warmup_s": plan.tput_warmup_s,
+            "tput_s": plan.compare_tput_s,
+            "rounds": [],
+        }
+        self.results["governed"] = section
+        windows: dict[str, dict[str, Any]] = {
+            path: {"ops": Counter(), "window_s": 0.0, "requests": 0, "usage_events": 0}
+            for path in PATH_TARGET
+        }
+        paths = tuple(PATH_TARGET)
+        for number in range(1, plan.compare_rounds + 1):
+            order = paths if number % 2 else paths[::-1]
+            print(f"[bench]   round {number}/{plan.compare_rounds}: {' then '.join(order)} ...", flush=True)
+            loadavg = Path("/proc/loadavg").read_text().split()[:3]
+            busy_start = self.busy_sample()
+            with self.noise_window():
+                direct = self.load("mock", body=body, **counts).summary()
+            row: dict[str, Any] = {
+                "round": number,
+                "order": list(order),
+                "direct_ms": direct["latency_ms"],
+                "direct_errors": direct["errors"],
+                # Other work on the box (e.g. test suites) shows here: 1-, 5- and 15-minute averages.
+                "loadavg": " ".join(loadavg),
+            }
+            for path in order:
+                row[path] = self._path_c1(path, body, counts, direct, windows[path])
+            self.check_gateway_alive()
+            for path in order:
+                row[path]["c32"] = self._throughput(
+                    PATH_TARGET[path], 32, plan.tput_warmup_s, plan.compare_tput_s
+                )
+                self.check_gateway_alive()
+            row["other_work_cores"] = self.other_cores(busy_start, self.busy_sample())
+            section["rounds"].append(row)
+            # Summarised as it goes: a run cut short still reports the rounds it has.
+            section["summary"] = governed.summarise(section["rounds"])
+        section["redis"] = {
+            path: self.ops_summary(w["ops"], w["window_s"], w["requests"], w["usage_events"])
+            for path, w in windows.items()
+        }
+        print("[bench]   Redis MONITOR windows (not timed) ...", flush=True)
+        section["monitor"] = {path: self._monitor(path) for path in paths}
+        section["budget_pots"] = self._budget_pots()
+
+    def _path_c1(
+        self, path: str, body: bytes, counts: dict[str, int], direct: dict[str, Any], window: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One path's c=1 run: latency, overhead against this round's direct run, Redis commands."""
+        xlen_a = self.r().xlen(USAGE_STREAM)
+        stats_a, started = self.commandstats(), time.monotonic()
+        result = self.load(PATH_TARGET[path], body=body, expect_headers=RATELIMIT_HEADERS, **counts)
+        stats_b, window_s = self.commandstats(), time.monotonic() - started
+        xlen_b = self.r().xlen(USAGE_STREAM)
+        window["ops"].update(self.stats_delta(stats_a, stats_b))
+        window["window_s"] += window_s
+        window["requests"] += result.completed + result.warmup_completed
+        window["usage_events"] += xlen_b - xlen_a
+        s = result.summary()
+        d, g = direct["latency_ms"], s["latency_ms"]
+        return {
+            "latency_ms": g,
+            "overhead_ms": {p: round(g[p] - d[p], 3) for p in ("p50", "p90", "p99") if p in g and p in d},
+            "completed": s["completed"],
+            "errors": s["errors"],
+            "statuses": s["statuses"],
+            "with_ratelimit_headers": s["with_headers"],
+            "self_reported": self._self_reported(self.plan.latency_requests),
+        }
+
+    def _monitor(self, path: str) -> dict[str, Any]:
+        """Exact Redis commands per call of one path, from MONITOR over a short c=1 run (not timed:
+        MONITOR slows Redis down). Only this bench's Redis db counts, so other users of the server
+        do not blur it, and each command is either the gateway's own (a round trip) or one that a
+        Lua script ran ("lua")."""
+        requests = self.plan.monitor_requests
+        client = redis.Redis.from_url(REDIS_URL, socket_timeout=30)
+        token = f"bench-monitor-end-{secrets.token_hex(6)}"
+        seen: Counter[tuple[str, str]] = Counter()
+        failure: list[str] = []
+        listening = threading.Event()
+
+        def read() -> None:
+            try:
+                with client.monitor() as monitor:
+                    listening.set()
+                    while True:
+                        command = monitor.next_command()
+                        if command is None or command["db"] != REDIS_DB:
+                            continue
+                        name = command["command"].split(" ", 1)[0].lower()
+                        if name == "echo" and token in command["command"]:
+                            return  # the harness's end marker: everything before it is counted
+                        seen[("script" if command["client_type"] == "lua" else "client", name)] += 1
+            except (redis.RedisError, OSError, ValueError, AttributeError) as exc:
+                failure.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                listening.set()
+
+        thread = threading.Thread(target=read, name="redis-monitor", daemon=True)
+        thread.start()
+        listening.wait(10)
+        result = self.load(
+            PATH_TARGET[path],
+            body=self.body(stream=False),
+            requests=requests,
+            expect_headers=RATELIMIT_HEADERS,
+        )
+        time.sleep(0.2)  # anything the gateway still sends for the last call, before the marker
+        self.r().echo(token)
+        thread.join(timeout=60)
+        client.close()
+        if failure or thread.is_alive():
+            return {"error": failure[0] if failure else "MONITOR did not see the end marker within 60 s"}
+        calls = result.completed
+        if not calls:
+            return {"error": "no call completed in the MONITOR window"}
+
+        def per_call(kind: str) -> dict[str, float]:
+            return {name: round(n / calls, 3) for (k, name), n in sorted(seen.items()) if k == kind}
+
+        client_ops, script_ops = per_call("client"), per_call("script")
+        return {
+            "calls": calls,
+            "errors": result.error_count,
+            "with_ratelimit_headers": result.with_headers,
+            "round_trips_per_call": round(sum(client_ops.values()), 3),
+            "client_by_command": client_ops,
+            "script_commands_per_call": round(sum(script_ops.values()), 3),
+            "script_by_command": script_ops,
+        }
+
+    def _budget_pots(self) -> list[dict[str, Any]]:
+        """The governed key's budget counter once every call has ended: spend, and nothing reserved."""
+        pots = []
+        for key in sorted(self.r().scan_iter(match=REDIS_PREFIX + "pot:b:*", count=1000)):
+            if key.endswith(b":x"):  # a pot's reservation-expiry set
+                continue
+            fields = self.r().hgetall(key)
+            pots.append(
+                {
+                    "key": key.decode(),
+                    "spent_nanos": int(fields.get(b"spent", 0)),
+                    "reserved_nanos": int(fields.get(b"reserved", 0)),
+                    "open_reservations": sum(1 for name in fields if name.startswith(b"r:")),
+                }
+            )
+        return pots
 
     # -- evaluation ----------------------------------------------------------------------------------
     def evaluate(self) -> list[dict[str, Any]]:
@@ -732,6 +1020,33 @@ end
         count = end.get("gateway_requests", 0)
         note = "" if count >= TARGET_RSS_AFTER_REQUESTS else f"measured after {count:,} requests, not 20,000"
         add("Gateway RSS after 20k requests", end.get("rss_mb"), "<=", TARGET_RSS_MB, "MB", note)
+
+        gov = res.get("governed", {}).get("summary")
+        if gov:
+            ratio, extra = gov["rps_ratio"], gov["extra_overhead_p50_ms"]
+            add(
+                "Governed / bare throughput at c=32",
+                ratio["median"],
+                ">=",
+                TARGET_GOVERNED_RPS_RATIO,
+                "x",
+                governed.rounds_note(ratio["per_round"], ">=", TARGET_GOVERNED_RPS_RATIO, 3),
+            )
+            add(
+                "Governed − bare overhead p50 at c=1",
+                extra["median"],
+                "<=",
+                TARGET_GOVERNED_EXTRA_P50_MS,
+                "ms",
+                governed.rounds_note(extra["per_round"], "<=", TARGET_GOVERNED_EXTRA_P50_MS, 3, unit=" ms"),
+            )
+            add(
+                "Governed calls not 200 or without x-ratelimit-* headers",
+                gov["governed_bad_answers"],
+                "==",
+                0,
+                "calls",
+            )
         return targets
 
     def capacity(self) -> dict[str, Any]:
@@ -791,6 +1106,30 @@ end
             "usage_rows_total": out["total"],
             "stream_left": self.r().xlen(USAGE_STREAM),
         }
+
+    def governed_ledger(self) -> None:
+        """After the drain: the governed key's usage rows (statuses, cost) against its budget counter,
+        which settlement kept in Redis; they must agree to the nano-dollar."""
+        section = self.results.get("governed")
+        if not section or not self.governed_prefix:
+            return
+        code = (
+            "import json\n"
+            "from decimal import Decimal\n"
+            "from django.db.models import Count, Sum\n"
+            "from accounts.models import ApiKey\n"
+            "from billing.models import UsageRecord\n"
+            "from billing.pricing import dollars_to_nanos\n"
+            f"rows = UsageRecord.objects.filter(api_key=ApiKey.objects.get(prefix={self.governed_prefix[3:]!r}))\n"
+            "statuses = {str(r['status']): r['n'] for r in rows.order_by().values('status').annotate(n=Count('id'))}\n"
+            "cost = rows.aggregate(c=Sum('cost', default=Decimal(0)))['c']\n"
+            "print(json.dumps({'rows': rows.count(), 'statuses': statuses, 'cost_nanos': dollars_to_nanos(cost)}))"
+        )
+        ledger = json.loads(self._manage("shell", "-c", code).strip().splitlines()[-1])
+        spent = sum(p["spent_nanos"] for p in section.get("budget_pots", []))
+        ledger["budget_spent_nanos"] = spent
+        ledger["matches_budget_counter"] = spent == ledger["cost_nanos"]
+        section["ledger"] = ledger
 
     # -- before / after ------------------------------------------------------------------------------
     def before_after(self) -> None:
@@ -939,7 +1278,11 @@ def main(argv: list[str] | None = None) -> int:
         "with this checkout, and add a before/after section",
     )
     parser.add_argument(
-        "--rounds", type=int, metavar="N", help="--baseline rounds per gateway (default 3, --quick 2; min 2)"
+        "--rounds",
+        type=int,
+        metavar="N",
+        help="rounds of the interleaved comparisons, governed vs bare path and --baseline before vs after "
+        "(default 3, --quick 2; min 2)",
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
@@ -962,6 +1305,7 @@ def main(argv: list[str] | None = None) -> int:
     phases: dict[str, float] = {}
     errors: list[str] = []
     status = 0
+    busy: list[tuple[float, float, float]] = []  # after setup, and after the main gateway's phases
 
     with procs.ProcessGroups() as groups:
         bench = Bench(plan=plan, groups=groups, pin=pin, baseline_rev=args.baseline)
@@ -974,6 +1318,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             phase("setup", bench.setup)
+            busy.append(bench.busy_sample())
             bench.memory("start")  # before any API request
             phase("sanity", bench.sanity)
             phase("latency c=1", bench.latency)
@@ -984,12 +1329,16 @@ def main(argv: list[str] | None = None) -> int:
             bench.check_gateway_alive()
             bench.results["redis"] = bench.redis_ops()
             phase("soak", bench.soak)
+            phase("governed vs bare path", bench.governed_vs_bare)
+            bench.check_gateway_alive()
             bench.results["usage_stream_len"] = bench.r().xlen(USAGE_STREAM)
             phase("usage drain", bench.drain)
+            bench.governed_ledger()
             bench.results["targets"] = bench.evaluate()
             missed = any(t["passed"] is False for t in bench.results["targets"])
             if (missed and not args.no_profile) or args.profile:
                 phase("profile", bench.profile)
+            busy.append(bench.busy_sample())
             if args.baseline:
                 phase(f"before/after ({args.baseline} vs this checkout)", bench.before_after)
         except SetupError as exc:
@@ -1025,6 +1374,9 @@ def main(argv: list[str] | None = None) -> int:
             "pinned": pin,
             "loadavg_start": loadavg_start,
             "loadavg_end": Path("/proc/loadavg").read_text().split()[:3],
+            # Other work on the box from setup to the end of the main gateway's phases, in cores.
+            "other_work_cores": bench.other_cores(busy[0], busy[1]) if len(busy) == 2 else None,
+            "command": " ".join(["bench/run.py", *(sys.argv[1:] if argv is None else argv)]),
             "throughput_tool": "wrk" if bench.wrk else "bundled",
             "machine": machine(),
             "prompt": PROMPT,
