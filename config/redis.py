@@ -84,17 +84,7 @@ def _loop_client(
     client = clients.get(loop)
     if client is None:
         retry = AsyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-        # A bounded pool: a burst of calls shares a few connections (each Redis step takes well under
-        # a millisecond) instead of opening one socket per call at the same moment; a call waits at
-        # most one timeout for a free connection.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=settings.TOLLHOUSE_REDIS_MAX_CONNECTIONS,
-            timeout=timeout,
-            retry=retry,
-            **client_options(timeout),
-        )
-        client = aioredis.Redis(connection_pool=pool)
+        client = aioredis.Redis.from_url(url, retry=retry, **client_options(timeout))
         clients[loop] = client
     return client
 
@@ -108,6 +98,9 @@ def worker_client() -> redis.Redis:
 
 
 async def close_async_client() -> None:
+    from config import resp
+
+    resp.close_loop_client()
     for clients in (_async_clients, _governor_clients):
         client = clients.pop(asyncio.get_running_loop(), None)
         if client is not None:

@@ -222,8 +222,6 @@ if TOLLHOUSE_PRODUCTION and REDIS_URL is None:
         "budgets are shared by all gateway processes through it."
     )
 TOLLHOUSE_REDIS_PREFIX = env.string("TOLLHOUSE_REDIS_PREFIX", "th:")
-# Connections each gateway process keeps to Redis (calls share them; see config/redis.py).
-TOLLHOUSE_REDIS_MAX_CONNECTIONS = env.integer("TOLLHOUSE_REDIS_MAX_CONNECTIONS", 32, minimum=1)
 
 
 def _redis_seconds(name: str, default: float) -> float:
