@@ -1,0 +1,124 @@
+"""The lean Redis client of the request path (config/resp.py), against a real Redis: replies in
+order under pipelining, errors as redis-py's classes, timeouts that keep the order, and a new
+connection after the old one broke."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+import pytest
+import redis
+from django.conf import settings
+
+from config import resp
+from tests.support.process import SilentServer, free_port
+
+pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis")
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_it_answers_pipelined_commands_in_order_in_the_selected_database():
+    async def go():
+        client = resp.RespClient(settings.REDIS_URL, timeout=2)
+        key = "resp-test:counter"
+        await client.call("DEL", key)
+        replies = await asyncio.gather(*(client.call("INCR", key) for _ in range(200)))
+        echo = await client.call("EVAL", "return {ARGV[1], 7, {'x'}}", 0, b"bytes\x00in")
+        client.close()
+        return replies, echo
+
+    replies, echo = run(go())
+    assert replies == list(range(1, 201))
+    assert echo == [b"bytes\x00in", 7, [b"x"]]
+    # The same database as REDIS_URL's (redis-py agrees on what the counter holds).
+    assert int(redis.Redis.from_url(settings.REDIS_URL).get("resp-test:counter")) == 200
+
+
+def test_errors_are_redis_pys_classes():
+    async def go():
+        client = resp.RespClient(settings.REDIS_URL, timeout=2)
+        try:
+            with pytest.raises(redis.exceptions.NoScriptError):
+                await client.call("EVALSHA", "0" * 40, 0)
+            with pytest.raises(redis.exceptions.ResponseError):
+                await client.call("NOSUCHCOMMAND")
+            return await client.call("PING")  # the connection is still usable
+        finally:
+            client.close()
+
+    assert run(go()) == b"PONG"
+
+
+def test_a_redis_that_never_answers_costs_one_timeout_and_a_refused_port_a_connection_error():
+    async def go(url):
+        client = resp.RespClient(url, timeout=0.2)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(redis.exceptions.RedisError) as caught:
+            await client.call("PING")
+        client.close()
+        return caught.value, loop.time() - started
+
+    with SilentServer() as silent:
+        error, took = run(go(f"redis://127.0.0.1:{silent.port}/0"))
+    assert isinstance(error, redis.exceptions.TimeoutError) and took < 1.0
+    error, _ = run(go(f"redis://127.0.0.1:{free_port()}/0"))
+    assert isinstance(error, redis.exceptions.ConnectionError)
+
+
+def test_a_late_reply_is_dropped_in_order_and_a_broken_connection_is_replaced():
+    """A fake Redis that answers the first command late and then hangs up: the timed-out command's
+    reply must not be taken for the next command's, and the next call opens a new connection."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    connections = []
+
+    def serve():
+        for index in range(2):
+            conn, _ = listener.accept()
+            connections.append(conn)
+            if index == 0:
+                conn.recv(1024)  # first command: answered too late
+                threading.Event().wait(0.4)
+                conn.sendall(b"+LATE\r\n")
+                conn.recv(1024)  # second command
+                conn.sendall(b"+SECOND\r\n")
+                conn.close()  # and the connection breaks
+            else:
+                conn.recv(1024)
+                conn.sendall(b"+FRESH\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    async def go():
+        client = resp.RespClient(f"redis://127.0.0.1:{port}/0", timeout=0.2)
+        with pytest.raises(redis.exceptions.TimeoutError):
+            await client.call("PING")
+        await asyncio.sleep(0.3)  # the late reply arrives meanwhile and is dropped
+        second = await client.call("PING")
+        await asyncio.sleep(0.1)  # the server hangs up
+        fresh = await client.call("PING")
+        client.close()
+        return second, fresh
+
+    try:
+        assert run(go()) == (b"SECOND", b"FRESH")
+    finally:
+        thread.join(timeout=5)
+        listener.close()
+        for conn in connections:
+            conn.close()
+
+
+def test_it_refuses_what_it_cannot_send():
+    with pytest.raises(TypeError):
+        resp._pack(("SET", "k", 1.5))
+    assert resp.supports("redis://h:6379/0") and not resp.supports("rediss://h:6379/0")
