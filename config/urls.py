@@ -1,15 +1,12 @@
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
 import gateway.errors
 from accounts.throttle import login_throttled
-
-
-def healthz(request: HttpRequest) -> HttpResponse:
-    return JsonResponse({"status": "ok"})
+from config.health import healthz, readyz
 
 
 @csrf_exempt  # an API route: no session, so no CSRF; it only ever answers 404
@@ -24,6 +21,7 @@ urlpatterns = [
     path("v1/", include("gateway.urls")),
     path("v1/<path:rest>", v1_not_found),
     path("healthz", healthz),
+    path("readyz", readyz),
     path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("", lambda request: redirect("admin:index")),
