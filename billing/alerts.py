@@ -25,6 +25,7 @@ import logging
 import smtplib
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -35,7 +36,7 @@ from urllib.parse import urlsplit
 import httpx
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Sum
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
@@ -259,7 +260,9 @@ def budget_checks_after_usage(*, events: Sequence[object], in_process: bool = Fa
     budget and spent money in a batch of usage events just written.
 
     `in_process`: the batch came from the in-process buffer. Without a broker (the embedded
-    default) tasks run right here, eagerly. With one, that buffer is only Redis's fallback:
+    default) the check, its emails and webhooks run eagerly, on a thread of their own (`_in_process`):
+    never on the gateway's database thread, which a slow SMTP server or a dead webhook (5 s a try)
+    would otherwise hold, and every key lookup with it. With a broker, that buffer is only Redis's fallback:
     Redis, the usual broker, is then likely unreachable, and a publish would hold up the gateway's
     database thread; the periodic check (every few minutes) catches these tenants up instead.
 
@@ -276,11 +279,34 @@ def budget_checks_after_usage(*, events: Sequence[object], in_process: bool = Fa
             Budget.objects.filter(tenant_id__in=tenant_ids).values_list("tenant_id", flat=True).distinct()
         )
         for tenant_id in sorted(with_budgets):
-            transaction.on_commit(partial(_queue_check, tenant_id))
+            queue = partial(_in_process.submit, _check_in_process, tenant_id) if in_process else None
+            transaction.on_commit(queue or partial(_queue_check, tenant_id))
     except Exception:
         logger.exception(
             "budget checks not queued for tenants %s; the periodic check will catch up", tenant_ids
         )
+
+
+# Embedded mode's alert work, one at a time, off the threads that serve calls.
+_in_process = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tollhouse-alerts")
+
+
+def _check_in_process(tenant_id: int) -> None:
+    close_old_connections()
+    try:
+        _queue_check(tenant_id)
+    finally:
+        close_old_connections()
+
+
+def in_process_idle(timeout: float = 10.0) -> bool:
+    """Wait until the in-process alert work queued so far is done (for shutdown and tests)."""
+    marker: Future[None] = _in_process.submit(lambda: None)
+    try:
+        marker.result(timeout=timeout)
+    except TimeoutError:
+        return False
+    return True
 
 
 def _queue_check(tenant_id: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -15,6 +16,7 @@ import time_machine
 from django.conf import settings as django_settings
 from django.db import connection
 
+from billing import alerts
 from billing.alerts import DueAlert, budget_alert_claim
 from billing.models import BudgetAlert
 from billing.tasks import budget_alerts_check, budget_alerts_check_all
@@ -256,7 +258,34 @@ def test_the_in_process_buffer_queues_a_check_after_its_batch_is_written(mailout
 
     with time_machine.travel(datetime(2026, 3, 2, 10, 0, tzinfo=UTC), tick=False):
         asyncio.run(scenario())
+        assert alerts.in_process_idle()
     assert thresholds_sent(budget) == [100] and len(mailoutbox) == 1
+
+
+def test_the_in_process_buffer_never_waits_for_the_alerts_it_queues(monkeypatch, mailoutbox):
+    """Embedded mode sends emails and webhooks eagerly; a slow one must not hold the flush (which
+    runs on the gateway's database thread, shared with every key lookup)."""
+    acme = h.tenant()
+    h.budget(acme, amount=Decimal(10), thresholds=[100])
+    real = alerts._queue_check
+
+    def slow(tenant_id: int) -> None:
+        time.sleep(1.5)
+        real(tenant_id)
+
+    monkeypatch.setattr(alerts, "_queue_check", slow)
+
+    async def scenario() -> float:
+        sink = BufferSink(flush_seconds=3600)
+        await sink.emit(h.usage_event(acme, "11"))
+        started = time.monotonic()
+        assert await sink.flush() == 1
+        return time.monotonic() - started
+
+    with time_machine.travel(datetime(2026, 3, 2, 10, 0, tzinfo=UTC), tick=True):
+        assert asyncio.run(scenario()) < 1.0
+        assert alerts.in_process_idle()
+    assert len(mailoutbox) == 1
 
 
 def test_the_periodic_check_catches_what_no_trigger_saw(mailoutbox):
