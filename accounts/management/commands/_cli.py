@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
@@ -108,3 +109,14 @@ def refuse_nul(options: Mapping[str, object]) -> None:
     for name, value in options.items():
         if isinstance(value, str) and "\x00" in value:
             raise CommandError(f"--{name.replace('_', '-')} cannot contain a NUL character.")
+
+
+def tenant_named(slug: str) -> Any:
+    """The tenant with this slug, or one sentence saying there is none."""
+    from accounts.models import Tenant
+
+    refuse_nul({"tenant": slug})
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is None:
+        raise CommandError(f"There is no tenant with the slug {slug!r}.")
+    return tenant

@@ -18,8 +18,16 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from accounts.management.commands._cli import choice, command_error, csv_list, positive_int, refuse_nul, usd
-from accounts.models import ApiKey, Tenant
+from accounts.management.commands._cli import (
+    choice,
+    command_error,
+    csv_list,
+    positive_int,
+    refuse_nul,
+    tenant_named,
+    usd,
+)
+from accounts.models import ApiKey
 from accounts.services import api_key_issue, validate_allowed_ips
 
 # An operator's entry point may use every app (see tenant_create); billing still depends on accounts.
@@ -110,9 +118,7 @@ class Command(BaseCommand):
             allowed_ips = validate_allowed_ips(ips or [])
         except ValidationError as exc:
             raise CommandError(f"--ips: {' '.join(exc.messages)}") from None
-        tenant = Tenant.objects.filter(slug=options["tenant"]).first()
-        if tenant is None:
-            raise CommandError(f"There is no tenant with the slug {options['tenant']!r}.")
+        tenant = tenant_named(options["tenant"])
 
         try:
             with transaction.atomic():

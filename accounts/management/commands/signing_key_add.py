@@ -15,8 +15,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.management.commands._cli import command_error
-from accounts.models import SigningKey, Tenant
+from accounts.management.commands._cli import command_error, tenant_named
+from accounts.models import SigningKey
 from accounts.signing import MAX_PUBLIC_KEY_CHARS, MAX_SECRET_BYTES, signing_key_add
 
 MAX_FILE_BYTES = max(MAX_PUBLIC_KEY_CHARS, MAX_SECRET_BYTES) + 2
@@ -72,9 +72,7 @@ class Command(BaseCommand):
         secret = read_text_file("--secret-file", secret_file)
         secret = secret.removesuffix("\n").removesuffix("\r")
         public_key = read_text_file("--public-key-file", public_key_file)
-        tenant = Tenant.objects.filter(slug=options["tenant"]).first()
-        if tenant is None:
-            raise CommandError(f"There is no tenant with the slug {options['tenant']!r}.")
+        tenant = tenant_named(options["tenant"])
 
         try:
             signing_key = signing_key_add(

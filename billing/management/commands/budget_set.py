@@ -24,6 +24,7 @@ from accounts.management.commands._cli import (
     command_error,
     csv_list,
     refuse_nul,
+    tenant_named,
     usd,
     whole_numbers,
 )
@@ -99,9 +100,7 @@ class Command(BaseCommand):
         end_user: str | None = options["end_user"]
         if options["key"] is not None and end_user is not None:
             raise CommandError("Give --key or --end-user, not both: a budget is one key's or end users'.")
-        tenant = Tenant.objects.filter(slug=options["tenant"]).first()
-        if tenant is None:
-            raise CommandError(f"There is no tenant with the slug {options['tenant']!r}.")
+        tenant = tenant_named(options["tenant"])
         api_key = find_key(tenant, options["key"]) if options["key"] is not None else None
 
         try:

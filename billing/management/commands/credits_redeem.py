@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from accounts.management.commands._cli import command_error
-from accounts.models import Tenant
+from accounts.management.commands._cli import command_error, tenant_named
 from billing.credits import code_redeem, credit_balance, usd_text
 
 
@@ -27,9 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("code", help="The code, e.g. TH-XXXX-XXXX-XXXX-XXXX (any case, dashes optional).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        tenant = Tenant.objects.filter(slug=options["tenant"]).first()
-        if tenant is None:
-            raise CommandError(f"There is no tenant with the slug {options['tenant']!r}.")
+        tenant = tenant_named(options["tenant"])
         try:
             with transaction.atomic():
                 entry = code_redeem(tenant=tenant, code=options["code"])

@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from accounts.management.commands._cli import command_error, positive_decimal
-from accounts.models import Tenant
+from accounts.management.commands._cli import command_error, positive_decimal, tenant_named
 from billing.credits import MAX_CREDIT_USD, USD_PLACES, credit_add, credit_balance, usd_text
 from billing.models import CreditEntry
 
@@ -29,9 +28,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         usd = positive_decimal("--usd", options["usd"], places=USD_PLACES, maximum=MAX_CREDIT_USD)
         assert usd is not None  # a required option
-        tenant = Tenant.objects.filter(slug=options["tenant"]).first()
-        if tenant is None:
-            raise CommandError(f"There is no tenant with the slug {options['tenant']!r}.")
+        tenant = tenant_named(options["tenant"])
         try:
             with transaction.atomic():
                 credit_add(tenant=tenant, kind=CreditEntry.Kind.TOPUP, usd=usd, note=options["note"])
