@@ -8,6 +8,7 @@ from django.db import models
 
 from accounts.models import ApiKey, Tenant
 from accounts.validators import non_negative
+from billing import histograms
 from config.changes import BroadcastManager
 
 DEFAULT_THRESHOLDS = [50, 80, 100]
@@ -90,6 +91,10 @@ class UsageRecord(models.Model):
     upstream_latency_ms = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
     overhead_ms = models.DecimalField(max_digits=12, decimal_places=3, default=0)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
+    credits = models.BooleanField(
+        default=False,
+        help_text="The call ran on prepaid credits: its cost is charged to the tenant's credit ledger.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -97,6 +102,70 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.requested_model} {self.status}"
+
+
+ERROR_CLASSES = (
+    "errors_invalid_request",  # 400, 404, 405, 413, 415, 422 and the like: the request was wrong
+    "errors_authentication",  # 401
+    "errors_budget",  # 402: a budget or the credits could not pay
+    "errors_permission",  # 403
+    "errors_rate_limit",  # 429
+    "errors_other_4xx",
+    "errors_client_closed",  # 499: the client left before the answer was complete
+    "errors_5xx",
+)
+
+
+class UsageHourly(models.Model):
+    """The usage of an hour, per tenant × key × end user × requested model × served model.
+
+    Written by the usage writer in the transaction that inserts the raw rows, from exactly the rows
+    that were new, so the two tables cannot disagree and a redelivered event changes neither.
+    Kept after the raw rows are purged (TOLLHOUSE_USAGE_RETENTION_DAYS). `api_key_id` 0 stands for
+    "no key row" (end-user token calls), `end_user` "" for "no end user", `tenant_id` 0 for a row
+    whose tenant was unreadable: the key columns are NOT NULL so that the upsert's conflict target
+    finds them (a NULL is never equal to another in a unique index).
+
+    Histograms (billing/histograms.py): `<latency|ttft|upstream|overhead>_b00` … `_b47`, call
+    counts per log-spaced duration bucket; p50/p95/p99 of any set of rows come from their sums.
+    """
+
+    hour = models.DateTimeField()
+    tenant_id = models.BigIntegerField()
+    api_key_id = models.BigIntegerField(default=0)
+    end_user = models.CharField(max_length=200, blank=True, default="")
+    requested_model = models.CharField(max_length=200, blank=True, default="")
+    served_model = models.CharField(max_length=200, blank=True, default="")
+    requests = models.BigIntegerField(default=0)
+    errors_invalid_request = models.BigIntegerField(default=0)
+    errors_authentication = models.BigIntegerField(default=0)
+    errors_budget = models.BigIntegerField(default=0)
+    errors_permission = models.BigIntegerField(default=0)
+    errors_rate_limit = models.BigIntegerField(default=0)
+    errors_other_4xx = models.BigIntegerField(default=0)
+    errors_client_closed = models.BigIntegerField(default=0)
+    errors_5xx = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=24, decimal_places=9, default=0)
+    cache_hits = models.BigIntegerField(default=0)
+    estimated = models.BigIntegerField(default=0, help_text="Calls whose tokens are the gateway's estimate.")
+    streamed = models.BigIntegerField(default=0)
+    for _column in histograms.ALL_COLUMNS:
+        locals()[_column] = models.BigIntegerField(default=0)
+    del _column
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant_id", "hour", "api_key_id", "end_user", "requested_model", "served_model"],
+                name="usagehourly_unique_cell",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requested_model} {self.requests}"
 
 
 class Budget(models.Model):

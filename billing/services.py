@@ -1,4 +1,4 @@
-"""Writes to billing: usage records (and, later, budgets, credits and rollups)."""
+"""Writes to billing: usage records and their hourly rollups, prices."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 import logging
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,12 +14,14 @@ from ipaddress import ip_address
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import CharField
 
 from accounts.models import Tenant
+from billing import events
 from billing.models import CreditEntry, ModelPrice, UsageRecord
 from billing.pricing import nanos_to_dollars
+from billing.rollups import rollups_add
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +213,7 @@ class UsageRow:
 
 
 def usage_row_from_event(event: object, *, received_at: datetime | None = None) -> UsageRow:
-    """Build (not save) the usage row of a usage event; see billing.usage for the event's fields.
+    """Build (not save) the usage row of a usage event (billing.events.UsageEvent, as a dict).
 
     Never raises for a field's value, only `UnusableUsageEvent` for an event with no usable
     request id. `received_at` stands in for a missing or unreadable `created_at_us`.
@@ -220,42 +222,157 @@ def usage_row_from_event(event: object, *, received_at: datetime | None = None) 
         raise UnusableUsageEvent(f"not a usage event (a JSON object), but {type(event).__name__}")
     read = _EventReader(event)
     request_id = read.request_id()
-    error_type = read.text("error_type")
-    record = UsageRecord(
-        request_id=request_id,
-        client_request_id=read.text("client_request_id"),
-        created_at=read.created_at(received_at),
-        tenant_id=read.row_id("tenant_id"),
-        api_key_id=read.row_id("api_key_id"),
-        end_user=read.text("end_user"),
-        endpoint=read.text("endpoint", default="chat.completions"),
-        requested_model=read.text("requested_model"),
-        served_model=read.text("served_model"),
-        provider=read.text("provider"),
-        deployment_id=read.row_id("deployment_id"),
-        prompt_tokens=read.count("prompt_tokens"),
-        cached_tokens=read.count("cached_tokens"),
-        completion_tokens=read.count("completion_tokens"),
-        usage_estimated=read.flag("usage_estimated"),
-        # A usage row never credits anyone: cost is clamped at 0 and at what NUMERIC(20, 9) holds.
-        cost=nanos_to_dollars(read.count("cost_nanos", high=_MAX_COST_NANOS)),
-        status=read.status(),
-        error_type=error_type,
-        streamed=read.flag("streamed"),
-        cache_hit=read.flag("cache_hit"),
-        attempts=read.count("attempts", high=_INT16),
-        latency_ms=read.millis("latency_us") or Decimal(0),
-        ttft_ms=read.millis("ttft_us"),
-        upstream_latency_ms=read.millis("upstream_latency_us"),
-        overhead_ms=read.millis("overhead_us") or Decimal(0),
-        client_ip=read.client_ip(),
-    )
-    credits = event.get("credits")
-    if credits is not None and not isinstance(credits, bool):
-        read.note("credits", "not true or false (not charged to credits)")
+    values: dict[str, Any] = {"request_id": request_id}
+    for name, reader in _READERS.items():
+        if name != "request_id":
+            reader(read, values, received_at)
+    _note_unknown(event)
+    error_type = values["error_type"]
+    record = UsageRecord(**{name: value for name, value in values.items() if name not in _NOT_COLUMNS})
     if read.problems:
         record.error_type = _sanitised_marker(error_type)
-    return UsageRow(record=record, problems=read.problems, charge_credits=credits is True)
+    return UsageRow(record=record, problems=read.problems, charge_credits=record.credits)
+
+
+# How each field of the usage event becomes part of a row: exactly the fields of
+# billing.events.UsageEvent (checked below), each read by name into `values`.
+_Reader = Callable[[_EventReader, dict[str, Any], datetime | None], None]
+
+
+def _text(name: str, *, default: str = "") -> _Reader:
+    def read(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+        values[name] = reader.text(name, default=default)
+
+    return read
+
+
+def _count(name: str, *, high: int = _INT32, column: str | None = None) -> _Reader:
+    def read(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+        values[column or name] = reader.count(name, high=high)
+
+    return read
+
+
+def _row_id(name: str, *, column: str | None = None) -> _Reader:
+    def read(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+        values[column or name] = reader.row_id(name)
+
+    return read
+
+
+def _flag(name: str) -> _Reader:
+    def read(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+        values[name] = reader.flag(name)
+
+    return read
+
+
+def _millis(name: str, *, column: str, zero_if_missing: bool = False) -> _Reader:
+    def read(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+        millis = reader.millis(name)
+        values[column] = Decimal(0) if millis is None and zero_if_missing else millis
+
+    return read
+
+
+def _read_cost(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+    # A usage row never credits anyone: cost is clamped at 0 and at what NUMERIC(20, 9) holds.
+    values["cost"] = nanos_to_dollars(reader.count("cost_nanos", high=_MAX_COST_NANOS))
+
+
+def _read_created_at(reader: _EventReader, values: dict[str, Any], received_at: datetime | None) -> None:
+    values["created_at"] = reader.created_at(received_at)
+
+
+def _read_status(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+    values["status"] = reader.status()
+
+
+def _read_client_ip(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+    values["client_ip"] = reader.client_ip()
+
+
+def _read_credits(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+    credits = reader.event.get("credits")
+    if credits is not None and not isinstance(credits, bool):
+        reader.note("credits", "not true or false (not charged to credits)")
+    values["credits"] = credits is True
+
+
+def _read_version(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+    version = reader.event.get("v")
+    if version is None:
+        return  # events from before the definition was versioned read the same as version 1
+    if type(version) is not int or version < 1:
+        reader.note("v", "not a version number")
+    elif version > events.VERSION:
+        _warn_once(
+            f"version:{version}",
+            "usage events of version %s arrive; this writer knows version %s and stores the fields it "
+            "knows (upgrade the workers)",
+            version,
+            events.VERSION,
+        )
+
+
+_READERS: dict[str, _Reader] = {
+    "request_id": lambda *_: None,  # read first, by usage_row_from_event: it may refuse the event
+    "client_request_id": _text("client_request_id"),
+    "created_at_us": _read_created_at,
+    "tenant_id": _row_id("tenant_id"),
+    "api_key_id": _row_id("api_key_id"),
+    "end_user": _text("end_user"),
+    "endpoint": _text("endpoint", default="chat.completions"),
+    "requested_model": _text("requested_model"),
+    "served_model": _text("served_model"),
+    "provider": _text("provider"),
+    "deployment_id": _row_id("deployment_id"),
+    "prompt_tokens": _count("prompt_tokens"),
+    "cached_tokens": _count("cached_tokens"),
+    "completion_tokens": _count("completion_tokens"),
+    "usage_estimated": _flag("usage_estimated"),
+    "cost_nanos": _read_cost,
+    "status": _read_status,
+    "error_type": _text("error_type"),
+    "streamed": _flag("streamed"),
+    "cache_hit": _flag("cache_hit"),
+    "attempts": _count("attempts", high=_INT16),
+    "latency_us": _millis("latency_us", column="latency_ms", zero_if_missing=True),
+    "ttft_us": _millis("ttft_us", column="ttft_ms"),
+    "upstream_latency_us": _millis("upstream_latency_us", column="upstream_latency_ms"),
+    "overhead_us": _millis("overhead_us", column="overhead_ms", zero_if_missing=True),
+    "client_ip": _read_client_ip,
+    "credits": _read_credits,
+    "v": _read_version,
+}
+_NOT_COLUMNS = frozenset({"v"})  # read from the event, but not stored as a column of the row
+# The writer reads exactly the fields the gateway writes: a field added to the event without a
+# reader here (or the other way round) fails at import, not silently in the ledger.
+if set(_READERS) != set(events.FIELD_NAMES):  # pragma: no cover - a programming error
+    raise ImportError(
+        "billing.services reads the usage event fields "
+        f"{sorted(set(_READERS) ^ set(events.FIELD_NAMES))} that billing.events does not define, or "
+        "the other way round"
+    )
+_warned: set[str] = set()
+
+
+def _warn_once(what: str, message: str, *args: object) -> None:
+    if what not in _warned and len(_warned) < 1000:
+        _warned.add(what)
+        logger.warning(message, *args)
+
+
+def _note_unknown(event: dict[Any, Any]) -> None:
+    if len(event) <= len(_READERS) and all(name in _READERS for name in event):
+        return
+    unknown = sorted(str(name)[:64] for name in event if name not in _READERS)
+    for name in unknown[:20]:
+        _warn_once(
+            f"field:{name}",
+            "usage events carry a field %r this writer does not know: not stored (upgrade the workers)",
+            name,
+        )
 
 
 def usage_record_from_event(event: object, *, received_at: datetime | None = None) -> UsageRecord:
@@ -281,6 +398,7 @@ def _money_facts_only(record: UsageRecord) -> UsageRecord:
         cost=record.cost,
         status=record.status,
         error_type=SANITISED,
+        credits=record.credits,
     )
 
 
@@ -289,19 +407,60 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line}"[:300]
 
 
+def _insert_sql(rows: int) -> str:
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(column.column or column.attname) for column in _INSERT_FIELDS)
+    row = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ")"
+    # Only names from the model's own metadata are formatted in; every value is a parameter.
+    insert = f"INSERT INTO {quote(UsageRecord._meta.db_table)} ({names}) VALUES "  # noqa: S608
+    return (
+        insert
+        + ", ".join([row] * rows)
+        + f" ON CONFLICT ({quote('request_id')}) DO NOTHING RETURNING {quote('request_id')}"
+    )
+
+
+_INSERT_FIELDS = [column for column in UsageRecord._meta.concrete_fields if not column.primary_key]
+
+
+def usage_records_insert_new(records: Sequence[UsageRecord]) -> list[UsageRecord]:
+    """Insert usage rows idempotently and return those that were new (the rest were recorded by an
+    earlier delivery: same request id). One `INSERT … ON CONFLICT DO NOTHING RETURNING` a chunk;
+    run it inside the transaction that must see exactly the new rows (the rollups')."""
+    unique: dict[str, UsageRecord] = {}
+    for record in records:
+        unique.setdefault(record.request_id, record)  # a batch may carry one event twice
+    # In request id order: two writers given overlapping batches (a redelivery while the first
+    # consumer still works) then wait for each other's rows in one order, never in a cycle.
+    batch = sorted(unique.values(), key=lambda record: record.request_id)
+    per_statement = max(1, min(1000, (connection.features.max_query_params or 65_535) // len(_INSERT_FIELDS)))
+    new: list[UsageRecord] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(batch), per_statement):
+            chunk = batch[start : start + per_statement]
+            params = [
+                column.get_db_prep_save(getattr(record, column.attname), connection)
+                for record in chunk
+                for column in _INSERT_FIELDS
+            ]
+            cursor.execute(_insert_sql(len(chunk)), params)
+            inserted = {request_id for (request_id,) in cursor.fetchall()}
+            new.extend(record for record in chunk if record.request_id in inserted)
+    return new
+
+
 @transaction.atomic
 def usage_records_save(*, records: list[UsageRecord]) -> int:
-    """Insert usage rows idempotently: a call already recorded (same request id) is skipped.
+    """Insert usage rows idempotently and add the new ones to the hourly rollups, in one
+    transaction: a call already recorded (same request id) changes neither table.
 
     Returns how many rows were new. Safe to call again with the same batch after a crash.
     """
     if not records:
         return 0
-    ids = [record.request_id for record in records]
-    before = UsageRecord.objects.filter(request_id__in=ids).count()
-    UsageRecord.objects.bulk_create(records, ignore_conflicts=True, batch_size=500)
-    after = UsageRecord.objects.filter(request_id__in=ids).count()
-    return after - before
+    new = usage_records_insert_new(records)
+    rollups_add(new)
+    return len(new)
 
 
 def _credit_charges(records: Sequence[UsageRecord]) -> list[CreditEntry]:
@@ -311,7 +470,7 @@ def _credit_charges(records: Sequence[UsageRecord]) -> list[CreditEntry]:
     since the call) would make the database refuse the whole batch at commit, so it is left out,
     loudly, and the call's usage row is stored all the same.
     """
-    wanted = [record for record in records if record.cost > 0]
+    wanted = sorted((record for record in records if record.cost > 0), key=lambda record: record.request_id)
     tenant_ids = {record.tenant_id for record in wanted if record.tenant_id is not None}
     known = (
         set(Tenant.objects.filter(pk__in=tenant_ids).values_list("pk", flat=True)) if tenant_ids else set()

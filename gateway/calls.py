@@ -11,11 +11,11 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 from django.http import HttpRequest
 
+from billing.events import UsageEvent
 from billing.pricing import cost_nanos
 from billing.usage import RedisStreamSink
 from config import clientip
@@ -98,39 +98,39 @@ class Call:
             completion_tokens=usage.completion_tokens,
         )
 
-    def event(self) -> dict[str, Any]:
+    def event(self) -> UsageEvent:
         latency_ns = time.perf_counter_ns() - self.started_ns
         upstream_ns = self.upstream_ns
-        return {
-            "request_id": self.request_id,
-            "client_request_id": self.client_request_id,
-            "created_at_us": int(self.started_at.timestamp() * 1_000_000),
-            "tenant_id": self.key.tenant_id if self.key else None,
-            "api_key_id": self.key.id if self.key else None,
-            "end_user": self.end_user,
-            "endpoint": self.endpoint,
-            "requested_model": self.requested_model,
-            "served_model": self.served_model or (self.deployment.upstream_model if self.deployment else ""),
-            "provider": self.deployment.provider.name if self.deployment else "",
-            "deployment_id": self.deployment.id if self.deployment else None,
-            "prompt_tokens": self.usage.prompt_tokens,
-            "cached_tokens": self.usage.cached_tokens,
-            "completion_tokens": self.usage.completion_tokens,
-            "usage_estimated": self.usage.estimated,
-            "cost_nanos": self.cost_nanos(),
-            "status": self.status,
-            "error_type": self.error_type,
-            "streamed": self.streamed,
-            "cache_hit": False,
-            "attempts": self.attempts,
-            "latency_us": latency_ns // 1000,
-            "ttft_us": self.ttft_ns // 1000 if self.ttft_ns is not None else None,
-            "upstream_latency_us": upstream_ns // 1000 if upstream_ns is not None else None,
-            "overhead_us": (latency_ns - (upstream_ns or 0)) // 1000,
-            "client_ip": self.client_ip,
+        return UsageEvent(
+            request_id=self.request_id,
+            client_request_id=self.client_request_id,
+            created_at_us=int(self.started_at.timestamp() * 1_000_000),
+            tenant_id=self.key.tenant_id if self.key else None,
+            api_key_id=self.key.id if self.key else None,
+            end_user=self.end_user,
+            endpoint=self.endpoint,
+            requested_model=self.requested_model,
+            served_model=self.served_model or (self.deployment.upstream_model if self.deployment else ""),
+            provider=self.deployment.provider.name if self.deployment else "",
+            deployment_id=self.deployment.id if self.deployment else None,
+            prompt_tokens=self.usage.prompt_tokens,
+            cached_tokens=self.usage.cached_tokens,
+            completion_tokens=self.usage.completion_tokens,
+            usage_estimated=self.usage.estimated,
+            cost_nanos=self.cost_nanos(),
+            status=self.status,
+            error_type=self.error_type,
+            streamed=self.streamed,
+            cache_hit=False,
+            attempts=self.attempts,
+            latency_us=latency_ns // 1000,
+            ttft_us=self.ttft_ns // 1000 if self.ttft_ns is not None else None,
+            upstream_latency_us=upstream_ns // 1000 if upstream_ns is not None else None,
+            overhead_us=(latency_ns - (upstream_ns or 0)) // 1000,
+            client_ip=self.client_ip,
             # A prepaid tenant's call: the drain charges its cost to the credit ledger.
-            "credits": bool(self.key and self.key.prepaid),
-        }
+            credits=bool(self.key and self.key.prepaid),
+        )
 
     async def settle(self) -> None:
         """Step 8: give back what admission took, count what the call really used, and emit the
@@ -150,17 +150,17 @@ class Call:
             payload = None
             if isinstance(sink, RedisStreamSink) and not sink.down:
                 try:
-                    payload = orjson.dumps(event)
+                    payload = orjson.dumps(event)  # the dataclass, natively
                 except orjson.JSONEncodeError:
                     payload = None  # the sink stores it sanitised
             usage = self.usage
             emitted = await runtime.governor.settle(
                 self.ticket,
                 tokens=max(usage.prompt_tokens, 0) + max(usage.completion_tokens, 0),
-                cost=event["cost_nanos"],
+                cost=event.cost_nanos,
                 deployment=self.deployment.id if self.deployment else None,
                 event=payload,
             )
             if emitted:
                 return
-        await sink.emit(event)
+        await sink.emit(event.wire())

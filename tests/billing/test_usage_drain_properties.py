@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from billing.models import UsageRecord
+from billing.models import UsageHourly, UsageRecord
+from billing.rollups import KEY_COLUMNS, SUM_COLUMNS, cells_of
 from billing.usage import FIELD, GROUP, dead_letter_key, stream_key, usage_drain
 from config.redis import sync_client
 
@@ -161,6 +162,14 @@ def payload(item: Any) -> bytes:
     return item if isinstance(item, bytes) else json.dumps(item).encode()
 
 
+def stored_cells() -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    width = len(KEY_COLUMNS)
+    return {
+        values[:width]: values[width:]
+        for values in UsageHourly.objects.values_list(*KEY_COLUMNS, *SUM_COLUMNS)
+    }
+
+
 def dead_letters() -> dict[bytes, bytes]:
     return {fields[b"id"]: fields[b"reason"] for _, fields in sync_client().xrange(dead_letter_key())}
 
@@ -178,10 +187,12 @@ def dead_letters() -> dict[bytes, bytes]:
 def test_it_stores_every_event_once_or_sets_it_aside_with_its_reason(batch):
     client = sync_client()
     UsageRecord.objects.all().delete()
+    UsageHourly.objects.all().delete()
     client.delete(stream_key(), dead_letter_key())
 
     entry_ids = [client.xadd(stream_key(), {FIELD: payload(item)}) for _, item, _ in batch]
     usage_drain(batch_size=5)
+    assert stored_cells() == {key: cell.values() for key, cell in cells_of(UsageRecord.objects.all()).items()}
 
     rows = {row.request_id: row for row in UsageRecord.objects.all()}
     dead = dead_letters()
@@ -218,3 +229,5 @@ def test_it_stores_every_event_once_or_sets_it_aside_with_its_reason(batch):
         client.xadd(stream_key(), {FIELD: payload(item)})
     usage_drain(batch_size=5)
     assert UsageRecord.objects.count() == len(rows)
+    # ... and the hourly rollups hold exactly the stored rows, counted once, however hostile the batch.
+    assert stored_cells() == {key: cell.values() for key, cell in cells_of(UsageRecord.objects.all()).items()}

@@ -1,0 +1,218 @@
+"""Hourly rollups of the usage rows (billing.models.UsageHourly).
+
+`rollups_add(records)` adds usage rows to their hour's cells with one upsert per chunk. The usage
+writer calls it in the transaction that inserts those rows, with only the rows the insert reported
+as new (`INSERT … ON CONFLICT DO NOTHING RETURNING`), so each call is counted exactly once and
+the rollups can never disagree with the raw rows. `cells_of(records)` is the same arithmetic
+without the write: reconciliation compares it with what is stored, and re-derives from it.
+
+Cells are upserted in key order, so two writers adding to the same cells take their row locks in
+the same order and cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+
+from billing import histograms
+from billing.models import ERROR_CLASSES, UsageHourly, UsageRecord
+
+# (tenant_id, hour, api_key_id, end_user, requested_model, served_model): the unique cell.
+CellKey = tuple[int, datetime, int, str, str, str]
+KEY_COLUMNS = ("tenant_id", "hour", "api_key_id", "end_user", "requested_model", "served_model")
+COUNT_COLUMNS: tuple[str, ...] = (
+    "requests",
+    *ERROR_CLASSES,
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "cache_hits",
+    "estimated",
+    "streamed",
+    *histograms.ALL_COLUMNS,
+)
+SUM_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, "cost")  # what a cell adds up
+_INDEX = {name: index for index, name in enumerate(COUNT_COLUMNS)}
+_REQUESTS = _INDEX["requests"]
+_PROMPT, _CACHED, _COMPLETION = _INDEX["prompt_tokens"], _INDEX["cached_tokens"], _INDEX["completion_tokens"]
+_CACHE_HITS, _ESTIMATED, _STREAMED = _INDEX["cache_hits"], _INDEX["estimated"], _INDEX["streamed"]
+_LATENCY, _TTFT, _UPSTREAM, _OVERHEAD = (_INDEX[histograms.column(name, 0)] for name in histograms.HISTOGRAMS)
+_INVALID_REQUEST = {400, 404, 405, 409, 411, 413, 414, 415, 416, 422, 431}
+
+
+def error_class(status: int) -> str | None:
+    """The error column a call's status counts in (None: not an error)."""
+    if status < 400:
+        return None
+    if status == 499:
+        return "errors_client_closed"
+    if status >= 500:
+        return "errors_5xx"
+    if status in _INVALID_REQUEST:
+        return "errors_invalid_request"
+    return {
+        401: "errors_authentication",
+        402: "errors_budget",
+        403: "errors_permission",
+        429: "errors_rate_limit",
+    }.get(status, "errors_other_4xx")
+
+
+_ERROR_INDEX = {status: _INDEX[name] for status in range(400, 600) if (name := error_class(status))}
+
+
+def _micros(millis: Decimal | None) -> int | None:
+    return None if millis is None else int(millis * 1000)
+
+
+class Cell:
+    """The sums of one cell: integer counts in COUNT_COLUMNS order, and the cost."""
+
+    __slots__ = ("cost", "counts")
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(COUNT_COLUMNS)
+        self.cost = Decimal(0)
+
+    def add(self, record: UsageRecord) -> None:
+        self.add_facts(
+            status=record.status,
+            prompt_tokens=record.prompt_tokens,
+            cached_tokens=record.cached_tokens,
+            completion_tokens=record.completion_tokens,
+            cache_hit=record.cache_hit,
+            estimated=record.usage_estimated,
+            streamed=record.streamed,
+            cost=record.cost,
+            latency_us=_micros(record.latency_ms),
+            ttft_us=_micros(record.ttft_ms),
+            upstream_us=_micros(record.upstream_latency_ms),
+            overhead_us=_micros(record.overhead_ms),
+        )
+
+    def add_facts(
+        self,
+        *,
+        status: int,
+        prompt_tokens: int,
+        cached_tokens: int,
+        completion_tokens: int,
+        cache_hit: bool,
+        estimated: bool,
+        streamed: bool,
+        cost: Decimal,
+        latency_us: int | None,
+        ttft_us: int | None,
+        upstream_us: int | None,
+        overhead_us: int | None,
+    ) -> None:
+        """Add one call. For writers that have the facts without a UsageRecord (usage_seed): the
+        durations are whole microseconds, as the row's milliseconds (3 decimals) say them."""
+        counts = self.counts
+        counts[_REQUESTS] += 1
+        error = _ERROR_INDEX.get(status)
+        if error is not None:
+            counts[error] += 1
+        counts[_PROMPT] += prompt_tokens
+        counts[_CACHED] += cached_tokens
+        counts[_COMPLETION] += completion_tokens
+        counts[_CACHE_HITS] += cache_hit
+        counts[_ESTIMATED] += estimated
+        counts[_STREAMED] += streamed
+        self.cost += cost
+        bucket_of = histograms.bucket_of
+        if latency_us is not None:
+            counts[_LATENCY + bucket_of(latency_us)] += 1
+        if ttft_us is not None:
+            counts[_TTFT + bucket_of(ttft_us)] += 1
+        if upstream_us is not None:
+            counts[_UPSTREAM + bucket_of(upstream_us)] += 1
+        if overhead_us is not None:
+            counts[_OVERHEAD + bucket_of(overhead_us)] += 1
+
+    def values(self) -> tuple[Any, ...]:
+        return (*self.counts, self.cost)
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def cell_key(record: UsageRecord) -> CellKey:
+    return (
+        record.tenant_id or 0,
+        hour_of(record.created_at),
+        record.api_key_id or 0,
+        record.end_user,
+        record.requested_model,
+        record.served_model,
+    )
+
+
+def cells_of(records: Iterable[UsageRecord]) -> dict[CellKey, Cell]:
+    cells: dict[CellKey, Cell] = {}
+    for record in records:
+        key = cell_key(record)
+        cell = cells.get(key)
+        if cell is None:
+            cell = cells[key] = Cell()
+        cell.add(record)
+    return cells
+
+
+def _upsert_sql(rows: int) -> str:
+    table = connection.ops.quote_name(UsageHourly._meta.db_table)
+    quote = connection.ops.quote_name
+    columns = (*KEY_COLUMNS, *SUM_COLUMNS)
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    updates = ", ".join(
+        f"{quote(name)} = {table}.{quote(name)} + EXCLUDED.{quote(name)}" for name in SUM_COLUMNS
+    )
+    # Only names from the model's own metadata are formatted in; every value is a parameter.
+    insert = f"INSERT INTO {table} ({', '.join(quote(name) for name in columns)}) VALUES "  # noqa: S608
+    conflict = f" ON CONFLICT ({', '.join(quote(name) for name in KEY_COLUMNS)}) DO UPDATE SET {updates}"
+    return insert + ", ".join([row] * rows) + conflict
+
+
+def _params(key: CellKey, cell: Cell) -> list[Any]:
+    tenant_id, hour, api_key_id, end_user, requested_model, served_model = key
+    hour_field = UsageHourly._meta.get_field("hour")
+    cost_field = UsageHourly._meta.get_field("cost")
+    return [
+        tenant_id,
+        hour_field.get_db_prep_save(hour, connection),
+        api_key_id,
+        end_user,
+        requested_model,
+        served_model,
+        *cell.counts,
+        cost_field.get_db_prep_save(cell.cost, connection),
+    ]
+
+
+def cells_save(cells: dict[CellKey, Cell]) -> None:
+    """Add cells to the stored rollups (creating those that are new), in key order."""
+    if not cells:
+        return
+    width = len(KEY_COLUMNS) + len(SUM_COLUMNS)
+    # PostgreSQL takes at most 65,535 parameters a statement, SQLite 32,766 (or 999 when old).
+    limit = connection.features.max_query_params or 65_535
+    per_statement = max(1, min(200, limit // width))
+    ordered = sorted(cells.items(), key=lambda item: item[0])
+    with connection.cursor() as cursor:
+        for start in range(0, len(ordered), per_statement):
+            chunk = ordered[start : start + per_statement]
+            params: list[Any] = []
+            for key, cell in chunk:
+                params.extend(_params(key, cell))
+            cursor.execute(_upsert_sql(len(chunk)), params)
+
+
+def rollups_add(records: Iterable[UsageRecord]) -> None:
+    """Add usage rows, newly inserted in the current transaction, to their hourly cells."""
+    cells_save(cells_of(records))
