@@ -1,4 +1,7 @@
-"""Re-derive the gateways' budget and credit counters (billing/pots.py) from the ledger, exactly.
+"""Reconciliation: the budget and credit counters against the ledger (`counters_reconcile`), and
+the raw usage rows against their hourly rollups and the credit ledger (`usage_reconcile`).
+
+Re-derive the gateways' budget and credit counters (billing/pots.py) from the ledger, exactly.
 
 Why a counter can drift: a call settled while Redis was unreachable (fail-open, or a settlement
 that failed), a pot created from the database while some of its calls were still in the usage
@@ -23,15 +26,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import redis
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 
 from billing import pots
-from billing.models import UsageRecord
+from billing.models import CreditEntry, UsageHourly, UsageRecord
+from billing.rollups import KEY_COLUMNS, SUM_COLUMNS, Cell, CellKey, cells_of, cells_save, hour_of
 from billing.usage import FIELD, GROUP, stream_key
 from config.redis import redis_key, worker_client
 
@@ -166,3 +172,181 @@ def counters_reconcile(*, fix: bool = True) -> list[Difference]:
         return differences
     finally:
         client.close()
+
+
+# --- raw rows, rollups and the credit ledger ---------------------------------------------------------
+#
+# The rollups are written in the transaction that inserts their raw rows, from exactly the rows that
+# were new, so they can only disagree through a bug or a hand. The comparison recomputes each hour's
+# cells from the raw rows with the writer's own arithmetic (billing.rollups.cells_of) and compares
+# them with what is stored. Hours whose raw rows the retention has purged are not compared.
+
+RECONCILE_DAYS = 2  # what the daily beat compares when not told where to start
+_ROW_FIELDS = (
+    "request_id",
+    "created_at",
+    "tenant_id",
+    "api_key_id",
+    "end_user",
+    "requested_model",
+    "served_model",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "usage_estimated",
+    "cost",
+    "status",
+    "streamed",
+    "cache_hit",
+    "latency_ms",
+    "ttft_ms",
+    "upstream_latency_ms",
+    "overhead_ms",
+    "credits",
+)
+
+
+def _first_hour(since: datetime | None) -> datetime:
+    """The first whole hour to compare: from `since` (rounded down to its hour), never before the
+    first hour whose raw rows are all still kept."""
+    now = timezone.now()
+    if since is None:
+        since = now - timedelta(days=RECONCILE_DAYS)
+    kept_from = hour_of(now - timedelta(days=settings.TOLLHOUSE_USAGE_RETENTION_DAYS)) + timedelta(hours=1)
+    return max(hour_of(since), kept_from)
+
+
+def _raw_cells(first_hour: datetime) -> dict[CellKey, Cell]:
+    rows = UsageRecord.objects.filter(created_at__gte=first_hour).only(*_ROW_FIELDS).order_by()
+    return cells_of(rows.iterator(chunk_size=5000))
+
+
+def _stored_cells(first_hour: datetime) -> dict[CellKey, tuple[Any, ...]]:
+    stored = {}
+    for values in UsageHourly.objects.filter(hour__gte=first_hour).values_list(*KEY_COLUMNS, *SUM_COLUMNS):
+        tenant_id, hour, api_key_id, end_user, requested, served = values[: len(KEY_COLUMNS)]
+        stored[(tenant_id, hour.astimezone(UTC), api_key_id, end_user, requested, served)] = values[
+            len(KEY_COLUMNS) :
+        ]
+    return stored
+
+
+def _describe_cell(key: CellKey) -> str:
+    tenant_id, hour, api_key_id, end_user, requested, served = key
+    who = f"tenant {tenant_id} key {api_key_id or '-'}" + (f" end user {end_user!r}" if end_user else "")
+    return f"rollup {hour:%Y-%m-%d %H}:00Z {who} model {requested!r}→{served!r}"
+
+
+def _cell_differences(raw: dict[CellKey, Cell], stored: dict[CellKey, tuple[Any, ...]]) -> list[str]:
+    differences = []
+    for key in sorted(set(raw) | set(stored)):
+        expected = raw[key].values() if key in raw else tuple(0 for _ in SUM_COLUMNS)
+        found = stored.get(key, tuple(0 for _ in SUM_COLUMNS))
+        if expected == found:
+            continue
+        wrong = [
+            f"{name} raw {want} rollup {have}"
+            for name, want, have in zip(SUM_COLUMNS, expected, found, strict=True)
+            if want != have
+        ]
+        shown = "; ".join(wrong[:6]) + (f"; and {len(wrong) - 6} more columns" if len(wrong) > 6 else "")
+        missing = " (no rollup row)" if key not in stored else " (no raw rows)" if key not in raw else ""
+        differences.append(f"{_describe_cell(key)}{missing}: {shown}")
+    return differences
+
+
+def _cells_replace(first_hour: datetime) -> None:
+    """Make the stored cells from `first_hour` on exactly what the raw rows say.
+
+    The rollup table is locked against writers first (SHARE ROW EXCLUSIVE: the drains' upserts wait),
+    then the raw rows are read: every row committed before the lock is counted here, and a drain that
+    was inserting meanwhile adds its rows' cells after this commits, on top of the repaired values.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"LOCK TABLE {connection.ops.quote_name(UsageHourly._meta.db_table)} "
+                    "IN SHARE ROW EXCLUSIVE MODE"
+                )
+        raw = _raw_cells(first_hour)
+        stored = _stored_cells(first_hour)
+        wrong = {key: cell for key, cell in raw.items() if stored.get(key) != cell.values()}
+        gone = [key for key in stored if key not in raw]
+        for tenant_id, hour, api_key_id, end_user, requested, served in [*wrong, *gone]:
+            UsageHourly.objects.filter(
+                tenant_id=tenant_id,
+                hour=hour,
+                api_key_id=api_key_id,
+                end_user=end_user,
+                requested_model=requested,
+                served_model=served,
+            ).delete()
+        cells_save(wrong)
+
+
+def _credit_differences(first_hour: datetime, *, fix: bool) -> list[str]:
+    """Every call that ran on credits since `first_hour` has exactly one usage charge of its cost."""
+    rows = {
+        request_id: (tenant_id, cost)
+        for request_id, tenant_id, cost in UsageRecord.objects.filter(
+            created_at__gte=first_hour, credits=True, cost__gt=0
+        ).values_list("request_id", "tenant_id", "cost")
+    }
+    charges = dict(
+        CreditEntry.objects.filter(kind=CreditEntry.Kind.USAGE, request_id__in=list(rows)).values_list(
+            "request_id", "amount"
+        )
+    )
+    differences = []
+    for request_id, (tenant_id, cost) in sorted(rows.items()):
+        charged = charges.get(request_id)
+        if charged is not None and -charged == cost:
+            continue
+        if charged is None:
+            differences.append(
+                f"credit ledger: call {request_id} of tenant {tenant_id} cost {cost} USD, not charged"
+            )
+            if fix and tenant_id is not None:
+                CreditEntry.objects.bulk_create(
+                    [
+                        CreditEntry(
+                            tenant_id=tenant_id,
+                            kind=CreditEntry.Kind.USAGE,
+                            amount=-cost,
+                            request_id=request_id,
+                        )
+                    ],
+                    ignore_conflicts=True,
+                )
+        else:
+            differences.append(
+                f"credit ledger: call {request_id} of tenant {tenant_id} cost {cost} USD, charged {-charged} USD"
+            )
+            if fix and tenant_id is not None:
+                # The ledger is append-only: the difference is settled by an adjustment line.
+                CreditEntry.objects.create(
+                    tenant_id=tenant_id,
+                    kind=CreditEntry.Kind.ADJUSTMENT,
+                    amount=-charged - cost,
+                    note=f"usage_reconcile: charge of request {request_id} was {-charged} USD, its call cost {cost} USD",
+                )
+    return differences
+
+
+def usage_reconcile(*, since: datetime | None = None, fix: bool = False) -> list[str]:
+    """Compare raw rows with the hourly rollups, the budget and credit counters, and the credit
+    ledger, from `since` (default: the last RECONCILE_DAYS days); returns one line per difference.
+
+    With `fix`, the rollups are re-derived from the raw rows, missing credit charges are added
+    (a wrong one is settled by an adjustment line), and the counters are repaired from the ledger
+    (counters_reconcile). What it returns is what was found before fixing.
+    """
+    first_hour = _first_hour(since)
+    differences = _cell_differences(_raw_cells(first_hour), _stored_cells(first_hour))
+    if differences and fix:
+        _cells_replace(first_hour)
+    with transaction.atomic():
+        differences += _credit_differences(first_hour, fix=fix)
+    differences += [f"budget counter {difference}" for difference in counters_reconcile(fix=fix)]
+    return differences

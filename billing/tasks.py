@@ -25,6 +25,28 @@ def counters_reconcile() -> int:
     return len(reconcile(fix=True))
 
 
+@shared_task(name="billing.tasks.usage_purge", ignore_result=True)
+def usage_purge() -> int:
+    """Beat: delete raw usage rows older than TOLLHOUSE_USAGE_RETENTION_DAYS, in bounded batches."""
+    from billing.retention import usage_purge as purge
+
+    return purge()
+
+
+@shared_task(name="billing.tasks.usage_reconcile", ignore_result=True)
+def usage_reconcile() -> int:
+    """Beat (daily): raw rows vs rollups vs budget counters vs credit ledger over the last two
+    days; each difference is logged, nothing is changed. Returns how many differences."""
+    from billing.reconcile import usage_reconcile as reconcile
+
+    differences = reconcile(since=None, fix=False)
+    for difference in differences:
+        logger.error("usage reconcile: %s", difference)
+    if not differences:
+        logger.info("usage reconcile: raw rows, rollups, counters and credit ledger agree")
+    return len(differences)
+
+
 @shared_task(name="billing.tasks.budget_alerts_check", ignore_result=True)
 def budget_alerts_check(tenant_id: int) -> int:
     """Send the alerts due for the tenant's budgets; returns how many."""
