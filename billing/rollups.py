@@ -166,50 +166,53 @@ def cells_of(records: Iterable[UsageRecord]) -> dict[CellKey, Cell]:
 
 
 def _upsert_sql(rows: int) -> str:
-    table = connection.ops.quote_name(UsageHourly._meta.db_table)
+    """PostgreSQL: one array a column (`unnest`), so the statement's parameters do not grow with
+    the number of cells; elsewhere a VALUES list."""
     quote = connection.ops.quote_name
+    table = quote(UsageHourly._meta.db_table)
     columns = (*KEY_COLUMNS, *SUM_COLUMNS)
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    if connection.vendor == "postgresql":
+        types = [UsageHourly._meta.get_field(name).db_type(connection) for name in columns]
+        source = "SELECT * FROM unnest(" + ", ".join(f"%s::{kind}[]" for kind in types) + ")"  # noqa: S608
+    else:
+        row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        source = "VALUES " + ", ".join([row] * rows)
     updates = ", ".join(
         f"{quote(name)} = {table}.{quote(name)} + EXCLUDED.{quote(name)}" for name in SUM_COLUMNS
     )
-    # Only names from the model's own metadata are formatted in; every value is a parameter.
-    insert = f"INSERT INTO {table} ({', '.join(quote(name) for name in columns)}) VALUES "  # noqa: S608
+    # Only names and types from the model's own metadata are formatted in; every value is a parameter.
+    insert = f"INSERT INTO {table} ({', '.join(quote(name) for name in columns)}) "
     conflict = f" ON CONFLICT ({', '.join(quote(name) for name in KEY_COLUMNS)}) DO UPDATE SET {updates}"
-    return insert + ", ".join([row] * rows) + conflict
+    return insert + source + conflict
 
 
-def _params(key: CellKey, cell: Cell) -> list[Any]:
-    tenant_id, hour, api_key_id, end_user, requested_model, served_model = key
-    hour_field = UsageHourly._meta.get_field("hour")
-    cost_field = UsageHourly._meta.get_field("cost")
-    return [
-        tenant_id,
-        hour_field.get_db_prep_save(hour, connection),
-        api_key_id,
-        end_user,
-        requested_model,
-        served_model,
-        *cell.counts,
-        cost_field.get_db_prep_save(cell.cost, connection),
-    ]
+def _row(key: CellKey, cell: Cell) -> list[Any]:
+    return [*key, *cell.counts, cell.cost]
 
 
 def cells_save(cells: dict[CellKey, Cell]) -> None:
     """Add cells to the stored rollups (creating those that are new), in key order."""
     if not cells:
         return
-    width = len(KEY_COLUMNS) + len(SUM_COLUMNS)
-    # PostgreSQL takes at most 65,535 parameters a statement, SQLite 32,766 (or 999 when old).
-    limit = connection.features.max_query_params or 65_535
-    per_statement = max(1, min(200, limit // width))
     ordered = sorted(cells.items(), key=lambda item: item[0])
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            for start in range(0, len(ordered), 5000):
+                rows = [_row(key, cell) for key, cell in ordered[start : start + 5000]]
+                cursor.execute(_upsert_sql(len(rows)), [list(column) for column in zip(*rows, strict=True)])
+            return
+        width = len(KEY_COLUMNS) + len(SUM_COLUMNS)
+        per_statement = max(1, (connection.features.max_query_params or 999) // width)
+        hour_field = UsageHourly._meta.get_field("hour")
+        cost_field = UsageHourly._meta.get_field("cost")
         for start in range(0, len(ordered), per_statement):
             chunk = ordered[start : start + per_statement]
             params: list[Any] = []
             for key, cell in chunk:
-                params.extend(_params(key, cell))
+                row = _row(key, cell)
+                row[1] = hour_field.get_db_prep_save(row[1], connection)
+                row[-1] = cost_field.get_db_prep_save(row[-1], connection)
+                params.extend(row)
             cursor.execute(_upsert_sql(len(chunk)), params)
 
 

@@ -407,20 +407,37 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line}"[:300]
 
 
+_INSERT_FIELDS = [column for column in UsageRecord._meta.concrete_fields if not column.primary_key]
+
+
 def _insert_sql(rows: int) -> str:
+    """PostgreSQL: the whole chunk as one array a column (`unnest`), so the statement has as many
+    parameters as the table has columns, however many rows; elsewhere a VALUES list."""
     quote = connection.ops.quote_name
     names = ", ".join(quote(column.column or column.attname) for column in _INSERT_FIELDS)
-    row = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ")"
-    # Only names from the model's own metadata are formatted in; every value is a parameter.
-    insert = f"INSERT INTO {quote(UsageRecord._meta.db_table)} ({names}) VALUES "  # noqa: S608
+    if connection.vendor == "postgresql":
+        arrays = ", ".join(f"%s::{column.db_type(connection)}[]" for column in _INSERT_FIELDS)
+        source = f"SELECT * FROM unnest({arrays})"  # noqa: S608
+    else:
+        row = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ")"
+        source = "VALUES " + ", ".join([row] * rows)
+    # Only names and types from the model's own metadata are formatted in; every value is a parameter.
+    insert = f"INSERT INTO {quote(UsageRecord._meta.db_table)} ({names}) "
     return (
-        insert
-        + ", ".join([row] * rows)
-        + f" ON CONFLICT ({quote('request_id')}) DO NOTHING RETURNING {quote('request_id')}"
+        insert + source + f" ON CONFLICT ({quote('request_id')}) DO NOTHING RETURNING {quote('request_id')}"
     )
 
 
-_INSERT_FIELDS = [column for column in UsageRecord._meta.concrete_fields if not column.primary_key]
+def _insert_params(chunk: Sequence[UsageRecord]) -> list[Any]:
+    if connection.vendor == "postgresql":
+        # The driver adapts the Python values (str, int, Decimal, aware datetime, bool, None);
+        # the casts in the statement make each array the column's type.
+        return [[getattr(record, column.attname) for record in chunk] for column in _INSERT_FIELDS]
+    return [
+        column.get_db_prep_save(getattr(record, column.attname), connection)
+        for record in chunk
+        for column in _INSERT_FIELDS
+    ]
 
 
 def usage_records_insert_new(records: Sequence[UsageRecord]) -> list[UsageRecord]:
@@ -433,17 +450,17 @@ def usage_records_insert_new(records: Sequence[UsageRecord]) -> list[UsageRecord
     # In request id order: two writers given overlapping batches (a redelivery while the first
     # consumer still works) then wait for each other's rows in one order, never in a cycle.
     batch = sorted(unique.values(), key=lambda record: record.request_id)
-    per_statement = max(1, min(1000, (connection.features.max_query_params or 65_535) // len(_INSERT_FIELDS)))
+    if connection.vendor == "postgresql":
+        per_statement = 5000
+    else:
+        per_statement = max(
+            1, min(1000, (connection.features.max_query_params or 999) // len(_INSERT_FIELDS))
+        )
     new: list[UsageRecord] = []
     with connection.cursor() as cursor:
         for start in range(0, len(batch), per_statement):
             chunk = batch[start : start + per_statement]
-            params = [
-                column.get_db_prep_save(getattr(record, column.attname), connection)
-                for record in chunk
-                for column in _INSERT_FIELDS
-            ]
-            cursor.execute(_insert_sql(len(chunk)), params)
+            cursor.execute(_insert_sql(len(chunk)), _insert_params(chunk))
             inserted = {request_id for (request_id,) in cursor.fetchall()}
             new.extend(record for record in chunk if record.request_id in inserted)
     return new
