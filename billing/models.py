@@ -9,6 +9,7 @@ from django.db import models
 from accounts.models import ApiKey, Tenant
 from accounts.validators import non_negative
 from billing import histograms
+from billing.indexes import BrinOnPostgres
 from config.changes import BroadcastManager
 
 DEFAULT_THRESHOLDS = [50, 80, 100]
@@ -58,7 +59,7 @@ class UsageRecord(models.Model):
 
     request_id = models.CharField(max_length=64, unique=True)
     client_request_id = models.CharField(max_length=128, blank=True, default="")
-    created_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField()  # indexed by BRIN (usage_created_brin) and usage_tenant_time
     tenant = models.ForeignKey(
         Tenant, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
     )
@@ -98,7 +99,13 @@ class UsageRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["tenant", "created_at"], name="usage_tenant_time")]
+        # Time-range scans: a tenant's through usage_tenant_time; the purge and global ranges through
+        # a BRIN index on created_at (rows arrive in time order), chosen over monthly partitions,
+        # which cannot keep request_id unique across the table (bench/REPORT.md, usage section).
+        indexes = [
+            models.Index(fields=["tenant", "created_at"], name="usage_tenant_time"),
+            BrinOnPostgres(fields=["created_at"], name="usage_created_brin"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.requested_model} {self.status}"
@@ -166,6 +173,46 @@ class UsageHourly(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requested_model} {self.requests}"
+
+
+class UsageHourlyTenant(models.Model):
+    """A tenant's hour: `UsageHourly` summed over keys, end users and models (same columns).
+
+    Written with it, in the same transaction, from the same rows. It exists for the tenant-wide
+    views (the 30-day overview's spend and latency percentiles per day): 720 rows a month instead
+    of one per key × end user × model × hour, whose 192 histogram columns make a month of a large
+    tenant a scan of hundreds of megabytes.
+    """
+
+    hour = models.DateTimeField()
+    tenant_id = models.BigIntegerField()
+    requests = models.BigIntegerField(default=0)
+    errors_invalid_request = models.BigIntegerField(default=0)
+    errors_authentication = models.BigIntegerField(default=0)
+    errors_budget = models.BigIntegerField(default=0)
+    errors_permission = models.BigIntegerField(default=0)
+    errors_rate_limit = models.BigIntegerField(default=0)
+    errors_other_4xx = models.BigIntegerField(default=0)
+    errors_client_closed = models.BigIntegerField(default=0)
+    errors_5xx = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=24, decimal_places=9, default=0)
+    cache_hits = models.BigIntegerField(default=0)
+    estimated = models.BigIntegerField(default=0)
+    streamed = models.BigIntegerField(default=0)
+    for _column in histograms.ALL_COLUMNS:
+        locals()[_column] = models.BigIntegerField(default=0)
+    del _column
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant_id", "hour"], name="usagehourlytenant_unique_hour")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requests}"
 
 
 class Budget(models.Model):

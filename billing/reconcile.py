@@ -25,6 +25,7 @@ that settle during the repair are not lost, and logged.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,11 +34,22 @@ import orjson
 import redis
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from billing import pots
-from billing.models import CreditEntry, UsageHourly, UsageRecord
-from billing.rollups import KEY_COLUMNS, SUM_COLUMNS, Cell, CellKey, cells_of, cells_save, hour_of
+from billing.models import CreditEntry, UsageHourly, UsageHourlyTenant, UsageRecord
+from billing.rollups import (
+    KEY_COLUMNS,
+    SUM_COLUMNS,
+    TENANT_KEY_COLUMNS,
+    Cell,
+    CellKey,
+    cells_of,
+    hour_of,
+    tenant_cells_of,
+    upsert,
+)
 from billing.usage import FIELD, GROUP, stream_key
 from config.redis import redis_key, worker_client
 
@@ -221,23 +233,26 @@ def _raw_cells(first_hour: datetime) -> dict[CellKey, Cell]:
     return cells_of(rows.iterator(chunk_size=5000))
 
 
-def _stored_cells(first_hour: datetime) -> dict[CellKey, tuple[Any, ...]]:
+def _stored(model: type[Model], keys: tuple[str, ...], first_hour: datetime) -> dict[Any, tuple[Any, ...]]:
     stored = {}
-    for values in UsageHourly.objects.filter(hour__gte=first_hour).values_list(*KEY_COLUMNS, *SUM_COLUMNS):
-        tenant_id, hour, api_key_id, end_user, requested, served = values[: len(KEY_COLUMNS)]
-        stored[(tenant_id, hour.astimezone(UTC), api_key_id, end_user, requested, served)] = values[
-            len(KEY_COLUMNS) :
-        ]
+    hour_at = keys.index("hour")
+    for values in model._default_manager.filter(hour__gte=first_hour).values_list(*keys, *SUM_COLUMNS):
+        key = list(values[: len(keys)])
+        key[hour_at] = key[hour_at].astimezone(UTC)
+        stored[tuple(key)] = values[len(keys) :]
     return stored
 
 
-def _describe_cell(key: CellKey) -> str:
+def _describe_cell(key: tuple[Any, ...]) -> str:
+    if len(key) == len(TENANT_KEY_COLUMNS):
+        tenant_id, hour = key
+        return f"tenant rollup {hour:%Y-%m-%d %H}:00Z tenant {tenant_id}"
     tenant_id, hour, api_key_id, end_user, requested, served = key
     who = f"tenant {tenant_id} key {api_key_id or '-'}" + (f" end user {end_user!r}" if end_user else "")
     return f"rollup {hour:%Y-%m-%d %H}:00Z {who} model {requested!r}→{served!r}"
 
 
-def _cell_differences(raw: dict[CellKey, Cell], stored: dict[CellKey, tuple[Any, ...]]) -> list[str]:
+def _cell_differences(raw: dict[Any, Cell], stored: dict[Any, tuple[Any, ...]]) -> list[str]:
     differences = []
     for key in sorted(set(raw) | set(stored)):
         expected = raw[key].values() if key in raw else tuple(0 for _ in SUM_COLUMNS)
@@ -255,34 +270,44 @@ def _cell_differences(raw: dict[CellKey, Cell], stored: dict[CellKey, tuple[Any,
     return differences
 
 
-def _cells_replace(first_hour: datetime) -> None:
-    """Make the stored cells from `first_hour` on exactly what the raw rows say.
+# The rollup tables, each with its key columns and how its cells follow from the raw rows' cells.
+_TABLES: tuple[tuple[type[Model], tuple[str, ...], Callable[[dict[CellKey, Cell]], dict[Any, Cell]]], ...] = (
+    (UsageHourly, KEY_COLUMNS, lambda cells: cells),
+    (UsageHourlyTenant, TENANT_KEY_COLUMNS, tenant_cells_of),
+)
 
-    The rollup table is locked against writers first (SHARE ROW EXCLUSIVE: the drains' upserts wait),
-    then the raw rows are read: every row committed before the lock is counted here, and a drain that
-    was inserting meanwhile adds its rows' cells after this commits, on top of the repaired values.
+
+def _rollup_differences(first_hour: datetime) -> list[str]:
+    raw = _raw_cells(first_hour)
+    differences = []
+    for model, keys, derive in _TABLES:
+        differences += _cell_differences(derive(raw), _stored(model, keys, first_hour))
+    return differences
+
+
+def _cells_replace(first_hour: datetime) -> None:
+    """Make the stored rollups from `first_hour` on exactly what the raw rows say.
+
+    The rollup tables are locked against writers first (SHARE ROW EXCLUSIVE: the drains' upserts
+    wait), then the raw rows are read: every row committed before the lock is counted here, and a
+    drain that was inserting meanwhile adds its rows' cells after this commits, on top of the
+    repaired values.
     """
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute(
-                    f"LOCK TABLE {connection.ops.quote_name(UsageHourly._meta.db_table)} "
-                    "IN SHARE ROW EXCLUSIVE MODE"
-                )
+                for model, _, _ in _TABLES:
+                    cursor.execute(
+                        f"LOCK TABLE {connection.ops.quote_name(model._meta.db_table)} IN SHARE ROW EXCLUSIVE MODE"
+                    )
         raw = _raw_cells(first_hour)
-        stored = _stored_cells(first_hour)
-        wrong = {key: cell for key, cell in raw.items() if stored.get(key) != cell.values()}
-        gone = [key for key in stored if key not in raw]
-        for tenant_id, hour, api_key_id, end_user, requested, served in [*wrong, *gone]:
-            UsageHourly.objects.filter(
-                tenant_id=tenant_id,
-                hour=hour,
-                api_key_id=api_key_id,
-                end_user=end_user,
-                requested_model=requested,
-                served_model=served,
-            ).delete()
-        cells_save(wrong)
+        for model, keys, derive in _TABLES:
+            cells = derive(raw)
+            stored = _stored(model, keys, first_hour)
+            wrong = {key: cell for key, cell in cells.items() if stored.get(key) != cell.values()}
+            for key in [*wrong, *(key for key in stored if key not in cells)]:
+                model._default_manager.filter(**dict(zip(keys, key, strict=True))).delete()
+            upsert(model, keys, wrong)
 
 
 def _credit_differences(first_hour: datetime, *, fix: bool) -> list[str]:
@@ -343,7 +368,7 @@ def usage_reconcile(*, since: datetime | None = None, fix: bool = False) -> list
     (counters_reconcile). What it returns is what was found before fixing.
     """
     first_hour = _first_hour(since)
-    differences = _cell_differences(_raw_cells(first_hour), _stored_cells(first_hour))
+    differences = _rollup_differences(first_hour)
     if differences and fix:
         _cells_replace(first_hour)
     with transaction.atomic():

@@ -85,17 +85,19 @@ def _purge_lock() -> Iterator[bool]:
 
 
 def _bounds(table: str, cutoff: Any) -> tuple[int | None, int | None]:
-    """(lowest id of the table, highest id of a row created before the cutoff); None: no such row."""
+    """(lowest, highest) id of the rows created before the cutoff; None: there is none.
+
+    Both from the rows to delete, read through the created_at index: walking from the table's
+    lowest id instead would step through every id of the rows kept whenever an old row has a high
+    id (a call drained late, rows seeded out of order), 2,000 empty batches for 10 M rows kept."""
+    old = f"SELECT id FROM {table} WHERE created_at < %s"  # noqa: S608 (the model's own table name)
+    if connection.vendor == "postgresql":
+        # OFFSET 0 keeps PostgreSQL from answering MIN/MAX(id) by walking the primary key from one
+        # end, filtering on created_at: that can visit every row kept before finding one to go.
+        old += " OFFSET 0"
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT MIN(id) FROM {table}")  # noqa: S608 (the model's own table name)
-        lowest = cursor.fetchone()[0]
-        old = f"SELECT id FROM {table} WHERE created_at < %s"  # noqa: S608
-        if connection.vendor == "postgresql":
-            # OFFSET 0 keeps PostgreSQL from answering MAX(id) by walking the primary key down from
-            # the newest row, filtering on created_at: that visits every row kept before one to go.
-            old += " OFFSET 0"
-        cursor.execute(f"SELECT MAX(id) FROM ({old}) AS old", [cutoff])  # noqa: S608
-        highest = cursor.fetchone()[0]
+        cursor.execute(f"SELECT MIN(id), MAX(id) FROM ({old}) AS old", [cutoff])  # noqa: S608
+        lowest, highest = cursor.fetchone()
     return lowest, highest
 
 

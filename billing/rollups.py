@@ -1,6 +1,7 @@
 """Hourly rollups of the usage rows (billing.models.UsageHourly).
 
-`rollups_add(records)` adds usage rows to their hour's cells with one upsert per chunk. The usage
+`rollups_add(records)` adds usage rows to their hour's cells (UsageHourly: tenant × key × end user
+× requested × served model × hour) and to their tenant's hour (UsageHourlyTenant), one upsert each. The usage
 writer calls it in the transaction that inserts those rows, with only the rows the insert reported
 as new (`INSERT … ON CONFLICT DO NOTHING RETURNING`), so each call is counted exactly once and
 the rollups can never disagree with the raw rows. `cells_of(records)` is the same arithmetic
@@ -18,9 +19,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
+from django.db.models import Field, Model
 
 from billing import histograms
-from billing.models import ERROR_CLASSES, UsageHourly, UsageRecord
+from billing.models import ERROR_CLASSES, UsageHourly, UsageHourlyTenant, UsageRecord
 
 # (tenant_id, hour, api_key_id, end_user, requested_model, served_model): the unique cell.
 CellKey = tuple[int, datetime, int, str, str, str]
@@ -135,6 +137,12 @@ class Cell:
         if overhead_us is not None:
             counts[_OVERHEAD + bucket_of(overhead_us)] += 1
 
+    def merge(self, other: Cell) -> None:
+        counts = self.counts
+        for index, count in enumerate(other.counts):
+            counts[index] += count
+        self.cost += other.cost
+
     def values(self) -> tuple[Any, ...]:
         return (*self.counts, self.cost)
 
@@ -165,14 +173,29 @@ def cells_of(records: Iterable[UsageRecord]) -> dict[CellKey, Cell]:
     return cells
 
 
-def _upsert_sql(rows: int) -> str:
+TenantKey = tuple[int, datetime]
+TENANT_KEY_COLUMNS = ("tenant_id", "hour")
+
+
+def tenant_cells_of(cells: dict[CellKey, Cell]) -> dict[TenantKey, Cell]:
+    """The tenant × hour sums of cells (UsageHourlyTenant)."""
+    tenants: dict[TenantKey, Cell] = {}
+    for (tenant_id, hour, *_), cell in cells.items():
+        total = tenants.get((tenant_id, hour))
+        if total is None:
+            total = tenants[(tenant_id, hour)] = Cell()
+        total.merge(cell)
+    return tenants
+
+
+def _upsert_sql(model: type[Model], keys: tuple[str, ...], rows: int) -> str:
     """PostgreSQL: one array a column (`unnest`), so the statement's parameters do not grow with
     the number of cells; elsewhere a VALUES list."""
     quote = connection.ops.quote_name
-    table = quote(UsageHourly._meta.db_table)
-    columns = (*KEY_COLUMNS, *SUM_COLUMNS)
+    table = quote(model._meta.db_table)
+    columns = (*keys, *SUM_COLUMNS)
     if connection.vendor == "postgresql":
-        types = [UsageHourly._meta.get_field(name).db_type(connection) for name in columns]
+        types = [model._meta.get_field(name).db_type(connection) for name in columns]
         source = "SELECT * FROM unnest(" + ", ".join(f"%s::{kind}[]" for kind in types) + ")"  # noqa: S608
     else:
         row = "(" + ", ".join(["%s"] * len(columns)) + ")"
@@ -182,38 +205,49 @@ def _upsert_sql(rows: int) -> str:
     )
     # Only names and types from the model's own metadata are formatted in; every value is a parameter.
     insert = f"INSERT INTO {table} ({', '.join(quote(name) for name in columns)}) "
-    conflict = f" ON CONFLICT ({', '.join(quote(name) for name in KEY_COLUMNS)}) DO UPDATE SET {updates}"
+    conflict = f" ON CONFLICT ({', '.join(quote(name) for name in keys)}) DO UPDATE SET {updates}"
     return insert + source + conflict
 
 
-def _row(key: CellKey, cell: Cell) -> list[Any]:
-    return [*key, *cell.counts, cell.cost]
-
-
-def cells_save(cells: dict[CellKey, Cell]) -> None:
-    """Add cells to the stored rollups (creating those that are new), in key order."""
+def upsert(model: type[Model], keys: tuple[str, ...], cells: dict[Any, Cell]) -> None:
+    """Add cells (keyed by `keys`' values) to a rollup table, creating the new ones, in key order:
+    two writers adding to the same cells lock them in the same order, so they cannot deadlock."""
     if not cells:
         return
-    ordered = sorted(cells.items(), key=lambda item: item[0])
+    ordered = [
+        [*key, *cell.counts, cell.cost] for key, cell in sorted(cells.items(), key=lambda item: item[0])
+    ]
+    hour_at = keys.index("hour")
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             for start in range(0, len(ordered), 5000):
-                rows = [_row(key, cell) for key, cell in ordered[start : start + 5000]]
-                cursor.execute(_upsert_sql(len(rows)), [list(column) for column in zip(*rows, strict=True)])
+                rows = ordered[start : start + 5000]
+                cursor.execute(
+                    _upsert_sql(model, keys, len(rows)), [list(column) for column in zip(*rows, strict=True)]
+                )
             return
-        width = len(KEY_COLUMNS) + len(SUM_COLUMNS)
-        per_statement = max(1, (connection.features.max_query_params or 999) // width)
-        hour_field = UsageHourly._meta.get_field("hour")
-        cost_field = UsageHourly._meta.get_field("cost")
+        per_statement = max(1, (connection.features.max_query_params or 999) // len(ordered[0]))
+        hour_field = model._meta.get_field("hour")
+        cost_field = model._meta.get_field("cost")
+        assert isinstance(hour_field, Field) and isinstance(cost_field, Field)
         for start in range(0, len(ordered), per_statement):
             chunk = ordered[start : start + per_statement]
             params: list[Any] = []
-            for key, cell in chunk:
-                row = _row(key, cell)
-                row[1] = hour_field.get_db_prep_save(row[1], connection)
+            for row in chunk:
+                row[hour_at] = hour_field.get_db_prep_save(row[hour_at], connection)
                 row[-1] = cost_field.get_db_prep_save(row[-1], connection)
                 params.extend(row)
-            cursor.execute(_upsert_sql(len(chunk)), params)
+            cursor.execute(_upsert_sql(model, keys, len(chunk)), params)
+
+
+def cells_save(cells: dict[CellKey, Cell]) -> None:
+    """Add cells to the stored rollups, both the cells and their tenant × hour sums."""
+    upsert(UsageHourly, KEY_COLUMNS, cells)
+    tenant_cells_save(tenant_cells_of(cells))
+
+
+def tenant_cells_save(cells: dict[TenantKey, Cell]) -> None:
+    upsert(UsageHourlyTenant, TENANT_KEY_COLUMNS, cells)
 
 
 def rollups_add(records: Iterable[UsageRecord]) -> None:

@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.services import tenant_create
-from billing.models import CreditEntry, UsageHourly, UsageRecord
+from billing.models import CreditEntry, UsageHourly, UsageHourlyTenant, UsageRecord
 from billing.services import usage_events_record
 from tests.billing.test_usage_records_save import event
 
@@ -108,3 +108,13 @@ def test_hours_before_since_are_not_compared(recorded):
 def test_a_bad_since_is_one_sentence_and_compares_nothing(recorded, since):
     with pytest.raises(CommandError, match=r"^--since must be an ISO 8601 date or time"):
         call_command("usage_reconcile", "--since", since)
+
+
+def test_a_corrupted_tenant_rollup_is_reported_and_fixed(recorded):
+    hour = UsageHourlyTenant.objects.order_by("hour").first()
+    UsageHourlyTenant.objects.filter(pk=hour.pk).update(cost=F("cost") - Decimal("0.000000001"))
+    code, out = run()
+    assert code == 1 and out.startswith(f"tenant rollup {hour.hour:%Y-%m-%d %H}:00Z tenant {recorded.id}")
+    assert f"cost raw {hour.cost} rollup {hour.cost - Decimal('0.000000001')}" in out
+    assert run("--fix")[0] == 0
+    assert run() == (0, "")

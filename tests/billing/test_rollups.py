@@ -15,8 +15,15 @@ from django.conf import settings
 from django.db import connection
 
 from billing import histograms
-from billing.models import UsageHourly, UsageRecord
-from billing.rollups import KEY_COLUMNS, SUM_COLUMNS, cells_of, error_class
+from billing.models import UsageHourly, UsageHourlyTenant, UsageRecord
+from billing.rollups import (
+    KEY_COLUMNS,
+    SUM_COLUMNS,
+    TENANT_KEY_COLUMNS,
+    cells_of,
+    error_class,
+    tenant_cells_of,
+)
 from billing.services import usage_events_record
 from tests.billing.test_usage_records_save import event
 from tests.support.process import ROOT, subprocess_env
@@ -30,6 +37,13 @@ def stored() -> dict[tuple, tuple]:
     return {
         values[:width]: values[width:]
         for values in UsageHourly.objects.values_list(*KEY_COLUMNS, *SUM_COLUMNS)
+    }
+
+
+def stored_tenants() -> dict[tuple, tuple]:
+    return {
+        values[:2]: values[2:]
+        for values in UsageHourlyTenant.objects.values_list(*TENANT_KEY_COLUMNS, *SUM_COLUMNS)
     }
 
 
@@ -108,6 +122,10 @@ def test_an_hour_cell_sums_its_calls_and_a_redelivery_changes_neither_table():
     # The next hour, and no key (an end-user token): a cell of its own, key 0.
     other = UsageHourly.objects.get(hour=datetime(2026, 9, 21, 15, tzinfo=UTC))
     assert (other.api_key_id, other.end_user, other.requests) == (0, "u-1", 1)
+    # The tenant's hours: every key, end user and model of the hour summed.
+    tenant_hour = UsageHourlyTenant.objects.get(tenant_id=7, hour=HOUR)
+    assert (tenant_hour.requests, tenant_hour.cost, tenant_hour.errors_rate_limit) == (3, cell.cost, 1)
+    assert UsageHourlyTenant.objects.count() == 2
 
     before = stored()
     assert (
@@ -177,6 +195,9 @@ def test_writers_in_separate_processes_given_the_same_events_count_each_call_onc
     assert sum(int(stdout.strip()) for stdout, _ in results) == 3000  # each call new to exactly one writer
     assert UsageRecord.objects.count() == 3000
     assert stored() == derived()
+    assert stored_tenants() == {
+        key: cell.values() for key, cell in tenant_cells_of(cells_of(UsageRecord.objects.all())).items()
+    }
     totals = UsageHourly.objects.values_list("requests", "cost")
     assert sum(requests for requests, _ in totals) == 3000
     assert sum(cost for _, cost in totals) == sum(Decimal(e["cost_nanos"]).scaleb(-9) for e in events)
