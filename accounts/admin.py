@@ -91,6 +91,7 @@ class TenantAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
     fieldsets = [
         (None, {"fields": ["name", "slug", "plan", "status", "timezone", "prepaid"]}),
+        ("Debugging", {"fields": ["body_logging"]}),
         (
             "Limits of the whole tenant (empty = the plan's)",
             {"fields": ["rpm_limit", "tpm_limit", "concurrency_limit"]},

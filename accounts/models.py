@@ -88,6 +88,11 @@ class Tenant(models.Model):
         default=False,
         help_text="Runs on prepaid credits: a call is refused when the credit balance cannot cover it.",
     )
+    body_logging = models.BooleanField(
+        default=False,
+        help_text="Keep each call's request and response bodies (obvious secrets redacted, each "
+        "capped) for TOLLHOUSE_BODY_LOG_RETENTION_DAYS, to debug this tenant's integration.",
+    )
     webhook_secret_encrypted = models.TextField(blank=True, default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,17 +1,31 @@
 """The Celery app: its settings come from Django's (the CELERY_* names in config/settings.py)."""
 
+import logging
+import logging.config
 import os
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 from celery.beat import PersistentScheduler
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("tollhouse")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def _logging_as_django(loglevel: Any = None, **kwargs: Any) -> None:
+    """The worker and beat log as the gateway does (config/logs.py: JSON lines in production), not
+    in Celery's own format; `--loglevel` still sets the level, as Celery's own setup would."""
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)
 
 
 class VarDirScheduler(PersistentScheduler):

@@ -98,6 +98,10 @@ class KeyInfo:
     end_user: str = ""  # an end-user token's `sub`: the end user of every call made with it
     label: str = ""  # how messages name the caller: "th-abc123…" or "end-user token"
     refusal: str = ""  # an end-user token whose claims would widen the tenant's: why it is refused
+    prefix: str = ""  # the API key's public prefix ("" for an end-user token): safe to log
+    tenant_slug: str = ""
+    body_logging: bool = False  # the tenant keeps its calls' bodies (gateway/bodylog.py)
+    plan: str = ""  # the tenant's plan name (a metrics label)
 
     def model_allowed(self, name: str) -> bool:
         return self.allowed_models is None or name in self.allowed_models
@@ -151,6 +155,9 @@ def tenant_policy(tenant: Tenant, *, api_key_id: int | None) -> dict[str, object
             )
         )
     return {
+        "tenant_slug": tenant.slug,
+        "plan": plan.name if plan is not None else "",
+        "body_logging": tenant.body_logging,
         "tenant_tz": tenant.timezone,
         "prepaid": tenant.prepaid,
         "tenant_limits": Limits(
@@ -192,6 +199,7 @@ def _read_key(prefix: str) -> KeyInfo | None:
         # Services refuse a key looser than its tenant; a row written around them is narrowed here.
         key_limits=own.within(policy["tenant_limits"]),  # type: ignore[arg-type]
         label=f"th-{prefix}…",
+        prefix=prefix,
         **policy,  # type: ignore[arg-type]
     )
 

@@ -134,3 +134,28 @@ class Deployment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.route} → {self.provider}/{self.upstream_model}"
+
+
+class BodyLog(models.Model):
+    """The bodies of one call of a tenant that turned body logging on (Tenant.body_logging): the
+    request as the client sent it and the response as the gateway answered (a stream: the events as
+    relayed), obvious secrets redacted and each cut at TOLLHOUSE_BODY_LOG_MAX_BYTES. Written in
+    batches off the request path and deleted after TOLLHOUSE_BODY_LOG_RETENTION_DAYS
+    (gateway/bodylog.py)."""
+
+    request_id = models.CharField(max_length=64, db_index=True)
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="+")
+    api_key_id = models.BigIntegerField(null=True, blank=True, help_text="Empty for an end-user token.")
+    endpoint = models.CharField(max_length=40)
+    status = models.PositiveSmallIntegerField()
+    request_body = models.TextField(blank=True, default="")
+    request_truncated = models.BooleanField(default=False)
+    response_body = models.TextField(blank=True, default="")
+    response_truncated = models.BooleanField(default=False)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} {self.status} ({self.request_id})"

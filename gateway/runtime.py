@@ -99,6 +99,9 @@ class Runtime:
         await self._subscriber.stop()
         if self._background:
             await asyncio.wait(set(self._background), timeout=10)
+        from gateway import bodylog
+
+        await bodylog.writer.stop()  # the bodies still queued are written
         if self._sink is not None:
             await self._sink.stop()
             self._sink = None

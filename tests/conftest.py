@@ -3,18 +3,37 @@ and the live gateway. CI runs them against real PostgreSQL and Redis (see the Ma
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
 
 from gateway.mockserver import MockConfig, MockServerThread
+from tests.support.secrets import registry, session_log_findings, session_log_start
 
 UPSTREAM_SECRET = "upstream-credential-0f9e8d7c6b5a"
+registry.credential(UPSTREAM_SECRET)
+
+
+# No log line of the whole run may hold an API key, a provider credential, a JWT or a prompt marker
+# (tests/support/secrets.py): every record logged in this process, and the output of every gateway
+# and worker subprocess (tests/support/process.py), is scanned when the session ends.
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session_log_start(Path(tempfile.gettempdir()) / f"tollhouse-test-logs-{os.getpid()}.jsonl")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    findings = session_log_findings()
+    if findings:
+        print("\nSecrets or prompt text in the logs of this run:\n" + "\n".join(map(str, findings[:50])))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
@@ -120,8 +139,8 @@ def world(transactional_db: None, mock_upstream: MockServerThread) -> World:
         owner=owner,
         member=member,
         outsider=outsider,
-        key=api_key_issue(tenant=acme, name="acme-default").raw,
-        globex_key=api_key_issue(tenant=globex, name="globex-default").raw,
+        key=registry.api_key(api_key_issue(tenant=acme, name="acme-default").raw),
+        globex_key=registry.api_key(api_key_issue(tenant=globex, name="globex-default").raw),
         provider=provider,
     )
 

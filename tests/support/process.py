@@ -87,6 +87,10 @@ class _Process:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        # Its output joins the run's logs that the session scans for secrets (tests/conftest.py).
+        from tests.support.secrets import session_log_append
+
+        session_log_append(self.log(), source=self.name)
         self._log.close()
 
     def __enter__(self) -> Any:
@@ -104,15 +108,15 @@ class GatewayProcess(_Process):
 
     name = "gateway"
 
-    def __init__(self, *, env: Mapping[str, str], startup_timeout: float = 30.0) -> None:
+    def __init__(self, *, env: Mapping[str, str], startup_timeout: float = 30.0, workers: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.startup_timeout = startup_timeout
-        super().__init__(
-            # Started the way the README and `make run` start it.
-            [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env,
-        )
+        command = [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        if workers != 1:
+            command += ["--workers", str(workers)]
+        # Started the way the README and `make run` start it.
+        super().__init__(command, env=env)
 
     def start(self) -> GatewayProcess:
         self.spawn()
