@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from billing import alerts
 from billing.usage import usage_drain as drain
@@ -12,9 +14,30 @@ from billing.usage import usage_drain as drain
 logger = logging.getLogger(__name__)
 
 
+_DOWN_LOG_SECONDS = 60.0
+_down_logged_at: float | None = None  # monotonic time this worker last said the database is down
+
+
 @shared_task(name="billing.tasks.usage_drain", ignore_result=True)
 def usage_drain() -> int:
-    return drain()
+    """Beat, every TOLLHOUSE_USAGE_DRAIN_SECONDS. While the database is unreachable the events wait
+    in the stream (pending, claimed again later): one line a minute says so, not a traceback a run."""
+    global _down_logged_at
+    try:
+        written = drain()
+    except (OperationalError, InterfaceError) as exc:
+        now = time.monotonic()
+        if _down_logged_at is None or now - _down_logged_at >= _DOWN_LOG_SECONDS:
+            _down_logged_at = now
+            logger.error(
+                "usage drain: the database is unreachable (%s); events wait in Redis",
+                str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__,
+            )
+        return 0
+    if _down_logged_at is not None:
+        _down_logged_at = None
+        logger.info("usage drain: the database is reachable again")
+    return written
 
 
 @shared_task(name="billing.tasks.counters_reconcile", ignore_result=True)

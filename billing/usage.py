@@ -46,6 +46,7 @@ from django.db import close_old_connections
 from billing.alerts import budget_checks_after_usage
 from billing.services import usage_events_record
 from config.redis import async_client, redis_key, worker_client
+from gateway.metrics import drain_batch_observed
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ class BufferSink:
         async with self._flushing:
             while self.events:
                 batch = [self.events.popleft() for _ in range(min(self.batch_size, len(self.events)))]
+                started = time.perf_counter()
                 try:
                     written += await sync_to_async(_record_from_loop, thread_sensitive=True)(batch)
                 except Exception as exc:
@@ -149,6 +151,7 @@ class BufferSink:
                     self._flush_failed(exc)
                     break
                 self._flush_succeeded()
+                drain_batch_observed(events=len(batch), seconds=time.perf_counter() - started)
         return written
 
     def _flush_failed(self, exc: Exception) -> None:
@@ -299,6 +302,7 @@ def _decode(raw: bytes) -> Any:
 
 
 def _write(client: redis.Redis, entries: Entries) -> int:
+    started = time.perf_counter()
     events: list[Any] = []
     received: list[datetime | None] = []
     event_ids: list[bytes] = []
@@ -341,6 +345,7 @@ def _write(client: redis.Redis, entries: Entries) -> int:
     pipe.xdel(stream_key(), *ids)
     pipe.execute()
     budget_checks_after_usage(events=events)
+    drain_batch_observed(events=len(entries), seconds=time.perf_counter() - started)
     return outcome.written
 
 

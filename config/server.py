@@ -7,13 +7,17 @@
   one is answered 431. httptools buffers a header until it is complete, so without a cap one
   50 MB header is held in memory, and the worker keeps that memory afterwards.
 
-`manage.py serve` runs it; `make run`, the README and the benchmark use that command.
+`manage.py serve` runs it; `make run`, the README and the benchmark use that command. It also gives
+the workers a fresh PROMETHEUS_MULTIPROC_DIR (`metrics_dir_prepare`), so /metrics sums them all.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -132,3 +136,34 @@ def uvicorn_options(*, host: str, port: int, workers: int, log_level: str) -> di
         "log_level": log_level,
         "timeout_graceful_shutdown": 30,
     }
+
+
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_dir_prepare(*, workers: int) -> tuple[Path | None, bool]:
+    """Give the workers of this serve run an empty PROMETHEUS_MULTIPROC_DIR; returns it (None: one
+    process, values in memory) and whether it is ours to remove when serving ends.
+
+    prometheus_client chooses between in-memory and per-process-file values when it is first imported
+    (gateway/metrics.py), so this runs before uvicorn starts the workers: they are spawned, not
+    forked, and inherit the variable. Several workers get a fresh private temporary directory. A
+    directory given in the variable is used whatever the number of workers, but the value files of
+    an earlier run are removed from it: counters start again from zero with the server, as
+    Prometheus expects of a restart, instead of adding up the workers of every run. (Two serve runs
+    must not share one.) A single worker without the variable needs no files at all, and has no
+    temporary directory to leave behind: uvicorn ends a single-process server with the SIGTERM it
+    received, so nothing would run after it to remove one.
+    """
+    configured = os.environ.get(METRICS_DIR_VARIABLE, "").strip()
+    if configured:
+        path = Path(configured)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return path, False
+    if workers == 1:
+        return None, False
+    path = Path(tempfile.mkdtemp(prefix="tollhouse-metrics-"))  # 0700
+    os.environ[METRICS_DIR_VARIABLE] = str(path)
+    return path, True

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from cryptography.fernet import Fernet
 
 from config.env import EnvReader
+from config.logs import FORMATS, LEVELS, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = EnvReader()
@@ -272,6 +273,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 TOLLHOUSE_USAGE_DRAIN_SECONDS = env.integer("TOLLHOUSE_USAGE_DRAIN_SECONDS", 2, minimum=1)
+# A usage entry read but not acknowledged for this long (its worker crashed, or the database was
+# down) is claimed by the next drain (billing/usage.py).
+TOLLHOUSE_USAGE_CLAIM_IDLE_SECONDS = env.integer("TOLLHOUSE_USAGE_CLAIM_IDLE_SECONDS", 60, minimum=1)
+# Raw usage rows are kept this many days, then purged (billing/retention.py); hourly rollups are kept.
+TOLLHOUSE_USAGE_RETENTION_DAYS = env.integer("TOLLHOUSE_USAGE_RETENTION_DAYS", 90, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "usage-drain": {"task": "billing.tasks.usage_drain", "schedule": float(TOLLHOUSE_USAGE_DRAIN_SECONDS)},
     # Budget alerts are checked after each drained batch; this catches forecasts and missed triggers.
@@ -281,6 +287,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.counters_reconcile",
         "schedule": float(env.integer("TOLLHOUSE_RECONCILE_SECONDS", 300, minimum=10)),
     },
+    # Raw usage rows older than TOLLHOUSE_USAGE_RETENTION_DAYS, in bounded batches (rollups are kept).
+    "usage-purge": {"task": "billing.tasks.usage_purge", "schedule": 3600.0},
+    # Raw rows vs rollups vs budget counters vs credit ledger, over the last two days; logs each difference.
+    "usage-reconcile": {"task": "billing.tasks.usage_reconcile", "schedule": 86_400.0},
+    # Body logs older than TOLLHOUSE_BODY_LOG_RETENTION_DAYS are deleted.
+    "body-logs-purge": {"task": "gateway.tasks.body_logs_purge", "schedule": 3600.0},
 }
 # Beat's own state (when each entry last ran) is runtime data: it lives in TOLLHOUSE_VAR_DIR, never in
 # the checkout; config.celery.VarDirScheduler creates the directory when beat starts.
@@ -329,6 +341,18 @@ TOLLHOUSE_LEASE_SECONDS = env.integer("TOLLHOUSE_LEASE_SECONDS", 900, minimum=10
 # can be overrun; "open" lets each process govern on its own (limits become per process) until
 # Redis answers again.
 TOLLHOUSE_REDIS_FAILURE = env.choice("TOLLHOUSE_REDIS_FAILURE", "closed", ("closed", "open"))
+# Who may read /metrics (config/metrics.py): a bearer token, an IP allow-list, or both (both are then
+# required). With neither, loopback only. The token is never logged or shown, not even in an error.
+TOLLHOUSE_METRICS_TOKEN = env.raw("TOLLHOUSE_METRICS_TOKEN")
+if TOLLHOUSE_METRICS_TOKEN is not None and (
+    len(TOLLHOUSE_METRICS_TOKEN) < 32 or not all("!" <= c <= "~" for c in TOLLHOUSE_METRICS_TOKEN)
+):
+    env.errors.append(
+        "TOLLHOUSE_METRICS_TOKEN must be at least 32 printable ASCII characters without spaces "
+        '(make one with `python -c "import secrets; print(secrets.token_urlsafe(32))"`).'
+    )
+    TOLLHOUSE_METRICS_TOKEN = None
+TOLLHOUSE_METRICS_ALLOW = env.networks("TOLLHOUSE_METRICS_ALLOW")
 
 TOLLHOUSE_MOCK_PORT = env.integer("TOLLHOUSE_MOCK_PORT", 8001, minimum=0)
 TOLLHOUSE_MOCK_URL = env.string("TOLLHOUSE_MOCK_URL", f"http://127.0.0.1:{TOLLHOUSE_MOCK_PORT}")
@@ -365,14 +389,15 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "gateway.errors.exception_handler",
 }
 
-LOG_LEVEL = env.string("TOLLHOUSE_LOG_LEVEL", "INFO").upper()
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
+# --- logs -------------------------------------------------------------------------------------------
+# One JSON object per line in production (a log shipper reads it), readable lines in the embedded
+# default; TOLLHOUSE_LOG_FORMAT says which either way. See config/logs.py.
+LOG_LEVEL = env.choice("TOLLHOUSE_LOG_LEVEL", "info", LEVELS).upper()
+TOLLHOUSE_LOG_FORMAT = env.choice("TOLLHOUSE_LOG_FORMAT", "json" if TOLLHOUSE_PRODUCTION else "text", FORMATS)
+LOGGING = logging_config(
+    fmt=TOLLHOUSE_LOG_FORMAT,
+    level=LOG_LEVEL,
+    loggers={
         # httpx logs every request URL at INFO; that is noise on the hot path.
         "httpx": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
@@ -383,7 +408,11 @@ LOGGING = {
         "celery.worker.strategy": {"level": "WARNING"},
         "celery.beat": {"level": "WARNING"},
     },
-}
+)
+# Per-tenant body logging (Tenant.body_logging, off by default; gateway/bodylog.py): each body is
+# cut at this many bytes, and the rows are deleted after this many days.
+TOLLHOUSE_BODY_LOG_MAX_BYTES = env.integer("TOLLHOUSE_BODY_LOG_MAX_BYTES", 64 * 1024, minimum=1024)
+TOLLHOUSE_BODY_LOG_RETENTION_DAYS = env.integer("TOLLHOUSE_BODY_LOG_RETENTION_DAYS", 7, minimum=1)
 
 TOLLHOUSE_CONFIG_ERRORS = env.errors
 TOLLHOUSE_CONFIG_WARNINGS = env.warnings

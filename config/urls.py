@@ -7,6 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 import gateway.errors
 from accounts.throttle import login_throttled
 from config.health import healthz, readyz
+from config.metrics import metrics_view
 
 
 @csrf_exempt  # an API route: no session, so no CSRF; it only ever answers 404
@@ -22,6 +23,7 @@ urlpatterns = [
     path("v1/<path:rest>", v1_not_found),
     path("healthz", healthz),
     path("readyz", readyz),
+    path("metrics", metrics_view),
     path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("", lambda request: redirect("admin:index")),

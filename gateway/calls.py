@@ -19,8 +19,9 @@ from billing.events import UsageEvent
 from billing.pricing import cost_nanos
 from billing.usage import RedisStreamSink
 from config import clientip
-from gateway import errors
+from gateway import errors, metrics
 from gateway.auth import KeyInfo
+from gateway.calllog import call_logged, set_request_id
 from gateway.catalog import Catalog, DeploymentInfo
 from gateway.governor import Ticket
 from gateway.providers import ProviderError, Usage
@@ -43,6 +44,7 @@ class Call:
         self.started_at = datetime.now(tz=UTC)
         self.endpoint = endpoint
         self.request_id = uuid.uuid4().hex
+        set_request_id(self.request_id)  # on every log line this call causes
         incoming = request.headers.get("x-request-id", "")
         self.client_request_id = incoming if _SANE_REQUEST_ID.match(incoming) else ""
         self.client_ip = clientip.from_meta(request.META)
@@ -62,6 +64,7 @@ class Call:
         self.attempts = 0
         self.upstream_ns: int | None = None
         self.ttft_ns: int | None = None
+        self.limit = ""  # which limit refused the call (a metrics label), if one did
         self._settled = False
 
     @property
@@ -72,6 +75,7 @@ class Call:
     def fail(self, error: errors.GatewayError | ProviderError) -> None:
         self.status = error.status
         self.error_type = error.kind if isinstance(error, ProviderError) else (error.code or error.type)
+        self.limit = metrics.refusal_limit(error)
 
     def first_byte(self) -> None:
         if self.ttft_ns is None:
@@ -145,6 +149,9 @@ class Call:
         if self.key is None:
             return
         event = self.event()
+        wire = event.wire()
+        metrics.call_settled(wire, plan=self.key.plan, limit=self.limit)
+        call_logged(wire, key_prefix=self.key.prefix, tenant=self.key.tenant_slug or str(self.key.tenant_id))
         sink = await runtime.sink()
         if self.ticket is not None:
             payload = None
@@ -163,4 +170,4 @@ class Call:
             )
             if emitted:
                 return
-        await sink.emit(event.wire())
+        await sink.emit(wire)

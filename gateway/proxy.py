@@ -19,10 +19,11 @@ from typing import Any
 import aiohttp
 import httpx
 import orjson
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from billing.pricing import TOKENS_PER_PRICE_UNIT, PriceNanos, dollars_to_nanos
-from gateway import errors, governor
+from gateway import bodylog, errors, governor, metrics
 from gateway.auth import authorize, key_from_headers
 from gateway.calls import CLIENT_CLOSED, Call, estimate_tokens
 from gateway.catalog import DeploymentInfo, RouteInfo
@@ -228,6 +229,19 @@ def _builder(method: str, body: dict[str, Any], call: Call) -> BuildRequest:
 
 async def handle(request: HttpRequest, *, endpoint: str) -> HttpResponse | StreamingHttpResponse:
     call = Call(request, endpoint=endpoint)
+    response = await _handle(call, request, endpoint=endpoint)
+    if call.key is None or not call.key.body_logging:  # the default: nothing kept
+        return response
+    try:
+        body = request.body
+    except RequestDataTooBig:  # answered 413 already; its body was never read
+        body = b""
+    return bodylog.capture_response(
+        key=call.key, request_id=call.request_id, endpoint=endpoint, request_body=body, response=response
+    )
+
+
+async def _handle(call: Call, request: HttpRequest, *, endpoint: str) -> HttpResponse | StreamingHttpResponse:
     try:
         await _identify(call, request)
         body = read_json_body(request)
@@ -278,6 +292,8 @@ async def _attempts(call: Call, route: RouteInfo) -> AsyncIterator[tuple[Adapter
             continue
         call.deployment = deployment
         call.attempts += 1
+        if call.attempts > 1:
+            metrics.upstream_retried(deployment.provider.name)
         yield adapter, deployment
 
 
@@ -311,6 +327,8 @@ async def _forward(call: Call, route: RouteInfo, build: BuildRequest) -> HttpRes
             last = transport_error(exc)
         finally:
             call.upstream_ns = (call.upstream_ns or 0) + time.perf_counter_ns() - started
+        if last is not None:
+            metrics.upstream_failed(deployment.provider.name, last.kind)
         if last is None:
             call.first_byte()
             await call.settle()
@@ -355,6 +373,7 @@ async def _open_stream(
                 credential=deployment.provider.credential,
             )
         call.upstream_ns = (call.upstream_ns or 0) + time.perf_counter_ns() - started
+        metrics.upstream_failed(deployment.provider.name, last.kind)
         if not last.retryable:
             break
     raise _as_gateway_error(last) if last else _no_attempt()
@@ -403,10 +422,12 @@ async def _relay(
                 kind="upstream_stream_broken",
             )
     except ProviderError as exc:
+        metrics.upstream_failed(call.deployment.provider.name if call.deployment else "", exc.kind)
         call.fail(exc)
         yield sse_error(_as_gateway_error(exc))
     except (TimeoutError, httpx.HTTPError, aiohttp.ClientError) as exc:
         error = transport_error(exc)
+        metrics.upstream_failed(call.deployment.provider.name if call.deployment else "", error.kind)
         call.fail(error)
         yield sse_error(_as_gateway_error(error))
     except (asyncio.CancelledError, GeneratorExit):

@@ -65,7 +65,9 @@ async def traffic(url: str, keys: list[str], count: int) -> Counter[int]:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(count):
         queue.put_nowait(index)
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=40, keepalive_expiry=1)) as client:
+    async with httpx.AsyncClient(
+        timeout=60, limits=httpx.Limits(max_connections=40, keepalive_expiry=1)
+    ) as client:
 
         async def worker() -> None:
             while not queue.empty():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from config.server import port_in_use, uvicorn_options
+from config.server import metrics_dir_prepare, port_in_use, uvicorn_options
 
 
 def _default_port() -> int:
@@ -58,7 +59,13 @@ class Command(BaseCommand):
                 f"Port {settings.TOLLHOUSE_MOCK_PORT} for the embedded mock provider is already in use: "
                 "set TOLLHOUSE_MOCK_PORT to a free port (make run: TOLLHOUSE_MOCK_PORT=9001 make run)."
             )
-        uvicorn.run(
-            "config.asgi:application",
-            **uvicorn_options(host=host, port=port, workers=workers, log_level=options["log_level"]),
-        )
+        metrics_dir, owned = metrics_dir_prepare(workers=workers)
+        try:
+            uvicorn.run(
+                "config.asgi:application",
+                **uvicorn_options(host=host, port=port, workers=workers, log_level=options["log_level"]),
+            )
+        finally:
+            if owned and metrics_dir is not None:
+                # Only the workers' value files, in a temporary directory: nothing to keep.
+                shutil.rmtree(metrics_dir, ignore_errors=True)
