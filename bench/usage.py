@@ -12,6 +12,8 @@
     batch latencies before and during the purge.
 (e) BRIN vs monthly partitions: measured once with bench/usage_indexes.sql on a 10 M-row table;
     the figures are quoted from `INDEX_FIGURES` below.
+(f) metrics: what `gateway.metrics.call_settled` costs a call, values in memory and in multiprocess
+    mode, against the gateway CPU per request of the last `bench/run.py` (bench/out/results.json).
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres) and Redis on 127.0.0.1:6379. It drops and
 creates the database --database (default th_usage_bench) and uses Redis db --redis-db (default 12)
@@ -22,8 +24,10 @@ REPORT.md between `<!-- usage:start -->` and `<!-- usage:end -->` is replaced (a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
+import json
 import os
 import pstats
 import statistics
@@ -317,6 +321,68 @@ def phase_purge(args, results: dict) -> None:
     print(f"[usage] purge: {results['purge']}", flush=True)
 
 
+METRICS_TIMER = r"""
+import json, os, sys, timeit
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+import django
+django.setup()
+from billing.events import UsageEvent
+from gateway import metrics
+event = UsageEvent(
+    request_id="0" * 32, client_request_id="", created_at_us=1, tenant_id=1, api_key_id=1, end_user="",
+    endpoint="chat.completions", requested_model="gpt-4.1", served_model="gpt-4.1", provider="mock",
+    deployment_id=1, prompt_tokens=12, cached_tokens=0, completion_tokens=16, usage_estimated=False,
+    cost_nanos=152_000, status=200, error_type="", streamed=True, cache_hit=False, attempts=1, latency_us=950,
+    ttft_us=800, upstream_latency_us=600, overhead_us=350, client_ip="127.0.0.1", credits=False,
+).wire()
+refused = dict(event, status=429, error_type="rate_limit_exceeded", prompt_tokens=0, completion_tokens=0, cost_nanos=0)
+n = 50_000
+out = {"multiprocess": metrics.multiprocess()}
+for name, call in (("answered", lambda: metrics.call_settled(event, plan="Demo")),
+                   ("refused", lambda: metrics.call_settled(refused, plan="Demo", limit="requests"))):
+    call()
+    out[name] = min(timeit.repeat(call, number=n, repeat=5)) / n * 1e6
+print(json.dumps(out))
+"""
+
+
+def phase_metrics(args, results: dict) -> None:
+    """(f) What recording the Prometheus metrics costs a call: `gateway.metrics.call_settled` timed in
+    a fresh process, with values in memory (one worker) and in multiprocess mode (mmap files, as
+    `serve --workers N` runs it), set against the gateway's CPU per request in bench/out/results.json."""
+    import subprocess
+    import sys
+    import tempfile
+
+    timings = {}
+    for mode in ("memory", "multiprocess"):
+        env = dict(os.environ)
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        with tempfile.TemporaryDirectory() as directory:
+            if mode == "multiprocess":
+                env["PROMETHEUS_MULTIPROC_DIR"] = directory
+            done = subprocess.run(
+                [sys.executable, "-c", METRICS_TIMER],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        timings[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    cpu_ms = None
+    hot = ROOT / "bench" / "out" / "results.json"
+    if hot.exists():
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            cpu_ms = float(
+                json.loads(hot.read_text())["throughput"]["gateway_c32"]["resources"][
+                    "gateway_cpu_ms_per_request"
+                ]
+            )
+    results["metrics"] = {"timings": timings, "cpu_ms": cpu_ms}
+    print(f"[usage] metrics: {results['metrics']}", flush=True)
+
+
 def render(results: dict, args) -> str:
     lines = [START, "## Usage pipeline (issue 7)", ""]
     lines.append(
@@ -373,6 +439,28 @@ def render(results: dict, args) -> str:
         ]
     elif "purge" in results:
         lines += ["(d) Purge: `billing.retention.usage_purge` not available in this checkout.", ""]
+    cost = results.get("metrics")
+    if cost:
+        lines += [
+            "**(f) Metrics on the hot path**: `gateway.metrics.call_settled` (every call with a key), best of 5 × 50,000 "
+            "in a fresh process:",
+            "",
+            "| values kept | answered call µs | refused call µs | share of the gateway's CPU per request |",
+            "|---|---|---|---|",
+        ]
+        for mode, timing in cost["timings"].items():
+            share = (
+                f"{timing['answered'] / (cost['cpu_ms'] * 1000) * 100:.1f} % of {cost['cpu_ms']:.3f} ms"
+                if cost["cpu_ms"]
+                else "(no hot-path run)"
+            )
+            label = "in memory (one worker)" if mode == "memory" else "mmap files (`serve --workers N`)"
+            lines.append(f"| {label} | {timing['answered']:.1f} | {timing['refused']:.1f} | {share} |")
+        lines += [
+            "",
+            "Target: ≤ 3 % of throughput. The hot-path bench's before/after section compares the whole gateway.",
+            "",
+        ]
     lines += ["**(e) BRIN vs monthly partitions** (bench/usage_indexes.sql):", "", INDEX_FIGURES, END]
     return "\n".join(lines)
 
@@ -392,7 +480,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows seeded for (b), (c), (d)")
     parser.add_argument("--events", type=int, default=50_000, help="events drained for (a)")
     parser.add_argument("--profile-events", type=int, default=10_000)
-    parser.add_argument("--phases", default="drain,seed,overview,purge")
+    parser.add_argument("--phases", default="drain,seed,overview,purge,metrics")
     parser.add_argument("--database", default="th_usage_bench")
     parser.add_argument("--redis-db", type=int, default=12)
     parser.add_argument("--reuse", action="store_true", help="keep the database (skip (b) if already seeded)")
@@ -410,6 +498,8 @@ def main() -> int:
             phase_overview(args, results)
         if "purge" in phases:
             phase_purge(args, results)
+        if "metrics" in phases:
+            phase_metrics(args, results)
     finally:
         from config.redis import sync_client
 

@@ -183,7 +183,7 @@ def chat(gateway: GatewayProcess, key: str, i: int) -> httpx.Response:
 
 
 def outage_lines(log: str) -> list[str]:
-    return [line for line in log.splitlines() if "OperationalError" in line and "usage_drain" in line]
+    return [line for line in log.splitlines() if "usage drain: the database is unreachable" in line]
 
 
 @pytest.mark.timeout(90)
@@ -201,11 +201,12 @@ def test_the_gateway_answers_while_the_database_is_unreachable_and_every_call_la
                 response = chat(gateway, world.key, i)
                 assert response.status_code == 200, response.text
                 answered.append(response.headers["x-request-id"])
-            # The worker's drains run every second and fail; calls keep being answered meanwhile.
+            # The worker's drains run every second and fail (it says so once a minute, not once a
+            # drain); calls keep being answered meanwhile, and the failing drains leave events pending.
             wait_until(
-                lambda: len(outage_lines(worker.log())) >= 3,
+                lambda: len(outage_lines(worker.log())) >= 1 and pending() > 0,
                 timeout=30,
-                what="the worker meeting the outage three times",
+                what="the worker meeting the outage",
                 poke=lambda: None if worker.alive() else pytest.fail(worker.log()),
             )
             for i in range(15, 30):
@@ -241,9 +242,11 @@ def test_the_gateway_answers_while_the_database_is_unreachable_and_every_call_la
         assert (row.status, row.tenant_id, row.prompt_tokens) == (200, world.acme.id, 20 + i), request_id
     assert_rollups_agree_with_the_rows()
     assert_stream_emptied()
-    # The outage is in the worker's log: one line per failed drain (one a second), no secret in it.
+    # The outage is in the worker's log: one line a minute however many drains failed (one a
+    # second here), no traceback, no secret.
     failures = outage_lines(log)
-    assert failures and "Connection refused" in failures[0], log
-    assert len(failures) <= outage_seconds + 1, log
+    assert failures and "refused" in failures[0], log
+    assert len(failures) <= outage_seconds / 60 + 1, log
+    assert "Traceback" not in log, log
     assert world.key not in log
     print(f"{len(failures)} outage lines in the worker's log; {read} of {waiting} events were pending")
