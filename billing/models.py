@@ -123,26 +123,10 @@ ERROR_CLASSES = (
 )
 
 
-class UsageHourly(models.Model):
-    """The usage of an hour, per tenant × key × end user × requested model × served model.
+class UsageSums(models.Model):
+    """What a rollup row adds up (abstract): counts, errors by class, tokens, cost, and the four
+    latency histograms (billing/histograms.py: `<latency|ttft|upstream|overhead>_b00` … `_b47`)."""
 
-    Written by the usage writer in the transaction that inserts the raw rows, from exactly the rows
-    that were new, so the two tables cannot disagree and a redelivered event changes neither.
-    Kept after the raw rows are purged (TOLLHOUSE_USAGE_RETENTION_DAYS). `api_key_id` 0 stands for
-    "no key row" (end-user token calls), `end_user` "" for "no end user", `tenant_id` 0 for a row
-    whose tenant was unreadable: the key columns are NOT NULL so that the upsert's conflict target
-    finds them (a NULL is never equal to another in a unique index).
-
-    Histograms (billing/histograms.py): `<latency|ttft|upstream|overhead>_b00` … `_b47`, call
-    counts per log-spaced duration bucket; p50/p95/p99 of any set of rows come from their sums.
-    """
-
-    hour = models.DateTimeField()
-    tenant_id = models.BigIntegerField()
-    api_key_id = models.BigIntegerField(default=0)
-    end_user = models.CharField(max_length=200, blank=True, default="")
-    requested_model = models.CharField(max_length=200, blank=True, default="")
-    served_model = models.CharField(max_length=200, blank=True, default="")
     requests = models.BigIntegerField(default=0)
     errors_invalid_request = models.BigIntegerField(default=0)
     errors_authentication = models.BigIntegerField(default=0)
@@ -164,6 +148,31 @@ class UsageHourly(models.Model):
     del _column
 
     class Meta:
+        abstract = True
+
+
+class UsageHourly(UsageSums):
+    """The usage of an hour, per tenant × key × end user × requested model × served model.
+
+    Written by the usage writer in the transaction that inserts the raw rows, from exactly the rows
+    that were new, so the two tables cannot disagree and a redelivered event changes neither.
+    Kept after the raw rows are purged (TOLLHOUSE_USAGE_RETENTION_DAYS). `api_key_id` 0 stands for
+    "no key row" (end-user token calls), `end_user` "" for "no end user", `tenant_id` 0 for a row
+    whose tenant was unreadable: the key columns are NOT NULL so that the upsert's conflict target
+    finds them (a NULL is never equal to another in a unique index).
+
+    Histograms (billing/histograms.py): `<latency|ttft|upstream|overhead>_b00` … `_b47`, call
+    counts per log-spaced duration bucket; p50/p95/p99 of any set of rows come from their sums.
+    """
+
+    hour = models.DateTimeField()
+    tenant_id = models.BigIntegerField()
+    api_key_id = models.BigIntegerField(default=0)
+    end_user = models.CharField(max_length=200, blank=True, default="")
+    requested_model = models.CharField(max_length=200, blank=True, default="")
+    served_model = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant_id", "hour", "api_key_id", "end_user", "requested_model", "served_model"],
@@ -175,7 +184,7 @@ class UsageHourly(models.Model):
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requested_model} {self.requests}"
 
 
-class UsageHourlyTenant(models.Model):
+class UsageHourlyTenant(UsageSums):
     """A tenant's hour: `UsageHourly` summed over keys, end users and models (same columns).
 
     Written with it, in the same transaction, from the same rows. It exists for the tenant-wide
@@ -186,25 +195,6 @@ class UsageHourlyTenant(models.Model):
 
     hour = models.DateTimeField()
     tenant_id = models.BigIntegerField()
-    requests = models.BigIntegerField(default=0)
-    errors_invalid_request = models.BigIntegerField(default=0)
-    errors_authentication = models.BigIntegerField(default=0)
-    errors_budget = models.BigIntegerField(default=0)
-    errors_permission = models.BigIntegerField(default=0)
-    errors_rate_limit = models.BigIntegerField(default=0)
-    errors_other_4xx = models.BigIntegerField(default=0)
-    errors_client_closed = models.BigIntegerField(default=0)
-    errors_5xx = models.BigIntegerField(default=0)
-    prompt_tokens = models.BigIntegerField(default=0)
-    cached_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    cost = models.DecimalField(max_digits=24, decimal_places=9, default=0)
-    cache_hits = models.BigIntegerField(default=0)
-    estimated = models.BigIntegerField(default=0)
-    streamed = models.BigIntegerField(default=0)
-    for _column in histograms.ALL_COLUMNS:
-        locals()[_column] = models.BigIntegerField(default=0)
-    del _column
 
     class Meta:
         constraints = [

@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
                 ('completion_tokens', models.BigIntegerField(default=0)),
                 ('cost', models.DecimalField(decimal_places=9, default=0, max_digits=24)),
                 ('cache_hits', models.BigIntegerField(default=0)),
-                ('estimated', models.BigIntegerField(default=0)),
+                ('estimated', models.BigIntegerField(default=0, help_text="Calls whose tokens are the gateway's estimate.")),
                 ('streamed', models.BigIntegerField(default=0)),
                 ('latency_b00', models.BigIntegerField(default=0)),
                 ('latency_b01', models.BigIntegerField(default=0)),
