@@ -4,6 +4,7 @@ credit ledger agree; one line per difference and 1 when not; --fix re-derives an
 from __future__ import annotations
 
 import io
+import logging
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -118,3 +119,22 @@ def test_a_corrupted_tenant_rollup_is_reported_and_fixed(recorded):
     assert f"cost raw {hour.cost} rollup {hour.cost - Decimal('0.000000001')}" in out
     assert run("--fix")[0] == 0
     assert run() == (0, "")
+
+
+def test_the_daily_task_logs_each_difference_or_that_all_agree(recorded, caplog):
+    from billing import tasks
+
+    with caplog.at_level(logging.INFO, logger="billing.tasks"):
+        assert tasks.usage_reconcile() == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        "usage reconcile: raw rows, rollups, counters and credit ledger agree"
+    ]
+    caplog.clear()
+    UsageHourly.objects.filter(pk=UsageHourly.objects.order_by("hour").first().pk).update(
+        requests=F("requests") + 1
+    )
+    with caplog.at_level(logging.INFO, logger="billing.tasks"):
+        assert tasks.usage_reconcile() == 1
+    assert all(r.levelno == logging.ERROR and "requests raw" in r.getMessage() for r in caplog.records)
+    assert UsageHourly.objects.filter(requests__gt=0).exists()  # the task reports, never repairs
+    assert run()[0] == 1

@@ -299,3 +299,17 @@ def test_a_days_rows_go_in_under_five_seconds_while_inserts_go_on():
     print(
         f"purged {deleted} rows in {took:.2f} s; {len(latencies)} inserts, slowest {max(latencies) * 1000:.0f} ms"
     )
+
+
+def test_the_beat_task_purges_past_the_setting_and_reconcile_ignores_purged_hours(settings):
+    from billing import tasks
+    from billing.reconcile import usage_reconcile
+
+    now = datetime.now(UTC)
+    record("ancient", now - timedelta(days=200))
+    record("recent", now - timedelta(days=3))
+    assert tasks.usage_purge() == 1
+    assert request_ids() == {"recent"}
+    # The purged call's rollup stays; reconciling from before it compares only hours still kept.
+    assert UsageHourly.objects.filter(requests=1).count() == 2
+    assert usage_reconcile(since=now - timedelta(days=365)) == []
