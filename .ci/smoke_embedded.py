@@ -1,5 +1,5 @@
 """CI smoke test of the embedded default: `make run` exactly as the README says, one OpenAI SDK
-call (plain and streamed), the usage rows in SQLite, then a clean stop."""
+call (plain and streamed), /metrics, the usage rows and hourly rollups in SQLite, then a clean stop."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import openai
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 PORT = os.environ.get("SMOKE_PORT", "8765")
@@ -70,6 +71,17 @@ def main() -> None:
         assert streamed, "empty stream"
         print(f"smoke: non-stream and stream calls answered ({reply.usage.total_tokens} tokens)")
         assert httpx.get(base + "/admin/login/").status_code == 200
+        # Metrics, from this machine (loopback may read them when no token is configured).
+        metrics = httpx.get(base + "/metrics", timeout=10)
+        requests = sum(
+            sample.value
+            for family in text_string_to_metric_families(metrics.text)
+            for sample in family.samples
+            if sample.name == "tollhouse_requests_total"
+        )
+        if metrics.status_code != 200 or requests != 2:
+            fail(f"/metrics answered {metrics.status_code} counting {requests} requests, not 2", log)
+        print("smoke: /metrics counts both calls")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -97,6 +109,14 @@ def main() -> None:
     if len(rows) != 2 or any(row[0] != 200 or row[3] == 0 or Decimal(str(row[4])) <= 0 for row in rows):
         fail(f"expected two priced usage rows, found {rows}", log)
     print(f"smoke: usage recorded: {rows}")
+    database = sqlite3.connect(var / "tollhouse.sqlite3")
+    hourly = [
+        database.execute(f"SELECT SUM(requests), SUM(completion_tokens) FROM {table}").fetchone()  # noqa: S608
+        for table in ("billing_usagehourly", "billing_usagehourlytenant")
+    ]
+    if any(counted != (2, sum(row[3] for row in rows)) for counted in hourly):
+        fail(f"the hourly rollups do not hold the two calls: {hourly}", log)
+    print(f"smoke: hourly rollups hold both calls: {hourly}")
 
 
 if __name__ == "__main__":
