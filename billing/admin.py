@@ -28,6 +28,7 @@ from billing.models import (
     UsageRecord,
     WebhookAttempt,
 )
+from config.admin import ReadOnlyAdmin
 
 # What the read-only pages show (a tuple: Django's admin takes one for both lists).
 _CREDIT_ENTRY_FIELDS = (
@@ -70,19 +71,6 @@ _BUDGET_ALERT_FIELDS = (
     "forecast_date",
     "created_at",
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records written by services and the pipeline only: the admin reads them."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ModelPriceForm(forms.ModelForm):

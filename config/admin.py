@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib import admin
 from django.forms import BaseInlineFormSet
+from django.http import HttpRequest
 
 
 def save_inline_through(formset: BaseInlineFormSet, save: Callable[[Any], object]) -> None:
@@ -18,3 +20,16 @@ def save_inline_through(formset: BaseInlineFormSet, save: Callable[[Any], object
     for obj in objects:
         save(obj)
     formset.save_m2m()
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written by services and the pipeline only: the admin reads them."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -8,9 +8,9 @@ from django.contrib import admin
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
 
-from config.admin import save_inline_through
+from config.admin import ReadOnlyAdmin, save_inline_through
 from gateway import services
-from gateway.models import Deployment, ModelRoute, Provider
+from gateway.models import BodyLog, Deployment, ModelRoute, Provider
 
 
 class ProviderForm(forms.ModelForm):
@@ -64,3 +64,36 @@ class ModelRouteAdmin(admin.ModelAdmin):
         self, request: HttpRequest, form: ModelForm, formset: BaseInlineFormSet, change: bool
     ) -> None:
         save_inline_through(formset, lambda deployment: services.deployment_save(deployment=deployment))
+
+
+@admin.register(BodyLog)
+class BodyLogAdmin(ReadOnlyAdmin):
+    """The bodies kept for tenants that turned body logging on (already redacted and capped when
+    written; deleted by retention, not by hand)."""
+
+    list_display = [
+        "created_at",
+        "tenant",
+        "endpoint",
+        "status",
+        "request_id",
+        "request_truncated",
+        "response_truncated",
+    ]
+    list_filter = ["tenant", "endpoint", "status"]
+    search_fields = ["=request_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["tenant"]
+    readonly_fields = (
+        "created_at",
+        "tenant",
+        "api_key_id",
+        "endpoint",
+        "status",
+        "request_id",
+        "request_body",
+        "request_truncated",
+        "response_body",
+        "response_truncated",
+    )
+    fields = readonly_fields
