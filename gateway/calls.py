@@ -147,6 +147,7 @@ class Call:
             return
         self._settled = True
         if self.key is None:
+            metrics.call_unidentified(endpoint=self.endpoint, status=self.status)
             return
         event = self.event()
         wire = event.wire()

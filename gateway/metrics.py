@@ -172,6 +172,11 @@ DRAIN_SECONDS = Histogram(
     ["drainer"],
     buckets=DRAIN_SECONDS_BUCKETS,
 )
+UNIDENTIFIED = Counter(
+    "tollhouse_unidentified_requests",
+    "Model calls refused before any key or token was identified (no usage row), by endpoint and status.",
+    ["endpoint", "status"],
+)
 SCRAPE_ERRORS = Counter(
     "tollhouse_metrics_scrape_errors",
     "Scrapes of /metrics that could not read a source (its samples were left out).",
@@ -354,6 +359,19 @@ def call_settled(event: Mapping[str, Any], *, plan: str, limit: str = "") -> Non
             if refusal is None:
                 refusal = _refusals[(refused_by, plan_label)] = REFUSALS.labels(refused_by, plan_label)
             refusal.inc()
+
+
+_unidentified: dict[tuple[str, str], Any] = {}
+
+
+def call_unidentified(*, endpoint: str, status: int) -> None:
+    """Count a call refused before a key or token was identified (a missing or unknown key, a
+    client blocked after too many failures): strangers leave no usage row, only this."""
+    key = (_endpoint_label(endpoint), str(status) if status in (400, 401, 403, 413, 429, 431) else OTHER)
+    child = _unidentified.get(key)
+    if child is None:
+        child = _unidentified[key] = UNIDENTIFIED.labels(*key)
+    child.inc()
 
 
 def upstream_failed(provider: str, kind: str) -> None:

@@ -82,6 +82,7 @@ def totals(text: str) -> dict[str, Any]:
         "nanos": 0.0,
         "dollars": 0.0,
         "refusals": Counter(),
+        "unidentified": Counter(),
         "drain_batches": 0.0,
     }
     names = set()
@@ -101,6 +102,8 @@ def totals(text: str) -> dict[str, Any]:
                 found["dollars"] += sample.value
             elif sample.name == "tollhouse_refusals_total":
                 found["refusals"][labels["limit"]] += sample.value
+            elif sample.name == "tollhouse_unidentified_requests_total":
+                found["unidentified"][labels["status"]] += sample.value
             elif sample.name == "tollhouse_usage_drain_batch_events_count":
                 found["drain_batches"] += sample.value
     found["names"] = names
@@ -161,6 +164,7 @@ def test_metrics_of_two_workers_equal_the_ledger(world, served, usage_rows):
     assert Decimal(int(found["nanos"])) / 10**9 == cost  # exact
     assert abs(Decimal(repr(found["dollars"])) - cost) <= Decimal("1e-9") * len(rows)
     assert found["refusals"]["requests"] == 2
+    assert found["unidentified"] == {"401": statuses[401]}  # the unknown key: counted, but no row
 
     assert {
         "tollhouse_request_duration_seconds",

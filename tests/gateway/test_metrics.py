@@ -347,3 +347,16 @@ def test_every_metric_follows_prometheus_conventions():
             if family.type == "counter":
                 assert sample.name in {family.name + "_total", family.name + "_created"}
             assert "tenant" not in sample.labels and "key" not in sample.labels
+
+
+def test_calls_refused_before_any_key_is_identified_are_counted_apart_by_status():
+    before = value("tollhouse_unidentified_requests_total", endpoint="chat.completions", status="401")
+    other = value("tollhouse_unidentified_requests_total", endpoint="other", status="other")
+    metrics.call_unidentified(endpoint="chat.completions", status=401)
+    metrics.call_unidentified(endpoint="chat.completions", status=401)
+    metrics.call_unidentified(endpoint="\x00evil", status=599)  # fixed label sets: no new series
+    assert (
+        value("tollhouse_unidentified_requests_total", endpoint="chat.completions", status="401")
+        == before + 2
+    )
+    assert value("tollhouse_unidentified_requests_total", endpoint="other", status="other") == other + 1
