@@ -278,6 +278,11 @@ TOLLHOUSE_USAGE_DRAIN_SECONDS = env.integer("TOLLHOUSE_USAGE_DRAIN_SECONDS", 2, 
 TOLLHOUSE_USAGE_CLAIM_IDLE_SECONDS = env.integer("TOLLHOUSE_USAGE_CLAIM_IDLE_SECONDS", 60, minimum=1)
 # Raw usage rows are kept this many days, then purged (billing/retention.py); hourly rollups are kept.
 TOLLHOUSE_USAGE_RETENTION_DAYS = env.integer("TOLLHOUSE_USAGE_RETENTION_DAYS", 90, minimum=1)
+if TOLLHOUSE_USAGE_RETENTION_DAYS < 62:
+    env.warnings.append(
+        f"TOLLHOUSE_USAGE_RETENTION_DAYS is {TOLLHOUSE_USAGE_RETENTION_DAYS}: raw usage rows are still kept back to "
+        "the start of the previous month (up to 62 days), because budget counters are re-derived from them."
+    )
 CELERY_BEAT_SCHEDULE = {
     "usage-drain": {"task": "billing.tasks.usage_drain", "schedule": float(TOLLHOUSE_USAGE_DRAIN_SECONDS)},
     # Budget alerts are checked after each drained batch; this catches forecasts and missed triggers.

@@ -95,3 +95,13 @@ def test_it_refuses_to_serve_with_a_bad_configuration(tmp_path):
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode != 0 and "REDIS_URL must be a redis://host:port/db URL" in result.stderr
+
+
+def test_a_retention_shorter_than_the_budget_floor_is_a_warning_not_an_error(tmp_path):
+    result = check(tmp_path, TOLLHOUSE_USAGE_RETENTION_DAYS="7")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "TOLLHOUSE_USAGE_RETENTION_DAYS is 7: raw usage rows are still kept back to the start"
+        in result.stderr
+    )
+    assert "WARNINGS" not in check(tmp_path, TOLLHOUSE_USAGE_RETENTION_DAYS="90").stderr
