@@ -201,3 +201,25 @@ def test_writers_in_separate_processes_given_the_same_events_count_each_call_onc
     totals = UsageHourly.objects.values_list("requests", "cost")
     assert sum(requests for requests, _ in totals) == 3000
     assert sum(cost for _, cost in totals) == sum(Decimal(e["cost_nanos"]).scaleb(-9) for e in events)
+
+
+@pytest.mark.django_db
+def test_the_migration_fills_tenant_hours_from_cells_written_before_it():
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("billing.migrations.0007_usage_hourly_tenant")
+    batch = [
+        event("m1", tenant_id=5, api_key_id=1, created_at_us=AT, latency_us=3_000),
+        event("m2", tenant_id=5, api_key_id=2, created_at_us=AT + 60_000_000, status=500),
+        event("m3", tenant_id=6, api_key_id=3, created_at_us=AT + 3_600_000_000),
+    ]
+    assert usage_events_record(events=batch).written == 3
+    expected = stored_tenants()
+    UsageHourlyTenant.objects.all().delete()  # as before the table existed
+
+    migration.tenant_hours_from_cells(apps, None)
+
+    assert stored_tenants() == expected
+    assert stored_tenants()[(5, HOUR)][0] == 2  # two keys' cells, one tenant hour
