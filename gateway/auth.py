@@ -222,9 +222,11 @@ class Authenticator:
 
     async def authenticate(self, raw: str | None, client_ip: str | None) -> KeyInfo:
         """Who is calling: the key's facts, or a GatewayError. A failure to identify the key is counted
-        against the client IP; an address with too many is refused before any database lookup."""
+        against the client IP. Past its limit, an address gets 429 for every call this process cannot
+        identify from what it already holds (no database lookup), while a key it holds keeps working:
+        one misconfigured script behind a shared address does not lock out everyone else there."""
         if not raw:
-            self.failures.failed(client_ip, "no API key")
+            self.failures.refuse(client_ip, "no API key")
             raise errors.AuthenticationFailed(
                 "Missing API key: send it as 'Authorization: Bearer th-...' or 'x-api-key'.",
                 code="missing_api_key",
@@ -233,13 +235,13 @@ class Authenticator:
             return await self.end_users.authenticate(raw, client_ip, self.failures)
         parsed = keys.parse(raw)
         if parsed is None:
-            self.failures.failed(client_ip, "malformed API key")
+            self.failures.refuse(client_ip, "malformed API key")
             raise errors.AuthenticationFailed("Invalid API key.")
-        if not self.cache.holds(parsed.prefix):
+        if self.cache.peek(parsed.prefix) is None:  # not a key this process knows: a lookup
             self.failures.refuse_if_blocked(client_ip)
         info = await self.cache.get(parsed.prefix)
         if info is None or not keys.matches(parsed.secret, info.digest):
-            self.failures.failed(client_ip, "unknown API key" if info is None else "wrong API key secret")
+            self.failures.refuse(client_ip, "unknown API key" if info is None else "wrong API key secret")
             raise errors.AuthenticationFailed("Invalid API key.")
         return info
 

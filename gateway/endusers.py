@@ -319,14 +319,14 @@ class EndUserTokens:
     async def authenticate(self, raw: str, client_ip: str | None, failures: FailedAuthCounter) -> KeyInfo:
         try:
             token = _read_unverified(raw)
-            if not self.cache.holds(token.issuer):
+            if self.cache.peek(token.issuer) is None:  # not an issuer this process knows: a lookup
                 failures.refuse_if_blocked(client_ip)
             issuer = await self.cache.get(token.issuer)
             if issuer is None:
                 raise InvalidToken("unknown issuer")
             claims = _verify(raw, token, issuer)
         except InvalidToken as exc:
-            failures.failed(client_ip, f"invalid end-user token: {exc}")
+            failures.refuse(client_ip, f"invalid end-user token: {exc}")
             raise errors.AuthenticationFailed(
                 f"Invalid end-user token: {exc}.", code="invalid_token"
             ) from None

@@ -2,9 +2,12 @@
 
 A call refused before any key is identified leaves no usage row (strangers must not be able to
 flood the ledger). Instead each failure is counted here, per client IP and per minute, and logged
-once per IP per minute. Past TOLLHOUSE_AUTH_FAILURES_PER_MINUTE failures, an address is refused
-with 429 before the gateway looks anything up in the database, so random keys cannot turn into
-database load.
+once per IP per minute. Past TOLLHOUSE_AUTH_FAILURES_PER_MINUTE failures, every call from the
+address that the process cannot identify from what it already holds in memory (a missing,
+malformed, unknown or wrong key, a token of an unknown issuer or a bad signature) is refused with
+429, before the gateway looks anything up in the database, so random keys cannot turn into database
+load. A key the process holds (gateway/auth.py's cache) keeps working from that address: a
+misconfigured script behind an office NAT must not lock out everyone else behind it.
 
 The count is per process, on purpose: it is checked on every call that misses the key cache, and
 a Redis round trip there would cost every cold key what only strangers should pay. With N
@@ -74,6 +77,12 @@ class FailedAuthCounter:
                 code="too_many_failed_authentications",
                 headers={"Retry-After": str(retry_after)},
             )
+
+    def refuse(self, ip: str | None, reason: str) -> None:
+        """A call from `ip` could not be identified: 429 if the address is past its failures, else
+        the failure is counted (and the caller answers 401)."""
+        self.refuse_if_blocked(ip)
+        self.failed(ip, reason)
 
     def failed(self, ip: str | None, reason: str) -> None:
         key = ip or "-"

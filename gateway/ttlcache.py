@@ -82,6 +82,11 @@ class TTLCache(Generic[K, V]):
         """Whether a value (fresh or stale) is cached for `key`: `get` would not wait for a load."""
         return key in self._entries
 
+    def peek(self, key: K) -> V | None:
+        """The cached value for `key` (fresh or stale), or None: never loads, never refreshes."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry[0]
+
     def invalidate(self, key: K) -> None:
         self._entries.pop(key, None)
 
