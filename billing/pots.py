@@ -29,12 +29,29 @@ return false
 """
 
 
-def budget_pot(budget_id: int | str, label: str, subject: str = "") -> str:
-    return redis_key("pot", "b", str(budget_id), label, subject)
+def budget_pot(tenant_id: int, budget_id: int | str, label: str, subject: str = "") -> str:
+    """A budget's counter for one period (`label`) and subject (the end user, or ""). It names its
+    tenant: a plan's monthly budget has no row of its own (its id is "plan" for every tenant on the
+    plan), and each tenant must still spend from its own counter."""
+    return redis_key("pot", "b", str(tenant_id), str(budget_id), label, subject)
 
 
 def credit_pot(tenant_id: int) -> str:
     return redis_key("pot", "c", str(tenant_id))
+
+
+def pot_key(meta: dict[str, Any]) -> str | None:
+    """The key a pot with this metadata must have, or None when the metadata cannot say (a pot
+    written before counters named their tenant: its `meta` has no `label`)."""
+    tenant = meta.get("tenant")
+    if type(tenant) is not int:
+        return None
+    if meta.get("scope") == "credits":
+        return credit_pot(tenant)
+    budget, label, subject = meta.get("budget"), meta.get("label"), meta.get("end_user") or ""
+    if not isinstance(budget, int | str) or not isinstance(label, str) or not isinstance(subject, str):
+        return None
+    return budget_pot(tenant, budget, label, subject)
 
 
 def credits_changed(tenant_id: int, delta_nanos: int) -> None:

@@ -124,6 +124,26 @@ def _matches(meta: dict[str, Any], event: dict[str, Any]) -> bool:
     return True
 
 
+def _without_legacy(client: redis.Redis, keys: list[str], metas: dict[str, Any], *, fix: bool) -> list[str]:
+    """The pots to compare: not those whose key is not the one their metadata names. Such a pot was
+    written before counters named their tenant (a plan's monthly budget was then ONE counter for
+    every tenant on the plan, filled from whichever tenant created it): no gateway admits against
+    it any more, each tenant's own counter is re-derived from its own ledger on its first call, so
+    it is ignored, and removed when fixing."""
+    legacy = [key for key in keys if key in metas and pots.pot_key(metas[key]) != key]
+    for key in legacy:
+        del metas[key]
+        if fix:
+            client.delete(key, key + ":x")
+        logger.warning(
+            "budget counter %s predates per-tenant counters: ignored%s (each tenant's own counter is "
+            "derived from its ledger)",
+            key,
+            ", removed" if fix else "",
+        )
+    return [key for key in keys if key not in legacy]
+
+
 def counters_reconcile(*, fix: bool = True) -> list[Difference]:
     """Compare every pot with the ledger; with `fix`, add each difference to its counter."""
     if not settings.REDIS_URL or connection.vendor != "postgresql":
@@ -144,6 +164,7 @@ def counters_reconcile(*, fix: bool = True) -> list[Difference]:
                 raw = client.hget(key, "meta")
                 if raw:
                     metas[key] = orjson.loads(raw)
+            keys = _without_legacy(client, keys, metas, fix=fix)
             ledger = {key: pots.derive(meta) for key, meta in metas.items()}
             # (2)
             snapshot: Any = client.eval(_SNAPSHOT, len(keys) + 1, *keys, stream_key(), start)

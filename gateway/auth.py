@@ -66,7 +66,9 @@ class Limits:
 
 @dataclass(frozen=True)
 class BudgetInfo:
-    """A budget as admission applies it; `id` is the Budget row's, or "plan" for the plan's monthly one."""
+    """A budget as admission applies it; `id` is the Budget row's, or "plan" for the plan's monthly one
+    (the same id for every tenant on the plan: its counter is told apart by the tenant's id, see
+    billing.pots.budget_pot)."""
 
     id: int | str
     scope: str  # tenant | key | end_user

@@ -865,7 +865,7 @@ def budget_pots(key: KeyInfo, end_user: str, at: datetime) -> list[Pot]:
         }.get(budget.scope, "this organization")
         pots.append(
             Pot(
-                key=pot_store.budget_pot(budget.id, span.label, subject),
+                key=pot_store.budget_pot(key.tenant_id, budget.id, span.label, subject),
                 kind="b",
                 limit_nanos=budget.amount_nanos,
                 code="budget_exceeded",
@@ -878,6 +878,7 @@ def budget_pots(key: KeyInfo, end_user: str, at: datetime) -> list[Pot]:
                     "start": span.start.timestamp(),
                     "end": span.end.timestamp(),
                     "budget": budget.id,
+                    "label": span.label,
                 },
                 ttl_seconds=int(span.seconds_left(at)) + pot_store.KEEP_AFTER_PERIOD_SECONDS,
             )

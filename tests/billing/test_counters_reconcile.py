@@ -118,3 +118,39 @@ def test_credit_counters_follow_top_ups_and_charges(world, gateway_server):
     usage_drain(claim_idle_ms=0)
     assert int(sync_client().hget(pot, "spent")) == ledger_total(world.acme) > 0
     assert counters_reconcile() == []
+
+
+def test_a_shared_plan_counter_from_before_the_upgrade_is_ignored_and_each_tenant_rederived(
+    world, gateway_server, caplog
+):
+    """Before counters named their tenant, a plan's monthly budget was ONE pot for every tenant on
+    the plan (`th:pot:b:plan:<month>:`), created from whichever tenant called first. After the
+    upgrade no call admits against it, each tenant's own pot is derived from its own ledger, and
+    reconciliation ignores it, then removes it."""
+    from django.utils import timezone
+
+    from billing.periods import window
+    from billing.pots import budget_pot
+
+    plan = world.acme.plan
+    plan.monthly_budget = Decimal("0.01")
+    plan.save()
+    label = window("month", "UTC", timezone.now()).label
+    legacy = redis_key("pot", "b", "plan", label, "")
+    meta = {"tenant": world.acme.id, "scope": "tenant", "key": None, "end_user": "", "budget": "plan"}
+    meta |= {"start": 0, "end": 4102444800}
+    # As the old gateways left it: the whole plan's budget spent, by the two tenants together.
+    sync_client().hset(
+        legacy, mapping={"spent": 10_000_000, "reserved": 0, "credit": 0, "meta": orjson.dumps(meta)}
+    )
+    call(gateway_server, world.key)
+    call(gateway_server, world.globex_key)
+    usage_drain(claim_idle_ms=0)
+    for tenant in (world.acme, world.globex):
+        assert spent(budget_pot(tenant.id, "plan", label, "")) == ledger_total(tenant) > 0
+    assert counters_reconcile(fix=False) == []
+    assert sync_client().exists(legacy)
+    assert "predates per-tenant counters: ignored" in caplog.text
+    assert counters_reconcile() == []
+    assert not sync_client().exists(legacy)
+    assert counters_reconcile() == []

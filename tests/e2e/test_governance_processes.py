@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 
@@ -170,7 +171,7 @@ def _budget_key(budget: Any, tenant: Tenant) -> str:
     from billing.periods import window
 
     span = window(budget.period, tenant.timezone, timezone.now())
-    return budget_pot(budget.id, span.label, "")
+    return budget_pot(tenant.id, budget.id, span.label, "")
 
 
 # A prompt of 100 bytes that the mock counts as 100 tokens (the most a tokenizer could make of it),
@@ -323,3 +324,205 @@ def test_a_client_that_leaves_mid_stream_is_billed_for_what_was_generated(world,
     assert 5 <= row.completion_tokens < 400
     pot = _pot(_budget_key(budget, world.acme))
     assert pot["reserved"] == 0 and pot["spent"] == dollars_to_nanos(row.cost) > 0
+
+
+# --- tenants on one plan: each spends its own counter (issue 12, item 1) ------------------------------
+
+
+def _plan_tenants(count: int, *, monthly_budget: str, **plan: Any) -> tuple[list[Tenant], list[str]]:
+    from accounts.models import Plan
+    from accounts.services import tenant_create
+    from tests.support.secrets import registry
+
+    shared = Plan.objects.create(name=f"metered-{count}", monthly_budget=Decimal(monthly_budget), **plan)
+    tenants = [tenant_create(name=f"Shop {i}", slug=f"shop-{count}-{i}", plan=shared) for i in range(count)]
+    keys = [registry.api_key(api_key_issue(tenant=t, name="app").raw) for t in tenants]
+    return tenants, keys
+
+
+def _post(url: str, key: str, body: bytes) -> httpx.Response:
+    return httpx.post(
+        url + "/v1/chat/completions",
+        content=body,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        timeout=20,
+    )
+
+
+def _plan_pot(tenant: Tenant) -> str:
+    from django.utils import timezone
+
+    from billing.periods import window
+
+    return budget_pot(tenant.id, "plan", window("month", tenant.timezone, timezone.now()).label, "")
+
+
+@pytest.mark.parametrize("count", [2, 5])
+def test_tenants_on_one_plan_each_spend_their_own_monthly_budget(world, gateways, count):
+    from billing.reconcile import usage_reconcile
+
+    # $0.003 a month: about nine calls of PROMPT each.
+    tenants, keys = _plan_tenants(count, monthly_budget="0.003")
+    body = ask(PROMPT, max_tokens=16)
+    statuses = []
+    for i in range(40):  # the first tenant spends its budget, through both processes
+        statuses.append(_post(gateways[i % 2], keys[0], body).status_code)
+        if statuses[-1] == 402:
+            break
+    assert statuses[-1] == 402 and 5 <= statuses.count(200) <= 10, statuses
+    for key in keys[1:]:  # every other tenant on the plan is still answered, by either process
+        for url in gateways:
+            response = _post(url, key, body)
+            assert response.status_code == 200, response.text
+    # Then all of them at once, until every one has spent its own budget.
+    responses = asyncio.run(burst(gateways, keys, 24 * count, body))
+    assert {r.status_code for r in responses} <= {200, 402}
+    for key in keys:  # reservations of the burst held more than its calls spent: use up the rest
+        for _ in range(20):
+            refused = _post(gateways[0], key, body)
+            if refused.status_code != 200:
+                break
+        assert refused.status_code == 402 and refused.json()["error"]["code"] == "budget_exceeded"
+    _drain_all()
+    for tenant in tenants:
+        rows = UsageRecord.objects.filter(tenant=tenant)
+        spent = sum(dollars_to_nanos(row.cost) for row in rows)
+        assert 0 < spent <= dollars_to_nanos(Decimal("0.003"))
+        pot = _pot(_plan_pot(tenant))
+        # Each tenant's own counter is its own ledger to the nano-dollar, nothing left reserved.
+        assert pot == {"spent": spent, "reserved": 0, "credit": 0, "reservations": 0}, tenant.slug
+    assert usage_reconcile() == []
+
+
+def _written_keys(monitor: Any, into: list[tuple[str, str]], stop: Any) -> None:
+    """Every (command, first key) a write command named, from MONITOR (scripts' commands included)."""
+    writes = {"SET", "HSET", "HINCRBY", "HDEL", "ZADD", "ZREM", "ZREMRANGEBYSCORE", "PEXPIRE", "EXPIRE"}
+    writes |= {"XADD", "DEL", "INCR", "INCRBY", "HSETNX", "SETEX", "PSETEX", "LPUSH", "RPUSH", "SADD"}
+    writes |= {"XGROUP", "XACK", "XCLAIM", "XAUTOCLAIM", "UNLINK", "SETNX", "GETSET", "HMSET"}
+    while not stop.is_set():
+        try:
+            response = monitor.connection.read_response()
+        except (redis.RedisError, OSError):
+            return
+        if not isinstance(response, bytes | str):
+            continue
+        text = response.decode(errors="replace") if isinstance(response, bytes) else response
+        match = monitor.monitor_re.match(text.split(" ", 1)[1])
+        if match is None:
+            continue
+        pieces = [piece.replace('\\"', '"') for piece in monitor.command_re.findall(match.group(3))]
+        if not pieces:
+            continue
+        name = pieces[0].upper()
+        if name in writes and len(pieces) > 1:
+            key = pieces[2] if name == "XGROUP" and len(pieces) > 2 else pieces[1]
+            into.append((name, key))
+
+
+def test_every_counter_the_governor_writes_names_its_tenant_key_or_end_user(world, gateways):
+    """Lists every Redis key written during a run of several tenants (two on one plan with a
+    monthly budget, one of them on prepaid credits too, budgets of every scope, rate limits of
+    every subject) and holds each key that counts money or a limit to naming whose it is."""
+    import re
+    import threading
+
+    from django.utils import timezone
+
+    from billing.budgets import budget_set
+    from billing.credits import credit_add
+    from billing.periods import window
+    from gateway.models import Deployment
+
+    tenants, keys = _plan_tenants(3, monthly_budget="5", rpm_limit=1000, concurrency_limit=50)
+    first, second, prepaid = tenants
+    prepaid.prepaid = True
+    prepaid.end_user_rpm_limit = 500
+    tenant_save(tenant=prepaid)
+    credit_add(tenant=prepaid, kind="topup", usd=Decimal("3"))
+    limited = api_key_issue(
+        tenant=first, name="limited", rpm_limit=900, tpm_limit=100_000, concurrency_limit=9
+    )
+    keys.append(limited.raw)
+    key_budget = budget_set(tenant=first, api_key=limited.api_key, usd=Decimal("2"), period="day")
+    each_user = budget_set(tenant=second, end_user="", usd=Decimal("1"), period="week")
+    deployment = Deployment.objects.filter(route__name="gpt-4.1").first()
+    deployment.rpm_limit = 5000
+    deployment.save()
+    from config.changes import publish
+
+    publish([{"kind": "all"}])
+    time.sleep(0.3)
+
+    written: list[tuple[str, str]] = []
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    stop = threading.Event()
+    with client.monitor() as monitor:
+        reader = threading.Thread(target=_written_keys, args=(monitor, written, stop), daemon=True)
+        reader.start()
+        users = ["alice", "bob"]
+        for i, key in enumerate(keys):
+            for j, url in enumerate(gateways):
+                response = _post(url, key, ask(PROMPT, max_tokens=16, user=users[(i + j) % 2]))
+                assert response.status_code == 200, response.text
+        _drain_all()
+        time.sleep(0.3)
+        stop.set()
+        client.ping()  # one more line, so the reader wakes up and sees `stop`
+        reader.join(5)
+    scanned = [key.decode() for key in sync_client().scan_iter(count=1000)]
+    every = {key for _, key in written} | set(scanned)
+    assert any(name == "HINCRBY" for name, _ in written), "MONITOR saw no settlement"
+
+    prefix = re.escape(settings.TOLLHOUSE_REDIS_PREFIX)
+    now = timezone.now()
+    tenant_ids = {str(t.id) for t in tenants}
+    key_ids = {str(k.id) for t in tenants for k in t.api_keys.all()}
+    budgets_of = {str(first.id): {"plan", str(key_budget.id)}, str(second.id): {"plan", str(each_user.id)}}
+    budgets_of[str(prepaid.id)] = {"plan"}
+    labels = {window(period, "UTC", now).label for period in ("day", "week", "month")}
+    # Not counters: the usage stream (each event names its tenant), its dead letters, and the
+    # drain's figures for /metrics.
+    from billing.usage import dead_letter_key, stream_key
+    from gateway.metrics import drain_key
+
+    plain = {stream_key(), dead_letter_key(), drain_key()}
+    seen = Counter()
+    for key in sorted(every):
+        if key in plain or key == "celery" or key.startswith("_kombu."):
+            continue  # the Celery broker's queue (the drain queues budget checks through it)
+        if m := re.fullmatch(prefix + r"rl:k:(\d+):[rtc]", key):
+            assert m[1] in key_ids, key
+            seen["key limit"] += 1
+        elif m := re.fullmatch(prefix + r"rl:o:(\d+):[rtc]", key):
+            assert m[1] in tenant_ids, key
+            seen["tenant limit"] += 1
+        elif m := re.fullmatch(prefix + r"rl:u:(\d+):(alice|bob):[rtc]", key):
+            assert m[1] in tenant_ids, key
+            seen["end-user limit"] += 1
+        elif m := re.fullmatch(prefix + r"rl:d:(\d+):[rt]", key):
+            # An upstream deployment's own quota (the provider account's), shared by design.
+            assert m[1] == str(deployment.id), key
+            seen["deployment limit"] += 1
+        elif m := re.fullmatch(prefix + r"pot:b:(\d+):(\w+):([\w-]+):(alice|bob|)(:x)?", key):
+            tenant_id, budget_id, label, subject, _ = m.groups()
+            assert tenant_id in tenant_ids and budget_id in budgets_of[tenant_id], key
+            assert label in labels, key
+            assert subject == "" or budget_id == str(each_user.id), key
+            seen[f"budget {'plan' if budget_id == 'plan' else 'own'}"] += 1
+        elif m := re.fullmatch(prefix + r"pot:c:(\d+)(:x)?", key):
+            assert m[1] == str(prepaid.id), key
+            seen["credits"] += 1
+        else:
+            raise AssertionError(f"a Redis key nobody accounts for: {key}")
+    # Every kind was seen, so the check above had something to hold.
+    assert set(seen) == {
+        "key limit",
+        "tenant limit",
+        "end-user limit",
+        "deployment limit",
+        "budget plan",
+        "budget own",
+        "credits",
+    }, seen
+    plan_pots = {k for k in every if re.fullmatch(prefix + r"pot:b:\d+:plan:[\w-]+:", k)}
+    assert plan_pots == {_plan_pot(t) for t in tenants}

@@ -141,7 +141,7 @@ def test_ten_thousand_calls_give_ten_thousand_rows_that_agree_with_rollups_and_b
     assert rolled == {**raw, "requests": CALLS, "errors": CALLS - statuses[200]}
     assert raw["cost"] > 0 and raw["completion"] > 0
     span = window(budget.period, world.acme.timezone, timezone.now())
-    spent = int(sync_client().hget(budget_pot(budget.id, span.label, ""), "spent"))
+    spent = int(sync_client().hget(budget_pot(world.acme.id, budget.id, span.label, ""), "spent"))
     assert spent == dollars_to_nanos(raw["cost"])  # to the nano-dollar
 
     assert reconcile() == (0, "")
@@ -151,7 +151,7 @@ def test_ten_thousand_calls_give_ten_thousand_rows_that_agree_with_rollups_and_b
     UsageHourly.objects.filter(pk=cell.pk).update(
         requests=F("requests") + 1, cost=F("cost") + Decimal("0.000000007")
     )
-    sync_client().hincrby(budget_pot(budget.id, span.label, ""), "spent", 5)
+    sync_client().hincrby(budget_pot(world.acme.id, budget.id, span.label, ""), "spent", 5)
     code, out = reconcile()
     assert code == 1
     lines = out.splitlines()
