@@ -7,9 +7,17 @@ loses the race (IntegrityError) knows it was sent already (the Flip + sendalerts
 healthchecks). Deleting a BudgetAlert row would send its alert again.
 
 Spend is read from the usage ledger in the database, the truth for alerts; the gateway's Redis
-counters are for admission. Checks run after the usage drain commits a batch with a cost for a
-tenant that has budgets (`budget_checks_after_usage`), and every few minutes for every such tenant
-(beat: `billing.tasks.budget_alerts_check_all`), which also catches forecasts and missed triggers.
+counters are for admission. Checks run after the usage drain commits a batch with a cost, or with a
+call a budget refused, for a tenant that has budgets (`budget_checks_after_usage`), and every few
+minutes for every such tenant (beat: `billing.tasks.budget_alerts_check_all`), which also catches
+forecasts and missed triggers.
+
+A hard budget's 100 % alert ("budget exhausted") also goes out the first time the budget refuses a
+call in a period, even if spend never reaches 100 %: admission refuses a call that cannot pay for
+its prompt, so spend stops below the amount (by up to one call's worst case). The refused call's
+usage row names the budget (`UsageRecord.refused_by_budget`), so the check finds it in the ledger
+like any spend, and the alert's claim is the same row a crossing of 100 % would make: once per
+budget, subject and period, whichever comes first.
 
 Delivery: one email per alert to each address of the budget (`budget_alert_email_send`), and a
 signed JSON POST to the budget's webhook, each attempt recorded (`budget_alert_webhook_deliver`).
@@ -167,6 +175,33 @@ def _due(budget: Budget, subject: str, spend: Decimal, span: Window, now: dateti
     return due
 
 
+EXHAUSTED = 100  # the threshold of a hard budget's "budget exhausted" alert
+
+
+def budget_refusals(*, budgets: Sequence[Budget], windows: dict[str, Window]) -> set[tuple[int, str]]:
+    """(budget id, subject) of the hard budgets that refused a call in their current period (the
+    subject is the end user for a budget of each end user, else ""). One query per period, on a
+    partial index that holds only refused calls."""
+    refused: set[tuple[int, str]] = set()
+    for period, span in windows.items():
+        in_period = {b.id: b for b in budgets if b.period == period and b.hard}
+        if not in_period:
+            continue
+        rows = (
+            UsageRecord.objects.filter(
+                refused_by_budget__in=list(in_period), created_at__gte=span.start, created_at__lt=span.end
+            )
+            .order_by()
+            .values_list("refused_by_budget", "end_user")
+            .distinct()
+        )
+        for budget_id, end_user in rows:
+            budget = in_period[int(budget_id or 0)]  # never NULL: the filter names the ids
+            each_user = budget.scope == Budget.Scope.END_USER and not budget.end_user
+            refused.add((budget.id, end_user if each_user else ""))
+    return refused
+
+
 def budget_alert_claim(due: DueAlert) -> BudgetAlert | None:
     """Record the alert and queue its delivery on commit; None if it was recorded already (by this
     check earlier, or by another worker racing this one: the unique constraint decides)."""
@@ -221,15 +256,37 @@ def budget_alerts_check(*, tenant_id: int, now: datetime | None = None) -> list[
         ).values_list("budget_id", "subject", "period_start", "kind", "threshold")
     )
     by_id = {budget.id: budget for budget in budgets}
-    alerts = []
-    for (budget_id, subject), total in spend.items():
+    due_now = [
+        due
+        for (budget_id, subject), total in spend.items()
+        for due in _due(by_id[budget_id], subject, total, windows[by_id[budget_id].period], now)
+    ]
+
+    # A hard budget that refused a call is exhausted, wherever its spend stopped. Only the budgets
+    # whose exhaustion alert this period may still be due are looked up.
+    def may_be_due(budget: Budget) -> bool:
+        if not budget.hard or EXHAUSTED not in budget.thresholds:
+            return False
+        if budget.scope == Budget.Scope.END_USER and not budget.end_user:
+            return True  # one alert per end user: others may still be due
+        start = windows[budget.period].start
+        return (budget.id, "", start, BudgetAlert.Kind.THRESHOLD, EXHAUSTED) not in sent
+
+    refusing = [budget for budget in budgets if may_be_due(budget)]
+    for budget_id, subject in sorted(budget_refusals(budgets=refusing, windows=windows)):
         budget = by_id[budget_id]
-        for due in _due(budget, subject, total, windows[budget.period], now):
-            if due.key in sent:
-                continue
-            alert = budget_alert_claim(due)
-            if alert is not None:
-                alerts.append(alert)
+        total = spend.get((budget_id, subject), Decimal(0))
+        span = windows[budget.period]
+        due_now.append(DueAlert(budget, subject, span.start, BudgetAlert.Kind.THRESHOLD, EXHAUSTED, total))
+    alerts = []
+    claimed = set()
+    for due in due_now:
+        if due.key in sent or due.key in claimed:
+            continue
+        claimed.add(due.key)
+        alert = budget_alert_claim(due)
+        if alert is not None:
+            alerts.append(alert)
     if alerts:
         logger.info("budget alerts: %d sent for tenant %s", len(alerts), tenant_id)
     return alerts
@@ -244,13 +301,15 @@ def budget_tenant_ids() -> list[int]:
 
 
 def _tenants_that_spent(events: Iterable[object]) -> set[int]:
+    """Tenants with a call that cost money, or that one of their budgets refused."""
     tenant_ids = set()
     for event in events:
         if not isinstance(event, dict):
             continue
         tenant_id, cost = event.get("tenant_id"), event.get("cost_nanos")
+        refused = type(event.get("refused_by_budget")) is int
         # Exactly what the gateway emits; anything odd is left to the periodic check.
-        if type(tenant_id) is int and type(cost) is int and cost > 0:
+        if type(tenant_id) is int and ((type(cost) is int and cost > 0) or refused):
             tenant_ids.add(tenant_id)
     return tenant_ids
 
@@ -375,6 +434,8 @@ def alert_context(alert: BudgetAlert) -> dict[str, Any]:
         "spend": _usd(alert.spend),
         "spend_percent": percent,
         "threshold": alert.threshold,
+        # A hard budget's 100 % alert sent because it refused a call before spend reached it.
+        "refusing": budget.hard and alert.threshold >= EXHAUSTED and alert.spend < budget.amount,
         "period_start": _local_time(span.start, span),
         "period_end": _local_time(span.end, span),
         "timezone": tenant.timezone,

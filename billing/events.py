@@ -51,6 +51,10 @@ class UsageEvent:
     overhead_us: int
     client_ip: str | None
     credits: bool  # the call ran on prepaid credits: its cost is charged to the credit ledger
+    # The tenant's hard Budget (row id) that refused the call with 402 budget_exceeded; None
+    # otherwise (and for a plan's monthly budget, which has no row). Its first refusal in a period
+    # sends the budget's 100 % alert (billing/alerts.py).
+    refused_by_budget: int | None = None
     v: int = VERSION
 
     def wire(self) -> dict[str, Any]:

@@ -96,6 +96,12 @@ class UsageRecord(models.Model):
         default=False,
         help_text="The call ran on prepaid credits: its cost is charged to the tenant's credit ledger.",
     )
+    # No foreign key, like tenant and key: a usage row must be insertable whatever was deleted.
+    refused_by_budget = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The hard budget (its id) that refused this call (402 budget_exceeded), if one did.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -105,6 +111,12 @@ class UsageRecord(models.Model):
         indexes = [
             models.Index(fields=["tenant", "created_at"], name="usage_tenant_time"),
             BrinOnPostgres(fields=["created_at"], name="usage_created_brin"),
+            # The alert check asks whether a budget refused a call in its period: a handful of rows.
+            models.Index(
+                fields=["refused_by_budget", "created_at"],
+                name="usage_refused_budget",
+                condition=models.Q(refused_by_budget__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

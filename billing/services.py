@@ -343,6 +343,7 @@ _READERS: dict[str, _Reader] = {
     "overhead_us": _millis("overhead_us", column="overhead_ms", zero_if_missing=True),
     "client_ip": _read_client_ip,
     "credits": _read_credits,
+    "refused_by_budget": _row_id("refused_by_budget"),
     "v": _read_version,
 }
 _NOT_COLUMNS = frozenset({"v"})  # read from the event, but not stored as a column of the row

@@ -65,6 +65,7 @@ class Call:
         self.upstream_ns: int | None = None
         self.ttft_ns: int | None = None
         self.limit = ""  # which limit refused the call (a metrics label), if one did
+        self.refused_by_budget: int | None = None  # the Budget row that refused it (402), if one did
         self._settled = False
 
     @property
@@ -76,6 +77,7 @@ class Call:
         self.status = error.status
         self.error_type = error.kind if isinstance(error, ProviderError) else (error.code or error.type)
         self.limit = metrics.refusal_limit(error)
+        self.refused_by_budget = error.budget_id if isinstance(error, errors.BudgetExceeded) else None
 
     def first_byte(self) -> None:
         if self.ttft_ns is None:
@@ -134,6 +136,7 @@ class Call:
             client_ip=self.client_ip,
             # A prepaid tenant's call: the drain charges its cost to the credit ledger.
             credits=bool(self.key and self.key.prepaid),
+            refused_by_budget=self.refused_by_budget,
         )
 
     async def settle(self) -> None:

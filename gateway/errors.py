@@ -67,6 +67,18 @@ class PaymentRequired(GatewayError):
     code = "insufficient_quota"
 
 
+class BudgetExceeded(PaymentRequired):
+    """A hard budget cannot pay for the call's prompt. `budget_id` is its Budget row (None for a
+    plan's monthly budget, which has none): the usage row keeps it, so the budget's 100 % alert goes
+    out the first time it refuses a call in a period (billing/alerts.py)."""
+
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, *, budget_id: int | None) -> None:
+        super().__init__(message)
+        self.budget_id = budget_id
+
+
 class PermissionDenied(GatewayError):
     status = 403
     type = "permission_error"

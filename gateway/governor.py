@@ -406,10 +406,11 @@ def _refusal(result: list[Any], request: Request) -> errors.GatewayError:
             "Your prepaid credit balance cannot pay for this request. Top up or redeem a code.",
             code="credits_exhausted",
         )
-    return errors.PaymentRequired(
+    budget = pot.meta.get("budget")
+    return errors.BudgetExceeded(
         f"This request would exceed {pot.description}. It resets when the period ends, "
         "or an administrator can raise it.",
-        code="budget_exceeded",
+        budget_id=budget if type(budget) is int else None,
     )
 
 

@@ -327,3 +327,81 @@ def test_with_a_broker_the_drain_publishes_one_check_per_tenant_with_budgets_and
 
     asyncio.run(scenario())
     assert queue.llen("celery") == 1
+
+
+def refused(tenant, budget, *, at=None, **overrides) -> None:
+    """A call the budget refused (402), as the gateway records it: no cost, the budget named."""
+    h.spend(
+        tenant, "0", at=at, status=402, error_type="budget_exceeded", refused_by_budget=budget.pk, **overrides
+    )
+
+
+def test_a_hard_budget_that_refuses_a_call_sends_its_100_percent_alert_once_per_period(mailoutbox):
+    from billing.models import WebhookAttempt
+    from tests.support.webhooks import Receiver
+
+    acme = h.tenant()
+    with Receiver([204]) as receiver:
+        budget = h.budget(acme, amount=Decimal(10), webhook_url=receiver.url)
+        with time_machine.travel(datetime(2026, 3, 20, 10, 0, tzinfo=UTC), tick=False):
+            h.spend(acme, "8.90")  # 89 %: admission refuses what the last $1.10 cannot pay for
+            check(acme)
+            assert thresholds_sent(budget) == [50, 80]
+            mailoutbox.clear()
+            hooks = len(receiver.received)  # 50, 80 and a forecast
+            for _ in range(3):
+                refused(acme, budget)
+                check(acme, 2)
+        assert thresholds_sent(budget) == [50, 80, 100]
+        [message] = mailoutbox
+        assert message.subject == (
+            "[Tollhouse] Acme: the monthly budget is exhausted, calls are refused ($8.90 of $10.00)"
+        )
+        assert "exhausted: it refused a call it could not pay for" in message.body
+        assert "refused until it resets" in message.body
+        assert len(receiver.received) == hooks + 1
+        [(_, body)] = receiver.received[-1:]
+        payload = orjson.loads(body)
+        assert (payload["threshold"], payload["spend"], payload["amount"]) == (100, "8.9", "10")
+        assert WebhookAttempt.objects.filter(alert__threshold=100).count() == 1
+        # The next month: refused again, alerted again, once.
+        with time_machine.travel(datetime(2026, 4, 1, 9, 0, tzinfo=UTC), tick=False):
+            refused(acme, budget)
+            refused(acme, budget)
+            check(acme, 2)
+        assert [(a.threshold, a.period_start.month) for a in budget.alerts.order_by("created_at")][-1] == (
+            100,
+            4,
+        )
+        assert thresholds_sent(budget) == [50, 80, 100, 100]
+        assert len(mailoutbox) == 2 and len(receiver.received) == hooks + 2
+        assert "($0.00 of $10.00)" in mailoutbox[1].subject
+
+
+def test_a_refusal_alerts_only_the_budget_that_refused_and_each_end_user_once():
+    acme = h.tenant()
+    whole = h.budget(acme, amount=Decimal(100))
+    each_user = h.budget(acme, scope="end_user", end_user="", amount=Decimal(1), period="day")
+    soft = h.budget(acme, scope="end_user", end_user="carol", amount=Decimal(1), period="week", hard=False)
+    quiet = h.budget(
+        acme, scope="end_user", end_user="dave", amount=Decimal(1), period="month", thresholds=[50]
+    )
+    with time_machine.travel(datetime(2026, 3, 20, 10, 0, tzinfo=UTC), tick=False):
+        for user in ("alice", "alice", "bob"):
+            refused(acme, each_user, end_user=user)
+        refused(acme, soft, end_user="carol")  # cannot happen (soft budgets refuse nothing): ignored
+        refused(acme, quiet, end_user="dave")  # no 100 % threshold: nothing asked for
+        check(acme, 2)
+    assert sorted((a.subject, a.threshold) for a in each_user.alerts.all()) == [("alice", 100), ("bob", 100)]
+    assert not whole.alerts.exists() and not soft.alerts.exists() and not quiet.alerts.exists()
+
+
+def test_the_drain_queues_a_check_for_a_refusal_that_cost_nothing(mailoutbox):
+    from config.redis import sync_client
+
+    acme = h.tenant()
+    budget = h.budget(acme, amount=Decimal(10), thresholds=[100])
+    event = h.usage_event(acme, "0", status=402, error_type="budget_exceeded", refused_by_budget=budget.pk)
+    sync_client().xadd(stream_key(), {FIELD: orjson.dumps(event)})
+    assert usage_drain(claim_idle_ms=600_000) == 1
+    assert thresholds_sent(budget) == [100] and len(mailoutbox) == 1

@@ -43,6 +43,7 @@ def full_event(**overrides) -> UsageEvent:
         overhead_us=34_567,
         client_ip="2001:db8::7",
         credits=True,
+        refused_by_budget=44,
     )
     values.update(overrides)
     return UsageEvent(**values)
@@ -81,6 +82,7 @@ def test_every_field_reaches_the_row_and_none_is_lost_on_the_way():
         "attempts": 2,
         "client_ip": "2001:db8::7",
         "credits": True,
+        "refused_by_budget": 44,
     }
     assert {name: getattr(record, name) for name in expected} == expected
     assert str(record.cost) == "0.123456789"
