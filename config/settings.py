@@ -229,15 +229,7 @@ TOLLHOUSE_REDIS_PREFIX = env.string("TOLLHOUSE_REDIS_PREFIX", "th:")
 
 
 def _redis_seconds(name: str, default: float) -> float:
-    value = env.raw(name)
-    try:
-        parsed = default if value is None else float(value)
-    except ValueError:
-        parsed = -1.0
-    if not 0 < parsed <= 60:
-        env.errors.append(f"{name} must be a number of seconds above 0 and at most 60, not {value!r}.")
-        return default
-    return parsed
+    return env.seconds(name, default, maximum=60)
 
 
 # How long any Redis call on the request path may wait (to connect, then for each reply): a Redis
@@ -334,6 +326,15 @@ TOLLHOUSE_MAX_BODY_BYTES = env.integer("TOLLHOUSE_MAX_BODY_BYTES", 8 * 1024 * 10
 DATA_UPLOAD_MAX_MEMORY_SIZE = TOLLHOUSE_MAX_BODY_BYTES
 # The request line and headers together; a larger head is answered 431 (config/server.py).
 TOLLHOUSE_MAX_HEADER_BYTES = env.integer("TOLLHOUSE_MAX_HEADER_BYTES", 64 * 1024, minimum=4096)
+# Reading a request (config/server.py): its head must be complete this long after its first byte,
+# its body this long after the head, or the client gets 408 and the connection is closed. Slow
+# clients (slowloris, a body shorter than its Content-Length) held connections for as long as they
+# liked. Answers, streams included, have no such limit.
+TOLLHOUSE_HEADER_TIMEOUT_SECONDS = env.seconds("TOLLHOUSE_HEADER_TIMEOUT_SECONDS", 5.0, maximum=600)
+TOLLHOUSE_BODY_TIMEOUT_SECONDS = env.seconds("TOLLHOUSE_BODY_TIMEOUT_SECONDS", 30.0, maximum=3600)
+# Open connections per socket peer address, per gateway process (trusted proxies not counted); a
+# connection over it is answered 429 and closed. 0 turns the limit off.
+TOLLHOUSE_MAX_CONNECTIONS_PER_ADDRESS = env.integer("TOLLHOUSE_MAX_CONNECTIONS_PER_ADDRESS", 256, minimum=0)
 # How long a worker trusts its in-process copy of keys, routes and prices.
 TOLLHOUSE_CACHE_TTL = env.integer("TOLLHOUSE_CACHE_TTL", 5, minimum=0)
 TOLLHOUSE_TRUSTED_PROXIES = env.networks("TOLLHOUSE_TRUSTED_PROXIES")
