@@ -198,9 +198,11 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing() or self._phase == "idle":
             return
-        if self.flow.read_paused:
-            # The server holds this request back (an earlier pipelined one is being answered):
-            # not the client's slowness. Its time starts again when reading resumes.
+        answering = self.cycle is not None and not self.cycle.response_complete
+        if self.flow.read_paused or (self._phase == "head" and answering):
+            # The server holds this request back, or is still answering the one before it (a
+            # pipelined head): not the client's slowness, and no 408 may cut into that answer.
+            # Its time starts again.
             self._phase_since = self.loop.time()
             self._arm_deadline()
             return

@@ -145,3 +145,30 @@ def test_calls_and_long_streams_are_not_cut_by_the_read_timeouts(gateway_server,
         for _ in range(3):
             assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
             assert client.get("/v1/models").status_code == 200
+
+
+def test_a_head_pipelined_behind_a_stream_is_not_timed_while_the_stream_is_answered(
+    gateway_server, world, settings
+):
+    settings.TOLLHOUSE_HEADER_TIMEOUT_SECONDS = 0.5
+    body = orjson.dumps(
+        {
+            "model": "gpt-4.1",
+            "stream": True,
+            "messages": [{"role": "user", "content": "[mock tokens=20 chunk_ms=80]"}],
+        }
+    )
+    stream = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + world.key.encode()
+        + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    with connect(gateway_server) as sock:
+        sock.sendall(stream + b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the next head, unfinished
+        time.sleep(1.0)  # twice the header timeout, while the stream is being answered
+        sock.sendall(b"Connection: close\r\n\r\n")
+        answer, _ = until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b"data: [DONE]" in answer and b"408" not in answer.split(b"data: [DONE]")[1]
+    assert answer.count(b"HTTP/1.1 200 ") == 2 and answer.endswith(b'{"status": "ok"}')
