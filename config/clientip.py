@@ -1,7 +1,7 @@
 """The one truth for a request's client IP, used by the key allow-list, the login limiter, the
 failed-authentication limiter and the usage row.
 
-The address is decided here from the socket peer and TOLLHOUSE_TRUSTED_PROXIES alone:
+The address (and the scheme a trusted proxy says the client used) is decided here from the socket peer and TOLLHOUSE_TRUSTED_PROXIES alone:
 `X-Forwarded-For` is believed only when the peer is a trusted proxy, and then read from the right,
 skipping the trusted hops, so a client cannot prepend an address of its choosing. Whatever is
 returned is a normalised, valid IP address or None, never a raw header value: it is compared
@@ -13,11 +13,14 @@ make every `X-Forwarded-For` from a local process believed): `manage.py serve` t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from inspect import iscoroutinefunction
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Any
 
+from asgiref.sync import markcoroutinefunction
 from django.conf import settings
+from django.http import HttpRequest
 
 Network = IPv4Network | IPv6Network
 # More hops than any real proxy chain; a longer header is read only this far from the right.
@@ -41,6 +44,25 @@ def _trusted(address: IPv4Address | IPv6Address, networks: tuple[Network, ...]) 
     return any(address in network for network in networks)
 
 
+def _client_hop(
+    peer: IPv4Address | IPv6Address, forwarded_for: str, networks: tuple[Network, ...]
+) -> tuple[IPv4Address | IPv6Address, int]:
+    """The client behind a trusted peer, and how many X-Forwarded-For entries were read from the
+    right to find it (0: the peer itself)."""
+    hops = forwarded_for.rsplit(",", MAX_FORWARDED_HOPS)[-MAX_FORWARDED_HOPS:]
+    depth = 0
+    for hop in reversed(hops):
+        address = parse_ip(hop)
+        if address is None:
+            # A trusted proxy passed on garbage: nothing to its left can be believed.
+            return peer, depth
+        depth += 1
+        if not _trusted(address, networks):
+            return address, depth
+        peer = address
+    return peer, depth
+
+
 def resolve(remote: str | None, forwarded_for: str | None) -> str | None:
     """The client address given the socket peer and the X-Forwarded-For header (if any)."""
     peer = parse_ip(remote)
@@ -49,18 +71,59 @@ def resolve(remote: str | None, forwarded_for: str | None) -> str | None:
     networks: tuple[Network, ...] = settings.TOLLHOUSE_TRUSTED_PROXIES
     if not networks or not forwarded_for or not _trusted(peer, networks):
         return str(peer)
-    hops = forwarded_for.rsplit(",", MAX_FORWARDED_HOPS)[-MAX_FORWARDED_HOPS:]
-    for hop in reversed(hops):
-        address = parse_ip(hop)
-        if address is None:
-            # A trusted proxy passed on garbage: nothing to its left can be believed.
-            return str(peer)
-        if not _trusted(address, networks):
-            return str(address)
-        peer = address
-    return str(peer)
+    return str(_client_hop(peer, forwarded_for, networks)[0])
+
+
+def forwarded_scheme(
+    remote: str | None, forwarded_proto: str | None, forwarded_for: str | None
+) -> str | None:
+    """The scheme ("http" or "https") the client used, as a trusted proxy says in X-Forwarded-Proto;
+    None when no trusted proxy said (the socket's own scheme counts then).
+
+    The same rule as the address: only a peer in TOLLHOUSE_TRUSTED_PROXIES is believed, and a
+    proxy that appends (`https, http`) is read at the hop where `resolve` found the client, so a
+    value the client sent itself, left of what the proxies added, is never the one read.
+    """
+    peer = parse_ip(remote)
+    networks: tuple[Network, ...] = settings.TOLLHOUSE_TRUSTED_PROXIES
+    if peer is None or not networks or not forwarded_proto or not _trusted(peer, networks):
+        return None
+    schemes = forwarded_proto.rsplit(",", MAX_FORWARDED_HOPS)[-MAX_FORWARDED_HOPS:]
+    depth = _client_hop(peer, forwarded_for, networks)[1] if forwarded_for else 0
+    scheme = schemes[-min(max(depth, 1), len(schemes))].strip().lower()
+    return scheme if scheme in {"http", "https"} else None
 
 
 def from_meta(meta: Mapping[str, Any]) -> str | None:
     """The client address of a Django request (`request.META`)."""
     return resolve(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"))
+
+
+# Where the scheme a trusted proxy vouched for is put for Django: SECURE_PROXY_SSL_HEADER names this
+# key (config/settings.py), never the raw header, which any client can send.
+FORWARDED_SCHEME_META = "TOLLHOUSE_FORWARDED_SCHEME"
+
+
+class ForwardedSchemeMiddleware:
+    """Before SecurityMiddleware: tells Django the scheme the client used, when a trusted proxy says
+    so (`forwarded_scheme`). Django alone would believe X-Forwarded-Proto from any peer once
+    SECURE_PROXY_SSL_HEADER is set, so a plain-http client could skip the https redirect and the
+    CSRF checks that need https."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        meta = request.META
+        meta.pop(FORWARDED_SCHEME_META, None)  # only ever ours
+        scheme = forwarded_scheme(
+            meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_PROTO"), meta.get("HTTP_X_FORWARDED_FOR")
+        )
+        if scheme is not None:
+            meta[FORWARDED_SCHEME_META] = scheme
+        return self.get_response(request)

@@ -59,6 +59,20 @@ class EnvReader:
             return default
         return parsed
 
+    def seconds(self, name: str, default: float, *, maximum: float) -> float:
+        """A duration in seconds, above 0 and at most `maximum` (fractions allowed)."""
+        value = self.raw(name)
+        try:
+            parsed = default if value is None else float(value)
+        except ValueError:
+            parsed = -1.0
+        if not 0 < parsed <= maximum:  # NaN fails this too
+            self.errors.append(
+                f"{name} must be a number of seconds above 0 and at most {maximum:g}, not {value!r}."
+            )
+            return default
+        return parsed
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.raw(name)
         if value is None:

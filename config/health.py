@@ -12,15 +12,54 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import wraps
+from inspect import iscoroutinefunction
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 logger = logging.getLogger(__name__)
 
 CHECK_SECONDS = 1.0
 _migrated = False  # once applied, migrations stay applied for the life of the process
+
+
+READ_METHODS = ("GET", "HEAD")
+
+
+def _method_not_allowed(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse("Use GET or HEAD.\n", status=405, content_type="text/plain; charset=utf-8")
+    response["Allow"] = ", ".join(READ_METHODS)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def read_only(view: Callable[..., Any]) -> Callable[..., Any]:
+    """A probe or scrape endpoint (/healthz, /readyz, /metrics): GET and HEAD, anything else a plain
+    405 with `Allow`. CSRF-exempt, since they hold no session and change nothing: without it a POST
+    got Django's HTML CSRF page, and TRACE or OPTIONS ran the checks and answered 200."""
+    if iscoroutinefunction(view):
+
+        @wraps(view)
+        async def async_wrapper(request: HttpRequest) -> HttpResponse:
+            if request.method not in READ_METHODS:
+                return _method_not_allowed(request)
+            response: HttpResponse = await view(request)
+            return response
+
+        return csrf_exempt(async_wrapper)
+
+    @wraps(view)
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        if request.method not in READ_METHODS:
+            return _method_not_allowed(request)
+        response: HttpResponse = view(request)
+        return response
+
+    return csrf_exempt(wrapper)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -216,10 +216,7 @@ def exposition() -> bytes:
 
 
 async def metrics_view(request: HttpRequest) -> HttpResponse:
-    if request.method not in {"GET", "HEAD"}:
-        response = _plain(405, "Use GET.")
-        response["Allow"] = "GET, HEAD"
-        return response
+    """GET and HEAD only: config/urls.py wraps it in config.health.read_only."""
     refused = refusal(request)
     if refused is not None:
         return refused

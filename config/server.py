@@ -1,4 +1,4 @@
-"""How Tollhouse is served: uvicorn, with two things its command line cannot say.
+"""How Tollhouse is served: uvicorn, with what its command line cannot say.
 
 - The client IP is the gateway's to decide (config.clientip, from TOLLHOUSE_TRUSTED_PROXIES), so
   uvicorn's own proxy-header rewriting is off: by default it believes X-Forwarded-For from
@@ -6,6 +6,9 @@
 - The request head (request line + headers) is capped at TOLLHOUSE_MAX_HEADER_BYTES and a larger
   one is answered 431. httptools buffers a header until it is complete, so without a cap one
   50 MB header is held in memory, and the worker keeps that memory afterwards.
+- Slow clients cannot hold connections: a request's head and body must arrive within
+  TOLLHOUSE_HEADER_TIMEOUT_SECONDS and TOLLHOUSE_BODY_TIMEOUT_SECONDS (uvicorn has neither), and an
+  address may hold at most TOLLHOUSE_MAX_CONNECTIONS_PER_ADDRESS connections per process.
 
 `manage.py serve` runs it; `make run`, the README and the benchmark use that command. It also gives
 the workers a fresh PROMETHEUS_MULTIPROC_DIR (`metrics_dir_prepare`), so /metrics sums them all.
@@ -13,10 +16,12 @@ the workers a fresh PROMETHEUS_MULTIPROC_DIR (`metrics_dir_prepare`), so /metric
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import socket
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,33 +29,100 @@ import orjson
 from django.conf import settings
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from config import clientip
+
+
+def _error_response(status: bytes, message: str, code: str, *extra: bytes) -> bytes:
+    """A complete HTTP/1.1 answer in the API's error shape, written by the protocol itself (the app
+    never sees these requests), always closing the connection."""
+    body = orjson.dumps(
+        {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+    )
+    return (
+        b"HTTP/1.1 " + status + b"\r\n"
+        b"content-type: application/json\r\n"
+        b"content-length: "
+        + str(len(body)).encode()
+        + b"\r\n"
+        + b"".join(extra)
+        + b"connection: close\r\n\r\n"
+        + body
+    )
+
 
 def _head_too_large_response() -> bytes:
+    return _error_response(
+        b"431 Request Header Fields Too Large",
+        f"The request headers are larger than the limit of {settings.TOLLHOUSE_MAX_HEADER_BYTES} bytes.",
+        "request_headers_too_large",
+    )
+
+
+def _timeout_response(what: str, seconds: float) -> bytes:
+    return _error_response(
+        b"408 Request Timeout",
+        f"The request {what} did not arrive within {seconds:g} seconds.",
+        "request_timeout",
+    )
+
+
+async def _too_many_connections(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The ASGI app of a connection over its address's cap: reads and drops the request's body (so
+    the answer is not lost to a reset), then answers 429 and closes."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        if not message.get("more_body", False):
+            break
+    limit = settings.TOLLHOUSE_MAX_CONNECTIONS_PER_ADDRESS
     body = orjson.dumps(
         {
             "error": {
-                "message": "The request headers are larger than the limit of "
-                f"{settings.TOLLHOUSE_MAX_HEADER_BYTES} bytes.",
-                "type": "invalid_request_error",
+                "message": f"Too many open connections from this address (at most {limit} per gateway "
+                "process); reuse or close idle ones, then retry.",
+                "type": "rate_limit_error",
                 "param": None,
-                "code": "request_headers_too_large",
+                "code": "too_many_connections",
             }
         }
     )
-    return (
-        b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-        b"content-type: application/json\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\n"
-        b"connection: close\r\n\r\n" + body
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _open_connections(server_state: Any) -> Counter[str]:
+    """Open connections per client address, shared by the protocols of one server (one process)."""
+    counts: Counter[str] | None = getattr(server_state, "tollhouse_connections", None)
+    if counts is None:
+        counts = server_state.tollhouse_connections = Counter()
+    return counts
 
 
 class CappedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, answering 431 once a request head exceeds the cap.
+    """uvicorn's httptools protocol, with what a gateway on the open internet needs on top:
 
-    Two checks, because a head arrives either way: bytes still in the head after a chunk was parsed
-    are counted as they come (so a 50 MB header is cut off after the cap, not buffered whole), and a
-    head that arrived complete within one chunk is measured when it is complete.
+    - a request head larger than TOLLHOUSE_MAX_HEADER_BYTES is answered 431. Two checks, because a
+      head arrives either way: bytes still in the head after a chunk was parsed are counted as they
+      come (so a 50 MB header is cut off after the cap, not buffered whole), and a head that arrived
+      complete within one chunk is measured when it is complete;
+    - time limits on reading a request: its head must be complete within
+      TOLLHOUSE_HEADER_TIMEOUT_SECONDS of its first byte (or of the connection, for the first one),
+      its body within TOLLHOUSE_BODY_TIMEOUT_SECONDS of the head; otherwise 408 and the connection is
+      closed (a connection that never sent a byte is just closed). A slow client (slowloris, a body
+      shorter than its Content-Length) held a connection for as long as it liked. Nothing limits
+      the answer: a stream lasts as long as the upstream streams. Time the server itself holds a
+      request back (reading paused while an earlier pipelined one is answered) does not count;
+    - at most TOLLHOUSE_MAX_CONNECTIONS_PER_ADDRESS open connections per socket peer address, per
+      process: a connection over it gets 429 `too_many_connections` to its first request, then is
+      closed. Peers in TOLLHOUSE_TRUSTED_PROXIES are not counted: a load balancer carries everyone's
+      connections, and the clients behind it are its to limit.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -60,6 +132,95 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._rejected = False
         self._head_done = False  # a head was completed while parsing the current chunk
+        # Reading deadlines: which part of a request is awaited ("head", "body", or "idle" between
+        # requests, where uvicorn's keep-alive timeout applies), since when, and its timer. The
+        # timer is armed after a chunk is parsed, so a request read in one chunk costs none.
+        self._phase = "head"
+        self._phase_since = 0.0
+        self._head_begun = False  # a byte of the awaited head arrived
+        self._deadline: asyncio.TimerHandle | None = None
+        self._counted_peer: str | None = None
+
+    # -- connections per address -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._phase_since = self.loop.time()
+        self._arm_deadline()
+        limit = settings.TOLLHOUSE_MAX_CONNECTIONS_PER_ADDRESS
+        peer = clientip.parse_ip(self.client[0]) if self.client else None
+        if not limit or peer is None or any(peer in net for net in settings.TOLLHOUSE_TRUSTED_PROXIES):
+            return
+        counts = _open_connections(self.server_state)
+        self._counted_peer = str(peer)
+        counts[self._counted_peer] += 1
+        if counts[self._counted_peer] > limit:
+            if counts[self._counted_peer] == limit + 1:  # once per crossing, not per connection
+                self.logger.warning(
+                    "%s has more than %d open connections: answering 429 to the extra ones", peer, limit
+                )
+            self.app = _too_many_connections
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        if self._counted_peer is not None:
+            counts = _open_connections(self.server_state)
+            counts[self._counted_peer] -= 1
+            if counts[self._counted_peer] <= 0:
+                del counts[self._counted_peer]
+            self._counted_peer = None
+        super().connection_lost(exc)
+
+    # -- reading deadlines -------------------------------------------------------------------------
+
+    def _enter(self, phase: str) -> None:
+        self._cancel_deadline()
+        self._phase = phase
+        self._phase_since = self.loop.time()
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _arm_deadline(self) -> None:
+        if self._deadline is not None or self._phase == "idle" or self.transport.is_closing():
+            return
+        limit = (
+            settings.TOLLHOUSE_HEADER_TIMEOUT_SECONDS
+            if self._phase == "head"
+            else settings.TOLLHOUSE_BODY_TIMEOUT_SECONDS
+        )
+        remaining = max(0.0, self._phase_since + limit - self.loop.time())
+        self._deadline = self.loop.call_later(remaining, self._deadline_passed)
+
+    def _deadline_passed(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing() or self._phase == "idle":
+            return
+        answering = self.cycle is not None and not self.cycle.response_complete
+        if self.flow.read_paused or (self._phase == "head" and answering):
+            # The server holds this request back, or is still answering the one before it (a
+            # pipelined head): not the client's slowness, and no 408 may cut into that answer.
+            # Its time starts again.
+            self._phase_since = self.loop.time()
+            self._arm_deadline()
+            return
+        if self._phase == "head":
+            seconds = settings.TOLLHOUSE_HEADER_TIMEOUT_SECONDS
+            if self._head_begun:
+                self.logger.info("request head not complete after %g s: answered 408", seconds)
+                self.transport.write(_timeout_response("headers", seconds))
+        else:
+            seconds = settings.TOLLHOUSE_BODY_TIMEOUT_SECONDS
+            self.logger.info("request body not complete after %g s: answered 408", seconds)
+            if self.cycle is not None and not self.cycle.response_started:
+                self.transport.write(_timeout_response("body", seconds))
+        # The app, if it is waiting for the body, is told the client went away.
+        self._rejected = True
+        self.transport.close()
+
+    # -- parser callbacks --------------------------------------------------------------------------
 
     def _reject(self) -> None:
         self._rejected = True
@@ -67,10 +228,19 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.write(_head_too_large_response())
         self.transport.close()
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._phase == "idle" or not self._head_begun:
+            # The head's time runs from its first byte: the next request on a kept-alive
+            # connection, or the first one (the connection's own idle time was bounded as well).
+            self._enter("head")
+        self._head_begun = True
+
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_done = True
         self._head_bytes = 0
+        self._enter("body")
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > self._head_limit:
             self._reject()  # and the app never sees this request
@@ -84,12 +254,18 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if self._rejected:
             return
+        self._enter("idle")
+        self._head_begun = False
         super().on_message_complete()
         self._in_head = True
 
     def data_received(self, data: bytes) -> None:
         if self._rejected:
             return
+        self._parse(data)
+        self._arm_deadline()
+
+    def _parse(self, data: bytes) -> None:
         was_in_head = self._in_head
         self._head_done = False
         super().data_received(data)
@@ -129,6 +305,7 @@ def uvicorn_options(*, host: str, port: int, workers: int, log_level: str) -> di
         "workers": workers,
         "loop": "uvloop",
         "http": CappedHttpToolsProtocol,
+        "ws": "none",  # nothing here speaks WebSocket; an upgrade would leave the connection limits
         "proxy_headers": False,
         "server_header": False,
         "access_log": False,

@@ -123,17 +123,19 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.boolean("TOLLHOUSE_SECURE_COOKI
 SESSION_COOKIE_HTTPONLY = True
 SECURE_SSL_REDIRECT = env.boolean("TOLLHOUSE_SSL_REDIRECT", _https and not TESTING)
 # Load balancers and monitoring probe these over plain http on the private network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# /v1 is an API for SDKs, which do not follow a redirect to https (and a redirect of a 60 kB path
+# failed as an HTML 400): every /v1 path, known or not, is answered where it was asked.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$", r"^v1(?:/|$)"]
 SECURE_HSTS_SECONDS = env.integer("TOLLHOUSE_HSTS_SECONDS", 31_536_000 if _https else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.boolean("TOLLHOUSE_HSTS_INCLUDE_SUBDOMAINS", _https)
 SECURE_HSTS_PRELOAD = env.boolean("TOLLHOUSE_HSTS_PRELOAD", _https)
-# Django believes X-Forwarded-Proto from whoever sends it: without a proxy in front that overwrites
-# it, a client on plain http could send `X-Forwarded-Proto: https` and be taken for https (no redirect,
-# CSRF's https-only Referer check skipped). So it is read only when TOLLHOUSE_TRUSTED_PROXIES says a
-# proxy is in front; that proxy must set the header. Behind a TLS-terminating proxy, set
-# TOLLHOUSE_TRUSTED_PROXIES (or the redirect to https would loop).
+# Django believes X-Forwarded-Proto from whoever sends it: a client on plain http could send
+# `X-Forwarded-Proto: https` and be taken for https (no redirect, CSRF's https-only Referer check
+# skipped). So Django reads a key that config.clientip.ForwardedSchemeMiddleware sets only when the
+# socket peer is in TOLLHOUSE_TRUSTED_PROXIES (the rule of the client IP); that proxy must set the
+# header. Behind a TLS-terminating proxy, set TOLLHOUSE_TRUSTED_PROXIES (or the redirect would loop).
 _proxied = env.raw("TOLLHOUSE_TRUSTED_PROXIES") is not None
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _proxied else None
+SECURE_PROXY_SSL_HEADER = ("TOLLHOUSE_FORWARDED_SCHEME", "https") if _proxied else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -157,6 +159,7 @@ INSTALLED_APPS = [
 
 # All of these are async-capable, so an async view runs without a thread hop per request.
 MIDDLEWARE = [
+    "config.clientip.ForwardedSchemeMiddleware",  # before anything asks request.is_secure()
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -226,15 +229,7 @@ TOLLHOUSE_REDIS_PREFIX = env.string("TOLLHOUSE_REDIS_PREFIX", "th:")
 
 
 def _redis_seconds(name: str, default: float) -> float:
-    value = env.raw(name)
-    try:
-        parsed = default if value is None else float(value)
-    except ValueError:
-        parsed = -1.0
-    if not 0 < parsed <= 60:
-        env.errors.append(f"{name} must be a number of seconds above 0 and at most 60, not {value!r}.")
-        return default
-    return parsed
+    return env.seconds(name, default, maximum=60)
 
 
 # How long any Redis call on the request path may wait (to connect, then for each reply): a Redis
@@ -331,6 +326,15 @@ TOLLHOUSE_MAX_BODY_BYTES = env.integer("TOLLHOUSE_MAX_BODY_BYTES", 8 * 1024 * 10
 DATA_UPLOAD_MAX_MEMORY_SIZE = TOLLHOUSE_MAX_BODY_BYTES
 # The request line and headers together; a larger head is answered 431 (config/server.py).
 TOLLHOUSE_MAX_HEADER_BYTES = env.integer("TOLLHOUSE_MAX_HEADER_BYTES", 64 * 1024, minimum=4096)
+# Reading a request (config/server.py): its head must be complete this long after its first byte,
+# its body this long after the head, or the client gets 408 and the connection is closed. Slow
+# clients (slowloris, a body shorter than its Content-Length) held connections for as long as they
+# liked. Answers, streams included, have no such limit.
+TOLLHOUSE_HEADER_TIMEOUT_SECONDS = env.seconds("TOLLHOUSE_HEADER_TIMEOUT_SECONDS", 5.0, maximum=600)
+TOLLHOUSE_BODY_TIMEOUT_SECONDS = env.seconds("TOLLHOUSE_BODY_TIMEOUT_SECONDS", 30.0, maximum=3600)
+# Open connections per socket peer address, per gateway process (trusted proxies not counted); a
+# connection over it is answered 429 and closed. 0 turns the limit off.
+TOLLHOUSE_MAX_CONNECTIONS_PER_ADDRESS = env.integer("TOLLHOUSE_MAX_CONNECTIONS_PER_ADDRESS", 256, minimum=0)
 # How long a worker trusts its in-process copy of keys, routes and prices.
 TOLLHOUSE_CACHE_TTL = env.integer("TOLLHOUSE_CACHE_TTL", 5, minimum=0)
 TOLLHOUSE_TRUSTED_PROXIES = env.networks("TOLLHOUSE_TRUSTED_PROXIES")
@@ -338,6 +342,10 @@ TOLLHOUSE_TRUSTED_PROXIES = env.networks("TOLLHOUSE_TRUSTED_PROXIES")
 # without looking the key up; 0 turns the limit off.
 TOLLHOUSE_AUTH_FAILURES_PER_MINUTE = env.integer("TOLLHOUSE_AUTH_FAILURES_PER_MINUTE", 60, minimum=0)
 TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS = env.integer("TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS", 512, minimum=1)
+# An upstream's Retry-After is passed on capped at this many seconds (gateway/providers/base.py).
+TOLLHOUSE_UPSTREAM_RETRY_AFTER_MAX_SECONDS = env.integer(
+    "TOLLHOUSE_UPSTREAM_RETRY_AFTER_MAX_SECONDS", 60, minimum=1
+)
 TOLLHOUSE_USAGE_FLUSH_SECONDS = env.integer("TOLLHOUSE_USAGE_FLUSH_SECONDS", 1, minimum=1)
 # Governance (gateway/governor.py). A call in flight holds its concurrency slot and its budget
 # reservation for at most this long, so a process that dies cannot hold them for ever.

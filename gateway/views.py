@@ -34,6 +34,9 @@ class GatewayView(APIView):
     throttle_classes: list[Any] = []
     parser_classes: list[Any] = []
     content_negotiation_class = FirstRenderer
+    # Each route answers one method (gateway/asgi.py refuses the others, OPTIONS included, with 405):
+    # DRF's `Allow` header on every answer is built from these, so it names that method alone.
+    http_method_names = ["get", "post"]
 
     async def async_dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         """adrf's dispatch, minus one thread hop per call.

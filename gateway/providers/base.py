@@ -6,9 +6,14 @@ response, stream chunks, usage and errors back. It does no I/O: the proxy sends 
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
+
+from django.conf import settings
 
 from gateway.catalog import DeploymentInfo
 
@@ -43,7 +48,28 @@ class ProviderError(Exception):
         self.status = status
         self.retryable = retryable
         self.kind = kind
-        self.retry_after = retry_after
+        self.retry_after = retry_after_capped(retry_after)
+
+
+def retry_after_capped(value: str | None) -> str | None:
+    """An upstream's `Retry-After` as the client gets it: whole seconds, at most
+    TOLLHOUSE_UPSTREAM_RETRY_AFTER_MAX_SECONDS. An upstream that says 999999999 (or a date next
+    year) must not park the client's retries for ever; an HTTP-date becomes the seconds until it,
+    and a value that is neither is dropped rather than passed on."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        seconds = int(text[:12])  # 12 digits are far past any cap
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # not an HTTP-date, which is always GMT
+            return None
+        seconds = max(0, math.ceil(when.timestamp() - time.time()))
+    return str(min(seconds, settings.TOLLHOUSE_UPSTREAM_RETRY_AFTER_MAX_SECONDS))
 
 
 # Credential shapes of the common providers and of ourselves, for texts that quote a key that is

@@ -67,6 +67,22 @@ def test_it_starts_clean_with_nothing_configured(tmp_path):
         ({"REDIS_URL": "http://localhost:6379"}, "REDIS_URL must be a redis://host:port/db URL"),
         ({"TOLLHOUSE_CACHE_TTL": "soon"}, "TOLLHOUSE_CACHE_TTL must be a whole number"),
         ({"TOLLHOUSE_SECRET_KEY": "short"}, "TOLLHOUSE_SECRET_KEY must be at least 32 characters"),
+        (
+            {"TOLLHOUSE_HEADER_TIMEOUT_SECONDS": "0"},
+            "TOLLHOUSE_HEADER_TIMEOUT_SECONDS must be a number of seconds above 0 and at most 600, not '0'",
+        ),
+        (
+            {"TOLLHOUSE_BODY_TIMEOUT_SECONDS": "nan"},
+            "TOLLHOUSE_BODY_TIMEOUT_SECONDS must be a number of seconds above 0 and at most 3600",
+        ),
+        (
+            {"TOLLHOUSE_MAX_CONNECTIONS_PER_ADDRESS": "-1"},
+            "TOLLHOUSE_MAX_CONNECTIONS_PER_ADDRESS must be at least 0",
+        ),
+        (
+            {"TOLLHOUSE_UPSTREAM_RETRY_AFTER_MAX_SECONDS": "0"},
+            "TOLLHOUSE_UPSTREAM_RETRY_AFTER_MAX_SECONDS must be at least 1",
+        ),
     ],
 )
 def test_it_refuses_a_bad_configuration_with_one_sentence(tmp_path, env, sentence):

@@ -64,3 +64,21 @@ def test_a_live_gateway_reports_its_redis_down_and_back():
             redis_server.start()
             assert httpx.get(gateway.url + "/readyz", timeout=5).status_code == 200
             assert "Traceback" not in gateway.log()
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"])
+def test_it_answers_other_methods_with_a_plain_405_and_allow(path, method):
+    from django.test import Client
+
+    # As a browser or a script would meet it: CSRF enforced (the test client skips it by default).
+    response = Client(enforce_csrf_checks=True).generic(method, path)
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, HEAD"
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert b"<" not in response.content  # not Django's HTML CSRF page
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_it_answers_head(client, path):
+    assert client.head(path).status_code == 200

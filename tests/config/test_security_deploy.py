@@ -5,6 +5,7 @@ default (plain http on localhost) has them off."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -104,7 +105,8 @@ def test_the_embedded_default_is_plain_http_and_the_proxy_header_needs_a_trusted
         "X_FRAME_OPTIONS": "DENY",
     }
     proxied = settings_in(tmp_path, **production_env(), TOLLHOUSE_TRUSTED_PROXIES="10.0.0.0/8")
-    assert proxied["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    # Never the raw header: the key config.clientip sets only for a trusted proxy's word.
+    assert proxied["SECURE_PROXY_SSL_HEADER"] == ["TOLLHOUSE_FORWARDED_SCHEME", "https"]
     assert proxied["SECURE_SSL_REDIRECT"] is True and proxied["SECURE_HSTS_SECONDS"] == 31_536_000
 
 
@@ -114,3 +116,64 @@ def test_health_probes_are_not_redirected_to_https(client, settings):
     assert client.get("/healthz").status_code == 200
     response = client.get("/admin/login/")
     assert response.status_code == 301 and response["Location"].startswith("https://")
+
+
+@pytest.fixture
+def production_http(settings):
+    """The production profile's https settings, the README's trusted proxies, and the client's
+    middleware built after them."""
+    from ipaddress import ip_network
+
+    settings.SECURE_SSL_REDIRECT = True
+    settings.TOLLHOUSE_TRUSTED_PROXIES = (ip_network("10.0.0.0/8"),)
+    settings.SECURE_PROXY_SSL_HEADER = ("TOLLHOUSE_FORWARDED_SCHEME", "https")
+    return settings
+
+
+@pytest.mark.django_db
+def test_a_spoofed_forwarded_proto_from_an_untrusted_peer_is_redirected(client, production_http):
+    response = client.get("/admin/login/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_PROTO="https")
+    assert response.status_code == 301 and response["Location"].startswith("https://")
+
+
+@pytest.mark.django_db
+def test_a_trusted_proxys_forwarded_proto_is_believed(client, production_http):
+    behind = client.get(
+        "/admin/login/",
+        REMOTE_ADDR="10.0.0.2",
+        HTTP_X_FORWARDED_PROTO="https",
+        HTTP_X_FORWARDED_FOR="198.51.100.7",
+    )
+    assert behind.status_code == 200
+    # The proxy appended what it saw (http) to what the client claimed (https): redirected.
+    appended = client.get(
+        "/admin/login/",
+        REMOTE_ADDR="10.0.0.2",
+        HTTP_X_FORWARDED_PROTO="https, http",
+        HTTP_X_FORWARDED_FOR="1.2.3.4, 198.51.100.7",
+    )
+    assert appended.status_code == 301
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/v1"),
+        ("get", "/v1/"),
+        ("post", "/v1/completions"),
+        ("get", "/v1/chat/completions/extra"),
+        ("get", "/v1/a%0Ab"),
+        ("get", "/v1/" + "x" * 60_000),
+    ],
+)
+def test_v1_is_never_redirected_and_an_unknown_route_answers_the_json_404(
+    client, production_http, caplog, method, path
+):
+    with caplog.at_level(logging.WARNING):
+        response = getattr(client, method)(path, REMOTE_ADDR="127.0.0.1")
+    assert response.status_code == 404, response.content[:200]
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "unknown_url"
+    assert len(response.content) < 1000
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text[:500]

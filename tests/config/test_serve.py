@@ -81,6 +81,31 @@ def test_it_cuts_off_a_50_mb_header_early_and_keeps_its_memory(served, world):
     assert ok.status_code == 200
 
 
+def test_it_takes_the_read_timeouts_from_the_environment(world):
+    env = subprocess_env(
+        settings_dict=django_settings.DATABASES["default"],
+        redis_url=django_settings.REDIS_URL,
+        TOLLHOUSE_HEADER_TIMEOUT_SECONDS="1",
+    )
+    with GatewayProcess(env=env) as gateway, socket.create_connection(("127.0.0.1", gateway.port)) as sock:
+        # A slowloris client: a header line now and then, never the blank line that ends the head.
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n")
+        sock.settimeout(0.2)
+        started, answer = time.monotonic(), b""
+        while time.monotonic() - started < 10:
+            try:
+                data = sock.recv(4096)
+            except TimeoutError:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"X-Slow: a\r\n")
+                continue
+            if not data:
+                break
+            answer += data
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 ") and 0.9 <= took < 2.5, (answer[:40], took)
+
+
 def _serve(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "manage.py", "serve", *args],

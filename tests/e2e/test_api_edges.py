@@ -210,3 +210,28 @@ def test_a_large_body_sent_with_its_head_in_one_write_is_not_a_large_head(gatewa
         sock.sendall(head + body)
         answer = sock.recv(200)
     assert answer.startswith(b"HTTP/1.1 200")
+
+
+def test_every_v1_answer_names_the_one_method_its_route_answers(gateway_server, world):
+    auth = {"Authorization": f"Bearer {world.key}"}
+    chat = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}
+    answers = {
+        "models 200": (httpx.get(gateway_server + "/v1/models", headers=auth), "GET"),
+        "models 401": (httpx.get(gateway_server + "/v1/models"), "GET"),
+        "chat 200": (httpx.post(gateway_server + "/v1/chat/completions", headers=auth, json=chat), "POST"),
+        "chat 400": (httpx.post(gateway_server + "/v1/chat/completions", headers=auth, json={}), "POST"),
+        "chat OPTIONS": (httpx.options(gateway_server + "/v1/chat/completions", headers=auth), "POST"),
+        "embeddings 200": (
+            httpx.post(
+                gateway_server + "/v1/embeddings",
+                headers=auth,
+                json={"model": "text-embedding-3-small", "input": "hi"},
+            ),
+            "POST",
+        ),
+    }
+    for name, (response, method) in answers.items():
+        # OPTIONS is refused (405), so no answer may offer it.
+        assert response.headers.get("Allow", method) == method, (name, response.headers.get("Allow"))
+    assert answers["chat OPTIONS"][0].status_code == 405
+    assert answers["models 200"][0].status_code == 200 and answers["chat 200"][0].status_code == 200

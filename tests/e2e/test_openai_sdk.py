@@ -254,6 +254,15 @@ def test_it_passes_upstream_rate_limits_on_with_retry_after(gateway_server, worl
     assert [row.status for row in usage_rows(1)] == [429]
 
 
+def test_it_caps_an_upstream_retry_after(gateway_server, world, usage_rows):
+    with pytest.raises(openai.RateLimitError) as caught:
+        sdk(gateway_server, world.key).chat.completions.create(
+            model="gpt-4.1", messages=[{"role": "user", "content": "[mock status=429 retry_after=86400]"}]
+        )
+    assert caught.value.response.headers["retry-after"] == "60"  # TOLLHOUSE_UPSTREAM_RETRY_AFTER_MAX_SECONDS
+    assert [row.status for row in usage_rows(1)] == [429]
+
+
 def test_it_reports_a_stream_that_breaks_midway_and_bills_what_was_sent(gateway_server, world, usage_rows):
     stream = sdk(gateway_server, world.key).chat.completions.create(
         model="gpt-4.1",

@@ -297,3 +297,15 @@ def test_a_blocked_address_is_refused_before_an_unknown_issuer_is_looked_up(hs_k
     assert not authenticator.end_users.cache.holds("https://fake-next.test")  # never looked up
     # a known issuer's token still works from that address
     assert authenticate(mint(), authenticator).end_user == "end-user-1"
+
+
+def test_the_exp_leeway_the_readme_states_is_the_one_applied(hs_key):
+    from pathlib import Path
+
+    from gateway.endusers import LEEWAY_SECONDS
+
+    assert authenticate(mint(lifetime=-(LEEWAY_SECONDS - 10))).end_user  # just expired: clock skew
+    assert "expired" in refused(mint(lifetime=-(LEEWAY_SECONDS + 10))).message
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    tokens = readme[readme.index("**End-user tokens**") :].split("\n\n", 1)[0]
+    assert f"{LEEWAY_SECONDS} s of leeway" in tokens
