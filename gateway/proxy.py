@@ -28,7 +28,7 @@ from gateway.auth import authorize, key_from_headers
 from gateway.calls import CLIENT_CLOSED, Call, estimate_tokens
 from gateway.catalog import DeploymentInfo, RouteInfo
 from gateway.providers import Adapter, ProviderError, StreamTranslator, adapter_for
-from gateway.providers.base import UpstreamRequest
+from gateway.providers.base import UpstreamRequest, redact_credential
 from gateway.requests import read_json_body, validate_chat, validate_embeddings
 from gateway.runtime import runtime
 
@@ -320,7 +320,8 @@ async def _forward(call: Call, route: RouteInfo, build: BuildRequest) -> HttpRes
                     content=response.content,
                     credential=deployment.provider.credential,
                 )
-            content, call.usage, call.served_model = adapter.parse_response(content=response.content)
+            answer = redact_credential(response.content, deployment.provider.credential)
+            content, call.usage, call.served_model = adapter.parse_response(content=answer)
         except ProviderError as exc:
             last = exc
         except (TimeoutError, httpx.HTTPError, aiohttp.ClientError) as exc:

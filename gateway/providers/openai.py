@@ -12,13 +12,14 @@ import orjson
 
 from gateway.catalog import DeploymentInfo
 from gateway.providers.base import (
-    REDACTED,
     Adapter,
     ProviderError,
     StreamTranslator,
     UpstreamRequest,
     Usage,
+    credential_forms,
     redact,
+    redact_forms,
 )
 
 
@@ -44,7 +45,7 @@ class OpenAIStream(StreamTranslator):
 
     def __init__(self, *, client_wants_usage: bool, credential: str = "") -> None:
         self.client_wants_usage = client_wants_usage
-        self._credential = credential.encode() if credential else b""
+        self._credential_forms = credential_forms(credential)
         self.usage = Usage()
         self.done = False
         self.chunks = 0
@@ -57,24 +58,21 @@ class OpenAIStream(StreamTranslator):
             return b""
         if b"\r\n" in self._buffer:
             self._buffer = self._buffer.replace(b"\r\n", b"\n")
+        if self._credential_forms:
+            # Before any event is read, so not even the served model can carry it. An event stays
+            # in the buffer until it is whole, so a quote split across reads is found whole here.
+            self._buffer = redact_forms(self._buffer, self._credential_forms)
         *events, self._buffer = self._buffer.split(b"\n\n")
         out = []
         for event in events:
             if self._keep(event):
-                out.append(self._scrub(event))
+                out.append(event)
                 out.append(b"\n\n")
         return b"".join(out)
 
-    def _scrub(self, event: bytes) -> bytes:
-        # An upstream error event may quote the gateway's credential; a normal chunk never does,
-        # so the check is one substring search and the chunk goes out untouched.
-        if self._credential and self._credential in event:
-            return event.replace(self._credential, REDACTED.encode())
-        return event
-
     def finish(self) -> bytes:
-        rest, self._buffer = self._buffer, b""
-        return self._scrub(rest) if rest.strip() and self._keep(rest) else b""
+        rest, self._buffer = redact_forms(self._buffer, self._credential_forms), b""
+        return rest if rest.strip() and self._keep(rest) else b""
 
     def _keep(self, event: bytes) -> bool:
         if not event.startswith(b"data:"):
