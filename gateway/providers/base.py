@@ -148,6 +148,23 @@ def _cut(match: re.Match[bytes]) -> bytes:
     return _REDACTED_BYTES if match.group(1) is not None else match.group(0)
 
 
+def starts_as_document(head: bytes) -> bool:
+    """Whether an answer to a stream request that begins with `head` (not blank) is a document, JSON
+    or an HTML page, rather than server-sent events, whose first line is a field (`data:`, `event:`,
+    `id:`, `retry:`) or a comment (`:`). Some upstreams ignore `stream` and answer the whole
+    completion, or an error, as JSON: those bytes must not reach the client as if they were events."""
+    return head.lstrip()[:1] in (b"{", b"[", b"<")
+
+
+def not_a_stream() -> ProviderError:
+    return ProviderError(
+        "The upstream provider answered the stream request with a document instead of a stream.",
+        status=502,
+        retryable=False,
+        kind="bad_response",
+    )
+
+
 class StreamTranslator:
     """Consumes upstream stream bytes, returns what to send to the client, and collects usage."""
 
