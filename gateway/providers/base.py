@@ -197,7 +197,9 @@ class Adapter:
         raise NotImplementedError
 
     def stream_translator(self, *, client_wants_usage: bool, credential: str) -> StreamTranslator:
-        """`credential` is the provider's own: an event that quotes it is redacted before it goes out."""
+        """`credential` is the provider's own: an event that quotes it is redacted (`redact_forms`)
+        before it is read or goes out. An answer that `starts_as_document` is never relayed: the
+        translator raises `not_a_stream()` (the proxy sends an error event instead)."""
         raise NotImplementedError
 
     def error(
