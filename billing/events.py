@@ -21,6 +21,11 @@ from typing import Any
 
 VERSION = 1
 
+# The error type of a call whose stream broke after it had begun: the client had its HTTP 200 (and
+# maybe some events) and then an error event. The status stays the 200 the client saw; the rollups
+# count the call as an error all the same (billing/rollups.py).
+STREAM_BROKEN = "upstream_stream_broken"
+
 
 @dataclass(frozen=True, slots=True)
 class UsageEvent:

@@ -131,7 +131,7 @@ ERROR_CLASSES = (
     "errors_rate_limit",  # 429
     "errors_other_4xx",
     "errors_client_closed",  # 499: the client left before the answer was complete
-    "errors_5xx",
+    "errors_5xx",  # 5xx, and a stream that broke after its 200 (error type upstream_stream_broken)
 )
 
 

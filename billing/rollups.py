@@ -22,6 +22,7 @@ from django.db import connection
 from django.db.models import Field, Model
 
 from billing import histograms
+from billing.events import STREAM_BROKEN
 from billing.models import ERROR_CLASSES, UsageHourly, UsageHourlyTenant, UsageRecord
 
 # (tenant_id, hour, api_key_id, end_user, requested_model, served_model): the unique cell.
@@ -47,10 +48,12 @@ _LATENCY, _TTFT, _UPSTREAM, _OVERHEAD = (_INDEX[histograms.column(name, 0)] for 
 _INVALID_REQUEST = {400, 404, 405, 409, 411, 413, 414, 415, 416, 422, 431}
 
 
-def error_class(status: int) -> str | None:
-    """The error column a call's status counts in (None: not an error)."""
+def error_class(status: int, error_type: str = "") -> str | None:
+    """The error column a call counts in (None: not an error). A stream that broke after its 200
+    (`STREAM_BROKEN`, also when its row was sanitised) counts with the upstream's failures, where
+    the 502 it would have been, had it broken before its first byte, counts."""
     if status < 400:
-        return None
+        return "errors_5xx" if error_type.endswith(STREAM_BROKEN) else None
     if status == 499:
         return "errors_client_closed"
     if status >= 500:
@@ -66,6 +69,7 @@ def error_class(status: int) -> str | None:
 
 
 _ERROR_INDEX = {status: _INDEX[name] for status in range(400, 600) if (name := error_class(status))}
+_BROKEN_STREAM = _INDEX["errors_5xx"]
 
 
 def _micros(millis: Decimal | None) -> int | None:
@@ -84,6 +88,7 @@ class Cell:
     def add(self, record: UsageRecord) -> None:
         self.add_facts(
             status=record.status,
+            error_type=record.error_type,
             prompt_tokens=record.prompt_tokens,
             cached_tokens=record.cached_tokens,
             completion_tokens=record.completion_tokens,
@@ -101,6 +106,7 @@ class Cell:
         self,
         *,
         status: int,
+        error_type: str,
         prompt_tokens: int,
         cached_tokens: int,
         completion_tokens: int,
@@ -120,6 +126,8 @@ class Cell:
         error = _ERROR_INDEX.get(status)
         if error is not None:
             counts[error] += 1
+        elif status < 400 and error_type and error_type.endswith(STREAM_BROKEN):
+            counts[_BROKEN_STREAM] += 1  # as `error_class` says
         counts[_PROMPT] += prompt_tokens
         counts[_CACHED] += cached_tokens
         counts[_COMPLETION] += completion_tokens

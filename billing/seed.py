@@ -388,7 +388,7 @@ def _cumulative(weights: list[float]) -> list[float]:
 
 def _add_to_cells(cells: dict[CellKey, Cell], hour: datetime, models: Sequence[SeedModel], row: Row) -> None:
     (_, _, tenant_id, key_id, end_user, _, model_rank, prompt, cached, completion, estimated, nanos, status,
-     _, streamed, _, latency_us, ttft_us, upstream_us, overhead_us, _) = row  # fmt: skip
+     error_type, streamed, _, latency_us, ttft_us, upstream_us, overhead_us, _) = row  # fmt: skip
     model = models[model_rank]
     key = (tenant_id, hour, key_id, end_user, model.requested, model.served)
     cell = cells.get(key)
@@ -396,6 +396,7 @@ def _add_to_cells(cells: dict[CellKey, Cell], hour: datetime, models: Sequence[S
         cell = cells[key] = Cell()
     cell.add_facts(
         status=status,
+        error_type=error_type,
         prompt_tokens=prompt,
         cached_tokens=cached,
         completion_tokens=completion,

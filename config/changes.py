@@ -10,7 +10,8 @@ pub/sub (in-process without Redis) that tells the workers which cached copy to d
 - `QuerySet.update()` and `bulk_create()` send no signal: the QuerySet below publishes for them
   (`bulk_update()` is a series of `update()` calls, so it is covered by the first).
 
-Messages are published on commit, never for a rolled-back change. An ApiKey change publishes
+Messages are published on commit, never for a rolled-back change, on `channel()`: the Redis prefix +
+`config:changed:db<N>`, N being REDIS_URL's database number (pub/sub channels are server-wide). An ApiKey change publishes
 `{"kind": "key", "prefix": ...}` per key (a worker drops that key only); anything else publishes
 `{"kind": "all"}` (rare changes, cheap to reload). The listening side is gateway/invalidation.py.
 
@@ -29,7 +30,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save
 
-from config.redis import redis_key, sync_client
+from config.redis import redis_db, redis_key, sync_client
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ _local_listeners: list[Listener] = []
 
 
 def channel() -> str:
-    return redis_key(CHANNEL)
+    """The channel of this installation: pub/sub ignores the database number, so two installations
+    on one Redis server (different databases, same prefix) would otherwise drop each other's caches."""
+    return redis_key(CHANNEL, f"db{redis_db()}")
 
 
 def add_local_listener(listener: Listener) -> None:

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
@@ -33,6 +34,16 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Re
 
 def redis_key(*parts: str) -> str:
     return settings.TOLLHOUSE_REDIS_PREFIX + ":".join(parts)
+
+
+def redis_db() -> int:
+    """The database number REDIS_URL selects (0 when it names none)."""
+    return _db_of(_url())
+
+
+@lru_cache(maxsize=8)
+def _db_of(url: str) -> int:
+    return int(parse_url(url).get("db") or 0)
 
 
 def _url() -> str:

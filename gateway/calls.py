@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import orjson
 from django.http import HttpRequest
 
-from billing.events import UsageEvent
+from billing.events import STREAM_BROKEN, UsageEvent
 from billing.pricing import cost_nanos
 from billing.usage import RedisStreamSink
 from config import clientip
@@ -78,6 +78,12 @@ class Call:
         self.error_type = error.kind if isinstance(error, ProviderError) else (error.code or error.type)
         self.limit = metrics.refusal_limit(error)
         self.refused_by_budget = error.budget_id if isinstance(error, errors.BudgetExceeded) else None
+
+    def stream_broke(self) -> None:
+        """The stream failed after it had begun: the client has its HTTP 200, then an error event.
+        The status stays the 200 the client saw; the error type says the stream broke (and the
+        upstream error metric why)."""
+        self.error_type = STREAM_BROKEN
 
     def first_byte(self) -> None:
         if self.ttft_ns is None:

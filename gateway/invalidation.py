@@ -52,11 +52,13 @@ class Subscriber:
         self._up = asyncio.Event()
         self._ever_up = False
         self._degraded = False  # the "unreachable" / "lost" line was logged; "restored" is next
+        self._channel = ""
 
     async def start(self) -> None:
         if not settings.REDIS_URL:
             changes.add_local_listener(self.apply)
             return
+        self._channel = changes.channel()  # of the database the client below selects
         # Its own client, without redis-py's silent reconnects: a reconnection must be seen here,
         # because whatever was published meanwhile was missed and the caches must be dropped.
         self._client = aioredis.Redis.from_url(
@@ -108,7 +110,7 @@ class Subscriber:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
 
     async def _subscribe(self, pubsub: aioredis.client.PubSub) -> None:
-        await pubsub.subscribe(changes.channel())
+        await pubsub.subscribe(self._channel)
         # SUBSCRIBE only sends; a Redis that accepts connections and never answers is caught here.
         while True:
             message = await pubsub.get_message(timeout=self.connect_timeout)

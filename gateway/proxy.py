@@ -28,7 +28,7 @@ from gateway.auth import authorize, key_from_headers
 from gateway.calls import CLIENT_CLOSED, Call, estimate_tokens
 from gateway.catalog import DeploymentInfo, RouteInfo
 from gateway.providers import Adapter, ProviderError, StreamTranslator, adapter_for
-from gateway.providers.base import UpstreamRequest
+from gateway.providers.base import UpstreamRequest, redact_credential
 from gateway.requests import read_json_body, validate_chat, validate_embeddings
 from gateway.runtime import runtime
 
@@ -320,7 +320,8 @@ async def _forward(call: Call, route: RouteInfo, build: BuildRequest) -> HttpRes
                     content=response.content,
                     credential=deployment.provider.credential,
                 )
-            content, call.usage, call.served_model = adapter.parse_response(content=response.content)
+            answer = redact_credential(response.content, deployment.provider.credential)
+            content, call.usage, call.served_model = adapter.parse_response(content=answer)
         except ProviderError as exc:
             last = exc
         except (TimeoutError, httpx.HTTPError, aiohttp.ClientError) as exc:
@@ -380,7 +381,8 @@ async def _open_stream(
 
 
 def sse_error(error: errors.GatewayError) -> bytes:
-    """How a stream that already started says it broke: the SDKs raise on an `error` event."""
+    """How a stream that already started says it broke: the SDKs raise on an `error` event. The
+    client has its HTTP 200 by then, so that is the status the call is recorded with."""
     return b"data: " + orjson.dumps(error.body()) + b"\n\n"
 
 
@@ -423,12 +425,12 @@ async def _relay(
             )
     except ProviderError as exc:
         metrics.upstream_failed(call.deployment.provider.name if call.deployment else "", exc.kind)
-        call.fail(exc)
+        call.stream_broke()
         yield sse_error(_as_gateway_error(exc))
     except (TimeoutError, httpx.HTTPError, aiohttp.ClientError) as exc:
         error = transport_error(exc)
         metrics.upstream_failed(call.deployment.provider.name if call.deployment else "", error.kind)
-        call.fail(error)
+        call.stream_broke()
         yield sse_error(_as_gateway_error(error))
     except (asyncio.CancelledError, GeneratorExit):
         call.status, call.error_type = CLIENT_CLOSED, "client_disconnected"

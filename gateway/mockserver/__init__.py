@@ -47,8 +47,13 @@ directive.
 ``status=N``         (400-599) answer HTTP N with an OpenAI error body, message
                      "mock fault: status N" and a type matching the code.
 ``retry_after=S``    with ``status``: add ``Retry-After: S`` (seconds, as given).
-``echo_credential``  with ``status``: the error message quotes the bearer credential the request
-                     carried, as some upstreams do (for testing the gateway's redaction).
+``echo_credential``  quote the bearer credential the request carried, as some upstreams and relays
+                     do (for testing the gateway's redaction): with ``status``, in the error
+                     message; otherwise in the HTTP 200 answer: a chat completion's content
+                     begins with it (a stream: one extra content chunk after the role chunk), an
+                     embeddings answer's ``model`` ends with it. Usage does not count the quote.
+``ignore_stream``    answer a ``"stream": true`` chat request with the non-stream JSON completion,
+                     as some upstreams do.
 ``hang``             never answer: park the request for up to 600 s; it ends silently when the
                      client disconnects or the server shuts down.
 ``malformed``        HTTP 200 whose body is not valid JSON; in a stream, one malformed

@@ -157,11 +157,16 @@ class _MockProvider:
             headers = {"Retry-After": directives.retry_after} if directives.retry_after is not None else None
             message = f"mock fault: status {status}"
             if directives.echo_credential:
-                # As some upstreams do: quote the credential they were sent (tests the gateway's redaction).
-                sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
-                message += f"; the request carried the credential {sent}"
+                message += "; " + self._quote_credential(request)
             return _error_response(status, message, code=_ERROR_CODES.get(status), headers=headers)
         return None
+
+    @staticmethod
+    def _quote_credential(request: web.Request) -> str:
+        """As some upstreams and relays do: quote the credential they were sent (tests the
+        gateway's redaction)."""
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return f"the request carried the credential {sent}"
 
     # -- endpoints -----------------------------------------------------------------------------
 
@@ -176,7 +181,7 @@ class _MockProvider:
         directives = plan.directives
         if (early := await self._pre_response_faults(request, directives, plan.ttft_s)) is not None:
             return early
-        if plan.stream:
+        if plan.stream and not directives.ignore_stream:
             return await self._stream_chat(request, plan)
         # A non-stream response is one unit, so "after N chunks" degenerates to "before it".
         if directives.drop_after is not None:
@@ -186,6 +191,8 @@ class _MockProvider:
         if directives.malformed:
             return _json_response(_MALFORMED_CHAT)
         text = _completion_text(plan.completion_tokens)
+        if directives.echo_credential:
+            text = self._quote_credential(request) + " " + text
         return _json_response(
             orjson.dumps(
                 {
@@ -232,6 +239,8 @@ class _MockProvider:
 
         await response.write(event({"role": "assistant", "content": ""}))
         directives = plan.directives
+        if directives.echo_credential:
+            await response.write(event({"content": self._quote_credential(request) + " "}))
         if directives.malformed:
             await response.write(_MALFORMED_EVENT)
 
@@ -292,7 +301,9 @@ class _MockProvider:
                 {
                     "object": "list",
                     "data": data,
-                    "model": model,
+                    "model": f"{model} ({self._quote_credential(request)})"
+                    if directives.echo_credential
+                    else model,
                     "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
                 }
             )

@@ -32,6 +32,7 @@ class _Directives:
     malformed: bool = False
     drop: bool = False
     echo_credential: bool = False
+    ignore_stream: bool = False
     drop_after: int | None = None
     hang_after: int | None = None
     ttft_ms: float | None = None
@@ -52,7 +53,7 @@ _INT_DIRECTIVES: dict[str, tuple[int, int]] = {
     "cached_tokens": (0, 1_000_000_000),
 }
 _MS_DIRECTIVES = frozenset({"ttft_ms", "chunk_ms"})
-_FLAG_DIRECTIVES = frozenset({"hang", "malformed", "drop", "echo_credential"})
+_FLAG_DIRECTIVES = frozenset({"hang", "malformed", "drop", "echo_credential", "ignore_stream"})
 _TRUE = frozenset({"", "1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _HEADER_PREFIX = "x-mock-"

@@ -6,13 +6,17 @@ response, stream chunks, usage and errors back. It does no I/O: the proxy sends 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import re
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import Any, ClassVar
 
+import orjson
 from django.conf import settings
 
 from gateway.catalog import DeploymentInfo
@@ -120,6 +124,72 @@ def redact(text: str, *, credential: str = "") -> str:
     return _SECRETISH.sub(REDACTED, text)[:500]
 
 
+# Shorter credentials are placeholders (vLLM's `EMPTY`, Ollama's `ollama`) that guard nothing; cutting
+# them out of answers would only cut ordinary words (`ollama run ...`).
+MIN_CREDENTIAL_LENGTH = 8
+_REDACTED_BYTES = REDACTED.encode()
+
+
+@lru_cache(maxsize=256)
+def credential_forms(credential: str) -> tuple[bytes, ...]:
+    """The bytes an upstream's answer may quote `credential` as: as is, and inside a JSON string as
+    the common encoders escape it (orjson: as is; Python's `ensure_ascii`: non-ASCII as
+    `\\uXXXX`; PHP: `/` as `\\/`). Longest first, so an escaped form goes before a part of it could."""
+    if len(credential) < MIN_CREDENTIAL_LENGTH:
+        return ()
+    forms = {credential.encode("utf-8", "replace"), json.dumps(credential)[1:-1].encode()}
+    # A lone surrogate: no encoder writes it, and no header carries it.
+    with contextlib.suppress(orjson.JSONEncodeError):
+        forms.add(orjson.dumps(credential)[1:-1])
+    forms |= {form.replace(b"/", b"\\/") for form in forms if b"/" in form}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def redact_credential(data: bytes, credential: str) -> bytes:
+    """`data`, an upstream's successful answer (a JSON body or a stream event), with the provider's
+    own credential cut out wherever it is quoted. The rule of every path that passes an upstream's
+    bytes on, JSON or stream, success or error (`redact` does it for error texts): the gateway's own
+    credential never leaves. An answer almost never quotes it, so this costs a substring search per
+    form (one, for an ASCII credential without `/`) and copies nothing."""
+    return redact_forms(data, credential_forms(credential))
+
+
+def redact_forms(data: bytes, forms: tuple[bytes, ...]) -> bytes:
+    """`redact_credential` with the credential's forms looked up already (a stream, once)."""
+    for form in forms:
+        if form in data:
+            return _cutter(forms).sub(_cut, data)
+    return data
+
+
+@lru_cache(maxsize=256)
+def _cutter(forms: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    # A JSON escape is skipped as one unit, so a form is never matched from inside one (the digits of
+    # `\u00e9` followed by the credential's tail are not the credential).
+    return re.compile(b"(" + b"|".join(map(re.escape, forms)) + rb")|\\u[0-9A-Fa-f]{4}|\\.", re.S)
+
+
+def _cut(match: re.Match[bytes]) -> bytes:
+    return _REDACTED_BYTES if match.group(1) is not None else match.group(0)
+
+
+def starts_as_document(head: bytes) -> bool:
+    """Whether an answer to a stream request that begins with `head` (not blank) is a document, JSON
+    or an HTML page, rather than server-sent events, whose first line is a field (`data:`, `event:`,
+    `id:`, `retry:`) or a comment (`:`). Some upstreams ignore `stream` and answer the whole
+    completion, or an error, as JSON: those bytes must not reach the client as if they were events."""
+    return head.lstrip()[:1] in (b"{", b"[", b"<")
+
+
+def not_a_stream() -> ProviderError:
+    return ProviderError(
+        "The upstream provider answered the stream request with a document instead of a stream.",
+        status=502,
+        retryable=False,
+        kind="bad_response",
+    )
+
+
 class StreamTranslator:
     """Consumes upstream stream bytes, returns what to send to the client, and collects usage."""
 
@@ -152,7 +222,9 @@ class Adapter:
         raise NotImplementedError
 
     def stream_translator(self, *, client_wants_usage: bool, credential: str) -> StreamTranslator:
-        """`credential` is the provider's own: an event that quotes it is redacted before it goes out."""
+        """`credential` is the provider's own: an event that quotes it is redacted (`redact_forms`)
+        before it is read or goes out. An answer that `starts_as_document` is never relayed: the
+        translator raises `not_a_stream()` (the proxy sends an error event instead)."""
         raise NotImplementedError
 
     def error(

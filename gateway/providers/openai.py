@@ -12,14 +12,21 @@ import orjson
 
 from gateway.catalog import DeploymentInfo
 from gateway.providers.base import (
-    REDACTED,
     Adapter,
     ProviderError,
     StreamTranslator,
     UpstreamRequest,
     Usage,
+    credential_forms,
+    not_a_stream,
     redact,
+    redact_forms,
+    starts_as_document,
 )
+
+# An answer to a stream request that is a document is kept, up to this size, for the usage the
+# upstream reports in it (the upstream bills the call all the same); a larger one fails at once.
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 
 
 def usage_from(data: Any) -> Usage | None:
@@ -44,37 +51,61 @@ class OpenAIStream(StreamTranslator):
 
     def __init__(self, *, client_wants_usage: bool, credential: str = "") -> None:
         self.client_wants_usage = client_wants_usage
-        self._credential = credential.encode() if credential else b""
+        self._credential_forms = credential_forms(credential)
         self.usage = Usage()
         self.done = False
         self.chunks = 0
         self.served_model = ""
         self._buffer = b""
+        self._document: bool | None = None  # what the first non-blank byte said; None: not seen yet
 
     def feed(self, data: bytes) -> bytes:
         self._buffer += data
+        if self._document is not False and self._is_document():
+            return b""
         if b"\n\n" not in self._buffer and b"\r\n\r\n" not in self._buffer:
             return b""
         if b"\r\n" in self._buffer:
             self._buffer = self._buffer.replace(b"\r\n", b"\n")
+        if self._credential_forms:
+            # Before any event is read, so not even the served model can carry it. An event stays
+            # in the buffer until it is whole, so a quote split across reads is found whole here.
+            self._buffer = redact_forms(self._buffer, self._credential_forms)
         *events, self._buffer = self._buffer.split(b"\n\n")
         out = []
         for event in events:
             if self._keep(event):
-                out.append(self._scrub(event))
+                out.append(event)
                 out.append(b"\n\n")
         return b"".join(out)
 
-    def _scrub(self, event: bytes) -> bytes:
-        # An upstream error event may quote the gateway's credential; a normal chunk never does,
-        # so the check is one substring search and the chunk goes out untouched.
-        if self._credential and self._credential in event:
-            return event.replace(self._credential, REDACTED.encode())
-        return event
-
     def finish(self) -> bytes:
-        rest, self._buffer = self._buffer, b""
-        return self._scrub(rest) if rest.strip() and self._keep(rest) else b""
+        if self._document is not False and self._is_document():
+            self._read_document()
+            raise not_a_stream()
+        rest, self._buffer = redact_forms(self._buffer, self._credential_forms), b""
+        return rest if rest.strip() and self._keep(rest) else b""
+
+    def _is_document(self) -> bool:
+        """Whether the answer is a document, not events (`starts_as_document`): it is then kept
+        whole, and nothing of it goes out."""
+        if self._document is None:
+            if not self._buffer.strip():
+                return False
+            self._document = starts_as_document(self._buffer)
+        if self._document and len(self._buffer) > MAX_DOCUMENT_BYTES:
+            raise not_a_stream()
+        return self._document
+
+    def _read_document(self) -> None:
+        """The usage and model of a JSON completion sent instead of a stream: what the upstream bills."""
+        try:
+            data = orjson.loads(redact_forms(self._buffer, self._credential_forms))
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(data, dict):
+            self.served_model = str(data.get("model") or "")
+            self.usage = usage_from(data.get("usage")) or self.usage
 
     def _keep(self, event: bytes) -> bool:
         if not event.startswith(b"data:"):

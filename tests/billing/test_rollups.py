@@ -73,6 +73,40 @@ def test_each_status_counts_in_its_error_class(status, column):
     assert error_class(status) == column
 
 
+@pytest.mark.parametrize(
+    ("error_type", "column"),
+    [
+        ("upstream_stream_broken", "errors_5xx"),
+        ("sanitised:upstream_stream_broken", "errors_5xx"),  # a sanitised row still counts
+        ("sanitised", None),  # a good call whose event needed mending is no error
+        ("", None),
+    ],
+)
+def test_a_200_whose_stream_broke_counts_as_an_error(error_type, column):
+    assert error_class(200, error_type) == column
+
+
+@pytest.mark.django_db
+def test_a_broken_stream_is_an_error_of_its_cell_and_of_its_tenant_hour():
+    batch = [
+        event("ok", tenant_id=7, api_key_id=3, created_at_us=AT + 1, streamed=True),
+        event(
+            "broken",
+            tenant_id=7,
+            api_key_id=3,
+            created_at_us=AT + 2,
+            streamed=True,
+            status=200,
+            error_type="upstream_stream_broken",
+        ),
+    ]
+    assert usage_events_record(events=batch).written == 2
+    cell = UsageHourly.objects.get(tenant_id=7, api_key_id=3, hour=HOUR)
+    assert (cell.requests, cell.errors_5xx) == (2, 1)
+    assert UsageHourlyTenant.objects.get(tenant_id=7, hour=HOUR).errors_5xx == 1
+    assert stored() == derived()  # what usage_reconcile compares: re-derived from the raw rows alike
+
+
 @pytest.mark.django_db
 def test_an_hour_cell_sums_its_calls_and_a_redelivery_changes_neither_table():
     batch = [

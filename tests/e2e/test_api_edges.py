@@ -182,6 +182,46 @@ def test_an_upstream_error_that_quotes_the_credential_reaches_no_client_and_no_l
     assert UPSTREAM_SECRET not in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "[mock echo_credential]"}]}),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "[mock echo_credential tokens=3]"}], "stream": True},
+        ),
+        ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "[mock echo_credential]"}),
+    ],
+    ids=["json", "stream", "embeddings"],
+)
+def test_a_200_answer_that_quotes_the_credential_is_redacted_for_the_client_the_ledger_and_the_body_log(
+    gateway_server, world, usage_rows, path, body
+):
+    import time
+
+    from accounts.services import tenant_save
+    from gateway.models import BodyLog
+    from tests.conftest import UPSTREAM_SECRET
+
+    world.acme.body_logging = True
+    tenant_save(tenant=world.acme)
+    response = httpx.post(
+        gateway_server + path,
+        headers={"Authorization": f"Bearer {world.key}"},
+        json={"model": "gpt-4.1", **body},
+    )
+    assert response.status_code == 200
+    assert UPSTREAM_SECRET not in response.text
+    assert "the request carried the credential [redacted]" in response.text
+    [row] = usage_rows(1)
+    assert row.status == 200 and UPSTREAM_SECRET not in row.served_model
+    deadline = time.monotonic() + 5
+    while not (logged := BodyLog.objects.first()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert logged is not None and "[redacted]" in logged.response_body
+    assert UPSTREAM_SECRET not in logged.response_body
+
+
 def test_it_answers_431_to_an_oversized_head_sent_in_one_write(gateway_server, settings):
     import socket
     from urllib.parse import urlsplit

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from accounts.services import api_key_issue
+from billing.models import UsageHourly
 from tests.conftest import UPSTREAM_SECRET
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -263,21 +266,55 @@ def test_it_caps_an_upstream_retry_after(gateway_server, world, usage_rows):
     assert [row.status for row in usage_rows(1)] == [429]
 
 
-def test_it_reports_a_stream_that_breaks_midway_and_bills_what_was_sent(gateway_server, world, usage_rows):
-    stream = sdk(gateway_server, world.key).chat.completions.create(
-        model="gpt-4.1",
-        messages=[{"role": "user", "content": "[mock tokens=20 drop_after=5 chunk_ms=30]"}],
-        stream=True,
-    )
-    received = []
-    with pytest.raises(openai.APIError):
-        for chunk in stream:
-            received.append(chunk)
-    assert received  # the first chunks arrived before the break
-    [row] = usage_rows(1)
-    assert row.status == 502 and row.streamed
+def test_it_reports_a_stream_that_breaks_midway_and_bills_what_was_sent(
+    gateway_server, world, usage_rows, caplog
+):
+    with caplog.at_level(logging.INFO, logger="tollhouse.calls"):
+        stream = sdk(gateway_server, world.key).chat.completions.create(
+            model="gpt-4.1",
+            messages=[{"role": "user", "content": "[mock tokens=20 drop_after=5 chunk_ms=30]"}],
+            stream=True,
+        )
+        received = []
+        with pytest.raises(openai.APIError):
+            for chunk in stream:
+                received.append(chunk)
+        assert stream.response.status_code == 200 and received  # the first chunks came before the break
+        [row] = usage_rows(1)
+    # The status the client saw, with the error type that says what happened after it.
+    assert (row.status, row.error_type) == (200, "upstream_stream_broken") and row.streamed
     assert row.completion_tokens == 5  # estimated from what was streamed: the upstream never said
     assert row.usage_estimated
+    [line] = [record for record in caplog.records if record.name == "tollhouse.calls"]
+    assert (line.status, line.error_type) == (200, "upstream_stream_broken")
+    # ...and the rollups count it as an error, where the 502 it used to be recorded as counted.
+    cell = UsageHourly.objects.get()
+    assert (cell.requests, cell.errors_5xx) == (1, 1)
+
+
+def test_a_json_answer_to_a_stream_request_becomes_an_error_event_and_is_billed(
+    gateway_server, world, usage_rows
+):
+    with httpx.stream(
+        "POST",
+        gateway_server + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {world.key}"},
+        json={
+            "model": "gpt-4.1",
+            "stream": True,
+            "messages": [{"role": "user", "content": "[mock ignore_stream tokens=6]"}],
+        },
+    ) as response:
+        body = response.read()
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    [event] = body.split(b"\n\n")[:-1]  # one event, and nothing of the upstream's document
+    assert event.startswith(b"data: ") and b"chat.completion" not in event
+    error = orjson.loads(event.removeprefix(b"data: "))["error"]
+    assert "instead of a stream" in error["message"] and error["code"] == "bad_response"
+    [row] = usage_rows(1)
+    assert (row.status, row.error_type) == (200, "upstream_stream_broken")
+    assert row.completion_tokens == 6 and not row.usage_estimated  # what the upstream reported and bills
 
 
 def test_it_bills_what_was_generated_when_the_client_goes_away(gateway_server, world, usage_rows):

@@ -25,6 +25,12 @@ pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis")
 EVERYTHING = {"kind": "all"}
 
 
+@pytest.fixture(autouse=True)
+def _own_channel(settings):
+    """A channel of these tests' own: the live gateway of other tests listens on the usual one."""
+    settings.TOLLHOUSE_REDIS_PREFIX = "thd-broadcast-test:"
+
+
 class Channel:
     """A real subscriber to the config-change channel."""
 

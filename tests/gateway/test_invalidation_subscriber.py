@@ -220,3 +220,30 @@ def test_it_ignores_an_unreadable_message(caplog):
     asyncio.run(main())
     assert received == [{"kind": "all"}, {"kind": "all", "n": "2"}]
     assert sum("unreadable" in m for m in warnings_of(caplog)) == 2
+
+
+def test_a_subscriber_on_another_database_of_the_same_server_hears_nothing(settings):
+    """Two installations on one Redis server, each in its own database: pub/sub channels are
+    server-wide, so the channel names the database, and one's changes never drop the other's caches."""
+    parts = urlsplit(REAL_REDIS_URL)
+    own_db = int(parts.path.strip("/") or 0)
+    other_url = parts._replace(path=f"/{(own_db + 1) % 16}").geturl()
+    ours: list[dict] = []
+    theirs: list[dict] = []
+    change = {"kind": "key", "prefix": "ours"}
+
+    async def main() -> None:
+        settings.REDIS_URL = other_url  # the other installation's worker
+        other = FastSubscriber(theirs.append)
+        await other.start()
+        settings.REDIS_URL = REAL_REDIS_URL
+        mine = FastSubscriber(ours.append)
+        await mine.start()
+        changes.publish([change])  # how every committed change goes out
+        await eventually(lambda: change in ours)
+        await asyncio.sleep(0.5)
+        await mine.stop()
+        await other.stop()
+
+    asyncio.run(main())
+    assert theirs == [{"kind": "all"}]  # its own clean slate on subscribing, and nothing of ours

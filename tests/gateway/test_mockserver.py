@@ -326,6 +326,24 @@ def test_it_injects_status_faults_with_retry_after(mock: MockServerThread) -> No
     assert_openai_error(reply, 500, "server_error")
 
 
+def test_it_quotes_the_credential_in_a_200_answer(mock: MockServerThread) -> None:
+    auth = {"Authorization": "Bearer sk-quoted-0123", "X-Mock-Echo-Credential": "1"}
+    quote = "the request carried the credential sk-quoted-0123"
+    plain = chat(mock, headers=auth, **{"max_tokens": 3})
+    content = plain.json()["choices"][0]["message"]["content"]
+    assert content.startswith(quote) and plain.json()["usage"]["completion_tokens"] == 3
+    streamed = chat(mock, headers=auth, stream=True, max_tokens=3)
+    assert stream_content(streamed.events) == content
+    embedded = request(mock, "/v1/embeddings", body={"model": "e", "input": "x"}, headers=auth)
+    assert embedded.json()["model"] == f"e ({quote})"
+
+
+def test_it_answers_a_stream_request_with_json_when_told_to_ignore_stream(mock: MockServerThread) -> None:
+    reply = chat(mock, [{"role": "user", "content": "[mock ignore_stream]"}], stream=True)
+    assert reply.headers["Content-Type"].startswith("application/json") and not reply.events
+    assert reply.json()["object"] == "chat.completion"
+
+
 def test_it_sends_malformed_bodies(mock: MockServerThread) -> None:
     reply = chat(mock, headers={"X-Mock-Malformed": "1"})
     assert reply.status == 200

@@ -3,7 +3,8 @@
 import orjson
 import pytest
 
-from gateway.providers.openai import OpenAIStream
+from gateway.providers import ProviderError
+from gateway.providers.openai import MAX_DOCUMENT_BYTES, OpenAIStream
 
 
 def sse(obj) -> bytes:
@@ -57,3 +58,54 @@ def test_it_counts_content_chunks_for_the_estimate_when_usage_never_comes():
     translator = OpenAIStream(client_wants_usage=False)
     translator.feed(b"".join(CONTENT))
     assert translator.chunks == 3 and not translator.usage.reported and not translator.done
+
+
+DOCUMENT = orjson.dumps(
+    {
+        "id": "c",
+        "object": "chat.completion",
+        "model": "gpt-4.1-2025",
+        "choices": [{"message": {"role": "assistant", "content": "a whole answer"}}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 4},
+    }
+)
+
+
+@pytest.mark.parametrize("piece", [1, 16, len(DOCUMENT)])
+def test_a_json_document_sent_for_a_stream_never_goes_out_and_its_usage_is_read(piece):
+    translator = OpenAIStream(client_wants_usage=False)
+    out = b"".join(translator.feed(DOCUMENT[i : i + piece]) for i in range(0, len(DOCUMENT), piece))
+    assert out == b""
+    with pytest.raises(ProviderError) as raised:
+        translator.finish()
+    assert raised.value.kind == "bad_response" and "instead of a stream" in raised.value.message
+    assert (translator.usage.prompt_tokens, translator.usage.completion_tokens) == (9, 4)
+    assert translator.usage.reported and translator.served_model == "gpt-4.1-2025"
+
+
+def test_a_document_with_blank_lines_in_it_is_still_a_document():
+    translator = OpenAIStream(client_wants_usage=False)
+    assert translator.feed(b'\n{"error": {"message": "overloaded"}}\n\n') == b""
+    with pytest.raises(ProviderError):
+        translator.finish()
+
+
+def test_an_html_page_sent_for_a_stream_never_goes_out():
+    translator = OpenAIStream(client_wants_usage=False)
+    assert translator.feed(b"<html><body>\n\nBad gateway</body></html>") == b""
+    with pytest.raises(ProviderError):
+        translator.finish()
+
+
+def test_a_document_too_large_to_keep_fails_at_once():
+    translator = OpenAIStream(client_wants_usage=False)
+    translator.feed(b'{"choices": [')
+    with pytest.raises(ProviderError):
+        translator.feed(b" " * MAX_DOCUMENT_BYTES)
+
+
+@pytest.mark.parametrize("start", [b": keep-alive\n\n", b"\n\n", b"event: message\n", b"retry: 100\n\n"])
+def test_a_stream_may_begin_with_a_comment_blank_lines_or_another_field(start):
+    translator = OpenAIStream(client_wants_usage=True)
+    out = translator.feed(start + STREAM) + translator.finish()
+    assert out.endswith(STREAM) and translator.done
