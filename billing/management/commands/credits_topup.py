@@ -9,15 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import transaction
 
 from accounts.management.commands._cli import command_error, positive_decimal, tenant_named
 from billing.credits import MAX_CREDIT_USD, USD_PLACES, credit_add, credit_balance, usd_text
 from billing.models import CreditEntry
+from config.command import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Top up a tenant's prepaid credits; prints the new balance."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -17,13 +17,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.core.validators import validate_slug
 from django.db import transaction
 
 from accounts.management.commands._cli import command_error, csv_list, positive_decimal
 from billing.selectors import price_schedule
 from billing.services import model_price_set
+from config.command import OperatorCommand
 from gateway.models import ModelRoute, Provider
 from gateway.services import DEMO_MODELS, PRICES_FROM, deployment_upsert, provider_upsert, route_upsert
 
@@ -31,7 +32,7 @@ from gateway.services import DEMO_MODELS, PRICES_FROM, deployment_upsert, provid
 KINDS = [Provider.Kind.OPENAI, Provider.Kind.OPENAI_COMPATIBLE, Provider.Kind.MOCK]
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Register (or update) an upstream provider and route the given models to it."
 
     def add_arguments(self, parser: CommandParser) -> None:
