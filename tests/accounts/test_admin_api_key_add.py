@@ -32,7 +32,7 @@ def add_form(tenant, **overrides):
         "expires_at_0": "",
         "expires_at_1": "",
         "allowed_models": "[]",
-        "allowed_ips": '["10.1.2.3/8"]',
+        "allowed_ips": '[" 10.0.0.0/8 "]',
         "rpm_limit": "",
         "tpm_limit": "",
         "concurrency_limit": "",

@@ -15,12 +15,14 @@ from accounts import keys
 from accounts.models import ApiKey, Plan, Tenant
 from accounts.services import tenant_create, tenant_save
 from billing.models import Budget
+from gateway.services import route_upsert
 from tests.support.manage import call, one_sentence_error, run
 from tests.support.snapshot import db_snapshot
 
 
 @pytest.fixture
 def tenant(db):
+    route_upsert(name="gpt-4.1", aliases=["gpt4"])  # a key may only be allowed models that exist
     return tenant_create(name="Acme", slug="acme")
 
 
@@ -60,6 +62,15 @@ def test_it_reads_a_bare_date_as_midnight_utc_and_defaults_the_rest(tenant):
         (["--tenant", "acme", "--expires", "2099-02-30"], "--expires must be an ISO 8601 date"),
         (["--tenant", "acme", "--expires", "2001-01-01"], "--expires 2001-01-01 is in the past."),
         (["--tenant", "acme", "--ips", "10.0.0.0/33"], "'10.0.0.0/33'"),
+        (
+            ["--tenant", "acme", "--ips", "10.0.0.1/8"],
+            "--ips: 10.0.0.1/8 has host bits set (the range is 10.0.0.0/8): give the range as its network address.",
+        ),
+        (
+            ["--tenant", "acme", "--models", "gpt-4.1,does-not-exist"],
+            "--models: No model route or alias is named 'does-not-exist' (GET /v1/models lists them).",
+        ),
+        (["--tenant", "acme", "--models", "a b"], "--models: 'a b' is not a model name"),
         (["--tenant", "acme", "--ips", "10.0.0.1,,"], "--ips must be a comma-separated list"),
         (["--tenant", "acme", "--models", ""], "--models must be a comma-separated list"),
         (["--tenant", "acme", "--name", ""], "--name must not be empty."),

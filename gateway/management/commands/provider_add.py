@@ -25,7 +25,7 @@ from accounts.management.commands._cli import command_error, csv_list, positive_
 from billing.selectors import price_schedule
 from billing.services import model_price_set
 from config.command import OperatorCommand
-from gateway.models import ModelRoute, Provider
+from gateway.models import Provider
 from gateway.services import DEMO_MODELS, PRICES_FROM, deployment_upsert, provider_upsert, route_upsert
 
 # The kinds with an adapter today (gateway/providers/); anthropic and gemini come with theirs.
@@ -83,9 +83,6 @@ class Command(OperatorCommand):
                 "variable with --credential-env."
             )
         models = csv_list("--models", options["models"]) or []
-        for model in models:
-            if len(model) > ModelRoute._meta.get_field("name").max_length:  # type: ignore[operator]
-                raise CommandError(f"The model id {model[:40]!r}... is longer than 200 characters.")
         read_timeout = positive_decimal(
             "--read-timeout", options["read_timeout"], places=2, maximum=Decimal("9999.99")
         )
@@ -99,7 +96,10 @@ class Command(OperatorCommand):
                     name=name, kind=kind, base_url=base_url, credential=credential, read_timeout=read_timeout
                 )
                 for model in models:
-                    route = route_upsert(name=model)
+                    try:
+                        route = route_upsert(name=model)
+                    except ValidationError as exc:  # the route's name rule (accounts.validators)
+                        raise command_error(exc, {"name": "--models"}) from None
                     deployment_upsert(route=route, provider=provider, upstream_model=model)
                     others = route.deployments.filter(enabled=True).exclude(provider=provider)
                     shared += [f"{model} ({d.provider.name})" for d in others.select_related("provider")]
