@@ -19,7 +19,7 @@ from billing.models import WebhookAttempt
 from billing.tasks import budget_alerts_check
 from tests.support import alerts as h
 from tests.support.process import free_port
-from tests.support.webhooks import Receiver
+from tests.support.webhooks import LOOPBACK, Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,6 +28,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _eager(settings):
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.TOLLHOUSE_ALERT_RETRY_SECONDS = 0
+    settings.TOLLHOUSE_WEBHOOK_ALLOW = LOOPBACK  # the receiver is on 127.0.0.1
 
 
 @pytest.fixture
