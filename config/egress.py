@@ -47,8 +47,8 @@ def _kind(address: Address) -> str | None:
         ("a loopback", address.is_loopback),
         ("a link-local", address.is_link_local),
         ("a multicast", address.is_multicast),
-        ("a private", address.is_private),
         ("a reserved", address.is_reserved),
+        ("a private", address.is_private),
     ):
         if flag:
             return kind
@@ -64,20 +64,27 @@ def allowed(address: Address) -> bool:
     return any(address in network for network in settings.TOLLHOUSE_WEBHOOK_ALLOW)
 
 
+def _literal(host: str) -> Address | None:
+    try:
+        return ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
 def _refusal(host: str, address: Address) -> str:
-    return (
-        f"{host} is {_kind(address)} address ({address})"
-        if host == str(address)
+    where = (
+        f"{host} is {_kind(address)} address"
+        if _literal(host) == address
         else f"{host} resolves to {_kind(address)} address ({address})"
-    ) + ": webhooks go only to public addresses unless TOLLHOUSE_WEBHOOK_ALLOW lists it."
+    )
+    return f"{where}: webhooks go only to public addresses unless TOLLHOUSE_WEBHOOK_ALLOW lists it."
 
 
 def resolve(host: str, port: int) -> list[Address]:
     """Every address `host` resolves to (an IP literal is itself). Raises OSError if it does not."""
-    try:
-        return [ip_address(host)]
-    except ValueError:
-        pass
+    literal = _literal(host)
+    if literal is not None:
+        return [literal]
     found: list[Address] = []
     for _family, _type, _proto, _name, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
         address = ip_address(str(sockaddr[0]).split("%", 1)[0])  # drop an IPv6 zone id
