@@ -3,7 +3,9 @@
 
 from decimal import Decimal
 from ipaddress import ip_network
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from django.core.management.base import CommandError
 from hypothesis import HealthCheck, given
@@ -14,8 +16,11 @@ from accounts.models import Tenant
 from accounts.services import api_key_issue, tenant_create
 from billing.budgets import budget_set
 from billing.models import Budget
-from tests.support.manage import call, one_sentence_error, run
+from config import egress
+from tests.support.dns import fake_dns
+from tests.support.manage import call, call_or_refused, one_sentence_error, run
 from tests.support.snapshot import db_snapshot
+from tests.support.texts import ANY_TEXT, comma_list
 
 
 @pytest.fixture
@@ -254,3 +259,58 @@ def test_it_exits_1_with_one_sentence_on_stderr(transactional_db):
     result = run("budget_set", "--tenant", "acme", "--usd", "5", "--period", "day")
     assert result.returncode == 0, result.stderr
     assert Budget.objects.get().amount == Decimal(5)
+
+
+@pytest.mark.django_db
+@hypothesis_settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    thresholds=st.one_of(ANY_TEXT, comma_list(st.integers(-5, 1200).map(str)), comma_list(ANY_TEXT)),
+    soft=st.booleans(),
+)
+def test_any_thresholds_text_is_stored_as_the_alerts_read_it_or_refused(acme, thresholds, soft):
+    args = ["--tenant", "acme", "--usd", "10", "--period", "day", f"--thresholds={thresholds}"]
+    if call_or_refused("budget_set", *args, *(["--soft"] if soft else [])) is None:
+        return
+    budget = Budget.objects.get()
+    given_numbers = sorted({int(item) for item in thresholds.split(",")})
+    assert budget.thresholds == given_numbers
+    assert given_numbers[0] >= 1 and given_numbers[-1] <= (1000 if soft else 100)
+    budget.delete()
+
+
+WEBHOOK_ISH = st.one_of(
+    ANY_TEXT,
+    st.builds(
+        "{}://{}{}".format,
+        st.sampled_from(["http", "https", "HTTP", "ftp"]),
+        st.one_of(
+            st.ip_addresses(v=4).map(str),
+            st.ip_addresses(v=6).map(lambda ip: f"[{ip}]"),
+            st.sampled_from(["localhost", "hooks.acme.test", "metadata.google.internal"]),
+        ),
+        st.one_of(st.just("/"), st.from_regex(r"\A(:[0-9]{1,5})?/[a-z0-9?=&/]{0,12}\Z")),
+    ),
+)
+
+
+@pytest.mark.django_db
+@hypothesis_settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(url=WEBHOOK_ISH)
+def test_any_webhook_text_is_stored_only_if_it_may_be_sent_to(acme, monkeypatch, url):
+    """Issue 12: a stored webhook is an http(s) URL the egress guard lets through (a name that does
+    not resolve now is checked when sent); anything else is one sentence and changes nothing."""
+    fake_dns(monkeypatch, {"localhost": ["127.0.0.1"], "metadata.google.internal": ["169.254.169.254"]})
+    args = ["--tenant", "acme", "--usd", "10", "--period", "day", f"--webhook={url}"]
+    if call_or_refused("budget_set", *args) is None:
+        return
+    budget = Budget.objects.get()
+    assert budget.webhook_url == url
+    if url:
+        assert urlsplit(url).scheme.lower() in {"http", "https"}
+        assert egress.url_refusal(url) is None
+        httpx.URL(url)  # the sender can address it
+    budget.delete()
