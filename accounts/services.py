@@ -201,6 +201,11 @@ def unknown_model_names(names: list[str]) -> list[str]:
     return [name for name in names if name not in known]
 
 
+def unknown_models_sentence(unknown: list[str]) -> str:
+    listed = ", ".join(repr(name) for name in unknown[:5]) + (" …" if len(unknown) > 5 else "")
+    return f"No model route or alias is named {listed} (GET /v1/models lists them)."
+
+
 @transaction.atomic
 def api_key_save(*, api_key: ApiKey) -> ApiKey:
     """Save a key's settings as they are on the instance (the prefix and digest never change).
@@ -214,10 +219,7 @@ def api_key_save(*, api_key: ApiKey) -> ApiKey:
     if "allowed_models" not in errors:
         unknown = unknown_model_names(api_key.allowed_models)
         if unknown:
-            listed = ", ".join(repr(name) for name in unknown[:5]) + (" …" if len(unknown) > 5 else "")
-            errors["allowed_models"] = [
-                f"No model route or alias is named {listed} (GET /v1/models lists them)."
-            ]
+            errors["allowed_models"] = [unknown_models_sentence(unknown)]
     if errors:
         raise ValidationError(errors)
     api_key.save()
