@@ -20,6 +20,7 @@ from django.utils.cache import add_never_cache_headers
 
 from accounts import services, signing
 from accounts.models import LIMIT_FIELDS, ApiKey, Membership, Plan, SigningKey, Tenant
+from accounts.validators import validate_names
 from config.admin import save_inline_through
 
 # Where save_model leaves a new key's raw value for response_add, on the unsaved form instance.
@@ -41,6 +42,21 @@ class LimitsForm(ModelForm):
         for name in self.amount_fields:
             if name in self.fields:
                 self.fields[name].validators.append(services.amount_above_zero)
+
+
+class ApiKeyForm(LimitsForm):
+    """Refuses, next to the field, allowed models that no route or alias serves (api_key_save's check)."""
+
+    def clean_allowed_models(self) -> Any:
+        names = self.cleaned_data.get("allowed_models")
+        try:
+            validate_names(names or [])
+        except ValidationError:
+            return names  # the model's own validation says what is wrong with them
+        unknown = services.unknown_model_names(names or [])
+        if unknown:
+            raise ValidationError(services.unknown_models_sentence(unknown))
+        return names
 
 
 class PlanForm(LimitsForm):
@@ -115,7 +131,7 @@ class TenantAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    form = LimitsForm
+    form = ApiKeyForm
     list_display = ["name", "tenant", "masked", "status", "expires_at", "created_at"]
     list_filter = ["status", "tenant"]
     search_fields = ["name", "prefix", "tenant__name"]

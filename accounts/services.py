@@ -18,6 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models, transaction
@@ -188,11 +189,39 @@ def api_key_issue(
     return IssuedKey(api_key=api_key_save(api_key=api_key), raw=raw)
 
 
+def unknown_model_names(names: list[str]) -> list[str]:
+    """The names in `names` that are neither a route's name nor one of its aliases: a key allowed
+    only those could never make a call. (The routes are the gateway's table, read by its label so
+    that accounts does not import gateway; there are tens of them, not millions.)"""
+    model_route = apps.get_model("gateway", "ModelRoute")
+    known: set[str] = set()
+    for name, aliases in model_route.objects.values_list("name", "aliases"):
+        known.add(name)
+        known.update(alias for alias in aliases or [] if isinstance(alias, str))
+    return [name for name in names if name not in known]
+
+
+def unknown_models_sentence(unknown: list[str]) -> str:
+    listed = ", ".join(repr(name) for name in unknown[:5]) + (" …" if len(unknown) > 5 else "")
+    return f"No model route or alias is named {listed} (GET /v1/models lists them)."
+
+
 @transaction.atomic
 def api_key_save(*, api_key: ApiKey) -> ApiKey:
     """Save a key's settings as they are on the instance (the prefix and digest never change).
-    A key looser than its tenant is refused (ApiKey.clean), never silently clamped."""
-    _full_clean(api_key, LIMIT_FIELDS)
+    A key looser than its tenant is refused (ApiKey.clean), never silently clamped; so is a key
+    allowed a model that no route serves (a typo would refuse every call with a 403)."""
+    errors: dict[str, list[str]] = {}
+    try:
+        _full_clean(api_key, LIMIT_FIELDS)
+    except ValidationError as exc:
+        errors = exc.message_dict
+    if "allowed_models" not in errors:
+        unknown = unknown_model_names(api_key.allowed_models)
+        if unknown:
+            errors["allowed_models"] = [unknown_models_sentence(unknown)]
+    if errors:
+        raise ValidationError(errors)
     api_key.save()
     return api_key
 

@@ -41,7 +41,6 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import IntegrityError, close_old_connections, transaction
@@ -54,6 +53,7 @@ from accounts.models import Tenant
 from billing.models import Budget, BudgetAlert, UsageRecord, WebhookAttempt
 from billing.periods import Window, window
 from billing.pricing import dollars_to_nanos
+from config import egress
 
 logger = logging.getLogger(__name__)
 
@@ -566,20 +566,21 @@ def budget_alert_webhook_deliver(*, alert_id: int, attempt: int) -> WebhookAttem
     }
     status_code: int | None = None
     error = ""
+    refused = False
     try:
-        # Redirects are not followed: the signed body goes where the operator said, nowhere else.
-        with (
-            httpx.Client(timeout=WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False) as client,
-            client.stream("POST", url, content=body, headers=headers) as response,
-        ):
-            status_code = response.status_code
-    except httpx.HTTPError as exc:
+        # Through the egress guard (the address is checked again now: DNS can change), which
+        # follows no redirect: the signed body goes where the operator said, nowhere else.
+        status_code = egress.post(url, body=body, headers=headers, timeout=WEBHOOK_TIMEOUT_SECONDS).status
+    except egress.EgressRefused as exc:
+        refused = True  # not a passing fault: no retry
+        error = f"Refused: {exc}"[:500]
+    except egress.SEND_ERRORS as exc:
         # The URL's path and query may be a secret (many services put a token there).
         error = f"{type(exc).__name__}: {exc}".replace(url, _where(url))[:500]
     delivered = status_code is not None and 200 <= status_code < 300
     if not delivered and not error:
         error = f"HTTP {status_code}"
-    final = delivered or attempt >= MAX_ATTEMPTS
+    final = delivered or refused or attempt >= MAX_ATTEMPTS
     record = WebhookAttempt.objects.create(
         alert=alert,
         url=url,

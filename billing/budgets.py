@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import ApiKey, Tenant
 from billing.models import Budget
+from config import egress
 
 # The two checks Budget's own fields do not make; the admin form runs them next to its fields too.
 
@@ -39,6 +40,11 @@ def validate_webhook_url(url: str) -> None:
     # URLField also takes ftp://; alerts are POSTed, so only http(s) can work.
     if url and urlsplit(url).scheme.lower() not in ("http", "https"):
         raise ValidationError("The webhook must be an http:// or https:// address.")
+    # Nor to the gateway's own network (its Redis, the cloud's metadata service): config/egress.py,
+    # which checks again when an alert is sent.
+    refusal = egress.url_refusal(url) if url else None
+    if refusal is not None:
+        raise ValidationError(refusal)
 
 
 DUPLICATE = "That subject already has a budget for this period: change that one instead."

@@ -129,6 +129,23 @@ def credit_add(
     return _append(CreditEntry(tenant=tenant, kind=kind, amount=amount, note=note, created_by=created_by))
 
 
+def not_prepaid_sentence(tenant: Tenant) -> str:
+    return (
+        f"Tenant {tenant.slug} is not on prepaid credits: its calls are not charged to a balance, so a "
+        "top-up would change nothing it can spend. Put it on prepaid credits first (credits_topup "
+        "--start-prepaid, or Prepaid in the admin's tenant page)."
+    )
+
+
+@transaction.atomic
+def credit_topup(*, tenant: Tenant, usd: Decimal, note: str = "", created_by: Any = None) -> CreditEntry:
+    """A top-up of a tenant on prepaid credits (credit_add); refused for a tenant that is not, whose
+    balance nothing reads: an operator who paid it in would believe it bought calls."""
+    if not tenant.prepaid:
+        raise ValidationError(not_prepaid_sentence(tenant), code="not_prepaid")
+    return credit_add(tenant=tenant, kind=CreditEntry.Kind.TOPUP, usd=usd, note=note, created_by=created_by)
+
+
 def credit_balance(tenant: Tenant) -> Decimal:
     """The tenant's balance: the sum of its whole ledger, to the nano-dollar."""
     total = CreditEntry.objects.filter(tenant=tenant).aggregate(total=Sum("amount"))["total"]

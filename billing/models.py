@@ -292,6 +292,15 @@ class Budget(models.Model):
             raise ValidationError(
                 {"thresholds": "Enter whole percentages between 1 and 1000, as in [50, 80, 100]."}
             )
+        if self.hard and max(thresholds) > 100:
+            # A hard budget refuses the calls it cannot pay for: its spend never passes 100 %, so an
+            # alert above that would never fire, and the operator would believe it watches something.
+            raise ValidationError(
+                {
+                    "thresholds": "A hard budget stops calls at 100 %, so its alerts go up to 100 "
+                    f"(not {max(thresholds)}); thresholds above 100 are for soft budgets."
+                }
+            )
         self.thresholds = sorted(set(thresholds))
         emails = self.emails if self.emails is not None else []
         if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):

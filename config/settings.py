@@ -338,6 +338,10 @@ TOLLHOUSE_MAX_CONNECTIONS_PER_ADDRESS = env.integer("TOLLHOUSE_MAX_CONNECTIONS_P
 # How long a worker trusts its in-process copy of keys, routes and prices.
 TOLLHOUSE_CACHE_TTL = env.integer("TOLLHOUSE_CACHE_TTL", 5, minimum=0)
 TOLLHOUSE_TRUSTED_PROXIES = env.networks("TOLLHOUSE_TRUSTED_PROXIES")
+# Addresses (IPs or CIDR ranges) budget webhooks may reach although they are not public: loopback,
+# private, link-local, ... are refused otherwise, when a webhook is set and when it is sent
+# (config/egress.py).
+TOLLHOUSE_WEBHOOK_ALLOW = env.networks("TOLLHOUSE_WEBHOOK_ALLOW")
 # Failed authentications per client IP per minute (per process) before the gateway answers 429
 # without looking the key up; 0 turns the limit off.
 TOLLHOUSE_AUTH_FAILURES_PER_MINUTE = env.integer("TOLLHOUSE_AUTH_FAILURES_PER_MINUTE", 60, minimum=0)

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from accounts.validators import validate_names
+from accounts.validators import validate_model_name, validate_names
 from config import crypto
 from config.changes import BroadcastManager
 
@@ -87,7 +87,12 @@ class ModelRoute(models.Model):
     class Strategy(models.TextChoices):
         PRIORITY = "priority", "Priority, then weighted"
 
-    name = models.CharField(max_length=200, unique=True, help_text="The public model name clients ask for.")
+    name = models.CharField(
+        max_length=200,
+        unique=True,
+        validators=[validate_model_name],
+        help_text="The public model name clients ask for: letters, digits and . - _ : / @.",
+    )
     aliases = models.JSONField(
         default=list,
         blank=True,

@@ -32,7 +32,7 @@ def add_form(tenant, **overrides):
         "expires_at_0": "",
         "expires_at_1": "",
         "allowed_models": "[]",
-        "allowed_ips": '["10.1.2.3/8"]',
+        "allowed_ips": '[" 10.0.0.0/8 "]',
         "rpm_limit": "",
         "tpm_limit": "",
         "concurrency_limit": "",
@@ -98,4 +98,22 @@ def test_it_issues_nothing_on_a_bad_form(operator_client, tenant):
     assert response.status_code == 200
     assert "Not an IP address or CIDR range: &#x27;not-an-ip&#x27;" in response.content.decode()
     assert 'value="th-' not in response.content.decode()
+    assert ApiKey.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        (
+            {"allowed_models": '["does-not-exist"]'},
+            "No model route or alias is named &#x27;does-not-exist&#x27; (GET /v1/models lists them).",
+        ),
+        ({"allowed_models": '["a b"]'}, "&#x27;a b&#x27; is not a model name"),
+        ({"allowed_ips": '["10.0.0.1/8"]'}, "10.0.0.1/8 has host bits set (the range is 10.0.0.0/8)"),
+    ],
+)
+def test_it_refuses_unknown_models_and_host_bits_next_to_the_field(operator_client, tenant, overrides, error):
+    response = operator_client.post("/admin/accounts/apikey/add/", add_form(tenant, **overrides))
+    assert response.status_code == 200
+    assert error in response.content.decode()
     assert ApiKey.objects.count() == 0

@@ -46,11 +46,21 @@ def test_it_refuses_to_parse_what_is_not_a_key(raw):
 
 
 def test_it_normalizes_ip_allow_lists_and_rejects_garbage(tenant):
-    issued = api_key_issue(tenant=tenant, name="ci", allowed_ips=["10.1.2.3/8", "::1"])
+    issued = api_key_issue(tenant=tenant, name="ci", allowed_ips=[" 10.0.0.0/8", "::1", "10.0.0.0/8"])
     assert issued.api_key.allowed_ips == ["10.0.0.0/8", "::1/128"]
     with pytest.raises(ValidationError):
         api_key_issue(tenant=tenant, name="bad", allowed_ips=["not-an-ip"])
     assert ApiKey.objects.count() == 1
+
+
+def test_it_refuses_a_range_with_host_bits_naming_the_network_it_meant(tenant):
+    with pytest.raises(ValidationError) as caught:
+        api_key_issue(tenant=tenant, name="bad", allowed_ips=["10.0.0.1/8", "fd00::1/64"])
+    assert caught.value.message_dict["allowed_ips"] == [
+        "10.0.0.1/8 has host bits set (the range is 10.0.0.0/8); fd00::1/64 has host bits set "
+        "(the range is fd00::/64): give the range as its network address."
+    ]
+    assert not ApiKey.objects.exists()
 
 
 def test_it_revokes(tenant):

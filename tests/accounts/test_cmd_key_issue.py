@@ -3,6 +3,7 @@
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from ipaddress import ip_network
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -15,12 +16,16 @@ from accounts import keys
 from accounts.models import ApiKey, Plan, Tenant
 from accounts.services import tenant_create, tenant_save
 from billing.models import Budget
-from tests.support.manage import call, one_sentence_error, run
+from gateway.auth import _read_key
+from gateway.services import route_upsert
+from tests.support.manage import call, call_or_refused, one_sentence_error, run
 from tests.support.snapshot import db_snapshot
+from tests.support.texts import ANY_TEXT, MODEL_ISH, comma_list
 
 
 @pytest.fixture
 def tenant(db):
+    route_upsert(name="gpt-4.1", aliases=["gpt4"])  # a key may only be allowed models that exist
     return tenant_create(name="Acme", slug="acme")
 
 
@@ -60,6 +65,15 @@ def test_it_reads_a_bare_date_as_midnight_utc_and_defaults_the_rest(tenant):
         (["--tenant", "acme", "--expires", "2099-02-30"], "--expires must be an ISO 8601 date"),
         (["--tenant", "acme", "--expires", "2001-01-01"], "--expires 2001-01-01 is in the past."),
         (["--tenant", "acme", "--ips", "10.0.0.0/33"], "'10.0.0.0/33'"),
+        (
+            ["--tenant", "acme", "--ips", "10.0.0.1/8"],
+            "--ips: 10.0.0.1/8 has host bits set (the range is 10.0.0.0/8): give the range as its network address.",
+        ),
+        (
+            ["--tenant", "acme", "--models", "gpt-4.1,does-not-exist"],
+            "--models: No model route or alias is named 'does-not-exist' (GET /v1/models lists them).",
+        ),
+        (["--tenant", "acme", "--models", "a b"], "--models: 'a b' is not a model name"),
         (["--tenant", "acme", "--ips", "10.0.0.1,,"], "--ips must be a comma-separated list"),
         (["--tenant", "acme", "--models", ""], "--models must be a comma-separated list"),
         (["--tenant", "acme", "--name", ""], "--name must not be empty."),
@@ -216,4 +230,51 @@ def test_any_rpm_text_is_stored_exactly_or_refused_with_a_command_error(tenant, 
         return
     key = ApiKey.objects.get()
     assert key.rpm_limit == int(rpm) >= 1
+    key.delete()
+
+
+CIDR_ISH = st.one_of(
+    st.ip_addresses().map(str),
+    st.builds(lambda ip, bits: f"{ip}/{bits}", st.ip_addresses(v=4), st.integers(0, 34)),
+    st.builds(lambda ip, bits: f"{ip}/{bits}", st.ip_addresses(v=6), st.integers(0, 130)),
+    st.ip_addresses().map(lambda ip: f" {ip} "),
+    ANY_TEXT,
+)
+
+
+@hypothesis_settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.one_of(st.just("ci"), ANY_TEXT),
+    models=st.one_of(
+        st.none(),
+        ANY_TEXT,
+        comma_list(st.sampled_from(["gpt-4.1", "gpt4", " gpt-4.1 ", "does-not-exist", "a b"])),
+        comma_list(st.one_of(MODEL_ISH, ANY_TEXT)),
+    ),
+    ips=st.one_of(st.none(), comma_list(CIDR_ISH)),
+)
+def test_any_name_models_and_ips_are_stored_as_the_gateway_reads_them_or_refused(tenant, name, models, ips):
+    """Issue 12: what key_issue stores, the hot path reads back whole (gateway.auth._read_key): every
+    allowed model a route or alias, every allow-list entry a network; anything else is one sentence."""
+    args = ["--tenant", "acme", f"--name={name}"]
+    args += [] if models is None else [f"--models={models}"]
+    args += [] if ips is None else [f"--ips={ips}"]
+    output = call_or_refused("key_issue", *args)
+    if output is None:
+        return
+    key = ApiKey.objects.get()
+    assert key.name == name
+    info = _read_key(key.prefix)
+    assert info is not None
+    if models is None:
+        assert info.allowed_models is None
+    else:
+        given_models = {item.strip() for item in models.split(",")}
+        assert info.allowed_models == frozenset(given_models) <= {"gpt-4.1", "gpt4"}
+        assert all(info.model_allowed(model) for model in given_models)
+    given_ips = [] if ips is None else [item.strip() for item in ips.split(",")]
+    assert [str(network) for network in info.allowed_networks] == key.allowed_ips
+    assert {ip_network(item) for item in given_ips} == set(info.allowed_networks)  # strict: as typed
     key.delete()

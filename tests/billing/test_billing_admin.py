@@ -68,6 +68,11 @@ def test_it_adds_a_budget_through_the_service(operator_client, acme):
         ({"amount": "-3"}, "A budget must be more than 0 USD"),
         ({"amount": "1.0000000001"}, "Ensure that there are no more than 9 decimal places."),
         ({"webhook_url": "ftp://hooks.acme.test/x"}, "The webhook must be an http:// or https:// address."),
+        (
+            {"webhook_url": "http://169.254.169.254/latest/"},
+            "169.254.169.254 is a link-local address: webhooks go",
+        ),
+        ({"thresholds": "[50, 120]"}, "A hard budget stops calls at 100 %"),
         ({"thresholds": "[0]"}, "Enter whole percentages between 1 and 1000"),
         ({"emails": '["nobody"]'}, "&#x27;nobody&#x27; is not an email address."),
         ({"scope": "key"}, "A key budget names its key."),

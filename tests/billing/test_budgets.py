@@ -109,6 +109,7 @@ def test_the_gateway_applies_what_was_set(acme, key):
         ({"thresholds": [0, 50]}, "thresholds", "Enter whole percentages between 1 and 1000"),
         ({"thresholds": [50, "80"]}, "thresholds", "Enter whole percentages between 1 and 1000"),
         ({"thresholds": [1001]}, "thresholds", "Enter whole percentages between 1 and 1000"),
+        ({"thresholds": [50, 101]}, "thresholds", "A hard budget stops calls at 100 %, so its alerts go up"),
         ({"emails": ["finance@acme.test", "nobody"]}, "emails", "'nobody' is not an email address."),
         ({"webhook_url": "not a url"}, "webhook_url", "must be an http:// or https:// address"),
         ({"webhook_url": "https://"}, "webhook_url", "Enter a valid URL."),

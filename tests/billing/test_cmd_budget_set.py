@@ -2,7 +2,10 @@
 [--thresholds] [--email] [--webhook]`."""
 
 from decimal import Decimal
+from ipaddress import ip_network
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from django.core.management.base import CommandError
 from hypothesis import HealthCheck, given
@@ -13,8 +16,11 @@ from accounts.models import Tenant
 from accounts.services import api_key_issue, tenant_create
 from billing.budgets import budget_set
 from billing.models import Budget
-from tests.support.manage import call, one_sentence_error, run
+from config import egress
+from tests.support.dns import fake_dns
+from tests.support.manage import call, call_or_refused, one_sentence_error, run
 from tests.support.snapshot import db_snapshot
+from tests.support.texts import ANY_TEXT, comma_list
 
 
 @pytest.fixture
@@ -110,6 +116,16 @@ BAD_ARGUMENTS = [
     (["--webhook", "hooks.acme.test"], "--webhook: The webhook must be an http:// or https:// address."),
     (["--webhook", "ftp://hooks.acme.test/"], "--webhook: The webhook must be an http:// or https://"),
     (["--webhook", "https://exa mple.com"], "--webhook: Enter a valid URL."),
+    (["--webhook", "http://169.254.169.254/latest/meta-data/"],
+     "--webhook: 169.254.169.254 is a link-local address: webhooks go only to public addresses unless "
+     "TOLLHOUSE_WEBHOOK_ALLOW lists it."),
+    (["--webhook", "http://127.0.0.1:6379/"], "--webhook: 127.0.0.1 is a loopback address: webhooks go only"),
+    (["--webhook", "http://localhost:6379/"], "--webhook: localhost resolves to a loopback address"),
+    (["--webhook", "http://[::ffff:10.1.2.3]/"], "--webhook: ::ffff:10.1.2.3 is a private address"),
+    (["--webhook", "http://0.0.0.0/"], "--webhook: 0.0.0.0 is an unspecified address"),
+    (["--thresholds", "50,101"],
+     "--thresholds: A hard budget stops calls at 100 %, so its alerts go up to 100 (not 101); thresholds "
+     "above 100 are for soft budgets."),
     (["--key", "nokey0000000"], "There is no key with the prefix th-nokey0000000."),
     (["--key", "short"], "--key takes a key's prefix, 12 letters and digits after th-"),
     (["--key", "th-" + "a" * 60], "--key takes a key's prefix, 12 letters and digits after th- (as key_issue prints it), not that."),
@@ -118,6 +134,8 @@ BAD_ARGUMENTS = [
     (["--end-user", "u" * 201], "--end-user: Ensure this value has at most 200 characters (it has 201)."),
     (["--end-user", "bad\tname"], "--end-user: An end user is named by printable text."),
     (["--tenant", "ac\x00me"], "--tenant cannot contain a NUL character."),
+    (["--webhook", "https://hooks.acme.test/\udcff"], "--webhook is not valid UTF-8 text"),
+    (["--email", "\ud800@acme.test"], "--email is not valid UTF-8 text"),
 ]  # fmt: skip
 
 
@@ -141,6 +159,61 @@ def test_it_refuses_bad_arguments_and_changes_nothing(acme, args, sentence):
     assert sentence in message
     assert "\n" not in message and message.endswith(".")
     assert db_snapshot() == before
+
+
+def test_a_soft_budget_may_alert_above_100_percent(acme):
+    call(
+        "budget_set",
+        "--tenant",
+        "acme",
+        "--usd",
+        "10",
+        "--period",
+        "day",
+        "--soft",
+        "--thresholds",
+        "100,150",
+    )
+    assert Budget.objects.get().thresholds == [100, 150]
+
+
+def test_it_refuses_a_webhook_to_the_metadata_service_from_the_command_line(transactional_db):
+    tenant_create(name="Acme", slug="acme")
+    before = db_snapshot()
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:6379/"):
+        result = run("budget_set", "--tenant", "acme", "--usd", "5", "--period", "day", "--webhook", url)
+        assert "webhooks go only to public addresses" in one_sentence_error(result)
+        assert result.stdout == ""
+    assert db_snapshot() == before
+
+
+def test_the_operator_may_allow_a_private_webhook(acme, settings):
+    settings.TOLLHOUSE_WEBHOOK_ALLOW = (ip_network("10.20.0.0/16"),)
+    call(
+        "budget_set",
+        "--tenant",
+        "acme",
+        "--usd",
+        "5",
+        "--period",
+        "day",
+        "--webhook",
+        "http://10.20.3.4/hook",
+    )
+    assert Budget.objects.get().webhook_url == "http://10.20.3.4/hook"
+    with pytest.raises(CommandError) as failure:
+        call(
+            "budget_set",
+            "--tenant",
+            "acme",
+            "--usd",
+            "5",
+            "--period",
+            "day",
+            "--webhook",
+            "http://10.21.0.1/",
+        )
+    assert "10.21.0.1 is a private address" in str(failure.value)
 
 
 def test_it_never_echoes_a_whole_key_given_as_a_prefix(issued):
@@ -186,3 +259,58 @@ def test_it_exits_1_with_one_sentence_on_stderr(transactional_db):
     result = run("budget_set", "--tenant", "acme", "--usd", "5", "--period", "day")
     assert result.returncode == 0, result.stderr
     assert Budget.objects.get().amount == Decimal(5)
+
+
+@pytest.mark.django_db
+@hypothesis_settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    thresholds=st.one_of(ANY_TEXT, comma_list(st.integers(-5, 1200).map(str)), comma_list(ANY_TEXT)),
+    soft=st.booleans(),
+)
+def test_any_thresholds_text_is_stored_as_the_alerts_read_it_or_refused(acme, thresholds, soft):
+    args = ["--tenant", "acme", "--usd", "10", "--period", "day", f"--thresholds={thresholds}"]
+    if call_or_refused("budget_set", *args, *(["--soft"] if soft else [])) is None:
+        return
+    budget = Budget.objects.get()
+    given_numbers = sorted({int(item) for item in thresholds.split(",")})
+    assert budget.thresholds == given_numbers
+    assert given_numbers[0] >= 1 and given_numbers[-1] <= (1000 if soft else 100)
+    budget.delete()
+
+
+WEBHOOK_ISH = st.one_of(
+    ANY_TEXT,
+    st.builds(
+        "{}://{}{}".format,
+        st.sampled_from(["http", "https", "HTTP", "ftp"]),
+        st.one_of(
+            st.ip_addresses(v=4).map(str),
+            st.ip_addresses(v=6).map(lambda ip: f"[{ip}]"),
+            st.sampled_from(["localhost", "hooks.acme.test", "metadata.google.internal"]),
+        ),
+        st.one_of(st.just("/"), st.from_regex(r"\A(:[0-9]{1,5})?/[a-z0-9?=&/]{0,12}\Z")),
+    ),
+)
+
+
+@pytest.mark.django_db
+@hypothesis_settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(url=WEBHOOK_ISH)
+def test_any_webhook_text_is_stored_only_if_it_may_be_sent_to(acme, monkeypatch, url):
+    """Issue 12: a stored webhook is an http(s) URL the egress guard lets through (a name that does
+    not resolve now is checked when sent); anything else is one sentence and changes nothing."""
+    fake_dns(monkeypatch, {"localhost": ["127.0.0.1"], "metadata.google.internal": ["169.254.169.254"]})
+    args = ["--tenant", "acme", "--usd", "10", "--period", "day", f"--webhook={url}"]
+    if call_or_refused("budget_set", *args) is None:
+        return
+    budget = Budget.objects.get()
+    assert budget.webhook_url == url
+    if url:
+        assert urlsplit(url).scheme.lower() in {"http", "https"}
+        assert egress.url_refusal(url) is None
+        httpx.URL(url)  # the sender can address it
+    budget.delete()

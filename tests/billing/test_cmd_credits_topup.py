@@ -11,11 +11,12 @@ from accounts.services import tenant_create
 from billing.credits import credit_balance
 from billing.models import CreditEntry
 from tests.support.manage import call, one_sentence_error, run
+from tests.support.snapshot import db_snapshot
 
 
 @pytest.fixture
 def acme(db):
-    return tenant_create(name="Acme", slug="acme")
+    return tenant_create(name="Acme", slug="acme", prepaid=True)
 
 
 def test_it_tops_up_and_prints_the_new_balance(acme):
@@ -52,7 +53,7 @@ def test_it_refuses_bad_arguments_with_one_sentence_and_adds_nothing(acme, args,
 
 
 def test_it_exits_1_with_one_sentence_on_stderr_and_adds_nothing(transactional_db):
-    tenant_create(name="Acme", slug="acme")
+    tenant_create(name="Acme", slug="acme", prepaid=True)
     result = run("credits_topup", "--tenant", "acme", "--usd", "12.3456789012")
     assert one_sentence_error(result) == "--usd takes at most 9 decimal places, not '12.3456789012'."
     assert result.stdout == ""
@@ -60,8 +61,39 @@ def test_it_exits_1_with_one_sentence_on_stderr_and_adds_nothing(transactional_d
 
 
 def test_it_tops_up_from_the_command_line(transactional_db):
-    acme = tenant_create(name="Acme", slug="acme")
+    acme = tenant_create(name="Acme", slug="acme", prepaid=True)
     result = run("credits_topup", "--tenant", "acme", "--usd", "12.5")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Added 12.50 USD to the credits of acme; balance 12.50 USD.\n"
     assert credit_balance(acme) == Decimal("12.5")
+
+
+def test_it_refuses_a_tenant_not_on_prepaid_credits_and_changes_nothing(transactional_db):
+    tenant_create(name="Acme", slug="acme")
+    before = db_snapshot()
+    result = run("credits_topup", "--tenant", "acme", "--usd", "25")
+    assert one_sentence_error(result) == (
+        "Tenant acme is not on prepaid credits: its calls are not charged to a balance, so a top-up would "
+        "change nothing it can spend. Put it on prepaid credits first (credits_topup --start-prepaid, or "
+        "Prepaid in the admin's tenant page)."
+    )
+    assert result.stdout == ""
+    assert db_snapshot() == before
+
+
+def test_start_prepaid_puts_the_tenant_on_credits_with_the_top_up(db):
+    acme = tenant_create(name="Acme", slug="acme")
+    output = call("credits_topup", "--tenant", "acme", "--usd", "5", "--start-prepaid")
+    assert output.stdout == (
+        "Tenant acme now runs on prepaid credits.\nAdded 5.00 USD to the credits of acme; balance 5.00 USD.\n"
+    )
+    acme.refresh_from_db()
+    assert acme.prepaid and credit_balance(acme) == Decimal(5)
+
+
+def test_start_prepaid_is_undone_when_the_top_up_is_refused(db):
+    tenant_create(name="Acme", slug="acme")
+    before = db_snapshot()
+    with pytest.raises(CommandError):
+        call("credits_topup", "--tenant", "acme", "--usd", "5", "--start-prepaid", "--note", "n" * 501)
+    assert db_snapshot() == before

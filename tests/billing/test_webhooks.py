@@ -15,11 +15,13 @@ import pytest
 import time_machine
 
 from billing.alerts import MAX_ATTEMPTS, retry_delay
+from billing.budgets import budget_set
 from billing.models import WebhookAttempt
 from billing.tasks import budget_alerts_check
 from tests.support import alerts as h
+from tests.support.dns import fake_dns
 from tests.support.process import free_port
-from tests.support.webhooks import Receiver
+from tests.support.webhooks import LOOPBACK, Receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _eager(settings):
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.TOLLHOUSE_ALERT_RETRY_SECONDS = 0
+    settings.TOLLHOUSE_WEBHOOK_ALLOW = LOOPBACK  # the receiver is on 127.0.0.1
 
 
 @pytest.fixture
@@ -129,6 +132,43 @@ def test_an_endpoint_nobody_listens_on_is_recorded_as_an_error():
     attempts = list(WebhookAttempt.objects.order_by("attempt"))
     assert len(attempts) == MAX_ATTEMPTS and attempts[-1].final
     assert all(a.status_code is None and a.error.startswith("ConnectError") for a in attempts)
+
+
+@pytest.mark.parametrize("answer", ["127.0.0.1", "10.0.0.5", "169.254.169.254"])
+def test_a_name_that_resolves_to_a_private_address_when_sent_is_refused_once(monkeypatch, settings, answer):
+    """Checked when set (a public address then) and again when sent (DNS changed): not sent, one
+    final attempt that says why, no retry."""
+    settings.TOLLHOUSE_WEBHOOK_ALLOW = ()
+    with Receiver([200]) as receiver:
+        url = f"http://hooks.acme.test:{receiver.server.server_address[1]}/budget"
+        fake_dns(monkeypatch, {"hooks.acme.test": ["93.184.215.14"]})
+        acme = h.tenant()
+        budget = budget_set(tenant=acme, usd=Decimal(10), period="month", thresholds=[100], webhook_url=url)
+        fake_dns(monkeypatch, {"hooks.acme.test": [answer]})
+        with time_machine.travel(datetime(2026, 3, 2, 10, 0, tzinfo=UTC), tick=False):
+            h.spend(acme, "10")
+            budget_alerts_check.delay(acme.pk)
+    assert receiver.received == []
+    [attempt] = WebhookAttempt.objects.filter(alert__budget=budget)
+    assert (attempt.attempt, attempt.status_code, attempt.delivered, attempt.final) == (1, None, False, True)
+    assert attempt.error.startswith("Refused: hooks.acme.test resolves to a ")
+    assert f"({answer}): webhooks go only to public addresses" in attempt.error
+
+
+def test_a_loopback_receiver_is_refused_when_sent_unless_allowed(settings):
+    with Receiver([200]) as receiver:
+        acme, _ = alert_over(receiver.url)  # set while allowed (the module's fixture)
+        assert len(receiver.received) == 1
+        settings.TOLLHOUSE_WEBHOOK_ALLOW = ()
+        with time_machine.travel(datetime(2026, 4, 2, 10, 0, tzinfo=UTC), tick=False):
+            h.spend(acme, "10")  # April: a new period, a new 100 % alert
+            budget_alerts_check.delay(acme.pk)
+    assert len(receiver.received) == 1
+    refused = WebhookAttempt.objects.filter(delivered=False).get()
+    assert refused.final and refused.error == (
+        "Refused: 127.0.0.1 is a loopback address: webhooks go only to public addresses unless "
+        "TOLLHOUSE_WEBHOOK_ALLOW lists it."
+    )
 
 
 def test_the_backoff_doubles_from_the_configured_delay(settings):

@@ -12,7 +12,7 @@ from django.conf import settings
 
 from billing.budgets import budget_set
 from billing.models import BudgetAlert, UsageRecord, WebhookAttempt
-from tests.support.webhooks import Receiver
+from tests.support.webhooks import LOOPBACK, Receiver
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -26,6 +26,7 @@ BODY = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "Tell me ev
 def _eager(settings):
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.TOLLHOUSE_ALERT_RETRY_SECONDS = 0
+    settings.TOLLHOUSE_WEBHOOK_ALLOW = LOOPBACK  # the receiver is on 127.0.0.1
 
 
 def test_refused_calls_send_one_exhausted_alert_by_email_and_webhook(

@@ -80,12 +80,22 @@ def route_form(**overrides):
         ('"gpt4"', "Enter a list of model names"),
         ('["gpt4", 4]', "Enter a list of model names"),
         ('["gpt4", ""]', "Model names cannot be empty."),
+        ('["gpt 4"]', "&#x27;gpt 4&#x27; is not a model name: use letters, digits and . - _ : / @ only"),
+        ('["gpt4\\u0001"]', "is not a model name"),
     ],
 )
 def test_it_refuses_aliases_the_catalog_cannot_read(operator_client, value, error):
     response = operator_client.post("/admin/gateway/modelroute/add/", route_form(aliases=value))
     assert response.status_code == 200
     assert error in response.content.decode()
+    assert not ModelRoute.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["a b", "\x01", "-gpt", "gpt\u00e9"])
+def test_it_refuses_a_route_name_that_is_not_a_model_id(operator_client, name):
+    response = operator_client.post("/admin/gateway/modelroute/add/", route_form(name=name))
+    assert response.status_code == 200
+    assert "is not a model name: use letters, digits and . - _ : / @ only" in response.content.decode()
     assert not ModelRoute.objects.exists()
 
 

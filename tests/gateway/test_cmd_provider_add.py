@@ -2,12 +2,19 @@
 
 from decimal import Decimal
 
+import orjson
 import pytest
 from django.core.management.base import CommandError
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
+from accounts.validators import MODEL_NAME
 from billing.models import ModelPrice
+from gateway.catalog import _build_catalog
 from gateway.models import Deployment, ModelRoute, Provider
-from tests.support.manage import call, one_sentence_error, run
+from tests.support.manage import call, call_or_refused, one_sentence_error, run
+from tests.support.texts import ANY_TEXT, MODEL_ISH, comma_list
 
 pytestmark = pytest.mark.django_db
 
@@ -106,7 +113,9 @@ def test_it_registers_the_mock_without_a_credential():
         (["x", "--kind", "openai", "--base-url", "https://a/v1", "--credential-env", "TH_UNSET_VAR"],
          "--credential-env names TH_UNSET_VAR, but that environment variable is not set or empty."),
         (["x", "--kind", "mock", "--base-url", "http://m/v1", "--models", "a,,b"], "--models must be a comma-separated list"),
-        (["x", "--kind", "mock", "--base-url", "http://m/v1", "--models", "m" * 201], "longer than 200 characters"),
+        (["x", "--kind", "mock", "--base-url", "http://m/v1", "--models", "m" * 201], "--models: Ensure this value has at most 200 characters (it has 201)."),
+        (["x", "--kind", "mock", "--base-url", "http://m/v1", "--models", "gpt-4.1,a b,\x01"],
+         "--models: 'a b' is not a model name: use letters, digits and . - _ : / @ only, starting with a letter or digit."),
         (["x", "--kind", "mock", "--base-url", "http://m/v1", "--read-timeout", "0"], "--read-timeout must be a number greater than 0"),
         (["x", "--kind", "mock", "--base-url", "http://m/v1", "--read-timeout", "NaN"], "--read-timeout must be a number"),
         (["x", "--kind", "mock", "--base-url", "http://m/v1", "--read-timeout", "1.234"], "at most 2 decimal places"),
@@ -149,3 +158,25 @@ def test_it_takes_the_credential_from_the_environment_not_argv(transactional_db)
     assert result.returncode == 0, result.stderr
     assert Provider.objects.get().get_credential() == "sk-from-the-environment"
     assert "sk-from-the-environment" not in result.stdout + result.stderr
+
+
+@hypothesis_settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(models=st.one_of(ANY_TEXT, comma_list(st.one_of(MODEL_ISH, ANY_TEXT)), comma_list(MODEL_ISH)))
+def test_any_models_text_becomes_routes_the_gateway_lists_or_is_refused(models):
+    """Issue 12: every route name provider_add stores is one /v1/models lists as it was given."""
+    output = call_or_refused(
+        "provider_add", "mock", "--kind", "mock", "--base-url", "http://m/v1", f"--models={models}"
+    )
+    if output is None:
+        return
+    names = [name.strip() for name in models.split(",")]
+    catalog = _build_catalog()
+    for name in names:
+        assert catalog.routes[name].name == name and MODEL_NAME.fullmatch(name)
+    listed = orjson.loads(orjson.dumps([{"id": name} for name in catalog.public_names]))
+    assert {name for name in names} <= {item["id"] for item in listed}
+    Deployment.objects.all().delete()
+    ModelRoute.objects.all().delete()
+    ModelPrice.objects.all().delete()

@@ -56,3 +56,20 @@ def one_sentence_error(result: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1 and lines[0].startswith("CommandError: "), result.stderr
     assert "Traceback" not in result.stderr
     return lines[0].removeprefix("CommandError: ")
+
+
+def call_or_refused(name: str, *args: str) -> Output | None:
+    """`call`, or None when the command refused: then asserted to be one sentence (one line) that
+    changed nothing in the database."""
+    from django.core.management.base import CommandError
+
+    from tests.support.snapshot import db_snapshot
+
+    before = db_snapshot()
+    try:
+        return call(name, *args)
+    except CommandError as exc:
+        message = str(exc)
+        assert message.strip() and "\n" not in message, message
+        assert db_snapshot() == before
+        return None

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_network
+
+# The receiver listens on loopback, where webhooks may not go unless the operator allows it
+# (config/egress.py): a test that sends to it sets `settings.TOLLHOUSE_WEBHOOK_ALLOW = LOOPBACK`.
+LOOPBACK = (ip_network("127.0.0.0/8"),)
 
 
 class Receiver:

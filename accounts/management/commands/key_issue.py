@@ -13,7 +13,7 @@ from datetime import UTC, datetime, time
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -23,7 +23,6 @@ from accounts.management.commands._cli import (
     command_error,
     csv_list,
     positive_int,
-    refuse_nul,
     tenant_named,
     usd,
 )
@@ -34,6 +33,7 @@ from accounts.services import api_key_issue, validate_allowed_ips
 from billing.budgets import budget_set
 from billing.credits import usd_text
 from billing.models import Budget
+from config.command import OperatorCommand
 
 
 def parse_expiry(value: str | None) -> datetime | None:
@@ -69,7 +69,7 @@ OPTIONS = {
 }
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Issue an API key for a tenant; prints the raw key (shown once) on the last line."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -94,7 +94,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        refuse_nul(options)
         name: str = options["name"]
         if not name.strip():
             raise CommandError("--name must not be empty.")

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from accounts.management.commands._cli import command_error, tenant_named
 from accounts.models import SigningKey
 from accounts.signing import MAX_PUBLIC_KEY_CHARS, MAX_SECRET_BYTES, signing_key_add
+from config.command import OperatorCommand
 
 MAX_FILE_BYTES = max(MAX_PUBLIC_KEY_CHARS, MAX_SECRET_BYTES) + 2
 
@@ -39,7 +40,7 @@ def read_text_file(option: str, path: str | None) -> str:
         raise CommandError(f"{option}: {path!r} is not UTF-8 text.") from None
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Add a key a tenant signs end-user tokens (JWTs) with: an HS256 secret or an RS256/ES256 public key."
     )

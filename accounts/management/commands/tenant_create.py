@@ -12,20 +12,21 @@ import zoneinfo
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
 
-from accounts.management.commands._cli import command_error, refuse_nul, usd
+from accounts.management.commands._cli import command_error, usd
 from accounts.models import Plan, Tenant
 from accounts.services import tenant_create
 
 # The one place accounts calls into billing: an operator's entry point, like a console page, may
 # use every app; the services below it still depend one way (billing -> accounts).
 from billing.credits import credit_add, usd_text
+from config.command import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Create a tenant (organization); prints its slug and id."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -42,7 +43,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        refuse_nul(options)
         slug: str = options["slug"]
         name: str = options["name"] if options["name"] is not None else slug
         timezone_name: str = options["timezone"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
 from accounts import keys
@@ -23,7 +23,6 @@ from accounts.management.commands._cli import (
     choice,
     command_error,
     csv_list,
-    refuse_nul,
     tenant_named,
     usd,
     whole_numbers,
@@ -32,6 +31,7 @@ from accounts.models import ApiKey, Tenant
 from billing.budgets import budget_set
 from billing.credits import usd_text
 from billing.models import Budget
+from config.command import OperatorCommand
 
 # How a refusal names a field: by the option that set it.
 OPTIONS = {
@@ -66,7 +66,7 @@ def find_key(tenant: Tenant, value: str) -> ApiKey:
     return api_key
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Set a budget of a tenant, one of its keys or its end users (created or changed)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -89,7 +89,6 @@ class Command(BaseCommand):
         parser.add_argument("--webhook", metavar="URL", help="Where alerts are POSTed (signed JSON).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        refuse_nul(options)
         amount = usd("--usd", options["usd"])
         period = choice("--period", options["period"], Budget.Period.values)
         assert amount is not None and period is not None  # required options

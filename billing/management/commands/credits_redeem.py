@@ -11,14 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import transaction
 
 from accounts.management.commands._cli import command_error, tenant_named
 from billing.credits import code_redeem, credit_balance, usd_text
+from config.command import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Redeem a redemption code for a tenant; prints the new balance."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -1,7 +1,10 @@
-"""`manage.py credits_topup --tenant SLUG --usd AMOUNT [--note TEXT]`: add prepaid credits.
+"""`manage.py credits_topup --tenant SLUG --usd AMOUNT [--note TEXT] [--start-prepaid]`: add prepaid
+credits.
 
-Appends a top-up line to the tenant's credit ledger (billing.credits.credit_add, as the console
-does) and prints the new balance. Bad input exits 1 with one sentence and adds nothing.
+Appends a top-up line to the tenant's credit ledger (billing.credits.credit_topup, as the console
+does) and prints the new balance. A tenant not on prepaid credits is refused (nothing reads its
+balance) unless `--start-prepaid` puts it on them, in the same transaction: from then on its calls
+are refused when the balance cannot cover them. Bad input exits 1 with one sentence and adds nothing.
 """
 
 from __future__ import annotations
@@ -9,21 +12,28 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import transaction
 
 from accounts.management.commands._cli import command_error, positive_decimal, tenant_named
-from billing.credits import MAX_CREDIT_USD, USD_PLACES, credit_add, credit_balance, usd_text
-from billing.models import CreditEntry
+from accounts.services import tenant_save
+from billing.credits import MAX_CREDIT_USD, USD_PLACES, credit_balance, credit_topup, usd_text
+from config.command import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Top up a tenant's prepaid credits; prints the new balance."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--tenant", required=True, metavar="SLUG", help="The tenant's slug.")
         parser.add_argument("--usd", required=True, metavar="AMOUNT", help="US dollars, e.g. 25 or 12.50.")
         parser.add_argument("--note", default="", help="Why (kept on the ledger line).")
+        parser.add_argument(
+            "--start-prepaid",
+            action="store_true",
+            help="Put a tenant not yet on prepaid credits on them (calls are then refused when the "
+            "balance cannot cover them).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         usd = positive_decimal("--usd", options["usd"], places=USD_PLACES, maximum=MAX_CREDIT_USD)
@@ -31,10 +41,16 @@ class Command(BaseCommand):
         tenant = tenant_named(options["tenant"])
         try:
             with transaction.atomic():
-                credit_add(tenant=tenant, kind=CreditEntry.Kind.TOPUP, usd=usd, note=options["note"])
+                started = options["start_prepaid"] and not tenant.prepaid
+                if started:
+                    tenant.prepaid = True
+                    tenant_save(tenant=tenant)
+                credit_topup(tenant=tenant, usd=usd, note=options["note"])
                 balance = credit_balance(tenant)
         except ValidationError as exc:
             raise command_error(exc) from None
+        if started:
+            self.stdout.write(f"Tenant {tenant.slug} now runs on prepaid credits.")
         self.stdout.write(
             f"Added {usd_text(usd)} USD to the credits of {tenant.slug}; balance {usd_text(balance)} USD."
         )

@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from accounts.management.commands._cli import command_error, positive_decimal, positive_int
 from accounts.management.commands.key_issue import parse_expiry
 from billing.credits import MAX_CODES_PER_BATCH, MAX_CREDIT_USD, USD_PLACES, redeem_codes_create, usd_text
+from config.command import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Create a batch of single-use redemption codes; prints one code per line (shown once)."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -15,9 +15,10 @@ import sys
 from datetime import UTC, date, datetime
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from billing.reconcile import usage_reconcile
+from config.command import OperatorCommand
 
 
 def _moment(text: str) -> datetime:
@@ -37,7 +38,7 @@ def _moment(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Compare raw usage rows, hourly rollups, budget counters and the credit ledger; --fix repairs."
 
     def add_arguments(self, parser: CommandParser) -> None:

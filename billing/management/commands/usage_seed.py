@@ -13,14 +13,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
-from accounts.management.commands._cli import command_error, positive_int, refuse_nul, tenant_named
+from accounts.management.commands._cli import command_error, positive_int, tenant_named
 from accounts.models import ApiKey, Tenant
 from accounts.services import api_key_issue
 from billing.seed import SeedModel, default_models, provider_of, usage_seed
 from billing.selectors import price_schedule
+from config.command import OperatorCommand
 
 MAX_ROWS = 1_000_000_000
 MAX_DAYS = 3_650
@@ -99,7 +100,7 @@ def seed_models(count: int) -> list[SeedModel]:
     return models
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Write realistic synthetic usage (raw rows and hourly rollups) for a tenant, for load tests."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -110,7 +111,6 @@ class Command(BaseCommand):
         parser.add_argument("--models", default="4", metavar="M", help="Over M models (4).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        refuse_nul(options)
         rows = _bounded("--rows", options["rows"], MAX_ROWS)
         days = _bounded("--days", options["days"], MAX_DAYS)
         keys = _bounded("--keys", options["keys"], MAX_KEYS)

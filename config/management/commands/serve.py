@@ -8,8 +8,9 @@ from typing import Any
 
 import uvicorn
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from config.command import OperatorCommand
 from config.server import metrics_dir_prepare, port_in_use, uvicorn_options
 
 
@@ -18,7 +19,7 @@ def _default_port() -> int:
     return int(value) if value.isdigit() else -1
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Serve the gateway (/v1) and the console with uvicorn (uvloop, httptools), N worker processes."
     # The ASGI startup validates the configuration itself and refuses to serve with one sentence.
     requires_system_checks: list[str] = []

@@ -6,12 +6,13 @@ import os
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
+from config.command import OperatorCommand
 from gateway.services import demo_prepare
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Create whatever of the demo is missing (tenant, mock provider, routes, prices) and issue a fresh demo key."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+
+from config.command import OperatorCommand
 
 
 def secret_lines() -> str:
@@ -30,7 +32,7 @@ def secret_lines() -> str:
     )
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Print fresh TOLLHOUSE_SECRET_KEY, TOLLHOUSE_ENCRYPTION_KEY and TOLLHOUSE_KEY_PEPPER lines, "
         "or write them to a new owner-only file with --output."

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from config.command import OperatorCommand
 from gateway import mockserver
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Run the mock LLM provider (OpenAI wire format) in the foreground; Ctrl-C stops it."
 
     # The mock touches neither models nor the database, so don't make it wait on system checks.

@@ -17,21 +17,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.core.validators import validate_slug
 from django.db import transaction
 
 from accounts.management.commands._cli import command_error, csv_list, positive_decimal
 from billing.selectors import price_schedule
 from billing.services import model_price_set
-from gateway.models import ModelRoute, Provider
+from config.command import OperatorCommand
+from gateway.models import Provider
 from gateway.services import DEMO_MODELS, PRICES_FROM, deployment_upsert, provider_upsert, route_upsert
 
 # The kinds with an adapter today (gateway/providers/); anthropic and gemini come with theirs.
 KINDS = [Provider.Kind.OPENAI, Provider.Kind.OPENAI_COMPATIBLE, Provider.Kind.MOCK]
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Register (or update) an upstream provider and route the given models to it."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -82,9 +83,6 @@ class Command(BaseCommand):
                 "variable with --credential-env."
             )
         models = csv_list("--models", options["models"]) or []
-        for model in models:
-            if len(model) > ModelRoute._meta.get_field("name").max_length:  # type: ignore[operator]
-                raise CommandError(f"The model id {model[:40]!r}... is longer than 200 characters.")
         read_timeout = positive_decimal(
             "--read-timeout", options["read_timeout"], places=2, maximum=Decimal("9999.99")
         )
@@ -98,7 +96,10 @@ class Command(BaseCommand):
                     name=name, kind=kind, base_url=base_url, credential=credential, read_timeout=read_timeout
                 )
                 for model in models:
-                    route = route_upsert(name=model)
+                    try:
+                        route = route_upsert(name=model)
+                    except ValidationError as exc:  # the route's name rule (accounts.validators)
+                        raise command_error(exc, {"name": "--models"}) from None
                     deployment_upsert(route=route, provider=provider, upstream_model=model)
                     others = route.deployments.filter(enabled=True).exclude(provider=provider)
                     shared += [f"{model} ({d.provider.name})" for d in others.select_related("provider")]
