@@ -6,6 +6,8 @@ its own here, so another tenant's object is a 404 (never a 403 that would confir
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
@@ -61,3 +63,28 @@ def api_key_for_user(user: Any, tenant: Tenant, key_id: Any) -> ApiKey:
     if key is None:
         raise Http404(NOT_FOUND)
     return key
+
+
+@dataclass(frozen=True)
+class KeyLookup:
+    """A key found by one of its public prefixes: the row, the digest of the secret that goes with
+    that prefix, and until when that secret works (None: as long as the key does)."""
+
+    api_key: ApiKey
+    digest: str
+    valid_until: datetime | None
+
+
+def api_key_by_prefix(prefix: str) -> KeyLookup | None:
+    """The gateway's lookup (gateway/auth.py): the key whose current prefix is `prefix`, or whose
+    previous prefix is, during and after the grace period of a rotation (the caller refuses the
+    previous secret once `valid_until` has passed, so the answer can be cached)."""
+    current = ApiKey.objects.select_related("tenant__plan").filter(prefix=prefix).first()
+    if current is not None:
+        return KeyLookup(api_key=current, digest=current.digest, valid_until=None)
+    rotated = ApiKey.objects.select_related("tenant__plan").filter(previous_prefix=prefix).first()
+    if rotated is None or rotated.previous_valid_until is None:
+        return None
+    return KeyLookup(
+        api_key=rotated, digest=rotated.previous_digest, valid_until=rotated.previous_valid_until
+    )

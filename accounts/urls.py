@@ -20,4 +20,8 @@ urlpatterns = [
     path("password-reset/<uidb64>/<token>/", views.password_reset_confirm, name="password_reset_confirm"),
     path("password-reset/done/", views.password_reset_complete, name="password_reset_complete"),
     path("t/<slug:slug>/keys/", views_keys.keys, name="keys"),
+    path("t/<slug:slug>/keys/new/", views_keys.key_issue, name="key_issue"),
+    path("t/<slug:slug>/keys/<int:key_id>/", views_keys.key_detail, name="key_detail"),
+    path("t/<slug:slug>/keys/<int:key_id>/rotate/", views_keys.key_rotate, name="key_rotate"),
+    path("t/<slug:slug>/keys/<int:key_id>/revoke/", views_keys.key_revoke, name="key_revoke"),
 ]
