@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,8 +26,10 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts import keys
+from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import LIMIT_FIELDS, ApiKey, Membership, Plan, Tenant
 from accounts.validators import ip_networks
+from config.changes import publish_on_commit
 
 # Used by the services and by the admin forms (next to the field), so both say the same thing.
 limit_at_least_one = MinValueValidator(
@@ -49,6 +51,31 @@ def amount_above_zero(value: Decimal) -> None:
 
 
 END_USER_LIMIT_FIELDS = ("end_user_rpm_limit", "end_user_tpm_limit", "end_user_concurrency_limit")
+
+# What the audit log records of each (never a digest or a secret).
+TENANT_AUDIT_FIELDS = (
+    "name",
+    "slug",
+    "plan",
+    "status",
+    "timezone",
+    *LIMIT_FIELDS,
+    *END_USER_LIMIT_FIELDS,
+    "prepaid",
+    "body_logging",
+)
+KEY_AUDIT_FIELDS = (
+    "name",
+    "prefix",
+    "status",
+    "expires_at",
+    "allowed_models",
+    "allowed_ips",
+    *LIMIT_FIELDS,
+    "previous_prefix",
+    "previous_valid_until",
+)
+MEMBERSHIP_AUDIT_FIELDS = ("user", "role")
 
 
 @dataclass(frozen=True)
@@ -102,18 +129,25 @@ def tenant_create(
     plan: Plan | None = None,
     timezone_name: str = "UTC",
     prepaid: bool = False,
+    actor: Actor | None = None,
 ) -> Tenant:
     return tenant_save(
-        tenant=Tenant(name=name, slug=slug, plan=plan, timezone=timezone_name, prepaid=prepaid)
+        tenant=Tenant(name=name, slug=slug, plan=plan, timezone=timezone_name, prepaid=prepaid), actor=actor
     )
 
 
 @transaction.atomic
-def tenant_save(*, tenant: Tenant) -> Tenant:
+def tenant_save(*, tenant: Tenant, actor: Actor | None = None) -> Tenant:
     """Save a tenant. Its limits may go below those of its keys: the gateway then holds each key to
     the tenant's (gateway/auth.py); `looser_keys_sentence` tells the operator which keys those are."""
     _full_clean(tenant, (*LIMIT_FIELDS, *END_USER_LIMIT_FIELDS))
+    stored = Tenant.objects.filter(pk=tenant.pk).first() if tenant.pk else None
+    before = audit_snapshot(stored, TENANT_AUDIT_FIELDS)
     tenant.save()
+    after = audit_snapshot(tenant, TENANT_AUDIT_FIELDS)
+    if before != after:
+        action = "tenant.create" if stored is None else "tenant.change"
+        audit_record(tenant=tenant, actor=actor, action=action, target=tenant, before=before, after=after)
     return tenant
 
 
@@ -153,10 +187,29 @@ def looser_keys_sentence(*, tenant: Tenant | None = None, plan: Plan | None = No
 
 
 @transaction.atomic
-def membership_save(*, membership: Membership) -> Membership:
+def membership_save(*, membership: Membership, actor: Actor | None = None) -> Membership:
     membership.full_clean()
+    stored = Membership.objects.filter(pk=membership.pk).first() if membership.pk else None
+    before = audit_snapshot(stored, MEMBERSHIP_AUDIT_FIELDS)
     membership.save()
+    after = audit_snapshot(membership, MEMBERSHIP_AUDIT_FIELDS)
+    if before != after:
+        action = "member.add" if stored is None else "member.role"
+        audit_record(
+            tenant=membership.tenant,
+            actor=actor,
+            action=action,
+            target=membership,
+            before=before,
+            after=after,
+        )
     return membership
+
+
+def validate_new_expiry(expires_at: datetime | None) -> None:
+    """A new key expires in the future, or never (one issued already expired is a mistake)."""
+    if expires_at is not None and (timezone.is_naive(expires_at) or expires_at <= timezone.now()):
+        raise ValidationError("The expiry must be a moment in the future.")
 
 
 @transaction.atomic
@@ -171,8 +224,15 @@ def api_key_issue(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     concurrency_limit: int | None = None,
+    actor: Actor | None = None,
 ) -> IssuedKey:
+    try:
+        validate_new_expiry(expires_at)
+    except ValidationError as exc:
+        raise ValidationError({"expires_at": exc.messages}) from None
     raw, prefix, secret = keys.generate()
+    if created_by is None and actor is not None:
+        created_by = actor.user
     api_key = ApiKey(
         tenant=tenant,
         name=name,
@@ -186,7 +246,7 @@ def api_key_issue(
         tpm_limit=tpm_limit,
         concurrency_limit=concurrency_limit,
     )
-    return IssuedKey(api_key=api_key_save(api_key=api_key), raw=raw)
+    return IssuedKey(api_key=api_key_save(api_key=api_key, actor=actor), raw=raw)
 
 
 def unknown_model_names(names: list[str]) -> list[str]:
@@ -207,10 +267,10 @@ def unknown_models_sentence(unknown: list[str]) -> str:
 
 
 @transaction.atomic
-def api_key_save(*, api_key: ApiKey) -> ApiKey:
-    """Save a key's settings as they are on the instance (the prefix and digest never change).
-    A key looser than its tenant is refused (ApiKey.clean), never silently clamped; so is a key
-    allowed a model that no route serves (a typo would refuse every call with a 403)."""
+def api_key_save(*, api_key: ApiKey, actor: Actor | None = None) -> ApiKey:
+    """Save a key's settings as they are on the instance (the prefix and digest change only by
+    rotation). A key looser than its tenant is refused (ApiKey.clean), never silently clamped; so is
+    a key allowed a model that no route serves (a typo would refuse every call with a 403)."""
     errors: dict[str, list[str]] = {}
     try:
         _full_clean(api_key, LIMIT_FIELDS)
@@ -222,13 +282,99 @@ def api_key_save(*, api_key: ApiKey) -> ApiKey:
             errors["allowed_models"] = [unknown_models_sentence(unknown)]
     if errors:
         raise ValidationError(errors)
+    stored = ApiKey.objects.filter(pk=api_key.pk).first() if api_key.pk else None
+    before = audit_snapshot(stored, KEY_AUDIT_FIELDS)
     api_key.save()
+    after = audit_snapshot(api_key, KEY_AUDIT_FIELDS)
+    if before != after:
+        audit_record(
+            tenant=api_key.tenant,
+            actor=actor,
+            action="key.issue" if stored is None else "key.change",
+            target=api_key,
+            before=before,
+            after=after,
+        )
     return api_key
 
 
 @transaction.atomic
-def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+def api_key_revoke(*, api_key: ApiKey, actor: Actor | None = None) -> ApiKey:
+    before = audit_snapshot(api_key, KEY_AUDIT_FIELDS)
     api_key.status = ApiKey.Status.REVOKED
     api_key.revoked_at = timezone.now()
-    api_key.save(update_fields=["status", "revoked_at"])
+    # A revoked key's previous secret stops too (it is the same key).
+    api_key.previous_valid_until = None if api_key.previous_prefix is None else api_key.revoked_at
+    api_key.save(update_fields=["status", "revoked_at", "previous_valid_until"])
+    audit_record(
+        tenant=api_key.tenant,
+        actor=actor,
+        action="key.revoke",
+        target=api_key,
+        before=before,
+        after=audit_snapshot(api_key, KEY_AUDIT_FIELDS),
+    )
     return api_key
+
+
+# A rotation's grace period: how long the previous secret keeps working beside the new one.
+MAX_ROTATION_GRACE = timedelta(days=30)
+
+
+@transaction.atomic
+def api_key_rotate(*, api_key: ApiKey, grace: timedelta, actor: Actor | None = None) -> IssuedKey:
+    """Give a key a new secret (and public prefix); the previous one keeps working for `grace`,
+    then stops. The key keeps its row and id, so its budgets, spend and rate-limit windows (counted
+    by key id and budget id) carry on untouched. A previous secret still in an earlier grace period
+    stops now: a key has at most two working secrets. The change reaches every gateway worker at
+    commit (the row's broadcast names both prefixes)."""
+    if not isinstance(grace, timedelta) or not timedelta(0) <= grace <= MAX_ROTATION_GRACE:
+        raise ValidationError({"grace": f"The grace period is from 0 to {MAX_ROTATION_GRACE.days} days."})
+    locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if locked.status != ApiKey.Status.ACTIVE:
+        raise ValidationError("A revoked key cannot be rotated: issue a new one.")
+    before = audit_snapshot(locked, KEY_AUDIT_FIELDS)
+    old_prefix, replaced = locked.prefix, locked.previous_prefix
+    now = timezone.now()
+    raw, prefix, secret = keys.generate()
+    locked.previous_prefix = old_prefix
+    locked.previous_digest = locked.digest
+    locked.previous_valid_until = now + grace
+    locked.prefix = prefix
+    locked.digest = keys.digest(secret)
+    locked.rotated_at = now
+    # The broadcast of this save names the new prefix and the previous one (ApiKeyQuerySet); the
+    # one that an earlier rotation left behind is dropped from the caches too.
+    locked.save(
+        update_fields=[
+            "prefix",
+            "digest",
+            "previous_prefix",
+            "previous_digest",
+            "previous_valid_until",
+            "rotated_at",
+        ]
+    )
+    if replaced:
+        publish_on_commit([{"kind": "key", "prefix": replaced}])
+    audit_record(
+        tenant=locked.tenant,
+        actor=actor,
+        action="key.rotate",
+        target=locked,
+        before=before,
+        after={
+            **(audit_snapshot(locked, KEY_AUDIT_FIELDS) or {}),
+            "grace_seconds": int(grace.total_seconds()),
+        },
+    )
+    for field in (
+        "prefix",
+        "digest",
+        "previous_prefix",
+        "previous_digest",
+        "previous_valid_until",
+        "rotated_at",
+    ):
+        setattr(api_key, field, getattr(locked, field))
+    return IssuedKey(api_key=api_key, raw=raw)

@@ -10,15 +10,32 @@ every committed change reaches it at once (Budget's BroadcastManager).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, transaction
 
+from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import ApiKey, Tenant
+from accounts.services import IssuedKey, api_key_issue
 from billing.models import Budget
 from config import egress
+
+# What the audit log records of a budget.
+BUDGET_AUDIT_FIELDS = (
+    "scope",
+    "api_key",
+    "end_user",
+    "amount",
+    "period",
+    "hard",
+    "thresholds",
+    "emails",
+    "webhook_url",
+)
 
 # The two checks Budget's own fields do not make; the admin form runs them next to its fields too.
 
@@ -123,6 +140,7 @@ def budget_set(
     thresholds: Sequence[int] | None = None,
     emails: Sequence[str] | None = None,
     webhook_url: str | None = None,
+    actor: Actor | None = None,
 ) -> Budget:
     """Set the budget of a subject for a period, creating it or changing the one there is.
 
@@ -148,23 +166,97 @@ def budget_set(
         budget.emails = list(emails)
     if webhook_url is not None:
         budget.webhook_url = webhook_url
-    return budget_save(budget=budget)
+    return budget_save(budget=budget, actor=actor)
 
 
 @transaction.atomic
-def budget_save(*, budget: Budget) -> Budget:
+def budget_save(*, budget: Budget, actor: Actor | None = None) -> Budget:
     """Validate and save a budget as it is on the instance (the admin edits them this way)."""
     # _check refuses a second budget for the same subject and period; two writers racing past it
     # meet the table's unique constraints, and the loser gets the same sentence.
     _check(budget)
+    stored = Budget.objects.filter(pk=budget.pk).first() if budget.pk else None
+    before = audit_snapshot(stored, BUDGET_AUDIT_FIELDS)
     try:
         with transaction.atomic():
             budget.save()
     except IntegrityError:
         raise ValidationError(DUPLICATE) from None
+    after = audit_snapshot(budget, BUDGET_AUDIT_FIELDS)
+    if before != after:
+        action = "budget.create" if stored is None else "budget.change"
+        audit_record(
+            tenant=budget.tenant, actor=actor, action=action, target=budget, before=before, after=after
+        )
     return budget
 
 
 @transaction.atomic
-def budget_delete(*, budget: Budget) -> None:
+def budget_delete(*, budget: Budget, actor: Actor | None = None) -> None:
+    before = audit_snapshot(budget, BUDGET_AUDIT_FIELDS)
+    audit_record(
+        tenant=budget.tenant, actor=actor, action="budget.delete", target=budget, before=before, after=None
+    )
     budget.delete()
+
+
+@transaction.atomic
+def api_key_issue_with_budget(
+    *,
+    tenant: Tenant,
+    name: str,
+    actor: Actor | None = None,
+    created_by: Any = None,
+    expires_at: datetime | None = None,
+    allowed_models: list[str] | None = None,
+    allowed_ips: list[str] | None = None,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+    concurrency_limit: int | None = None,
+    budget_usd: Decimal | None = None,
+    budget_period: str | None = None,
+    budget_hard: bool = True,
+) -> IssuedKey:
+    """Issue a key and, if `budget_usd` is given, a budget of its own for `budget_period`, in one
+    transaction: the console's keys page and `manage.py key_issue` both come here. Raises one
+    ValidationError with every refused field (the key's, and `amount` / `period` for the budget)
+    and stores nothing."""
+    errors: dict[str, list[str]] = {}
+    issued = None
+    try:
+        with transaction.atomic():
+            issued = api_key_issue(
+                tenant=tenant,
+                name=name,
+                actor=actor,
+                created_by=created_by,
+                expires_at=expires_at,
+                allowed_models=allowed_models,
+                allowed_ips=allowed_ips,
+                rpm_limit=rpm_limit,
+                tpm_limit=tpm_limit,
+                concurrency_limit=concurrency_limit,
+            )
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if budget_usd is not None:
+        try:
+            validate_amount(budget_usd)
+        except ValidationError as exc:
+            errors["amount"] = exc.messages
+        if budget_period not in Budget.Period.values:
+            errors["period"] = ["A key's budget needs a period: day, week or month."]
+    elif budget_period is not None:
+        errors["amount"] = ["Enter the budget's amount in USD, or leave the period empty for no budget."]
+    if errors or issued is None:
+        raise ValidationError(errors)
+    if budget_usd is not None and budget_period is not None:
+        budget_set(
+            tenant=tenant,
+            api_key=issued.api_key,
+            usd=budget_usd,
+            period=budget_period,
+            hard=budget_hard,
+            actor=actor,
+        )
+    return issued

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandParser
 from django.db import transaction
 
+from accounts.audit import Actor
 from accounts.management.commands._cli import command_error, positive_decimal, tenant_named
 from accounts.services import tenant_save
 from billing.credits import MAX_CREDIT_USD, USD_PLACES, credit_balance, credit_topup, usd_text
@@ -44,8 +45,10 @@ class Command(OperatorCommand):
                 started = options["start_prepaid"] and not tenant.prepaid
                 if started:
                     tenant.prepaid = True
-                    tenant_save(tenant=tenant)
-                credit_topup(tenant=tenant, usd=usd, note=options["note"])
+                    tenant_save(tenant=tenant, actor=Actor.command("credits_topup"))
+                credit_topup(
+                    tenant=tenant, usd=usd, note=options["note"], actor=Actor.command("credits_topup")
+                )
                 balance = credit_balance(tenant)
         except ValidationError as exc:
             raise command_error(exc) from None
