@@ -13,6 +13,8 @@ and a message never contains the secret or the key material.
 from __future__ import annotations
 
 import hashlib
+import secrets
+from dataclasses import dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -197,6 +199,44 @@ def signing_key_add(
         key_id=key_id,
     )
     return signing_key_save(signing_key=signing_key)
+
+
+@dataclass(frozen=True)
+class IssuedSigningKey:
+    signing_key: SigningKey
+    secret: str  # an HS256 secret generated here: shown once, on the page that added the key; else ""
+
+
+GENERATED_SECRET_BYTES = 48
+
+
+@transaction.atomic
+def signing_key_issue(
+    *,
+    tenant: Tenant,
+    name: str,
+    issuer: str,
+    algorithm: str,
+    secret: str = "",
+    public_key: str = "",
+    key_id: str = "",
+) -> IssuedSigningKey:
+    """`signing_key_add`, except that an HS256 key given no secret gets a random one, returned once
+    (the console shows it on the page that added the key; it is stored encrypted and never shown again).
+    A secret the tenant brings is not echoed back: they have it already."""
+    generated = ""
+    if algorithm == SigningKey.Algorithm.HS256 and not secret and not public_key:
+        generated = secret = secrets.token_urlsafe(GENERATED_SECRET_BYTES)
+    signing_key = signing_key_add(
+        tenant=tenant,
+        name=name,
+        issuer=issuer,
+        algorithm=algorithm,
+        secret=secret,
+        public_key=public_key,
+        key_id=key_id,
+    )
+    return IssuedSigningKey(signing_key=signing_key, secret=generated)
 
 
 @transaction.atomic
