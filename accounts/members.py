@@ -26,8 +26,10 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import EmailValidator
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
+from accounts.audit import Actor, audit_record
 from accounts.emails import email_send
 from accounts.models import Invitation, Membership, Tenant
 
@@ -72,10 +74,24 @@ def token_digest(token: str) -> str:
 
 def accept_url(token: str) -> str:
     """The link in the email (the public accept page, accounts/urls.py)."""
-    return f"{settings.TOLLHOUSE_PUBLIC_URL}/invitations/{token}/"
+    return settings.TOLLHOUSE_PUBLIC_URL + reverse("accounts:invitation_accept", kwargs={"token": token})
 
 
 # --- who may -----------------------------------------------------------------------------------------
+
+
+def _user_of(actor: Actor | None) -> Any:
+    return None if actor is None else actor.user
+
+
+def _label(user: Any) -> str:
+    return str(user.email or user.get_username())
+
+
+def member_snapshot(membership: Membership) -> dict[str, Any]:
+    """What the audit log keeps of a membership: whose (their address, which outlives the account) and
+    which role."""
+    return {"user": _label(membership.user), "role": membership.role}
 
 
 def actor_role(tenant: Tenant, user: Any) -> str | None:
@@ -115,7 +131,7 @@ def _lock_tenant(tenant: Tenant) -> None:
 
 
 @transaction.atomic
-def invitation_create(*, tenant: Tenant, email: str, role: str, actor_user: Any = None) -> Invitation:
+def invitation_create(*, tenant: Tenant, email: str, role: str, actor: Actor | None = None) -> Invitation:
     """Invite `email` to `tenant` with `role`, and email the link. An expired invitation to the same
     address is closed first; an open one is refused (revoke it to send a new one). If the email
     cannot be sent, nothing is saved."""
@@ -129,6 +145,7 @@ def invitation_create(*, tenant: Tenant, email: str, role: str, actor_user: Any 
         errors["role"] = [ROLE_CHOICE_ERROR]
     if errors:
         raise ValidationError(errors)
+    actor_user = _user_of(actor)
     acting = _require_manager(tenant, actor_user)
     if role == Role.OWNER and acting != Role.OWNER:
         raise ValidationError({"role": "Only an owner can invite an owner."})
@@ -145,13 +162,28 @@ def invitation_create(*, tenant: Tenant, email: str, role: str, actor_user: Any 
                 {"email": f"{address} already has an open invitation: revoke it to send a new one."}
             )
         Invitation.objects.filter(pk=open_.pk).update(revoked_at=now)
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="invitation.revoke",
+            target=open_,
+            before={"state": "expired"},
+            after={"state": "revoked", "reason": "replaced by a new invitation"},
+        )
     token = secrets.token_urlsafe(TOKEN_BYTES)
     invitation = Invitation(
         tenant=tenant, email=address, role=role, token_digest=token_digest(token), invited_by=actor_user
     )
     invitation.full_clean()
     invitation.save()
-    # AUDIT (phase B): invitation.create, after = email, role, expires_at.
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="invitation.create",
+        target=invitation,
+        before=None,
+        after={"email": address, "role": role, "expires_at": invitation.expires_at},
+    )
     try:
         _send_invitation(invitation, token, actor_user)
     except (smtplib.SMTPException, OSError):
@@ -189,16 +221,23 @@ def _zone(tenant: Tenant) -> zoneinfo.ZoneInfo:
 
 
 @transaction.atomic
-def invitation_revoke(*, invitation: Invitation, actor_user: Any = None) -> Invitation:
+def invitation_revoke(*, invitation: Invitation, actor: Actor | None = None) -> Invitation:
     """Close an open invitation: its link stops working at once."""
-    _require_manager(invitation.tenant, actor_user)
+    _require_manager(invitation.tenant, _user_of(actor))
     changed = Invitation.objects.filter(
         pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True
     ).update(revoked_at=timezone.now())
     invitation.refresh_from_db()
     if changed != 1:
         raise ValidationError(f"This invitation is already {invitation.state}.")
-    # AUDIT (phase B): invitation.revoke, before/after = state.
+    audit_record(
+        tenant=invitation.tenant,
+        actor=actor,
+        action="invitation.revoke",
+        target=invitation,
+        before={"state": "pending"},
+        after={"state": "revoked"},
+    )
     return invitation
 
 
@@ -285,7 +324,24 @@ def invitation_accept(*, token: str, user: Any = None, password: str = "", name:
     membership.full_clean()
     membership.save()
     Invitation.objects.filter(pk=invitation.pk).update(accepted_by=user)
-    # AUDIT (phase B): invitation.accept + member.add, after = user, role.
+    # The invitee is the one acting; the invitation and the membership are both recorded.
+    actor = Actor.console(user)
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="invitation.accept",
+        target=invitation,
+        before={"state": "pending"},
+        after={"state": "accepted", "user": _label(user)},
+    )
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="member.add",
+        target=membership,
+        before=None,
+        after=member_snapshot(membership),
+    )
     return membership
 
 
@@ -313,14 +369,19 @@ def _owners(tenant: Tenant) -> int:
 
 
 @transaction.atomic
-def member_role_change(*, membership: Membership, role: str, actor_user: Any = None) -> Membership:
+def member_role_change(*, membership: Membership, role: str, actor: Actor | None = None) -> Membership:
     """Give a member another role. Only an owner grants or takes away the owner role; the last owner
     stays an owner."""
     _valid_role(role)
     tenant = membership.tenant
     _lock_tenant(tenant)
-    acting = _require_manager(tenant, actor_user)
-    current = Membership.objects.select_for_update().filter(pk=membership.pk).first()
+    acting = _require_manager(tenant, _user_of(actor))
+    current = (
+        Membership.objects.select_for_update(of=("self",))
+        .select_related("user")
+        .filter(pk=membership.pk)
+        .first()
+    )
     if current is None:
         raise ValidationError("This person is no longer a member.")
     if acting != Role.OWNER and Role.OWNER in (current.role, role):
@@ -331,22 +392,35 @@ def member_role_change(*, membership: Membership, role: str, actor_user: Any = N
         raise ValidationError(
             {"role": f"{tenant.name} needs at least one owner: make someone else an owner first."}
         )
+    before = member_snapshot(current)
     current.role = role
     current.full_clean()
     current.save(update_fields=["role"])
-    # AUDIT (phase B): member.role, before/after = role.
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="member.role",
+        target=current,
+        before=before,
+        after=member_snapshot(current),
+    )
     membership.role = role
     return current
 
 
 @transaction.atomic
-def member_remove(*, membership: Membership, actor_user: Any = None) -> None:
+def member_remove(*, membership: Membership, actor: Actor | None = None) -> None:
     """Remove someone from a tenant (their account stays). Only an owner removes an owner; the last
     owner stays."""
     tenant = membership.tenant
     _lock_tenant(tenant)
-    acting = _require_manager(tenant, actor_user)
-    current = Membership.objects.select_for_update().filter(pk=membership.pk).first()
+    acting = _require_manager(tenant, _user_of(actor))
+    current = (
+        Membership.objects.select_for_update(of=("self",))
+        .select_related("user")
+        .filter(pk=membership.pk)
+        .first()
+    )
     if current is None:
         return  # already gone: the outcome asked for
     if current.role == Role.OWNER:
@@ -356,5 +430,12 @@ def member_remove(*, membership: Membership, actor_user: Any = None) -> None:
             raise ValidationError(
                 f"{tenant.name} needs at least one owner: make someone else an owner first."
             )
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="member.remove",
+        target=current,
+        before=member_snapshot(current),
+        after=None,
+    )
     current.delete()
-    # AUDIT (phase B): member.remove, before = user, role.

@@ -282,6 +282,8 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 TOLLHOUSE_LOGIN_RATE = env.rate("TOLLHOUSE_LOGIN_RATE", "10/m")
+# Failed opens of invitation links (/invitations/<token>/) allowed per client IP per window; beyond it, 429.
+TOLLHOUSE_INVITATION_RATE = env.rate("TOLLHOUSE_INVITATION_RATE", "20/m")
 
 CELERY_BROKER_URL = env.raw("CELERY_BROKER_URL") or REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 
+from accounts.audit import Actor
 from accounts.members import member_remove, member_role_change
 from accounts.models import Membership
 from accounts.services import tenant_create
@@ -34,21 +35,23 @@ def role_of(membership):
 
 def test_an_owner_changes_any_role(acme):
     owner, other = join(acme, "owner", "olive"), join(acme, "member", "mo")
-    member_role_change(membership=other, role="owner", actor_user=owner.user)
+    member_role_change(membership=other, role="owner", actor=Actor.console(owner.user))
     assert role_of(other) == "owner"
-    member_role_change(membership=owner, role="viewer", actor_user=owner.user)  # another owner remains
+    member_role_change(
+        membership=owner, role="viewer", actor=Actor.console(owner.user)
+    )  # another owner remains
     assert role_of(owner) == "viewer"
 
 
 def test_the_last_owner_cannot_be_demoted_or_removed(acme):
     owner = join(acme, "owner", "olive")
     with pytest.raises(ValidationError) as caught:
-        member_role_change(membership=owner, role="admin", actor_user=owner.user)
+        member_role_change(membership=owner, role="admin", actor=Actor.console(owner.user))
     assert caught.value.message_dict == {
         "role": ["Acme needs at least one owner: make someone else an owner first."]
     }
     with pytest.raises(ValidationError, match="needs at least one owner"):
-        member_remove(membership=owner, actor_user=owner.user)
+        member_remove(membership=owner, actor=Actor.console(owner.user))
     assert role_of(owner) == "owner"
 
 
@@ -58,15 +61,15 @@ def test_an_admin_manages_members_but_not_owners(acme):
         join(acme, "admin", "adam"),
         join(acme, "viewer", "vi"),
     )
-    member_role_change(membership=other, role="member", actor_user=admin.user)
+    member_role_change(membership=other, role="member", actor=Actor.console(admin.user))
     assert role_of(other) == "member"
     for target, role in [(other, "owner"), (owner, "admin")]:
         with pytest.raises(ValidationError) as caught:
-            member_role_change(membership=target, role=role, actor_user=admin.user)
+            member_role_change(membership=target, role=role, actor=Actor.console(admin.user))
         assert "Only an owner can" in caught.value.message_dict["role"][0]
     with pytest.raises(ValidationError, match="Only an owner can remove an owner"):
-        member_remove(membership=owner, actor_user=admin.user)
-    member_remove(membership=other, actor_user=admin.user)
+        member_remove(membership=owner, actor=Actor.console(admin.user))
+    member_remove(membership=other, actor=Actor.console(admin.user))
     assert (role_of(owner), Membership.objects.filter(pk=other.pk).exists()) == ("owner", False)
     assert User.objects.filter(pk=other.user_id).exists()  # the account stays
 
@@ -75,9 +78,9 @@ def test_an_admin_manages_members_but_not_owners(acme):
 def test_members_and_viewers_change_nothing(acme, role):
     actor, other = join(acme, role, "me"), join(acme, "viewer", "vi")
     with pytest.raises(PermissionDenied):
-        member_role_change(membership=other, role="admin", actor_user=actor.user)
+        member_role_change(membership=other, role="admin", actor=Actor.console(actor.user))
     with pytest.raises(PermissionDenied):
-        member_remove(membership=other, actor_user=actor.user)
+        member_remove(membership=other, actor=Actor.console(actor.user))
     assert role_of(other) == "viewer"
 
 
@@ -85,16 +88,16 @@ def test_an_owner_of_another_tenant_changes_nothing(acme):
     globex = tenant_create(name="Globex", slug="globex")
     eve, other = join(globex, "owner", "eve"), join(acme, "viewer", "vi")
     with pytest.raises(PermissionDenied):
-        member_role_change(membership=other, role="admin", actor_user=eve.user)
+        member_role_change(membership=other, role="admin", actor=Actor.console(eve.user))
     with pytest.raises(PermissionDenied):
-        member_remove(membership=other, actor_user=eve.user)
+        member_remove(membership=other, actor=Actor.console(eve.user))
 
 
 def test_a_role_that_does_not_exist_is_refused(acme):
     owner, other = join(acme, "owner", "olive"), join(acme, "viewer", "vi")
     for role in ["", "superuser", "OWNER", "x" * 1000]:
         with pytest.raises(ValidationError) as caught:
-            member_role_change(membership=other, role=role, actor_user=owner.user)
+            member_role_change(membership=other, role=role, actor=Actor.console(owner.user))
         assert set(caught.value.message_dict) == {"role"}
     assert role_of(other) == "viewer"
 
@@ -111,9 +114,9 @@ def test_two_owners_leaving_at_once_leave_one_owner(how):
         try:
             barrier.wait()
             if how == "demote":
-                member_role_change(membership=membership, role="member", actor_user=membership.user)
+                member_role_change(membership=membership, role="member", actor=Actor.console(membership.user))
             else:
-                member_remove(membership=membership, actor_user=membership.user)
+                member_remove(membership=membership, actor=Actor.console(membership.user))
             outcomes.append("ok")
         except ValidationError:
             outcomes.append("refused")
