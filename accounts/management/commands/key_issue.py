@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from accounts.audit import Actor
 from accounts.management.commands._cli import (
     choice,
     command_error,
@@ -131,6 +132,7 @@ class Command(BaseCommand):
                     rpm_limit=rpm,
                     tpm_limit=tpm,
                     concurrency_limit=concurrency,
+                    actor=Actor.command("key_issue"),
                 )
                 if budget is not None:
                     assert period is not None
@@ -140,6 +142,7 @@ class Command(BaseCommand):
                         usd=budget,
                         period=period,
                         hard=not options["soft"],
+                        actor=Actor.command("key_issue"),
                     )
         except ValidationError as exc:
             raise command_error(exc, OPTIONS) from None
