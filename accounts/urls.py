@@ -37,5 +37,6 @@ urlpatterns = [
         name="signing_key_deactivate",
     ),
     path("t/<slug:slug>/audit/", views_audit.audit, name="audit"),
+    path("invitations/accept/", views_invitations.invitation_accept_post, name="invitation_accept_post"),
     path("invitations/<str:token>/", views_invitations.invitation_accept, name="invitation_accept"),
 ]

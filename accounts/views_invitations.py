@@ -4,7 +4,8 @@ Someone signed in with the invited address joins with one button; someone withou
 a password (and a name) and is signed in as the new member; someone whose address already has an
 account is asked to sign in first. An expired, revoked, used or unknown link says which, and nothing
 changes. Failed attempts are throttled per client IP (TOLLHOUSE_INVITATION_RATE), so tokens cannot be
-guessed at speed; the page is never cached and sends no Referer (the token is in its URL)."""
+guessed at speed; the page is never cached, and its forms carry the token in their body, not in the
+URL they post to."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts import members as services
 from accounts.context import tenant_home_url
@@ -34,16 +35,31 @@ STATUS = {"invalid": 404, "used": 410, "revoked": 410, "expired": 410}
 
 
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_GET
 @invitation_throttled
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    """The link in the email (GET)."""
+    return _accept(request, token)
+
+
+@never_cache
+@require_POST
+@invitation_throttled
+def invitation_accept_post(request: HttpRequest) -> HttpResponse:
+    """The page's forms post here with the token in their body, so that the token is in no URL a
+    POST is logged under (a CSRF refusal, for one, logs the path)."""
+    token = request.POST.get("token", "")
+    return _accept(request, token if isinstance(token, str) else "")
+
+
+def _accept(request: HttpRequest, token: str) -> HttpResponse:
     invitation = services.invitation_for_token(token)
     reason = services.invitation_unusable_reason(invitation)
     if reason is not None:
         return _render(request, {"reason": reason.message}, status=STATUS.get(str(reason.code), 400))
     assert invitation is not None
     user = request.user if request.user.is_authenticated else None
-    context: dict[str, object] = {"invitation": invitation, "tenant": invitation.tenant}
+    context: dict[str, object] = {"invitation": invitation, "tenant": invitation.tenant, "token": token}
     if user is not None:
         if (user.email or "").strip().lower() != invitation.email:
             context["wrong_account"] = user.email or user.get_username()
@@ -56,7 +72,8 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
             return _joined(request, invitation)
         return _render(request, {**context, "join": True})
     if get_user_model()._default_manager.filter(email__iexact=invitation.email).exists():
-        login_url = f"{reverse('accounts:login')}?{urlencode({'next': request.path})}"
+        link = reverse("accounts:invitation_accept", kwargs={"token": token})
+        login_url = f"{reverse('accounts:login')}?{urlencode({'next': link})}"
         return _render(
             request, {**context, "sign_in_url": login_url}, status=409 if request.method == "POST" else 200
         )
@@ -83,9 +100,8 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def _render(request: HttpRequest, context: dict[str, object], *, status: int = 200) -> HttpResponse:
-    response = render(request, "accounts/invitation_accept.html", context, status=status)
-    response["Referrer-Policy"] = "no-referrer"
-    return response
+    # The site's Referrer-Policy (same-origin) keeps the token's URL from other sites.
+    return render(request, "accounts/invitation_accept.html", context, status=status)
 
 
 def _joined(request: HttpRequest, invitation: Invitation) -> HttpResponse:
