@@ -18,9 +18,9 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
-from accounts import services, signing
+from accounts import members, services, signing
 from accounts.audit import Actor
-from accounts.models import LIMIT_FIELDS, ApiKey, AuditEntry, Membership, Plan, SigningKey, Tenant
+from accounts.models import LIMIT_FIELDS, ApiKey, AuditEntry, Invitation, Membership, Plan, SigningKey, Tenant
 from accounts.validators import validate_names
 from config.admin import save_inline_through
 
@@ -99,8 +99,31 @@ class PlanAdmin(admin.ModelAdmin):
             _warn_of_looser_keys(request, services.looser_keys_sentence(plan=obj))
 
 
+class MembershipFormSet(BaseInlineFormSet):
+    """A tenant that has an owner keeps one (accounts/members.py): refused on the form, not on save."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors) or self.instance.pk is None:
+            return
+        if not Membership.objects.filter(tenant=self.instance, role=Membership.Role.OWNER).exists():
+            return
+        kept_owners = [
+            form
+            for form in self.forms
+            if form.cleaned_data
+            and not form.cleaned_data.get("DELETE")
+            and form.cleaned_data.get("role") == Membership.Role.OWNER
+        ]
+        if not kept_owners:
+            raise ValidationError(
+                f"{self.instance.name} needs at least one owner: make someone else an owner first."
+            )
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
+    formset = MembershipFormSet
     extra = 0
     autocomplete_fields = ["user"]
 
@@ -136,7 +159,9 @@ class TenantAdmin(admin.ModelAdmin):
     ) -> None:
         actor = Actor.admin(request.user)
         save_inline_through(
-            formset, lambda membership: services.membership_save(membership=membership, actor=actor)
+            formset,
+            lambda membership: services.membership_save(membership=membership, actor=actor),
+            lambda membership: members.member_remove(membership=membership, actor=actor),
         )
 
 
@@ -209,6 +234,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
         add_never_cache_headers(response)
         return response
 
+    def delete_model(self, request: HttpRequest, obj: ApiKey) -> None:
+        services.api_key_delete(api_key=obj, actor=Actor.admin(request.user))
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        actor = Actor.admin(request.user)
+        for api_key in queryset.select_related("tenant"):
+            services.api_key_delete(api_key=api_key, actor=actor)
+
     @admin.action(description="Revoke selected keys")
     def revoke(self, request: HttpRequest, queryset: Any) -> None:
         revoked = 0
@@ -278,10 +311,12 @@ class SigningKeyAdmin(admin.ModelAdmin):
         return [] if obj is None else ["tenant", "issuer", "algorithm", "public_key", "created_at"]
 
     def save_model(self, request: HttpRequest, obj: SigningKey, form: ModelForm, change: bool) -> None:
+        actor = Actor.admin(request.user)
         if change:
-            signing.signing_key_save(signing_key=obj)
+            signing.signing_key_save(signing_key=obj, actor=actor)
             return
         added = signing.signing_key_add(
+            actor=actor,
             tenant=obj.tenant,
             name=obj.name,
             issuer=obj.issuer,
@@ -298,10 +333,55 @@ class SigningKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Deactivate selected signing keys")
     def deactivate(self, request: HttpRequest, queryset: Any) -> None:
         count = 0
-        for signing_key in queryset.filter(active=True):
-            signing.signing_key_deactivate(signing_key=signing_key)
+        actor = Actor.admin(request.user)
+        for signing_key in queryset.filter(active=True).select_related("tenant"):
+            signing.signing_key_deactivate(signing_key=signing_key, actor=actor)
             count += 1
         messages.success(request, f"Deactivated {count} signing key(s).")
+
+    def delete_model(self, request: HttpRequest, obj: SigningKey) -> None:
+        signing.signing_key_delete(signing_key=obj, actor=Actor.admin(request.user))
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        actor = Actor.admin(request.user)
+        for signing_key in queryset.select_related("tenant"):
+            signing.signing_key_delete(signing_key=signing_key, actor=actor)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations are sent from the console's members page (or accounts.members): here they are read,
+    and revoked through the service, which records it."""
+
+    list_display = ["email", "tenant", "role", "state", "invited_by", "created_at", "expires_at"]
+    list_filter = ["role", "tenant"]
+    search_fields = ["email", "tenant__name", "tenant__slug"]
+    list_select_related = ["tenant", "invited_by"]
+    actions = ["revoke"]
+
+    @admin.display(description="state")
+    def state(self, obj: Invitation) -> str:
+        return obj.state
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected invitations", permissions=["view"])
+    def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        actor = Actor.admin(request.user)
+        count = 0
+        for invitation in queryset.filter(accepted_at__isnull=True, revoked_at__isnull=True).select_related(
+            "tenant"
+        ):
+            members.invitation_revoke(invitation=invitation, actor=actor)
+            count += 1
+        messages.success(request, f"Revoked {count} invitation(s).")
 
 
 @admin.register(AuditEntry)

@@ -34,7 +34,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "members.view": MEMBERS,
     "members.invite": MANAGERS,
     "members.remove": MANAGERS,
-    "members.role": OWNERS,
+    "members.role": MANAGERS,  # an admin changes roles, but only an owner grants or takes the owner role
     "signing_keys.view": MANAGERS,
     "signing_keys.edit": MANAGERS,
     "audit.view": MANAGERS,

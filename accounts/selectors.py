@@ -7,13 +7,14 @@ its own here, so another tenant's object is a 404 (never a 403 that would confir
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.http import Http404
+from django.utils import timezone
 
-from accounts.models import ApiKey, Membership, Tenant
+from accounts.models import ApiKey, AuditEntry, Invitation, Membership, SigningKey, Tenant
 
 NOT_FOUND = "No such page."
 
@@ -88,3 +89,138 @@ def api_key_by_prefix(prefix: str) -> KeyLookup | None:
     return KeyLookup(
         api_key=rotated, digest=rotated.previous_digest, valid_until=rotated.previous_valid_until
     )
+
+
+# --- members, invitations, signing keys, audit (the members, signing-keys and audit pages) -------------
+
+
+def members_of_tenant(tenant: Tenant) -> QuerySet[Membership]:
+    """The tenant's members, owners first, then by address."""
+    order = Case(
+        *(When(role=role, then=Value(rank)) for rank, role in enumerate(Membership.Role.values)),
+        output_field=IntegerField(),
+    )
+    return (
+        Membership.objects.filter(tenant=tenant)
+        .select_related("user")
+        .annotate(role_rank=order)
+        .order_by("role_rank", "user__email", "id")
+    )
+
+
+def member_for_tenant(tenant: Tenant, member_id: Any) -> Membership:
+    """One of `tenant`'s memberships (by its id), or Http404."""
+    member = (
+        Membership.objects.filter(tenant=tenant, pk=_pk(member_id)).select_related("tenant", "user").first()
+    )
+    if member is None:
+        raise Http404(NOT_FOUND)
+    return member
+
+
+def invitations_open(tenant: Tenant) -> QuerySet[Invitation]:
+    """Invitations not yet accepted, revoked or expired, newest first."""
+    return (
+        Invitation.objects.filter(
+            tenant=tenant, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        )
+        .select_related("invited_by")
+        .order_by("-created_at", "-id")
+    )
+
+
+def invitation_for_tenant(tenant: Tenant, invitation_id: Any) -> Invitation:
+    """One of `tenant`'s invitations (by its id), or Http404."""
+    invitation = (
+        Invitation.objects.filter(tenant=tenant, pk=_pk(invitation_id)).select_related("tenant").first()
+    )
+    if invitation is None:
+        raise Http404(NOT_FOUND)
+    return invitation
+
+
+def signing_keys_of_tenant(tenant: Tenant) -> QuerySet[SigningKey]:
+    """Active keys first, then newest first."""
+    return SigningKey.objects.filter(tenant=tenant).order_by("-active", "-created_at", "-id")
+
+
+def signing_key_for_tenant(tenant: Tenant, signing_key_id: Any) -> SigningKey:
+    """One of `tenant`'s signing keys (by its id), or Http404."""
+    found = SigningKey.objects.filter(tenant=tenant, pk=_pk(signing_key_id)).select_related("tenant").first()
+    if found is None:
+        raise Http404(NOT_FOUND)
+    return found
+
+
+# What the audit page filters by: object type (AuditEntry.object_type) -> label.
+AUDIT_OBJECT_TYPES = {
+    "accounts.apikey": "API keys",
+    "accounts.membership": "Members and roles",
+    "accounts.invitation": "Invitations",
+    "accounts.signingkey": "Signing keys",
+    "accounts.tenant": "Tenant limits",
+    "billing.budget": "Budgets",
+    "billing.creditentry": "Credits",
+}
+AUDIT_PAGE_SIZE = 50
+
+
+class AuditCursorError(ValueError):
+    """A `cursor` that is not one this page made."""
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[AuditEntry]
+    next_cursor: str  # "" on the last page
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _audit_cursor(entry: AuditEntry) -> str:
+    # Whole microseconds since the epoch: exact, unlike a float timestamp.
+    return f"{(entry.created_at - _EPOCH) // _MICROSECOND}_{entry.pk}"
+
+
+def _parse_audit_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        stamp, _, pk = cursor.partition("_")
+        if len(cursor) > 40 or not stamp.isdigit() or not pk.isdigit():
+            raise ValueError(cursor)
+        return _EPOCH + int(stamp) * _MICROSECOND, _pk(pk)
+    except (ValueError, OverflowError, OSError, Http404):
+        raise AuditCursorError(cursor[:40]) from None
+
+
+def audit_page(
+    tenant: Tenant, *, object_type: str | None = None, cursor: str = "", size: int = AUDIT_PAGE_SIZE
+) -> AuditPage:
+    """One page of the tenant's audit log, newest first, after `cursor` (keyset: (created_at, id) below
+    the last row shown, read off the (tenant, created_at, id) index; never an OFFSET)."""
+    entries = AuditEntry.objects.filter(tenant=tenant)
+    if object_type:
+        entries = entries.filter(object_type=object_type)
+    if cursor:
+        when, pk = _parse_audit_cursor(cursor)
+        entries = entries.filter(Q(created_at__lt=when) | Q(created_at=when, pk__lt=pk))
+    rows = list(entries.select_related("actor_user").order_by("-created_at", "-id")[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return AuditPage(entries=rows, next_cursor=_audit_cursor(rows[-1]) if more else "")
+
+
+def audit_changes(entry: AuditEntry) -> list[tuple[str, Any, Any]]:
+    """(field, before, after) for each field the entry changed; every field for a creation or a deletion."""
+    before, after = entry.before or {}, entry.after or {}
+    names = list(dict.fromkeys([*before, *after]))
+    if entry.before is not None and entry.after is not None:
+        names = [name for name in names if before.get(name) != after.get(name)]
+    return [(name, _shown(before.get(name)), _shown(after.get(name))) for name in names]
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) if value else "[]"
+    return value

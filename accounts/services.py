@@ -378,3 +378,18 @@ def api_key_rotate(*, api_key: ApiKey, grace: timedelta, actor: Actor | None = N
     ):
         setattr(api_key, field, getattr(locked, field))
     return IssuedKey(api_key=api_key, raw=raw)
+
+
+@transaction.atomic
+def api_key_delete(*, api_key: ApiKey, actor: Actor | None = None) -> None:
+    """Delete a key outright (the admin's delete; the console revokes instead). Recorded with what the
+    key was, in the same transaction."""
+    audit_record(
+        tenant=api_key.tenant,
+        actor=actor,
+        action="key.delete",
+        target=api_key,
+        before=audit_snapshot(api_key, KEY_AUDIT_FIELDS),
+        after=None,
+    )
+    api_key.delete()

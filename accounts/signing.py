@@ -13,6 +13,8 @@ and a message never contains the secret or the key material.
 from __future__ import annotations
 
 import hashlib
+import secrets
+from dataclasses import dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
+from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import SigningKey, Tenant
 
 MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
@@ -29,6 +32,8 @@ MAX_PUBLIC_KEY_CHARS = 10_000
 # Each token is tried against its issuer's active keys of its algorithm (fewer with a `kid`), so the
 # number bounds what one token can cost to verify.
 MAX_ACTIVE_KEYS_PER_ISSUER = 10
+# What the audit log records of a signing key: never the secret, nor the key material.
+AUDIT_FIELDS = ("name", "issuer", "algorithm", "key_id", "active")
 
 _PEM_MARKERS = ("-----BEGIN", "ssh-rsa", "ssh-ed25519", "ecdsa-sha2-")
 
@@ -185,6 +190,7 @@ def signing_key_add(
     secret: str = "",
     public_key: str = "",
     key_id: str = "",
+    actor: Actor | None = None,
 ) -> SigningKey:
     """Add an active signing key (see `signing_key_prepare` for what each algorithm takes)."""
     signing_key = signing_key_prepare(
@@ -196,25 +202,103 @@ def signing_key_add(
         public_key=public_key,
         key_id=key_id,
     )
-    return signing_key_save(signing_key=signing_key)
+    return signing_key_save(signing_key=signing_key, actor=actor)
+
+
+@dataclass(frozen=True)
+class IssuedSigningKey:
+    signing_key: SigningKey
+    secret: str  # an HS256 secret generated here: shown once, on the page that added the key; else ""
+
+
+GENERATED_SECRET_BYTES = 48
 
 
 @transaction.atomic
-def signing_key_save(*, signing_key: SigningKey) -> SigningKey:
+def signing_key_issue(
+    *,
+    tenant: Tenant,
+    name: str,
+    issuer: str,
+    algorithm: str,
+    secret: str = "",
+    public_key: str = "",
+    key_id: str = "",
+    actor: Actor | None = None,
+) -> IssuedSigningKey:
+    """`signing_key_add`, except that an HS256 key given no secret gets a random one, returned once
+    (the console shows it on the page that added the key; it is stored encrypted and never shown again).
+    A secret the tenant brings is not echoed back: they have it already."""
+    generated = ""
+    if algorithm == SigningKey.Algorithm.HS256 and not secret and not public_key:
+        generated = secret = secrets.token_urlsafe(GENERATED_SECRET_BYTES)
+    signing_key = signing_key_add(
+        tenant=tenant,
+        name=name,
+        issuer=issuer,
+        algorithm=algorithm,
+        secret=secret,
+        public_key=public_key,
+        key_id=key_id,
+        actor=actor,
+    )
+    return IssuedSigningKey(signing_key=signing_key, secret=generated)
+
+
+@transaction.atomic
+def signing_key_save(*, signing_key: SigningKey, actor: Actor | None = None) -> SigningKey:
     """Save a key's settings as they are on the instance (name, key id, active). Its tenant, issuer,
     algorithm and key material are set once by `signing_key_add`: rotate by adding a new key."""
     _lock_issuer(signing_key.issuer)
     signing_key_check(signing_key=signing_key)
+    stored = SigningKey.objects.filter(pk=signing_key.pk).first() if signing_key.pk else None
+    before = audit_snapshot(stored, AUDIT_FIELDS)
     signing_key.save()
+    after = audit_snapshot(signing_key, AUDIT_FIELDS)
+    if before != after:
+        action = "signing_key.add" if stored is None else "signing_key.change"
+        audit_record(
+            tenant=signing_key.tenant,
+            actor=actor,
+            action=action,
+            target=signing_key,
+            before=before,
+            after=after,
+        )
     return signing_key
 
 
 @transaction.atomic
-def signing_key_deactivate(*, signing_key: SigningKey) -> SigningKey:
-    """Tokens it signed stop working on every gateway worker within moments (the change is broadcast)."""
+def signing_key_deactivate(*, signing_key: SigningKey, actor: Actor | None = None) -> SigningKey:
+    """Tokens it signed stop working on every gateway worker within moments (the change is broadcast).
+    A key already inactive is left as it is (and nothing is recorded)."""
+    # A broadcasting update: the gateways drop the key from their caches.
+    changed = SigningKey.objects.filter(pk=signing_key.pk, active=True).update(active=False)
     signing_key.active = False
-    signing_key.save(update_fields=["active"])
+    if changed:
+        audit_record(
+            tenant=signing_key.tenant,
+            actor=actor,
+            action="signing_key.deactivate",
+            target=signing_key,
+            before={"active": True},
+            after={"active": False},
+        )
     return signing_key
+
+
+@transaction.atomic
+def signing_key_delete(*, signing_key: SigningKey, actor: Actor | None = None) -> None:
+    """Delete a key (the admin's delete): recorded with what it was, never its material."""
+    audit_record(
+        tenant=signing_key.tenant,
+        actor=actor,
+        action="signing_key.delete",
+        target=signing_key,
+        before=audit_snapshot(signing_key, AUDIT_FIELDS),
+        after=None,
+    )
+    signing_key.delete()
 
 
 def active_signing_keys(*, issuer: str) -> list[SigningKey]:

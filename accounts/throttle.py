@@ -141,3 +141,39 @@ def login_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
         return response
 
     return wrapped
+
+
+class InvitationThrottle(LoginThrottle):
+    """Failed opens of invitation links per client IP (own counters, apart from sign-in's)."""
+
+    def _key(self, ip: str, slot: int) -> str:
+        return redis_key("invitation", ip, str(slot))
+
+
+@lru_cache(maxsize=1)
+def invitation_throttle() -> InvitationThrottle:
+    limit, window = parse_rate(settings.TOLLHOUSE_INVITATION_RATE)
+    return InvitationThrottle(limit=limit, window_seconds=window)
+
+
+def invitation_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wrap the invitation page: an address over TOLLHOUSE_INVITATION_RATE failed attempts gets 429;
+    an attempt fails when its link opens nothing usable (4xx) or a form it posts is refused."""
+
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        throttle = invitation_throttle()
+        ip = clientip.from_meta(request.META) or "-"
+        if throttle.failures(ip) >= throttle.limit:
+            response = HttpResponse(
+                "Too many failed attempts from your address. Try again later.",
+                status=429,
+                content_type="text/plain; charset=utf-8",
+            )
+            response["Retry-After"] = str(throttle.retry_after())
+            return response
+        response = view(request, *args, **kwargs)
+        if response.status_code >= 400:
+            throttle.failed(ip)
+        return response
+
+    return wrapped

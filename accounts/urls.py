@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from accounts import views, views_keys
+from accounts import views, views_audit, views_invitations, views_keys, views_members, views_signing_keys
 
 app_name = "accounts"
 
@@ -24,4 +24,23 @@ urlpatterns = [
     path("t/<slug:slug>/keys/<int:key_id>/", views_keys.key_detail, name="key_detail"),
     path("t/<slug:slug>/keys/<int:key_id>/rotate/", views_keys.key_rotate, name="key_rotate"),
     path("t/<slug:slug>/keys/<int:key_id>/revoke/", views_keys.key_revoke, name="key_revoke"),
+    path("t/<slug:slug>/members/", views_members.members, name="members"),
+    path("t/<slug:slug>/members/invite/", views_members.member_invite, name="member_invite"),
+    path("t/<slug:slug>/members/<str:member_id>/role/", views_members.member_role, name="member_role"),
+    path("t/<slug:slug>/members/<str:member_id>/remove/", views_members.member_remove, name="member_remove"),
+    path(
+        "t/<slug:slug>/invitations/<str:invitation_id>/revoke/",
+        views_members.invitation_revoke,
+        name="invitation_revoke",
+    ),
+    path("t/<slug:slug>/signing-keys/", views_signing_keys.signing_keys, name="signing_keys"),
+    path("t/<slug:slug>/signing-keys/add/", views_signing_keys.signing_key_add, name="signing_key_add"),
+    path(
+        "t/<slug:slug>/signing-keys/<str:signing_key_id>/deactivate/",
+        views_signing_keys.signing_key_deactivate,
+        name="signing_key_deactivate",
+    ),
+    path("t/<slug:slug>/audit/", views_audit.audit, name="audit"),
+    path("invitations/accept/", views_invitations.invitation_accept_post, name="invitation_accept_post"),
+    path("invitations/<str:token>/", views_invitations.invitation_accept, name="invitation_accept"),
 ]

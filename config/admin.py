@@ -10,13 +10,20 @@ from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
 
 
-def save_inline_through(formset: BaseInlineFormSet, save: Callable[[Any], object]) -> None:
+def save_inline_through(
+    formset: BaseInlineFormSet,
+    save: Callable[[Any], object],
+    delete: Callable[[Any], object] | None = None,
+) -> None:
     """Save an admin inline formset through a service (`save(obj)` validates and saves one row), so
-    an inline cannot store what the service would refuse. Deletions are plain deletes: the
-    post_delete broadcast covers them."""
+    an inline cannot store what the service would refuse. Deletions go through `delete(obj)` when
+    given (a service that records them), else are plain deletes: the post_delete broadcast covers them."""
     objects = formset.save(commit=False)
     for obj in formset.deleted_objects:
-        obj.delete()
+        if delete is not None:
+            delete(obj)
+        else:
+            obj.delete()
     for obj in objects:
         save(obj)
     formset.save_m2m()

@@ -282,6 +282,8 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 TOLLHOUSE_LOGIN_RATE = env.rate("TOLLHOUSE_LOGIN_RATE", "10/m")
+# Failed opens of invitation links (/invitations/<token>/) allowed per client IP per window; beyond it, 429.
+TOLLHOUSE_INVITATION_RATE = env.rate("TOLLHOUSE_INVITATION_RATE", "20/m")
 
 CELERY_BROKER_URL = env.raw("CELERY_BROKER_URL") or REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
@@ -342,6 +344,8 @@ if _public_url.scheme not in {"http", "https"} or not _public_url.netloc:
     env.errors.append(f"TOLLHOUSE_PUBLIC_URL must be an http(s) URL, not {TOLLHOUSE_PUBLIC_URL!r}.")
 # Budget alert emails and webhooks that fail are tried again after this many seconds, doubling each time.
 TOLLHOUSE_ALERT_RETRY_SECONDS = env.integer("TOLLHOUSE_ALERT_RETRY_SECONDS", 30)
+# An invitation to join a tenant (accounts/members.py) can be accepted for this many days.
+TOLLHOUSE_INVITATION_DAYS = env.integer("TOLLHOUSE_INVITATION_DAYS", 7, minimum=1)
 
 # --- the gateway ------------------------------------------------------------------------------------
 TOLLHOUSE_MAX_BODY_BYTES = env.integer("TOLLHOUSE_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)

@@ -302,3 +302,21 @@ def test_the_admin_deactivates_and_edits_through_the_services(operator_client, a
     )
     assert response.status_code == 302
     assert not SigningKey.objects.get(pk=key.pk).active
+
+
+def test_issue_generates_an_hs256_secret_shown_once(acme):
+    from accounts.signing import GENERATED_SECRET_BYTES, signing_key_issue
+
+    issued = signing_key_issue(tenant=acme, name="backend", issuer=ISSUER, algorithm="HS256")
+    stored = SigningKey.objects.get()
+    assert len(issued.secret) >= GENERATED_SECRET_BYTES and stored.get_secret() == issued.secret
+    assert issued.secret not in stored.secret_encrypted
+    # A secret the tenant brings, or a public key, is not echoed back.
+    own = signing_key_issue(
+        tenant=acme, name="own", issuer=ISSUER, algorithm="HS256", secret=SECRET, key_id="k2"
+    )
+    public = signing_key_issue(
+        tenant=acme, name="rsa", issuer=ISSUER, algorithm="RS256", public_key=public_pem(rsa_key())
+    )
+    assert own.secret == public.secret == ""
+    assert SigningKey.objects.get(pk=own.signing_key.pk).get_secret() == SECRET

@@ -15,6 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 
+from accounts.audit import Actor
 from accounts.management.commands._cli import command_error, tenant_named
 from accounts.models import SigningKey
 from accounts.signing import MAX_PUBLIC_KEY_CHARS, MAX_SECRET_BYTES, signing_key_add
@@ -84,6 +85,7 @@ class Command(OperatorCommand):
                 secret=secret,
                 public_key=public_key,
                 key_id=options["kid"],
+                actor=Actor.command("signing_key_add"),
             )
         except ValidationError as exc:
             raise command_error(exc) from None
