@@ -215,6 +215,7 @@ def budget_alert_claim(due: DueAlert) -> BudgetAlert | None:
                 threshold=due.threshold,
                 spend=due.spend,
                 forecast_date=due.forecast_date,
+                email_recipients=list(due.budget.emails or []),
             )
             transaction.on_commit(partial(_queue_delivery, alert.pk, due.budget))
     except IntegrityError:
@@ -496,9 +497,24 @@ def budget_alert_email_send(*, alert_id: int, recipients: list[str] | None = Non
                 cause = exc
     finally:
         connection.close()
+    reached = [address for address in addresses if address not in failed]
+    error = "" if cause is None else f"{type(cause).__name__}: {cause}"[:500]
+    _email_outcome_record(alert, reached=reached, error=error)
     if cause is not None:
         raise AlertEmailFailed(failed, cause)
     return len(addresses)
+
+
+def _email_outcome_record(alert: BudgetAlert, *, reached: list[str], error: str) -> None:
+    """The alert history's account of the email: who it reached so far, the last failure."""
+    delivered = list(alert.email_delivered or [])
+    delivered += [address for address in reached if address not in delivered]
+    BudgetAlert.objects.filter(pk=alert.pk).update(email_delivered=delivered, email_error=error)
+
+
+def budget_alert_email_given_up(*, alert_id: int, recipients: list[str]) -> None:
+    """The last attempt failed: the history says whom the email never reached."""
+    BudgetAlert.objects.filter(pk=alert_id).update(email_failed=list(recipients))
 
 
 # --- webhook ------------------------------------------------------------------------------------------

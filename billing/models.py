@@ -135,6 +135,13 @@ ERROR_CLASSES = (
 )
 
 
+# Output speed: of the streamed calls that succeeded (not a cache hit, tokens counted by the
+# upstream, not a broken stream) the number, their completion tokens and their generation time in
+# microseconds (total latency minus time to first token). Tokens per second over any set of rows is
+# sum(generation_tokens) / sum(generation_us) · 10⁶: a token-weighted mean that adds up like the rest.
+GENERATION_COLUMNS = ("generation_calls", "generation_tokens", "generation_us")
+
+
 class UsageSums(models.Model):
     """What a rollup row adds up (abstract): counts, errors by class, tokens, cost, and the four
     latency histograms (billing/histograms.py: `<latency|ttft|upstream|overhead>_b00` … `_b47`)."""
@@ -158,6 +165,13 @@ class UsageSums(models.Model):
     for _column in histograms.ALL_COLUMNS:
         locals()[_column] = models.BigIntegerField(default=0)
     del _column
+    generation_calls = models.BigIntegerField(
+        default=0, help_text="Streamed calls that completed: those whose output speed is measured."
+    )
+    generation_tokens = models.BigIntegerField(default=0, help_text="Their completion tokens.")
+    generation_us = models.BigIntegerField(
+        default=0, help_text="Their time from first token to last, in microseconds."
+    )
 
     class Meta:
         abstract = True
@@ -380,6 +394,15 @@ class BudgetAlert(models.Model):
     spend = models.DecimalField(max_digits=20, decimal_places=9)
     forecast_date = models.DateField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The alert history (console budgets page): whom the email went to, and what became of it.
+    email_recipients = models.JSONField(
+        default=list, blank=True, help_text="The budget's addresses when the alert was sent."
+    )
+    email_delivered = models.JSONField(default=list, blank=True, help_text="Addresses the email reached.")
+    email_failed = models.JSONField(
+        default=list, blank=True, help_text="Addresses given up on after the last attempt."
+    )
+    email_error = models.CharField(max_length=500, blank=True, default="", help_text="The last failure.")
 
     class Meta:
         ordering = ["-created_at"]

@@ -229,6 +229,7 @@ _ROW_FIELDS = (
     "usage_estimated",
     "cost",
     "status",
+    "error_type",
     "streamed",
     "cache_hit",
     "latency_ms",

@@ -23,7 +23,7 @@ from django.db.models import Field, Model
 
 from billing import histograms
 from billing.events import STREAM_BROKEN
-from billing.models import ERROR_CLASSES, UsageHourly, UsageHourlyTenant, UsageRecord
+from billing.models import ERROR_CLASSES, GENERATION_COLUMNS, UsageHourly, UsageHourlyTenant, UsageRecord
 
 # (tenant_id, hour, api_key_id, end_user, requested_model, served_model): the unique cell.
 CellKey = tuple[int, datetime, int, str, str, str]
@@ -38,6 +38,7 @@ COUNT_COLUMNS: tuple[str, ...] = (
     "estimated",
     "streamed",
     *histograms.ALL_COLUMNS,
+    *GENERATION_COLUMNS,
 )
 SUM_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, "cost")  # what a cell adds up
 _INDEX = {name: index for index, name in enumerate(COUNT_COLUMNS)}
@@ -45,6 +46,7 @@ _REQUESTS = _INDEX["requests"]
 _PROMPT, _CACHED, _COMPLETION = _INDEX["prompt_tokens"], _INDEX["cached_tokens"], _INDEX["completion_tokens"]
 _CACHE_HITS, _ESTIMATED, _STREAMED = _INDEX["cache_hits"], _INDEX["estimated"], _INDEX["streamed"]
 _LATENCY, _TTFT, _UPSTREAM, _OVERHEAD = (_INDEX[histograms.column(name, 0)] for name in histograms.HISTOGRAMS)
+_GEN_CALLS, _GEN_TOKENS, _GEN_US = (_INDEX[name] for name in GENERATION_COLUMNS)
 _INVALID_REQUEST = {400, 404, 405, 409, 411, 413, 414, 415, 416, 422, 431}
 
 
@@ -144,6 +146,22 @@ class Cell:
             counts[_UPSTREAM + bucket_of(upstream_us)] += 1
         if overhead_us is not None:
             counts[_OVERHEAD + bucket_of(overhead_us)] += 1
+        if (
+            streamed
+            and ttft_us is not None
+            and latency_us is not None
+            and latency_us > ttft_us
+            and completion_tokens > 0
+            and status < 400
+            and not cache_hit
+            and not estimated
+            and not error_type.endswith(STREAM_BROKEN)
+        ):
+            # Output speed (see billing.models.GENERATION_COLUMNS): tokens over the time from the
+            # first token to the last, of the streams that completed with the upstream's counts.
+            counts[_GEN_CALLS] += 1
+            counts[_GEN_TOKENS] += completion_tokens
+            counts[_GEN_US] += latency_us - ttft_us
 
     def merge(self, other: Cell) -> None:
         counts = self.counts
