@@ -205,6 +205,15 @@ class UsageHourly(UsageSums):
                 name="usagehourly_unique_cell",
             )
         ]
+        indexes = [
+            # The console's top end users: an index-only scan of the cells that name one.
+            models.Index(
+                fields=["tenant_id", "hour"],
+                include=["end_user", "requests", "prompt_tokens", "completion_tokens", "cost"],
+                condition=~models.Q(end_user=""),
+                name="usagehourly_end_user_spend",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requested_model} {self.requests}"
@@ -229,6 +238,46 @@ class UsageHourlyTenant(UsageSums):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requests}"
+
+
+class UsageHourlyModel(UsageSums):
+    """A requested model's hour in a tenant: `UsageHourly` summed over keys, end users and served
+    models (same columns). Written with it, in the same transaction, from the same rows, for the
+    console's per-model charts (latency, tokens, spend), which would otherwise read every key × end
+    user cell of a month, each with its 192 histogram columns."""
+
+    hour = models.DateTimeField()
+    tenant_id = models.BigIntegerField()
+    requested_model = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant_id", "hour", "requested_model"], name="usagehourlymodel_unique_cell"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requested_model} {self.requests}"
+
+
+class UsageHourlyKey(UsageSums):
+    """A key's hour: `UsageHourly` summed over end users and models (same columns; `api_key_id` 0
+    for calls without a key row), for the console's per-key charts. Written like UsageHourlyModel."""
+
+    hour = models.DateTimeField()
+    tenant_id = models.BigIntegerField()
+    api_key_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant_id", "hour", "api_key_id"], name="usagehourlykey_unique_cell"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h key {self.api_key_id} {self.requests}"
 
 
 class Budget(models.Model):

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
 from billing import histograms
-from billing.models import ERROR_CLASSES, UsageHourly, UsageHourlyTenant
+from billing.models import ERROR_CLASSES, UsageHourly, UsageHourlyKey, UsageHourlyModel, UsageHourlyTenant
 
 DEFAULT_DAYS = 30
 
@@ -443,15 +443,16 @@ def latency_series(
     rollup), or one requested model's and/or one key's (from the cells)."""
     latency, ttft = histograms.COLUMNS["latency"], histograms.COLUMNS["ttft"]
     sums = {name: Sum(name) for name in (*latency, *ttft, "requests", "generation_tokens", "generation_us")}
+    # The narrowest rollup that answers: a tenant's, a model's or a key's hours; both: the cells.
     source: QuerySet[Any]
     if model is None and api_key_id is None:
         source = _tenant_hours(tenant)
+    elif api_key_id is None:
+        source = UsageHourlyModel.objects.filter(tenant_id=tenant.pk, requested_model=model)
+    elif model is None:
+        source = UsageHourlyKey.objects.filter(tenant_id=tenant.pk, api_key_id=api_key_id)
     else:
-        source = UsageHourly.objects.filter(tenant_id=tenant.pk)
-        if model is not None:
-            source = source.filter(requested_model=model)
-        if api_key_id is not None:
-            source = source.filter(api_key_id=api_key_id)
+        source = UsageHourly.objects.filter(tenant_id=tenant.pk, requested_model=model, api_key_id=api_key_id)
     rows = _bucketed(source, span, **sums)
     series = []
     for key in span.keys:
@@ -487,7 +488,7 @@ def tokens_by_model(*, tenant: Tenant, span: Range, series_limit: int = 6) -> Mo
     """Tokens (prompt + completion) per requested model: totals over the range, and per bucket for
     the `series_limit` biggest models (the others summed)."""
     rows = _bucketed(
-        UsageHourly.objects.filter(tenant_id=tenant.pk),
+        UsageHourlyModel.objects.filter(tenant_id=tenant.pk),
         span,
         "requested_model",
         n=Sum("requests"),
@@ -535,9 +536,14 @@ TOP_BY = {"key": "api_key_id", "model": "requested_model", "end_user": "end_user
 def top_spenders(*, tenant: Tenant, span: Range, by: str, limit: int = 10) -> list[Spender]:
     """The keys, requested models or end users that spent most over the range (ties: most calls)."""
     column = TOP_BY[by]
-    rows = UsageHourly.objects.filter(tenant_id=tenant.pk, hour__gte=span.start, hour__lt=span.end)
+    source: QuerySet[Any] = {
+        "key": UsageHourlyKey.objects.all(),
+        "model": UsageHourlyModel.objects.all(),
+        "end_user": UsageHourly.objects.all(),
+    }[by]
+    rows = source.filter(tenant_id=tenant.pk, hour__gte=span.start, hour__lt=span.end)
     if by == "end_user":
-        rows = rows.exclude(end_user="")
+        rows = rows.exclude(end_user="")  # the partial index usagehourly_end_user_spend
     ranked = list(
         rows.values(column)
         .annotate(n=Sum("requests"), t=Sum("prompt_tokens") + Sum("completion_tokens"), usd=Sum("cost"))
@@ -569,7 +575,7 @@ def top_spenders(*, tenant: Tenant, span: Range, by: str, limit: int = 10) -> li
 def range_models(*, tenant: Tenant, span: Range) -> list[str]:
     """The requested models with calls in the range (for the latency chart's picker)."""
     return list(
-        UsageHourly.objects.filter(tenant_id=tenant.pk, hour__gte=span.start, hour__lt=span.end)
+        UsageHourlyModel.objects.filter(tenant_id=tenant.pk, hour__gte=span.start, hour__lt=span.end)
         .order_by("requested_model")
         .values_list("requested_model", flat=True)
         .distinct()

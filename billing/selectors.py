@@ -26,6 +26,7 @@ from billing.models import (
     CreditEntry,
     ModelPrice,
     UsageHourly,
+    UsageHourlyKey,
     UsageHourlyTenant,
     UsageRecord,
 )
@@ -74,12 +75,14 @@ def _rollup_spend(budget: Budget, *, subject: str, start: datetime, end: datetim
     hours: QuerySet[Any]
     if budget.scope == Budget.Scope.TENANT:
         hours = UsageHourlyTenant.objects.filter(tenant_id=budget.tenant_id)
+    elif budget.scope == Budget.Scope.KEY:
+        hours = UsageHourlyKey.objects.filter(tenant_id=budget.tenant_id, api_key_id=budget.api_key_id or 0)
     else:
-        hours = UsageHourly.objects.filter(tenant_id=budget.tenant_id)
-        if budget.scope == Budget.Scope.KEY:
-            hours = hours.filter(api_key_id=budget.api_key_id or 0)
-        else:
-            hours = hours.filter(end_user=subject)
+        hours = (
+            UsageHourly.objects.filter(tenant_id=budget.tenant_id)
+            .exclude(end_user="")
+            .filter(end_user=subject)
+        )
     total = hours.filter(hour__gte=start, hour__lt=end).aggregate(total=Sum("cost"))["total"]
     return Decimal(0) if total is None else Decimal(total)
 

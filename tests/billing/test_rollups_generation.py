@@ -12,9 +12,15 @@ from django.apps import apps
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing.models import GENERATION_COLUMNS, UsageHourly, UsageHourlyTenant
+from billing.models import (
+    GENERATION_COLUMNS,
+    UsageHourly,
+    UsageHourlyKey,
+    UsageHourlyModel,
+    UsageHourlyTenant,
+)
 from billing.reconcile import usage_reconcile
-from billing.rollups import cells_of
+from billing.rollups import SUM_COLUMNS, cells_of
 from billing.services import usage_events_record
 from tests.billing.test_usage_records_save import event
 
@@ -137,6 +143,34 @@ def test_the_migration_fills_cells_of_kept_rows_and_reconcile_then_agrees():
     )
     assert sorted(UsageHourlyTenant.objects.values_list("hour", *GENERATION_COLUMNS)) == before["tenant"]
     assert usage_reconcile(since=since) == []
+
+
+def test_the_migration_fills_model_and_key_hours_from_cells_written_before_them():
+    batch = [
+        streamed("a", api_key_id=1, requested_model="m1"),
+        streamed("b", api_key_id=2, requested_model="m1", status=500),
+        streamed("c", api_key_id=2, requested_model="m2", end_user="u1", created_at_us=AT + 3_600_000_000),
+    ]
+    assert usage_events_record(events=batch).written == 3
+
+    def tables():
+        return (
+            sorted(UsageHourlyModel.objects.values_list("hour", "requested_model", *SUM_COLUMNS)),
+            sorted(UsageHourlyKey.objects.values_list("hour", "api_key_id", *SUM_COLUMNS)),
+        )
+
+    expected = tables()
+    assert len(expected[0]) == 2 and len(expected[1]) == 3
+    UsageHourlyModel.objects.all().delete()  # as before the tables existed
+    UsageHourlyKey.objects.all().delete()
+    assert any(line.startswith("model rollup") for line in usage_reconcile(since=HOUR.replace(hour=0)))
+
+    importlib.import_module("billing.migrations.0009_console_rollups").model_and_key_hours_from_cells(
+        apps, None
+    )
+
+    assert tables() == expected
+    assert usage_reconcile(since=HOUR.replace(hour=0)) == []
 
 
 def test_reconcile_fix_rederives_a_wrong_generation_sum():
