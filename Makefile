@@ -14,7 +14,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.installed
+# Chart.js, pinned by package-lock.json, served from static/vendor/ (not committed).
+static/vendor/chart.umd.min.js: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	mkdir -p static/vendor
+	cp node_modules/chart.js/dist/chart.umd.min.js $@
+
+install: $(VENV)/.installed static/vendor/chart.umd.min.js
 
 run: install
 	$(PY) manage.py migrate --no-input -v 0

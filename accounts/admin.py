@@ -19,7 +19,8 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
 from accounts import services, signing
-from accounts.models import LIMIT_FIELDS, ApiKey, Membership, Plan, SigningKey, Tenant
+from accounts.audit import Actor
+from accounts.models import LIMIT_FIELDS, ApiKey, AuditEntry, Membership, Plan, SigningKey, Tenant
 from config.admin import save_inline_through
 
 # Where save_model leaves a new key's raw value for response_add, on the unsaved form instance.
@@ -103,14 +104,17 @@ class TenantAdmin(admin.ModelAdmin):
     ]
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: ModelForm, change: bool) -> None:
-        services.tenant_save(tenant=obj)
+        services.tenant_save(tenant=obj, actor=Actor.admin(request.user))
         if change:
             _warn_of_looser_keys(request, services.looser_keys_sentence(tenant=obj))
 
     def save_formset(
         self, request: HttpRequest, form: ModelForm, formset: BaseInlineFormSet, change: bool
     ) -> None:
-        save_inline_through(formset, lambda membership: services.membership_save(membership=membership))
+        actor = Actor.admin(request.user)
+        save_inline_through(
+            formset, lambda membership: services.membership_save(membership=membership, actor=actor)
+        )
 
 
 @admin.register(ApiKey)
@@ -143,12 +147,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: ModelForm, change: bool) -> None:
         if change:
-            services.api_key_save(api_key=obj)
+            services.api_key_save(api_key=obj, actor=Actor.admin(request.user))
             return
         issued = services.api_key_issue(
             tenant=obj.tenant,
             name=obj.name,
             created_by=request.user,
+            actor=Actor.admin(request.user),
             expires_at=obj.expires_at,
             allowed_models=obj.allowed_models,
             allowed_ips=obj.allowed_ips,
@@ -185,7 +190,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset: Any) -> None:
         revoked = 0
         for api_key in queryset:
-            services.api_key_revoke(api_key=api_key)
+            services.api_key_revoke(api_key=api_key, actor=Actor.admin(request.user))
             revoked += 1
         messages.success(request, f"Revoked {revoked} key(s).")
 
@@ -274,3 +279,23 @@ class SigningKeyAdmin(admin.ModelAdmin):
             signing.signing_key_deactivate(signing_key=signing_key)
             count += 1
         messages.success(request, f"Deactivated {count} signing key(s).")
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit log, read only: rows are written by the services, in the change's transaction."""
+
+    list_display = ["created_at", "tenant", "actor", "action", "object_type", "object_repr"]
+    list_filter = ["action"]
+    search_fields = ["tenant__slug", "actor", "object_repr"]
+    list_select_related = ["tenant"]
+    readonly_fields = [f.name for f in AuditEntry._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -151,9 +151,13 @@ class ApiKeyQuerySet(BroadcastQuerySet):
     def change_messages(self, objs: Any = None) -> list[Message]:
         """A worker drops just the changed keys from its cache."""
         if objs is None:
-            prefixes = list(self.values_list("prefix", flat=True)[: self.MAX_KEY_MESSAGES + 1])
+            prefixes = []
+            for prefix, previous in self.values_list("prefix", "previous_prefix")[
+                : self.MAX_KEY_MESSAGES + 1
+            ]:
+                prefixes += [prefix, previous]
         else:
-            prefixes = [obj.prefix for obj in objs]
+            prefixes = [p for obj in objs for p in (obj.prefix, obj.previous_prefix)]
         if len(prefixes) > self.MAX_KEY_MESSAGES:
             return super().change_messages(objs)
         return [{"kind": "key", "prefix": prefix} for prefix in prefixes if prefix]
@@ -197,6 +201,13 @@ class ApiKey(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Rotation (accounts.services.api_key_rotate): the secret the key had before, accepted until
+    # `previous_valid_until`. The key keeps its row and id, so its budgets, spend and rate windows
+    # carry on unchanged.
+    previous_prefix = models.CharField(max_length=16, unique=True, null=True, blank=True, editable=False)
+    previous_digest = models.CharField(max_length=64, blank=True, default="", editable=False)
+    previous_valid_until = models.DateTimeField(null=True, blank=True, editable=False)
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = ApiKeyManager()
 
@@ -268,3 +279,31 @@ class SigningKey(models.Model):
 
     def get_secret(self) -> str:
         return crypto.decrypt(self.secret_encrypted) if self.secret_encrypted else ""
+
+
+class AuditEntry(models.Model):
+    """Who changed what in a tenant, with the values before and after; written by
+    `accounts.audit.audit_record` in the same transaction as the change itself."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="audit_entries")
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Who, as text that outlives the user: "console:alice@acme.test", "admin:operator",
+    # "command:key_issue", "system".
+    actor = models.CharField(max_length=200)
+    action = models.CharField(max_length=64)  # e.g. "key.issue", "budget.set", "member.role"
+    object_type = models.CharField(max_length=64)  # e.g. "accounts.apikey"
+    object_id = models.CharField(max_length=64, blank=True, default="")
+    object_repr = models.CharField(max_length=200, blank=True, default="")
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-created_at", "-id"], name="auditentry_tenant_time")]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.object_type}:{self.object_id}"

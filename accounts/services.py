@@ -25,6 +25,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts import keys
+from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import LIMIT_FIELDS, ApiKey, Membership, Plan, Tenant
 from accounts.validators import ip_networks
 
@@ -48,6 +49,31 @@ def amount_above_zero(value: Decimal) -> None:
 
 
 END_USER_LIMIT_FIELDS = ("end_user_rpm_limit", "end_user_tpm_limit", "end_user_concurrency_limit")
+
+# What the audit log records of each (never a digest or a secret).
+TENANT_AUDIT_FIELDS = (
+    "name",
+    "slug",
+    "plan",
+    "status",
+    "timezone",
+    *LIMIT_FIELDS,
+    *END_USER_LIMIT_FIELDS,
+    "prepaid",
+    "body_logging",
+)
+KEY_AUDIT_FIELDS = (
+    "name",
+    "prefix",
+    "status",
+    "expires_at",
+    "allowed_models",
+    "allowed_ips",
+    *LIMIT_FIELDS,
+    "previous_prefix",
+    "previous_valid_until",
+)
+MEMBERSHIP_AUDIT_FIELDS = ("user", "role")
 
 
 @dataclass(frozen=True)
@@ -101,18 +127,25 @@ def tenant_create(
     plan: Plan | None = None,
     timezone_name: str = "UTC",
     prepaid: bool = False,
+    actor: Actor | None = None,
 ) -> Tenant:
     return tenant_save(
-        tenant=Tenant(name=name, slug=slug, plan=plan, timezone=timezone_name, prepaid=prepaid)
+        tenant=Tenant(name=name, slug=slug, plan=plan, timezone=timezone_name, prepaid=prepaid), actor=actor
     )
 
 
 @transaction.atomic
-def tenant_save(*, tenant: Tenant) -> Tenant:
+def tenant_save(*, tenant: Tenant, actor: Actor | None = None) -> Tenant:
     """Save a tenant. Its limits may go below those of its keys: the gateway then holds each key to
     the tenant's (gateway/auth.py); `looser_keys_sentence` tells the operator which keys those are."""
     _full_clean(tenant, (*LIMIT_FIELDS, *END_USER_LIMIT_FIELDS))
+    stored = Tenant.objects.filter(pk=tenant.pk).first() if tenant.pk else None
+    before = audit_snapshot(stored, TENANT_AUDIT_FIELDS)
     tenant.save()
+    after = audit_snapshot(tenant, TENANT_AUDIT_FIELDS)
+    if before != after:
+        action = "tenant.create" if stored is None else "tenant.change"
+        audit_record(tenant=tenant, actor=actor, action=action, target=tenant, before=before, after=after)
     return tenant
 
 
@@ -152,9 +185,22 @@ def looser_keys_sentence(*, tenant: Tenant | None = None, plan: Plan | None = No
 
 
 @transaction.atomic
-def membership_save(*, membership: Membership) -> Membership:
+def membership_save(*, membership: Membership, actor: Actor | None = None) -> Membership:
     membership.full_clean()
+    stored = Membership.objects.filter(pk=membership.pk).first() if membership.pk else None
+    before = audit_snapshot(stored, MEMBERSHIP_AUDIT_FIELDS)
     membership.save()
+    after = audit_snapshot(membership, MEMBERSHIP_AUDIT_FIELDS)
+    if before != after:
+        action = "member.add" if stored is None else "member.role"
+        audit_record(
+            tenant=membership.tenant,
+            actor=actor,
+            action=action,
+            target=membership,
+            before=before,
+            after=after,
+        )
     return membership
 
 
@@ -170,8 +216,11 @@ def api_key_issue(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     concurrency_limit: int | None = None,
+    actor: Actor | None = None,
 ) -> IssuedKey:
     raw, prefix, secret = keys.generate()
+    if created_by is None and actor is not None:
+        created_by = actor.user
     api_key = ApiKey(
         tenant=tenant,
         name=name,
@@ -185,21 +234,44 @@ def api_key_issue(
         tpm_limit=tpm_limit,
         concurrency_limit=concurrency_limit,
     )
-    return IssuedKey(api_key=api_key_save(api_key=api_key), raw=raw)
+    return IssuedKey(api_key=api_key_save(api_key=api_key, actor=actor), raw=raw)
 
 
 @transaction.atomic
-def api_key_save(*, api_key: ApiKey) -> ApiKey:
-    """Save a key's settings as they are on the instance (the prefix and digest never change).
-    A key looser than its tenant is refused (ApiKey.clean), never silently clamped."""
+def api_key_save(*, api_key: ApiKey, actor: Actor | None = None) -> ApiKey:
+    """Save a key's settings as they are on the instance (the prefix and digest change only by
+    rotation). A key looser than its tenant is refused (ApiKey.clean), never silently clamped."""
     _full_clean(api_key, LIMIT_FIELDS)
+    stored = ApiKey.objects.filter(pk=api_key.pk).first() if api_key.pk else None
+    before = audit_snapshot(stored, KEY_AUDIT_FIELDS)
     api_key.save()
+    after = audit_snapshot(api_key, KEY_AUDIT_FIELDS)
+    if before != after:
+        audit_record(
+            tenant=api_key.tenant,
+            actor=actor,
+            action="key.issue" if stored is None else "key.change",
+            target=api_key,
+            before=before,
+            after=after,
+        )
     return api_key
 
 
 @transaction.atomic
-def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+def api_key_revoke(*, api_key: ApiKey, actor: Actor | None = None) -> ApiKey:
+    before = audit_snapshot(api_key, KEY_AUDIT_FIELDS)
     api_key.status = ApiKey.Status.REVOKED
     api_key.revoked_at = timezone.now()
-    api_key.save(update_fields=["status", "revoked_at"])
+    # A revoked key's previous secret stops too (it is the same key).
+    api_key.previous_valid_until = None if api_key.previous_prefix is None else api_key.revoked_at
+    api_key.save(update_fields=["status", "revoked_at", "previous_valid_until"])
+    audit_record(
+        tenant=api_key.tenant,
+        actor=actor,
+        action="key.revoke",
+        target=api_key,
+        before=before,
+        after=audit_snapshot(api_key, KEY_AUDIT_FIELDS),
+    )
     return api_key

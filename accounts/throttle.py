@@ -1,5 +1,6 @@
-"""Password guessing on the console's login: at most TOLLHOUSE_LOGIN_RATE failed attempts per
-client IP (config.clientip, the same address the gateway uses) per window.
+"""Password guessing on the console's and the admin's sign-in: at most TOLLHOUSE_LOGIN_RATE failed
+attempts per client IP (config.clientip, the same address the gateway uses) and, separately, per
+account (the username tried, whatever the address) per window.
 
 Counted in Redis when it is configured, so the limit holds across every worker; if Redis cannot
 be reached the count falls back to this process for as long as that lasts (logged once each way),
@@ -8,6 +9,7 @@ so a Redis outage neither opens the door entirely nor turns the login page into 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -103,6 +105,18 @@ def login_throttle() -> LoginThrottle:
     return LoginThrottle(limit=limit, window_seconds=window)
 
 
+def login_counters(request: HttpRequest) -> list[str]:
+    """What a sign-in attempt counts against: its client IP, and the account it names (hashed, so
+    a username never appears in Redis; case-folded, as usernames are typed either way)."""
+    ip = clientip.from_meta(request.META) or "-"
+    counters = [ip]
+    username = request.POST.get("username", "")
+    if isinstance(username, str) and username.strip():
+        folded = username.strip().casefold()[:300].encode("utf-8", "replace")
+        counters.append("account:" + hashlib.sha256(folded).hexdigest()[:32])
+    return counters
+
+
 def login_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Wrap a login view: refuse a POST from an address over the limit with 429; count a POST that
     did not sign in (a successful login answers with a redirect)."""
@@ -111,10 +125,10 @@ def login_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
         if request.method != "POST":
             return view(request, *args, **kwargs)
         throttle = login_throttle()
-        ip = clientip.from_meta(request.META) or "-"
-        if throttle.failures(ip) >= throttle.limit:
+        counters = login_counters(request)
+        if any(throttle.failures(counter) >= throttle.limit for counter in counters):
             response = HttpResponse(
-                "Too many failed sign-in attempts from your address. Try again later.",
+                "Too many failed sign-in attempts from your address or for this account. Try again later.",
                 status=429,
                 content_type="text/plain; charset=utf-8",
             )
@@ -122,7 +136,8 @@ def login_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
             return response
         response = view(request, *args, **kwargs)
         if response.status_code != 302:
-            throttle.failed(ip)
+            for counter in counters:
+                throttle.failed(counter)
         return response
 
     return wrapped

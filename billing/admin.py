@@ -17,6 +17,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.db.models import QuerySet, UniqueConstraint
 from django.http import HttpRequest
 
+from accounts.audit import Actor
 from accounts.validators import non_negative
 from billing import budgets, services
 from billing.models import (
@@ -199,14 +200,14 @@ class BudgetAdmin(admin.ModelAdmin):
         return "the whole tenant"
 
     def save_model(self, request: HttpRequest, obj: Budget, form: forms.ModelForm, change: bool) -> None:
-        budgets.budget_save(budget=obj)
+        budgets.budget_save(budget=obj, actor=Actor.admin(request.user))
 
     def delete_model(self, request: HttpRequest, obj: Budget) -> None:
-        budgets.budget_delete(budget=obj)
+        budgets.budget_delete(budget=obj, actor=Actor.admin(request.user))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Budget]) -> None:
         for budget in queryset:
-            budgets.budget_delete(budget=budget)
+            budgets.budget_delete(budget=budget, actor=Actor.admin(request.user))
 
 
 @admin.register(CreditEntry)

@@ -16,8 +16,22 @@ from urllib.parse import urlsplit
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, transaction
 
+from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import ApiKey, Tenant
 from billing.models import Budget
+
+# What the audit log records of a budget.
+BUDGET_AUDIT_FIELDS = (
+    "scope",
+    "api_key",
+    "end_user",
+    "amount",
+    "period",
+    "hard",
+    "thresholds",
+    "emails",
+    "webhook_url",
+)
 
 # The two checks Budget's own fields do not make; the admin form runs them next to its fields too.
 
@@ -117,6 +131,7 @@ def budget_set(
     thresholds: Sequence[int] | None = None,
     emails: Sequence[str] | None = None,
     webhook_url: str | None = None,
+    actor: Actor | None = None,
 ) -> Budget:
     """Set the budget of a subject for a period, creating it or changing the one there is.
 
@@ -142,23 +157,35 @@ def budget_set(
         budget.emails = list(emails)
     if webhook_url is not None:
         budget.webhook_url = webhook_url
-    return budget_save(budget=budget)
+    return budget_save(budget=budget, actor=actor)
 
 
 @transaction.atomic
-def budget_save(*, budget: Budget) -> Budget:
+def budget_save(*, budget: Budget, actor: Actor | None = None) -> Budget:
     """Validate and save a budget as it is on the instance (the admin edits them this way)."""
     # _check refuses a second budget for the same subject and period; two writers racing past it
     # meet the table's unique constraints, and the loser gets the same sentence.
     _check(budget)
+    stored = Budget.objects.filter(pk=budget.pk).first() if budget.pk else None
+    before = audit_snapshot(stored, BUDGET_AUDIT_FIELDS)
     try:
         with transaction.atomic():
             budget.save()
     except IntegrityError:
         raise ValidationError(DUPLICATE) from None
+    after = audit_snapshot(budget, BUDGET_AUDIT_FIELDS)
+    if before != after:
+        action = "budget.create" if stored is None else "budget.change"
+        audit_record(
+            tenant=budget.tenant, actor=actor, action=action, target=budget, before=before, after=after
+        )
     return budget
 
 
 @transaction.atomic
-def budget_delete(*, budget: Budget) -> None:
+def budget_delete(*, budget: Budget, actor: Actor | None = None) -> None:
+    before = audit_snapshot(budget, BUDGET_AUDIT_FIELDS)
+    audit_record(
+        tenant=budget.tenant, actor=actor, action="budget.delete", target=budget, before=before, after=None
+    )
     budget.delete()

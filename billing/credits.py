@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import Tenant
 from billing.models import CreditEntry, RedemptionCode
 from billing.pots import credits_changed
@@ -116,7 +117,13 @@ def _append(entry: CreditEntry) -> CreditEntry:
 
 @transaction.atomic
 def credit_add(
-    *, tenant: Tenant, kind: str, usd: Decimal, note: str = "", created_by: Any = None
+    *,
+    tenant: Tenant,
+    kind: str,
+    usd: Decimal,
+    note: str = "",
+    created_by: Any = None,
+    actor: Actor | None = None,
 ) -> CreditEntry:
     """Append a top-up or refund (more than 0 USD) or an adjustment (either way, not 0) to a
     tenant's ledger. Raises ValidationError, storing nothing, for anything else."""
@@ -126,7 +133,19 @@ def credit_add(
     amount = _usd(usd, what="The amount")
     if amount == 0 or (kind != CreditEntry.Kind.ADJUSTMENT and amount < 0):
         raise ValidationError(f"{_ADDED_KINDS[kind]}, not {usd}.")
-    return _append(CreditEntry(tenant=tenant, kind=kind, amount=amount, note=note, created_by=created_by))
+    if created_by is None and actor is not None:
+        created_by = actor.user
+    entry = _append(CreditEntry(tenant=tenant, kind=kind, amount=amount, note=note, created_by=created_by))
+    _audit_entry(entry, actor=actor, action="credit.add")
+    return entry
+
+
+CREDIT_AUDIT_FIELDS = ("kind", "amount", "note")
+
+
+def _audit_entry(entry: CreditEntry, *, actor: Actor | None, action: str) -> None:
+    after = audit_snapshot(entry, CREDIT_AUDIT_FIELDS)
+    audit_record(tenant=entry.tenant, actor=actor, action=action, target=entry, before=None, after=after)
 
 
 def credit_balance(tenant: Tenant) -> Decimal:
@@ -205,7 +224,7 @@ def redeem_codes_create(
 
 
 @transaction.atomic
-def code_redeem(*, tenant: Tenant, code: str) -> CreditEntry:
+def code_redeem(*, tenant: Tenant, code: str, actor: Actor | None = None) -> CreditEntry:
     """Redeem a code for a tenant: its value becomes a `redemption` line of the tenant's ledger.
 
     A malformed, unknown, expired or already redeemed code raises ValidationError (one sentence
@@ -232,7 +251,7 @@ def code_redeem(*, tenant: Tenant, code: str) -> CreditEntry:
             )
         raise ValidationError("That redemption code is not known.", code="unknown")
     found = RedemptionCode.objects.get(digest=digest)  # ours now: this transaction holds its row lock
-    return _append(
+    entry = _append(
         CreditEntry(
             tenant=tenant,
             kind=CreditEntry.Kind.REDEMPTION,
@@ -241,3 +260,5 @@ def code_redeem(*, tenant: Tenant, code: str) -> CreditEntry:
             note=f"code {found.hint}… (batch {found.batch})",
         )
     )
+    _audit_entry(entry, actor=actor, action="credit.redeem")
+    return entry

@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
@@ -27,5 +26,7 @@ urlpatterns = [
     path("metrics", read_only(metrics_view)),
     path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
-    path("", lambda request: redirect("admin:index")),
+    # The console: sign-in and the tenant pages of each app (/t/<slug>/...), one URLconf per app.
+    path("", include("accounts.urls")),
+    path("", include("billing.urls")),
 ]

@@ -16,7 +16,10 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from accounts import services as account_services
+from accounts.audit import Actor
 from accounts.models import Membership, Plan, Tenant
+from billing.budgets import budget_set
+from billing.models import Budget
 from billing.services import model_price_set
 from gateway.models import Deployment, ModelRoute, Provider
 
@@ -124,6 +127,12 @@ def demo_models_install(*, provider: Provider, priority: int = 0) -> None:
         _price(model, prices)
 
 
+DEMO_OWNER_EMAIL = "owner@demo.localhost"
+# The demo tenant's budget: small, so that a few calls move its chart and cross its 50 % alert; soft,
+# so that the demo keeps answering past it.
+DEMO_BUDGET = Decimal("0.01")
+
+
 @dataclass(frozen=True)
 class Demo:
     tenant: Tenant
@@ -131,6 +140,8 @@ class Demo:
     admin_username: str
     admin_password: str | None  # only when the admin user was created just now
     real_providers: list[str]
+    owner_email: str = DEMO_OWNER_EMAIL  # signs in to the console as the demo tenant's owner
+    owner_password: str | None = None  # only when the owner was created just now
 
 
 @transaction.atomic
@@ -165,11 +176,37 @@ def demo_prepare(*, mock_url: str) -> Demo:
         admin = User.objects.create_superuser(username="admin", email="admin@localhost", password=password)
     Membership.objects.get_or_create(tenant=tenant, user=admin, defaults={"role": Membership.Role.OWNER})
 
-    issued = account_services.api_key_issue(tenant=tenant, name="demo", created_by=admin)
+    # The console's demo user: the tenant's owner, not an operator.
+    actor = Actor.command("demo")
+    owner_password = None
+    owner = User.objects.filter(username=DEMO_OWNER_EMAIL).first()
+    if owner is None:
+        owner_password = secrets.token_urlsafe(12)
+        owner = User.objects.create_user(
+            username=DEMO_OWNER_EMAIL, email=DEMO_OWNER_EMAIL, password=owner_password
+        )
+    if not Membership.objects.filter(tenant=tenant, user=owner).exists():
+        account_services.membership_save(
+            membership=Membership(tenant=tenant, user=owner, role=Membership.Role.OWNER), actor=actor
+        )
+    if not Budget.objects.filter(tenant=tenant, scope=Budget.Scope.TENANT).exists():
+        budget_set(
+            tenant=tenant,
+            usd=DEMO_BUDGET,
+            period=Budget.Period.MONTH,
+            hard=False,
+            thresholds=[50, 80, 100],
+            emails=[DEMO_OWNER_EMAIL],
+            actor=actor,
+        )
+
+    issued = account_services.api_key_issue(tenant=tenant, name="demo", created_by=admin, actor=actor)
     return Demo(
         tenant=tenant,
         raw_key=issued.raw,
         admin_username="admin",
         admin_password=password,
         real_providers=registered,
+        owner_email=DEMO_OWNER_EMAIL,
+        owner_password=owner_password,
     )

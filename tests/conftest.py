@@ -171,3 +171,86 @@ def usage_rows() -> Callable[..., list[Any]]:
         return list(UsageRecord.objects.order_by("created_at", "id"))
 
     return wait
+
+
+# --- the console: roles, signed-in clients, the browser ---------------------------------------------
+
+
+@pytest.fixture
+def roles(db: None) -> Any:
+    """Tenant "acme" with an owner, admin, member and viewer; "globex" owned by the outsider
+    (tests/support/console.py). Every user's password is `roles.password`."""
+    from tests.support.console import make_roles
+
+    return make_roles()
+
+
+@pytest.fixture
+def console_client(roles: Any) -> Callable[[str], Any]:
+    """`console_client("viewer")`: a Django test client signed in as that role's user ("owner",
+    "admin", "member", "viewer", "outsider"), or not signed in ("anonymous")."""
+    from django.test import Client
+
+    def make(role: str) -> Client:
+        client = Client()
+        user = roles.user(role)
+        if user is not None:
+            client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _console_login_throttle() -> None:
+    """Each test starts with no failed sign-ins counted in this process (Redis is flushed anyway)."""
+    from accounts.throttle import login_throttle
+
+    login_throttle().reset()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last: see `browser`."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One Chromium (/usr/bin/chromium) for the whole session (tests/support/browser.py).
+
+    Playwright's sync API keeps its event loop marked as running in the main thread, which Django
+    takes for an async context and refuses ORM calls in. So once the browser is up the check is off
+    (DJANGO_ALLOW_ASYNC_UNSAFE), and browser tests run after every other test (above), so that no
+    test of the gateway's async code runs without it."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.browser import launch
+
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    with sync_playwright() as playwright:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+        try:
+            chromium = launch(playwright)
+            yield chromium
+            chromium.close()
+        finally:
+            if previous is None:
+                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+            else:
+                os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def console_page(browser: Any, gateway_server: str, settings: Any) -> Iterator[Any]:
+    """A fresh context and page on the live server, watching for JavaScript errors and CSP
+    violations (tests/support/browser.py). The server is plain http, so cookies may not be Secure."""
+    from tests.support.browser import ConsolePage
+
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    settings.SECURE_SSL_REDIRECT = False
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=gateway_server)
+    page = context.new_page()
+    yield ConsolePage(page=page, base_url=gateway_server).watch()
+    context.close()

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
 
+from accounts.audit import Actor
 from accounts.management.commands._cli import command_error, refuse_nul, usd
 from accounts.models import Plan, Tenant
 from accounts.services import tenant_create
@@ -81,9 +82,16 @@ class Command(BaseCommand):
                     plan=plan,
                     timezone_name=timezone_name,
                     prepaid=credits is not None,
+                    actor=Actor.command("tenant_create"),
                 )
                 if credits is not None:
-                    credit_add(tenant=tenant, kind="topup", usd=credits, note="initial credits")
+                    credit_add(
+                        tenant=tenant,
+                        kind="topup",
+                        usd=credits,
+                        note="initial credits",
+                        actor=Actor.command("tenant_create"),
+                    )
         except ValidationError as exc:
             raise command_error(exc) from None
         except IntegrityError:  # created by someone else since the check above

@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from accounts import keys
+from accounts.audit import Actor
 from accounts.management.commands._cli import (
     choice,
     command_error,
@@ -115,6 +116,7 @@ class Command(BaseCommand):
                     thresholds=thresholds,
                     emails=emails,
                     webhook_url=options["webhook"],
+                    actor=Actor.command("budget_set"),
                 )
         except ValidationError as exc:
             raise command_error(exc, OPTIONS) from None

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from accounts.audit import Actor
 from accounts.management.commands._cli import command_error, tenant_named
 from billing.credits import code_redeem, credit_balance, usd_text
 
@@ -29,7 +30,9 @@ class Command(BaseCommand):
         tenant = tenant_named(options["tenant"])
         try:
             with transaction.atomic():
-                entry = code_redeem(tenant=tenant, code=options["code"])
+                entry = code_redeem(
+                    tenant=tenant, code=options["code"], actor=Actor.command("credits_redeem")
+                )
                 balance = credit_balance(tenant)
         except ValidationError as exc:
             raise command_error(exc) from None

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from accounts.audit import Actor
 from accounts.management.commands._cli import command_error, positive_decimal, tenant_named
 from billing.credits import MAX_CREDIT_USD, USD_PLACES, credit_add, credit_balance, usd_text
 from billing.models import CreditEntry
@@ -31,7 +32,13 @@ class Command(BaseCommand):
         tenant = tenant_named(options["tenant"])
         try:
             with transaction.atomic():
-                credit_add(tenant=tenant, kind=CreditEntry.Kind.TOPUP, usd=usd, note=options["note"])
+                credit_add(
+                    tenant=tenant,
+                    kind=CreditEntry.Kind.TOPUP,
+                    usd=usd,
+                    note=options["note"],
+                    actor=Actor.command("credits_topup"),
+                )
                 balance = credit_balance(tenant)
         except ValidationError as exc:
             raise command_error(exc) from None

@@ -31,6 +31,10 @@ class Command(BaseCommand):
                 self.stderr.write(
                     f"Created the admin user 'admin' with password {demo.admin_password} (shown once)."
                 )
+            if demo.owner_password:
+                self.stderr.write(
+                    f"Console: {demo.owner_email} with password {demo.owner_password} (shown once)."
+                )
             self.stdout.write(demo.raw_key)
             return
         url = options["gateway_url"].rstrip("/")
@@ -38,6 +42,12 @@ class Command(BaseCommand):
             f"  user admin, password {demo.admin_password}  (shown once)"
             if demo.admin_password
             else "  user admin (password as set before; reset with: python manage.py changepassword admin)"
+        )
+        owner_line = (
+            f"  email {demo.owner_email}, password {demo.owner_password}  (shown once)"
+            if demo.owner_password
+            else f"  email {demo.owner_email} (password as set before; reset with: "
+            f"python manage.py changepassword {demo.owner_email})"
         )
         real = ", ".join(demo.real_providers) or "none (set OPENAI_API_KEY / DEEPSEEK_API_KEY to add them)"
         self.stdout.write(
@@ -48,7 +58,10 @@ Tollhouse demo is ready.
   Models: gpt-4.1 (alias gpt4), claude-sonnet-4.5, gemini-2.5-flash, deepseek-v3.2, text-embedding-3-small
   Served by the bundled mock provider at {options["mock_url"]}; real providers registered: {real}
 
-Admin (calls, tokens and cost under Billing > Usage records): {url}/admin/
+Console (keys, spend, budgets, usage of the demo tenant): {url}/login/
+{owner_line}
+
+Admin (operator: providers, prices, tenants): {url}/admin/
 {admin_line}
 
 Try it:

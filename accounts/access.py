@@ -1,0 +1,59 @@
+"""`@tenant_page(action)`: the one way into a tenant's console page.
+
+It resolves `/t/<slug>/...` through `accounts.selectors.tenant_for_user` and checks the action
+against the permission table (accounts/permissions.py):
+
+- anonymous: redirect to the sign-in page, coming back here after;
+- signed in but not a member of the tenant (or no such tenant): 404, as for any unknown page;
+- a member whose role lacks the action: 403;
+- otherwise the view runs, in the tenant's time zone, as `view(request, *, tenant, membership, **other_url_kwargs)`, and
+  `request.tenant` / `request.membership` are set for the layout (accounts.context.console).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+
+from accounts.permissions import PERMISSIONS, allowed
+from accounts.selectors import tenant_for_user
+
+View = Callable[..., HttpResponse]
+
+
+def tenant_page(action: str) -> Callable[[View], View]:
+    if action not in PERMISSIONS:
+        raise ValueError(f"{action!r} is not in accounts.permissions.PERMISSIONS")
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, slug: str, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            tenant, membership = tenant_for_user(request.user, slug)
+            request.tenant = tenant  # type: ignore[attr-defined]
+            request.membership = membership  # type: ignore[attr-defined]
+            if not allowed(membership.role, action):
+                raise PermissionDenied(f"Your role ({membership.role}) may not do this here.")
+            # Times on tenant pages are shown in the tenant's time zone.
+            with timezone.override(ZoneInfo(tenant.timezone)):
+                return view(request, tenant=tenant, membership=membership, **kwargs)
+
+        wrapped.console_action = action  # type: ignore[attr-defined]
+        # Tenant pages show tenant data: never kept by a browser or a shared cache.
+        return never_cache(wrapped)
+
+    return decorate
+
+
+def can(membership: Any, action: str) -> bool:
+    """For templates and views: may this membership do `action`?"""
+    return membership is not None and allowed(membership.role, action)

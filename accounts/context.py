@@ -1,0 +1,68 @@
+"""What the base layout needs on every page: the tenant being looked at, the nav its role may see,
+the user's other tenants (the switcher), and `can.<action>` flags (dots as underscores)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+
+from accounts.permissions import PERMISSIONS, allowed
+from accounts.selectors import memberships_for_user
+
+# (label, URL name, action): the console's sections in nav order. A section whose URL is not
+# registered (yet) or whose action the role lacks is left out of the nav.
+NAV: tuple[tuple[str, str, str], ...] = (
+    ("Overview", "billing:overview", "overview.view"),
+    ("Usage", "billing:usage", "usage.view"),
+    ("Keys", "accounts:keys", "keys.view"),
+    ("Budgets", "billing:budgets", "budgets.view"),
+    ("Credits", "billing:credits", "credits.view"),
+    ("Members", "accounts:members", "members.view"),
+    ("Signing keys", "accounts:signing_keys", "signing_keys.view"),
+    ("Audit", "accounts:audit", "audit.view"),
+)
+
+
+def tenant_home_url(slug: str) -> str:
+    """Where a tenant's console starts: its overview (or its keys page, while there is no overview)."""
+    for name in ("billing:overview", "accounts:keys"):
+        try:
+            return reverse(name, kwargs={"slug": slug})
+        except NoReverseMatch:
+            continue
+    return f"/t/{slug}/"
+
+
+def console(request: HttpRequest) -> dict[str, Any]:
+    tenant = getattr(request, "tenant", None)
+    membership = getattr(request, "membership", None)
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"console": {"tenant": None}}
+    memberships = list(memberships_for_user(user)[:50])
+    context: dict[str, Any] = {
+        "tenant": tenant,
+        "membership": membership,
+        "memberships": memberships,
+        "others": [m for m in memberships if tenant is None or m.tenant_id != tenant.pk],
+        "nav": [],
+        "can": {},
+    }
+    if tenant is not None and membership is not None:
+        current = request.resolver_match.view_name if request.resolver_match else ""
+        for label, name, action in NAV:
+            if not allowed(membership.role, action):
+                continue
+            try:
+                url = reverse(name, kwargs={"slug": tenant.slug})
+            except NoReverseMatch:
+                continue
+            context["nav"].append({"label": label, "url": url, "active": current.startswith(name)})
+        context["can"] = {
+            action.replace(".", "_"): allowed(membership.role, action) for action in PERMISSIONS
+        }
+    for m in memberships:
+        m.home_url = tenant_home_url(m.tenant.slug)  # type: ignore[attr-defined]
+    return {"console": context}
