@@ -563,22 +563,15 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}"
 
 
-def budget_alert_webhook_deliver(*, alert_id: int, attempt: int) -> WebhookAttempt | None:
-    """POST the alert to its budget's webhook once and record the attempt. The attempt is final if
-    it was delivered (any 2xx) or was number MAX_ATTEMPTS; None if there is nothing to send."""
-    alert = _load(alert_id)
-    if alert is None or not alert.budget.webhook_url:
-        return None
-    url = alert.budget.webhook_url
-    sent_at = timezone.now()
-    body = json.dumps(alert_payload(alert, sent_at=sent_at), separators=(",", ":")).encode()
+def _signed_post(url: str, *, payload: dict[str, Any], event: str, secret: str) -> tuple[int | None, str]:
+    """POST a JSON payload signed with the tenant's secret, once: (status code or None, error; ""
+    for a 2xx). The one way alerts and the console's test leave for a webhook."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Tollhouse-Webhook/1",
-        "X-Tollhouse-Event": EVENT_TYPE[BudgetAlert.Kind(alert.kind)],
-        "X-Tollhouse-Signature": webhook_signature(
-            secret=alert.budget.tenant.webhook_secret(), timestamp=int(time.time()), body=body
-        ),
+        "X-Tollhouse-Event": event,
+        "X-Tollhouse-Signature": webhook_signature(secret=secret, timestamp=int(time.time()), body=body),
     }
     status_code: int | None = None
     error = ""
@@ -592,9 +585,45 @@ def budget_alert_webhook_deliver(*, alert_id: int, attempt: int) -> WebhookAttem
     except httpx.HTTPError as exc:
         # The URL's path and query may be a secret (many services put a token there).
         error = f"{type(exc).__name__}: {exc}".replace(url, _where(url))[:500]
-    delivered = status_code is not None and 200 <= status_code < 300
-    if not delivered and not error:
+    if not error and not (status_code is not None and 200 <= status_code < 300):
         error = f"HTTP {status_code}"
+    return status_code, error
+
+
+TEST_EVENT = "budget.test"
+
+
+def budget_webhook_test_send(*, budget: Budget) -> tuple[int | None, str]:
+    """The console's "send a test": a `budget.test` event to the budget's webhook, signed like an
+    alert and sent the same way, recording nothing. Returns (status code, error; "" if delivered)."""
+    if not budget.webhook_url:
+        return None, "This budget has no webhook."
+    tenant = budget.tenant
+    payload = {
+        "type": TEST_EVENT,
+        "tenant": {"id": tenant.pk, "slug": tenant.slug, "name": tenant.name},
+        "budget": {"id": budget.pk, "scope": budget.scope, "period": budget.period,
+                   "amount": _decimal_text(budget.amount), "hard": budget.hard},
+        "sent_at": timezone.now().astimezone(UTC).isoformat(),
+    }  # fmt: skip
+    return _signed_post(budget.webhook_url, payload=payload, event=TEST_EVENT, secret=tenant.webhook_secret())
+
+
+def budget_alert_webhook_deliver(*, alert_id: int, attempt: int) -> WebhookAttempt | None:
+    """POST the alert to its budget's webhook once and record the attempt. The attempt is final if
+    it was delivered (any 2xx) or was number MAX_ATTEMPTS; None if there is nothing to send."""
+    alert = _load(alert_id)
+    if alert is None or not alert.budget.webhook_url:
+        return None
+    url = alert.budget.webhook_url
+    sent_at = timezone.now()
+    status_code, error = _signed_post(
+        url,
+        payload=alert_payload(alert, sent_at=sent_at),
+        event=EVENT_TYPE[BudgetAlert.Kind(alert.kind)],
+        secret=alert.budget.tenant.webhook_secret(),
+    )
+    delivered = status_code is not None and 200 <= status_code < 300
     final = delivered or attempt >= MAX_ATTEMPTS
     record = WebhookAttempt.objects.create(
         alert=alert,

@@ -118,6 +118,11 @@ class BudgetStatus:
         return int(self.spent * 100 / self.budget.amount) if self.budget.amount > 0 else 0
 
     @property
+    def bar(self) -> int:
+        """The percent spent, in tens (0..100), for a progress bar's CSS class."""
+        return min(100, max(0, self.percent // 10 * 10))
+
+    @property
     def projected_percent(self) -> int | None:
         if self.projected is None or self.budget.amount <= 0:
             return None
