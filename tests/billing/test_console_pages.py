@@ -215,3 +215,45 @@ def test_the_explorer_filters_pages_and_shows_one_call_only_of_its_tenant(consol
     assert client.get("/t/acme/usage/abc/").status_code == 404
     assert console_client("outsider").get(f"/t/acme/usage/{mine.pk}/").status_code == 404
     assert client.get("/t/acme/usage/?key=999999").status_code == 400  # not a key of the tenant
+
+
+@pytest.mark.parametrize("role", EVERY_VISITOR)
+def test_the_csv_export_per_role(console_client, roles, seeded, role):
+    response = console_client(role).get("/t/acme/usage.csv?range=24h")
+    expected = {"owner": 200, "admin": 200, "member": 200, "viewer": 403, "outsider": 404, "anonymous": 302}
+    assert response.status_code == expected[role]
+    if response.status_code == 200:
+        assert response["Content-Type"] == "text/csv; charset=utf-8"
+        assert response["Content-Disposition"].startswith('attachment; filename="usage-acme-')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_csv_streams_the_filtered_range_with_exact_costs(roles, seeded):
+    from asgiref.sync import async_to_sync
+
+    async_to_sync(_csv_streams)(roles)
+
+
+async def _csv_streams(roles):
+    import csv
+    import io
+
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    await sync_to_async(client.force_login)(roles.member)
+    response = await client.get("/t/acme/usage.csv?range=24h")
+    assert response.status_code == 200 and response.streaming
+    text = b"".join([chunk async for chunk in response.streaming_content]).decode()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert sorted(row["status"] for row in rows) == ["200", "429"]  # globex's call is not in it
+    assert sum(Decimal(row["cost_usd"]) for row in rows) == Decimal("0.5")
+    only_ok = await client.get("/t/acme/usage.csv?range=24h&status=success&end_user=ann")
+    body = b"".join([chunk async for chunk in only_ok.streaming_content]).decode()
+    assert len(list(csv.DictReader(io.StringIO(body)))) == 1
+    bad = await client.get("/t/acme/usage.csv?range=custom&first=2026-01-02&last=2026-01-01")
+    assert bad.status_code == 400 and "before its first day" in bad.content.decode()
+    theirs = await sync_to_async(api_key_issue)(tenant=roles.other, name="x")
+    assert (await client.get(f"/t/acme/usage.csv?key={theirs.api_key.pk}")).status_code == 400
+    assert (await client.post("/t/acme/usage.csv")).status_code == 405
