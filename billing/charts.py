@@ -35,53 +35,60 @@ def _usd(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
-def spend_chart(
-    span: Range, traffic: list[Traffic], track: BudgetTrack | None, markers: list[AlertEntry]
-) -> dict[str, Any]:
-    labels = [label(span, bucket.start) for bucket in traffic]
-    series: list[dict[str, Any]] = [
-        {"label": f"Spend per {span.resolution}", "type": "bar", "data": [_usd(b.cost) for b in traffic]}
+def _markers(span: Range, markers: list[AlertEntry]) -> list[dict[str, Any]]:
+    return [
+        {"at": span.keys.index(span.key_of(m.sent_at)), "text": _marker_text(m)}
+        for m in markers
+        if span.key_of(m.sent_at) in span.keys
     ]
-    if track is not None:
-        budget = track.status.budget
-        extra = [point for point in track.projection[1:] if label(span, point[0]) not in labels]
-        # Projection points sit at bucket ends: a label names the bucket that ends there.
-        future = [label(span, moment) for moment, _ in extra]
-        labels += future
-        pad: list[float | None] = [None] * len(future)
-        series[0]["data"] += pad
-        series.append(
-            {
-                "label": f"Spent this {budget.period}",
-                "type": "line",
-                "data": [_usd(v) for v in track.cumulative] + pad,
-            }
-        )
-        projection: list[float | None] = [None] * len(labels)
-        if track.projection:
-            now_index = len(traffic) - 1
-            projection[now_index] = _usd(track.projection[0][1])
-            for offset, (_, value) in enumerate(extra, start=1):
-                projection[now_index + offset] = _usd(value)
-        series.append(
-            {"label": "Projection", "type": "line", "dashed": True, "data": projection, "color": "#868e96"}
-        )
-        series.append(
-            {"label": f"Budget ({budget.period})", "type": "line", "dashed": True, "color": "#c92a2a",
-             "data": [float(budget.amount)] * len(labels)}
-        )  # fmt: skip
+
+
+def spend_chart(span: Range, traffic: list[Traffic], markers: list[AlertEntry]) -> dict[str, Any]:
+    """Spend per bucket, with a marker where each budget alert fired."""
     return {
         "type": "bar",
+        "labels": [label(span, bucket.start) for bucket in traffic],
+        "unit": "USD",
+        "series": [{"label": f"Spend per {span.resolution}", "data": [_usd(b.cost) for b in traffic]}],
+        "markers": _markers(span, markers),
+        "empty": "No spend in this range yet",
+    }
+
+
+def budget_chart(span: Range, track: BudgetTrack, markers: list[AlertEntry]) -> dict[str, Any]:
+    """The budget's period: spend so far (cumulative), the projection to the period's end at the
+    rate so far, and the budget; alerts marked where they fired."""
+    budget = track.status.budget
+    labels = [label(span, span.bucket_start(key)) for key in span.keys]
+    future = [label(span, moment) for moment, _ in track.projection[1:]]
+    labels += future
+    pad: list[float | None] = [None] * len(future)
+    projection: list[float | None] = [None] * len(labels)
+    if track.projection:
+        now_index = len(span.keys) - 1
+        for offset, (_, value) in enumerate(track.projection):
+            projection[now_index + offset] = _usd(value)
+    return {
+        "type": "line",
         "labels": labels,
         "unit": "USD",
         "legend": True,
-        "series": series,
-        "markers": [
-            {"at": span.keys.index(span.key_of(m.sent_at)), "text": _marker_text(m)}
-            for m in markers
-            if span.key_of(m.sent_at) in span.keys
+        "series": [
+            {
+                "label": f"Spent this {budget.period}",
+                "data": [_usd(v) for v in track.cumulative] + pad,
+                "fill": True,
+            },
+            {"label": "Projection", "data": projection, "dashed": True, "color": "#868e96"},
+            {
+                "label": f"Budget ${budget.amount.normalize():f}",
+                "data": [float(budget.amount)] * len(labels),
+                "dashed": True,
+                "color": "#c92a2a",
+            },
         ],
-        "empty": "No spend in this range yet",
+        "markers": _markers(span, markers),
+        "empty": "Nothing spent this period yet",
     }
 
 

@@ -100,7 +100,7 @@ def overview_page(request: HttpRequest, *, tenant: Any, membership: Any) -> Http
         "public_url": settings.TOLLHOUSE_PUBLIC_URL,
         "keys_url": reverse("accounts:keys", args=[tenant.slug]),
         "total_cost": total_cost,
-        "requests": requests,
+        "requests": f"{requests:,}",
         "errors": errors,
         "error_rate": round(errors * 100 / requests, 2) if requests else None,
         "track": track,
@@ -113,7 +113,8 @@ def overview_page(request: HttpRequest, *, tenant: Any, membership: Any) -> Http
         "latency_url": reverse("billing:latency", args=[tenant.slug]),
         "range_query": urlencode({k: v for k, v in request.GET.items() if k in ("range", "first", "last")}),
         "charts": {
-            "spend": charts.spend_chart(span, traffic, track, markers),
+            "spend": charts.spend_chart(span, traffic, markers),
+            "budget": charts.budget_chart(span, track, markers) if track else None,
             "requests": charts.requests_chart(span, traffic),
             "errors": charts.error_rate_chart(span, traffic),
             "tokens": charts.tokens_chart(span, models),
