@@ -215,6 +215,7 @@ def budget_alert_claim(due: DueAlert) -> BudgetAlert | None:
                 threshold=due.threshold,
                 spend=due.spend,
                 forecast_date=due.forecast_date,
+                email_recipients=list(due.budget.emails or []),
             )
             transaction.on_commit(partial(_queue_delivery, alert.pk, due.budget))
     except IntegrityError:
@@ -496,9 +497,24 @@ def budget_alert_email_send(*, alert_id: int, recipients: list[str] | None = Non
                 cause = exc
     finally:
         connection.close()
+    reached = [address for address in addresses if address not in failed]
+    error = "" if cause is None else f"{type(cause).__name__}: {cause}"[:500]
+    _email_outcome_record(alert, reached=reached, error=error)
     if cause is not None:
         raise AlertEmailFailed(failed, cause)
     return len(addresses)
+
+
+def _email_outcome_record(alert: BudgetAlert, *, reached: list[str], error: str) -> None:
+    """The alert history's account of the email: who it reached so far, the last failure."""
+    delivered = list(alert.email_delivered or [])
+    delivered += [address for address in reached if address not in delivered]
+    BudgetAlert.objects.filter(pk=alert.pk).update(email_delivered=delivered, email_error=error)
+
+
+def budget_alert_email_given_up(*, alert_id: int, recipients: list[str]) -> None:
+    """The last attempt failed: the history says whom the email never reached."""
+    BudgetAlert.objects.filter(pk=alert_id).update(email_failed=list(recipients))
 
 
 # --- webhook ------------------------------------------------------------------------------------------
@@ -547,22 +563,25 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}"
 
 
-def budget_alert_webhook_deliver(*, alert_id: int, attempt: int) -> WebhookAttempt | None:
-    """POST the alert to its budget's webhook once and record the attempt. The attempt is final if
-    it was delivered (any 2xx) or was number MAX_ATTEMPTS; None if there is nothing to send."""
-    alert = _load(alert_id)
-    if alert is None or not alert.budget.webhook_url:
-        return None
-    url = alert.budget.webhook_url
-    sent_at = timezone.now()
-    body = json.dumps(alert_payload(alert, sent_at=sent_at), separators=(",", ":")).encode()
+@dataclass(frozen=True)
+class Sent:
+    """What one signed POST came to: the status (None if none came back), the error ("" for a 2xx),
+    and whether the egress guard refused the address (final: a retry would be refused alike)."""
+
+    status_code: int | None
+    error: str
+    refused: bool
+
+
+def _signed_post(url: str, *, payload: dict[str, Any], event: str, secret: str) -> Sent:
+    """POST a JSON payload signed with the tenant's secret, once, through the egress guard. The one
+    way alerts and the console's test leave for a webhook."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Tollhouse-Webhook/1",
-        "X-Tollhouse-Event": EVENT_TYPE[BudgetAlert.Kind(alert.kind)],
-        "X-Tollhouse-Signature": webhook_signature(
-            secret=alert.budget.tenant.webhook_secret(), timestamp=int(time.time()), body=body
-        ),
+        "X-Tollhouse-Event": event,
+        "X-Tollhouse-Signature": webhook_signature(secret=secret, timestamp=int(time.time()), body=body),
     }
     status_code: int | None = None
     error = ""
@@ -577,10 +596,48 @@ def budget_alert_webhook_deliver(*, alert_id: int, attempt: int) -> WebhookAttem
     except egress.SEND_ERRORS as exc:
         # The URL's path and query may be a secret (many services put a token there).
         error = f"{type(exc).__name__}: {exc}".replace(url, _where(url))[:500]
-    delivered = status_code is not None and 200 <= status_code < 300
-    if not delivered and not error:
+    if not error and not (status_code is not None and 200 <= status_code < 300):
         error = f"HTTP {status_code}"
-    final = delivered or refused or attempt >= MAX_ATTEMPTS
+    return Sent(status_code=status_code, error=error, refused=refused)
+
+
+TEST_EVENT = "budget.test"
+
+
+def budget_webhook_test_send(*, budget: Budget) -> tuple[int | None, str]:
+    """The console's "send a test": a `budget.test` event to the budget's webhook, signed like an
+    alert and sent the same way, recording nothing. Returns (status code, error; "" if delivered)."""
+    if not budget.webhook_url:
+        return None, "This budget has no webhook."
+    tenant = budget.tenant
+    payload = {
+        "type": TEST_EVENT,
+        "tenant": {"id": tenant.pk, "slug": tenant.slug, "name": tenant.name},
+        "budget": {"id": budget.pk, "scope": budget.scope, "period": budget.period,
+                   "amount": _decimal_text(budget.amount), "hard": budget.hard},
+        "sent_at": timezone.now().astimezone(UTC).isoformat(),
+    }  # fmt: skip
+    sent = _signed_post(budget.webhook_url, payload=payload, event=TEST_EVENT, secret=tenant.webhook_secret())
+    return sent.status_code, sent.error
+
+
+def budget_alert_webhook_deliver(*, alert_id: int, attempt: int) -> WebhookAttempt | None:
+    """POST the alert to its budget's webhook once and record the attempt. The attempt is final if
+    it was delivered (any 2xx) or was number MAX_ATTEMPTS; None if there is nothing to send."""
+    alert = _load(alert_id)
+    if alert is None or not alert.budget.webhook_url:
+        return None
+    url = alert.budget.webhook_url
+    sent_at = timezone.now()
+    sent = _signed_post(
+        url,
+        payload=alert_payload(alert, sent_at=sent_at),
+        event=EVENT_TYPE[BudgetAlert.Kind(alert.kind)],
+        secret=alert.budget.tenant.webhook_secret(),
+    )
+    status_code, error = sent.status_code, sent.error
+    delivered = status_code is not None and 200 <= status_code < 300
+    final = delivered or sent.refused or attempt >= MAX_ATTEMPTS
     record = WebhookAttempt.objects.create(
         alert=alert,
         url=url,

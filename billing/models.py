@@ -135,6 +135,13 @@ ERROR_CLASSES = (
 )
 
 
+# Output speed: of the streamed calls that succeeded (not a cache hit, tokens counted by the
+# upstream, not a broken stream) the number, their completion tokens and their generation time in
+# microseconds (total latency minus time to first token). Tokens per second over any set of rows is
+# sum(generation_tokens) / sum(generation_us) · 10⁶: a token-weighted mean that adds up like the rest.
+GENERATION_COLUMNS = ("generation_calls", "generation_tokens", "generation_us")
+
+
 class UsageSums(models.Model):
     """What a rollup row adds up (abstract): counts, errors by class, tokens, cost, and the four
     latency histograms (billing/histograms.py: `<latency|ttft|upstream|overhead>_b00` … `_b47`)."""
@@ -158,6 +165,13 @@ class UsageSums(models.Model):
     for _column in histograms.ALL_COLUMNS:
         locals()[_column] = models.BigIntegerField(default=0)
     del _column
+    generation_calls = models.BigIntegerField(
+        default=0, help_text="Streamed calls that completed: those whose output speed is measured."
+    )
+    generation_tokens = models.BigIntegerField(default=0, help_text="Their completion tokens.")
+    generation_us = models.BigIntegerField(
+        default=0, help_text="Their time from first token to last, in microseconds."
+    )
 
     class Meta:
         abstract = True
@@ -191,6 +205,15 @@ class UsageHourly(UsageSums):
                 name="usagehourly_unique_cell",
             )
         ]
+        indexes = [
+            # The console's top end users: an index-only scan of the cells that name one.
+            models.Index(
+                fields=["tenant_id", "hour"],
+                include=["end_user", "requests", "prompt_tokens", "completion_tokens", "cost"],
+                condition=~models.Q(end_user=""),
+                name="usagehourly_end_user_spend",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requested_model} {self.requests}"
@@ -215,6 +238,46 @@ class UsageHourlyTenant(UsageSums):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requests}"
+
+
+class UsageHourlyModel(UsageSums):
+    """A requested model's hour in a tenant: `UsageHourly` summed over keys, end users and served
+    models (same columns). Written with it, in the same transaction, from the same rows, for the
+    console's per-model charts (latency, tokens, spend), which would otherwise read every key × end
+    user cell of a month, each with its 192 histogram columns."""
+
+    hour = models.DateTimeField()
+    tenant_id = models.BigIntegerField()
+    requested_model = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant_id", "hour", "requested_model"], name="usagehourlymodel_unique_cell"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requested_model} {self.requests}"
+
+
+class UsageHourlyKey(UsageSums):
+    """A key's hour: `UsageHourly` summed over end users and models (same columns; `api_key_id` 0
+    for calls without a key row), for the console's per-key charts. Written like UsageHourlyModel."""
+
+    hour = models.DateTimeField()
+    tenant_id = models.BigIntegerField()
+    api_key_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant_id", "hour", "api_key_id"], name="usagehourlykey_unique_cell"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h key {self.api_key_id} {self.requests}"
 
 
 class Budget(models.Model):
@@ -389,6 +452,15 @@ class BudgetAlert(models.Model):
     spend = models.DecimalField(max_digits=20, decimal_places=9)
     forecast_date = models.DateField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The alert history (console budgets page): whom the email went to, and what became of it.
+    email_recipients = models.JSONField(
+        default=list, blank=True, help_text="The budget's addresses when the alert was sent."
+    )
+    email_delivered = models.JSONField(default=list, blank=True, help_text="Addresses the email reached.")
+    email_failed = models.JSONField(
+        default=list, blank=True, help_text="Addresses given up on after the last attempt."
+    )
+    email_error = models.CharField(max_length=500, blank=True, default="", help_text="The last failure.")
 
     class Meta:
         ordering = ["-created_at"]

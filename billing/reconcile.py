@@ -38,16 +38,17 @@ from django.db.models import Model
 from django.utils import timezone
 
 from billing import pots
-from billing.models import CreditEntry, UsageHourly, UsageHourlyTenant, UsageRecord
+from billing.models import CreditEntry, UsageHourly, UsageRecord
 from billing.rollups import (
+    DERIVED,
     KEY_COLUMNS,
+    MODEL_KEY_COLUMNS,
     SUM_COLUMNS,
     TENANT_KEY_COLUMNS,
     Cell,
     CellKey,
     cells_of,
     hour_of,
-    tenant_cells_of,
     upsert,
 )
 from billing.usage import FIELD, GROUP, stream_key
@@ -229,6 +230,7 @@ _ROW_FIELDS = (
     "usage_estimated",
     "cost",
     "status",
+    "error_type",
     "streamed",
     "cache_hit",
     "latency_ms",
@@ -268,6 +270,10 @@ def _describe_cell(key: tuple[Any, ...]) -> str:
     if len(key) == len(TENANT_KEY_COLUMNS):
         tenant_id, hour = key
         return f"tenant rollup {hour:%Y-%m-%d %H}:00Z tenant {tenant_id}"
+    if len(key) == len(MODEL_KEY_COLUMNS):
+        tenant_id, hour, which = key
+        what = f"model {which!r}" if isinstance(which, str) else f"key {which or '-'}"
+        return f"{what.split()[0]} rollup {hour:%Y-%m-%d %H}:00Z tenant {tenant_id} {what}"
     tenant_id, hour, api_key_id, end_user, requested, served = key
     who = f"tenant {tenant_id} key {api_key_id or '-'}" + (f" end user {end_user!r}" if end_user else "")
     return f"rollup {hour:%Y-%m-%d %H}:00Z {who} model {requested!r}→{served!r}"
@@ -294,7 +300,7 @@ def _cell_differences(raw: dict[Any, Cell], stored: dict[Any, tuple[Any, ...]]) 
 # The rollup tables, each with its key columns and how its cells follow from the raw rows' cells.
 _TABLES: tuple[tuple[type[Model], tuple[str, ...], Callable[[dict[CellKey, Cell]], dict[Any, Cell]]], ...] = (
     (UsageHourly, KEY_COLUMNS, lambda cells: cells),
-    (UsageHourlyTenant, TENANT_KEY_COLUMNS, tenant_cells_of),
+    *DERIVED,
 )
 
 

@@ -1,7 +1,8 @@
 """Hourly rollups of the usage rows (billing.models.UsageHourly).
 
 `rollups_add(records)` adds usage rows to their hour's cells (UsageHourly: tenant × key × end user
-× requested × served model × hour) and to their tenant's hour (UsageHourlyTenant), one upsert each. The usage
+× requested × served model × hour) and to their tenant's, requested model's and key's hour (UsageHourlyTenant, UsageHourlyModel,
+UsageHourlyKey: `DERIVED`), one upsert each. The usage
 writer calls it in the transaction that inserts those rows, with only the rows the insert reported
 as new (`INSERT … ON CONFLICT DO NOTHING RETURNING`), so each call is counted exactly once and
 the rollups can never disagree with the raw rows. `cells_of(records)` is the same arithmetic
@@ -13,7 +14,7 @@ the same order and cannot deadlock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -23,7 +24,15 @@ from django.db.models import Field, Model
 
 from billing import histograms
 from billing.events import STREAM_BROKEN
-from billing.models import ERROR_CLASSES, UsageHourly, UsageHourlyTenant, UsageRecord
+from billing.models import (
+    ERROR_CLASSES,
+    GENERATION_COLUMNS,
+    UsageHourly,
+    UsageHourlyKey,
+    UsageHourlyModel,
+    UsageHourlyTenant,
+    UsageRecord,
+)
 
 # (tenant_id, hour, api_key_id, end_user, requested_model, served_model): the unique cell.
 CellKey = tuple[int, datetime, int, str, str, str]
@@ -38,6 +47,7 @@ COUNT_COLUMNS: tuple[str, ...] = (
     "estimated",
     "streamed",
     *histograms.ALL_COLUMNS,
+    *GENERATION_COLUMNS,
 )
 SUM_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, "cost")  # what a cell adds up
 _INDEX = {name: index for index, name in enumerate(COUNT_COLUMNS)}
@@ -45,6 +55,7 @@ _REQUESTS = _INDEX["requests"]
 _PROMPT, _CACHED, _COMPLETION = _INDEX["prompt_tokens"], _INDEX["cached_tokens"], _INDEX["completion_tokens"]
 _CACHE_HITS, _ESTIMATED, _STREAMED = _INDEX["cache_hits"], _INDEX["estimated"], _INDEX["streamed"]
 _LATENCY, _TTFT, _UPSTREAM, _OVERHEAD = (_INDEX[histograms.column(name, 0)] for name in histograms.HISTOGRAMS)
+_GEN_CALLS, _GEN_TOKENS, _GEN_US = (_INDEX[name] for name in GENERATION_COLUMNS)
 _INVALID_REQUEST = {400, 404, 405, 409, 411, 413, 414, 415, 416, 422, 431}
 
 
@@ -144,6 +155,22 @@ class Cell:
             counts[_UPSTREAM + bucket_of(upstream_us)] += 1
         if overhead_us is not None:
             counts[_OVERHEAD + bucket_of(overhead_us)] += 1
+        if (
+            streamed
+            and ttft_us is not None
+            and latency_us is not None
+            and latency_us > ttft_us
+            and completion_tokens > 0
+            and status < 400
+            and not cache_hit
+            and not estimated
+            and not error_type.endswith(STREAM_BROKEN)
+        ):
+            # Output speed (see billing.models.GENERATION_COLUMNS): tokens over the time from the
+            # first token to the last, of the streams that completed with the upstream's counts.
+            counts[_GEN_CALLS] += 1
+            counts[_GEN_TOKENS] += completion_tokens
+            counts[_GEN_US] += latency_us - ttft_us
 
     def merge(self, other: Cell) -> None:
         counts = self.counts
@@ -194,6 +221,39 @@ def tenant_cells_of(cells: dict[CellKey, Cell]) -> dict[TenantKey, Cell]:
             total = tenants[(tenant_id, hour)] = Cell()
         total.merge(cell)
     return tenants
+
+
+def _sums_by(cells: dict[CellKey, Cell], positions: tuple[int, ...]) -> dict[Any, Cell]:
+    sums: dict[Any, Cell] = {}
+    for key, cell in cells.items():
+        short = tuple(key[position] for position in positions)
+        total = sums.get(short)
+        if total is None:
+            total = sums[short] = Cell()
+        total.merge(cell)
+    return sums
+
+
+MODEL_KEY_COLUMNS = ("tenant_id", "hour", "requested_model")
+APIKEY_KEY_COLUMNS = ("tenant_id", "hour", "api_key_id")
+
+
+def model_cells_of(cells: dict[CellKey, Cell]) -> dict[Any, Cell]:
+    """The tenant × hour × requested model sums of cells (UsageHourlyModel)."""
+    return _sums_by(cells, (0, 1, 4))
+
+
+def key_cells_of(cells: dict[CellKey, Cell]) -> dict[Any, Cell]:
+    """The tenant × hour × key sums of cells (UsageHourlyKey)."""
+    return _sums_by(cells, (0, 1, 2))
+
+
+# The tables summed from the cells, each with its key columns and how its cells follow from them.
+DERIVED: tuple[tuple[type[Model], tuple[str, ...], Callable[[dict[CellKey, Cell]], dict[Any, Cell]]], ...] = (
+    (UsageHourlyTenant, TENANT_KEY_COLUMNS, tenant_cells_of),
+    (UsageHourlyModel, MODEL_KEY_COLUMNS, model_cells_of),
+    (UsageHourlyKey, APIKEY_KEY_COLUMNS, key_cells_of),
+)
 
 
 def _upsert_sql(model: type[Model], keys: tuple[str, ...], rows: int) -> str:
@@ -251,7 +311,13 @@ def upsert(model: type[Model], keys: tuple[str, ...], cells: dict[Any, Cell]) ->
 def cells_save(cells: dict[CellKey, Cell]) -> None:
     """Add cells to the stored rollups, both the cells and their tenant × hour sums."""
     upsert(UsageHourly, KEY_COLUMNS, cells)
-    tenant_cells_save(tenant_cells_of(cells))
+    derived_cells_save(cells)
+
+
+def derived_cells_save(cells: dict[CellKey, Cell]) -> None:
+    """Add cells' sums to the tables derived from them (tenant, model and key hours)."""
+    for model, keys, derive in DERIVED:
+        upsert(model, keys, derive(cells))
 
 
 def tenant_cells_save(cells: dict[TenantKey, Cell]) -> None:

@@ -48,8 +48,7 @@ from billing.rollups import (
     Cell,
     CellKey,
     cells_save,
-    tenant_cells_of,
-    tenant_cells_save,
+    derived_cells_save,
 )
 
 # USD per million tokens (input, cached input, output): public list prices, used for a model the
@@ -574,7 +573,7 @@ class _Chunk:
                 pass  # the COPY ends here: the rollups need the connection
             if self.copying:
                 cells_copy_save(self.cells)
-                tenant_cells_save(tenant_cells_of(self.cells))
+                derived_cells_save(self.cells)
             else:
                 UsageRecord.objects.bulk_create(self.records, batch_size=500)
                 cells_save(self.cells)

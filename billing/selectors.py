@@ -1,19 +1,38 @@
-"""Reads of billing data."""
+"""Reads of billing data, always scoped to a tenant: prices for the gateway; budgets, alerts, the
+usage explorer, its CSV export and the credit ledger for the console (the overview's charts are in
+billing/overview.py)."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from django.db.models import Max, QuerySet, Sum
+from django.apps import apps
+from django.db.models import Max, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
 from billing import periods
-from billing.models import Budget, ModelPrice, UsageHourly, UsageRecord
+from billing.alerts import FORECAST_MIN_ELAPSED_PERCENT
+from billing.models import (
+    Budget,
+    BudgetAlert,
+    CreditEntry,
+    ModelPrice,
+    UsageHourly,
+    UsageHourlyKey,
+    UsageHourlyTenant,
+    UsageRecord,
+)
+from billing.overview import Range
+from billing.periods import Window, window
 from billing.pricing import PriceNanos
 
 # The period a key's spend is shown for when it has no budget of its own; else its budget's
@@ -126,3 +145,498 @@ def price_in_force(schedule: list[tuple[datetime, PriceNanos]], at: datetime) ->
 
 def usage_for_tenant(*, tenant_id: int) -> QuerySet[UsageRecord]:
     return UsageRecord.objects.filter(tenant_id=tenant_id)
+
+
+# --- budgets: spend so far, forecast, the overview's budget line, alerts -----------------------------
+#
+# Spend so far is read from the tenant-hour and cell rollups (a few hundred rows for a month, not
+# millions of raw rows): they hold every usage row written, to the nano-dollar. A period starts at
+# local midnight, a whole UTC hour in every zone with whole-hour offsets (see billing/overview.py for
+# the others).
+
+
+def _rollup_spend(budget: Budget, *, subject: str, start: datetime, end: datetime) -> Decimal:
+    hours: QuerySet[Any]
+    if budget.scope == Budget.Scope.TENANT:
+        hours = UsageHourlyTenant.objects.filter(tenant_id=budget.tenant_id)
+    elif budget.scope == Budget.Scope.KEY:
+        hours = UsageHourlyKey.objects.filter(tenant_id=budget.tenant_id, api_key_id=budget.api_key_id or 0)
+    else:
+        hours = (
+            UsageHourly.objects.filter(tenant_id=budget.tenant_id)
+            .exclude(end_user="")
+            .filter(end_user=subject)
+        )
+    total = hours.filter(hour__gte=start, hour__lt=end).aggregate(total=Sum("cost"))["total"]
+    return Decimal(0) if total is None else Decimal(total)
+
+
+def _projection(*, spent: Decimal, span: Window, now: datetime) -> Decimal | None:
+    """Spend at the period's end at the rate so far (None before 10 % of the period has passed,
+    as the forecast alert waits too: an hour into a month, one call extrapolates to nonsense)."""
+    start, end = span.start.astimezone(UTC), span.end.astimezone(UTC)
+    elapsed, length = (now - start).total_seconds(), (end - start).total_seconds()
+    if elapsed * 100 < length * FORECAST_MIN_ELAPSED_PERCENT or elapsed <= 0:
+        return None
+    micros_elapsed = (now - start) // timedelta(microseconds=1)
+    micros_length = (end - start) // timedelta(microseconds=1)
+    return (spent * micros_length / micros_elapsed).quantize(NANO)
+
+
+NANO = Decimal("0.000000001")
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    budget: Budget
+    label: str
+    period_start: datetime  # local
+    period_end: datetime  # local, exclusive
+    spent: Decimal  # the subject's spend this period (each end user: the biggest spender's)
+    subject: str  # each end user: who spent most ("" otherwise)
+    subjects: int  # each end user: how many spent anything
+    projected: Decimal | None
+
+    @property
+    def percent(self) -> int:
+        return int(self.spent * 100 / self.budget.amount) if self.budget.amount > 0 else 0
+
+    @property
+    def bar(self) -> int:
+        """The percent spent, in tens (0..100), for a progress bar's CSS class."""
+        return min(100, max(0, self.percent // 10 * 10))
+
+    @property
+    def projected_percent(self) -> int | None:
+        if self.projected is None or self.budget.amount <= 0:
+            return None
+        return int(self.projected * 100 / self.budget.amount)
+
+
+def budget_label(budget: Budget) -> str:
+    if budget.scope == Budget.Scope.KEY:
+        key = budget.api_key
+        return f"key {key.name} (th-{key.prefix}…)" if key is not None else "key"
+    if budget.scope == Budget.Scope.END_USER:
+        return f"end user {budget.end_user}" if budget.end_user else "each end user"
+    return "whole tenant"
+
+
+def budgets_for_tenant(*, tenant: Tenant, now: datetime | None = None) -> list[BudgetStatus]:
+    """Every budget of the tenant with its spend this period and where that rate leads."""
+    now = now or timezone.now()
+    statuses = []
+    for budget in (
+        Budget.objects.filter(tenant=tenant).select_related("api_key").order_by("scope", "period", "id")
+    ):
+        span = window(budget.period, tenant.timezone, now)
+        subject, subjects = "", 0
+        if budget.scope == Budget.Scope.END_USER and not budget.end_user:
+            ranked = list(
+                UsageHourly.objects.filter(tenant_id=tenant.pk, hour__gte=span.start, hour__lt=span.end)
+                .exclude(end_user="")
+                .values("end_user")
+                .annotate(usd=Sum("cost"))
+                .order_by("-usd", "end_user")
+            )
+            subjects = len(ranked)
+            spent = Decimal(ranked[0]["usd"]) if ranked else Decimal(0)
+            subject = ranked[0]["end_user"] if ranked else ""
+        else:
+            spent = _rollup_spend(budget, subject=budget.end_user, start=span.start, end=span.end)
+        statuses.append(
+            BudgetStatus(
+                budget=budget,
+                label=budget_label(budget),
+                period_start=span.start,
+                period_end=span.end,
+                spent=spent,
+                subject=subject,
+                subjects=subjects,
+                projected=_projection(spent=spent, span=span, now=now),
+            )
+        )
+    return statuses
+
+
+def budget_for_tenant(*, tenant: Tenant, budget_id: int) -> Budget | None:
+    """The tenant's budget of that id (None for another tenant's: a 404, never a 403)."""
+    found: Budget | None = (
+        Budget.objects.filter(tenant=tenant, pk=budget_id).select_related("api_key").first()
+    )
+    return found
+
+
+_PREFERRED_PERIODS = {"hour": ("day", "week", "month"), "7d": ("week", "month", "day")}
+
+
+@dataclass(frozen=True)
+class BudgetTrack:
+    """The overview's spend chart: a tenant budget, its spend so far, and where it is heading."""
+
+    status: BudgetStatus
+    cumulative: list[Decimal | None]  # per bucket of the range: spend this period at its end (or now)
+    projection: list[tuple[datetime, Decimal]]  # (local bucket end, spend by then) from now on
+
+
+def budget_track(
+    *, tenant: Tenant, span: Range, now: datetime | None = None, extend: int = 62
+) -> BudgetTrack | None:
+    """The whole-tenant budget that suits the range (a day's for hours, a week's for 7 days, else a
+    month's), with the cumulative spend of its period per bucket and the projection to its end in
+    buckets of the range's size (at most `extend` of them past the range). None without one."""
+    now = now or timezone.now()
+    budgets = {b.period: b for b in Budget.objects.filter(tenant=tenant, scope=Budget.Scope.TENANT)}
+    order = _PREFERRED_PERIODS.get("hour" if span.hourly else span.preset, ("month", "week", "day"))
+    budget = next((budgets[period] for period in order if period in budgets), None)
+    if budget is None:
+        return None
+    period = window(budget.period, tenant.timezone, now)
+    spent = _rollup_spend(budget, subject="", start=period.start, end=period.end)
+    status = BudgetStatus(
+        budget,
+        budget_label(budget),
+        period.start,
+        period.end,
+        spent,
+        "",
+        0,
+        _projection(spent=spent, span=period, now=now),
+    )
+    start_utc = period.start.astimezone(UTC)
+    before = _rollup_spend(budget, subject="", start=start_utc, end=max(start_utc, span.start))
+    per_bucket = {
+        row["hour"].astimezone(UTC): Decimal(row["cost"])
+        for row in UsageHourlyTenant.objects.filter(
+            tenant_id=tenant.pk, hour__gte=max(start_utc, span.start), hour__lt=span.end
+        ).values("hour", "cost")
+    }
+    cumulative: list[Decimal | None] = []
+    running = before
+    hours = sorted(per_bucket)
+    position = 0
+    for key in span.keys:
+        bucket_start, bucket_end = span.bucket_start(key), span.bucket_end(key)
+        while position < len(hours) and hours[position] < bucket_end:
+            running += per_bucket[hours[position]]
+            position += 1
+        if bucket_end <= period.start or bucket_start >= period.end or bucket_start > now:
+            cumulative.append(None)
+        else:
+            cumulative.append(running)
+    projection: list[tuple[datetime, Decimal]] = []
+    if status.projected is not None and now < period.end:
+        rate = spent / Decimal((now - start_utc) // timedelta(microseconds=1))
+        moment = span.bucket_end(span.key_of(now))
+        projection.append((now.astimezone(span.zone), spent))
+        while moment <= period.end and len(projection) <= extend:
+            micros = (moment - now) // timedelta(microseconds=1)
+            projection.append((moment.astimezone(span.zone), (spent + rate * micros).quantize(NANO)))
+            moment = span.bucket_end(span.key_of(moment))
+    return BudgetTrack(status=status, cumulative=cumulative, projection=projection)
+
+
+@dataclass(frozen=True)
+class AlertEntry:
+    """One alert of the history: what crossed, when, to whom, and whether it arrived."""
+
+    alert: BudgetAlert
+    budget_label: str
+    sent_at: datetime  # local
+    recipients: list[str]
+    delivered: list[str]
+    failed: list[str]
+    email_error: str
+    webhook: str  # "" (none), "delivered", "failed", "retrying"
+    webhook_error: str
+
+    @property
+    def email(self) -> str:
+        """ "" (nobody to email), "delivered", "failed", "partly delivered" or "pending"."""
+        if not self.recipients:
+            return ""
+        if set(self.recipients) <= set(self.delivered):
+            return "delivered"
+        if self.failed:
+            return "partly delivered" if self.delivered else "failed"
+        return "pending"
+
+
+def _alert_entries(alerts: QuerySet[BudgetAlert], zone: ZoneInfo) -> list[AlertEntry]:
+    entries = []
+    for alert in alerts.select_related("budget__api_key").prefetch_related("webhook_attempts"):
+        attempts = sorted(alert.webhook_attempts.all(), key=lambda attempt: attempt.attempt)
+        last = attempts[-1] if attempts else None
+        if last is None:
+            webhook = "pending" if alert.budget.webhook_url else ""
+        elif last.delivered:
+            webhook = "delivered"
+        else:
+            webhook = "failed" if last.final else "retrying"
+        entries.append(
+            AlertEntry(
+                alert=alert,
+                budget_label=budget_label(alert.budget) + (f" ({alert.subject})" if alert.subject else ""),
+                sent_at=alert.created_at.astimezone(zone),
+                recipients=list(alert.email_recipients or []),
+                delivered=list(alert.email_delivered or []),
+                failed=list(alert.email_failed or []),
+                email_error=alert.email_error,
+                webhook=webhook,
+                webhook_error="" if last is None or last.delivered else last.error,
+            )
+        )
+    return entries
+
+
+def alert_history(*, tenant: Tenant, limit: int = 100) -> list[AlertEntry]:
+    """The tenant's alerts, newest first."""
+    alerts = BudgetAlert.objects.filter(budget__tenant=tenant).order_by("-created_at", "-id")[:limit]
+    return _alert_entries(alerts, ZoneInfo(tenant.timezone))
+
+
+def alert_markers(*, tenant: Tenant, span: Range, limit: int = 200) -> list[AlertEntry]:
+    """The alerts sent within the range, oldest first (the spend chart's markers)."""
+    alerts = BudgetAlert.objects.filter(
+        budget__tenant=tenant, created_at__gte=span.start, created_at__lt=span.end
+    ).order_by("created_at", "id")[:limit]
+    return _alert_entries(alerts, span.zone)
+
+
+# --- the usage explorer: filtered rows, keyset pages, one call, CSV ----------------------------------
+
+STATUS_CLASSES: dict[str, Q] = {
+    "success": Q(status__lt=400),
+    "4xx": Q(status__gte=400, status__lt=500),
+    "5xx": Q(status__gte=500),
+    "error": Q(status__gte=400),
+}
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class UsageFilter:
+    start: datetime  # aware, inclusive
+    end: datetime  # aware, exclusive
+    api_key_id: int | None = None
+    model: str = ""  # requested model, exactly
+    end_user: str = ""
+    status_class: str = ""  # "" or a key of STATUS_CLASSES
+
+
+def usage_rows(*, tenant: Tenant, query: UsageFilter) -> QuerySet[UsageRecord]:
+    """The tenant's usage rows that pass the filter (unordered)."""
+    rows = UsageRecord.objects.filter(
+        tenant_id=tenant.pk, created_at__gte=query.start, created_at__lt=query.end
+    )
+    if query.api_key_id is not None:
+        rows = rows.filter(api_key_id=query.api_key_id)
+    if query.model:
+        rows = rows.filter(requested_model=query.model)
+    if query.end_user:
+        rows = rows.filter(end_user=query.end_user)
+    if query.status_class:
+        rows = rows.filter(STATUS_CLASSES[query.status_class])
+    return rows.order_by()
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def cursor_text(record: UsageRecord) -> str:
+    """A page's position: the last row's created_at (µs since the epoch) and id."""
+    micros = (record.created_at - EPOCH) // timedelta(microseconds=1)
+    return f"{micros}.{record.pk}"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _cursor(text: str) -> tuple[datetime, int]:
+    micros, dot, row_id = text.partition(".")
+    if not dot or not micros.isascii() or not row_id.isascii() or len(text) > 40:
+        raise BadCursor("That page position is not one this page made.")
+    try:
+        return EPOCH + timedelta(microseconds=int(micros)), int(row_id)
+    except (ValueError, OverflowError):
+        raise BadCursor("That page position is not one this page made.") from None
+
+
+@dataclass(frozen=True)
+class UsagePage:
+    rows: list[UsageRecord]
+    next_cursor: str  # "" on the last page
+
+
+def usage_page(*, tenant: Tenant, query: UsageFilter, after: str = "", size: int = PAGE_SIZE) -> UsagePage:
+    """One page of the explorer, newest first, after the position `after` (keyset on created_at,
+    id: the cost of a page does not grow with how far down it is)."""
+    rows = usage_rows(tenant=tenant, query=query)
+    if after:
+        created_at, row_id = _cursor(after)
+        rows = rows.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=row_id))
+    found = list(rows.order_by("-created_at", "-id")[: size + 1])
+    more = len(found) > size
+    found = found[:size]
+    return UsagePage(rows=found, next_cursor=cursor_text(found[-1]) if more else "")
+
+
+def usage_record_for(*, tenant: Tenant, record_id: int) -> UsageRecord | None:
+    """One call of the tenant (None for another tenant's: a 404, never a 403)."""
+    found: UsageRecord | None = UsageRecord.objects.filter(tenant_id=tenant.pk, pk=record_id).first()
+    return found
+
+
+def body_log_for(*, tenant: Tenant, request_id: str) -> Any:
+    """The call's body log, when the tenant logs bodies (None otherwise). The log is the gateway's
+    (gateway.models.BodyLog): looked up by name, as billing never imports gateway."""
+    if not tenant.body_logging:
+        return None
+    body_log = apps.get_model("gateway", "BodyLog")
+    return body_log.objects.filter(tenant_id=tenant.pk, request_id=request_id).first()
+
+
+def tenant_keys(*, tenant: Tenant) -> list[ApiKey]:
+    """The tenant's keys, for the explorer's filter and its labels."""
+    return list(ApiKey.objects.filter(tenant=tenant).order_by("name", "pk").only("name", "prefix", "status"))
+
+
+CSV_COLUMNS = (
+    "request_id",
+    "created_at",
+    "api_key_id",
+    "api_key_name",
+    "end_user",
+    "endpoint",
+    "requested_model",
+    "served_model",
+    "provider",
+    "status",
+    "error_type",
+    "streamed",
+    "cache_hit",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "attempts",
+    "client_request_id",
+)
+_CSV_FIELDS = (
+    "id",
+    "request_id",
+    "created_at",
+    "api_key_id",
+    "end_user",
+    "endpoint",
+    "requested_model",
+    "served_model",
+    "provider",
+    "status",
+    "error_type",
+    "streamed",
+    "cache_hit",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "cost",
+    "latency_ms",
+    "ttft_ms",
+    "attempts",
+    "client_request_id",
+)
+CSV_CHUNK = 2000
+
+
+def _cell(text: str) -> str:
+    """A text a client chose (end user, model, request id), made inert for spreadsheets: one that
+    starts like a formula gets a leading apostrophe."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _decimal(value: Decimal | None) -> str:
+    return "" if value is None else format(value, "f")
+
+
+def usage_csv_chunks(*, tenant: Tenant, query: UsageFilter, chunk: int = CSV_CHUNK) -> Iterator[str]:
+    """The filtered rows as CSV, oldest first, a chunk of rows per string: the header, then one
+    keyset query per chunk (created_at, id), so memory stays flat whatever the range and each query
+    is short. Times are ISO 8601 in the tenant's zone, costs exact decimals of USD."""
+    zone = ZoneInfo(tenant.timezone)
+    names = {key.pk: key.name for key in tenant_keys(tenant=tenant)}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    yield buffer.getvalue()
+    rows = usage_rows(tenant=tenant, query=query)
+    position: tuple[datetime, int] | None = None
+    while True:
+        page = rows
+        if position is not None:
+            page = rows.filter(Q(created_at__gt=position[0]) | Q(created_at=position[0], id__gt=position[1]))
+        found = list(page.order_by("created_at", "id").values_list(*_CSV_FIELDS)[:chunk])
+        if not found:
+            return
+        buffer.seek(0)
+        buffer.truncate()
+        for (_row_id, request_id, created_at, key_id, end_user, endpoint, requested, served, provider, status,
+             error_type, streamed, cache_hit, prompt, cached, completion, cost, latency, ttft, attempts,
+             client_request_id) in found:  # fmt: skip
+            writer.writerow(
+                (
+                    _cell(request_id),
+                    created_at.astimezone(zone).isoformat(timespec="milliseconds"),
+                    key_id or "",
+                    _cell(names.get(key_id, "")) if key_id else "",
+                    _cell(end_user),
+                    endpoint,
+                    _cell(requested),
+                    _cell(served),
+                    provider,
+                    status,
+                    error_type,
+                    int(streamed),
+                    int(cache_hit),
+                    prompt,
+                    cached,
+                    completion,
+                    _decimal(cost),
+                    _decimal(latency),
+                    _decimal(ttft),
+                    attempts,
+                    _cell(client_request_id),
+                )
+            )
+        yield buffer.getvalue()
+        last = found[-1]
+        position = (last[2], last[0])
+        if len(found) < chunk:
+            return
+
+
+# --- credits -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerPage:
+    entries: list[CreditEntry]
+    next_cursor: str
+
+
+def credit_ledger_page(*, tenant: Tenant, after: str = "", size: int = PAGE_SIZE) -> LedgerPage:
+    """A page of the tenant's credit ledger, newest first (keyset on created_at, id)."""
+    entries = CreditEntry.objects.filter(tenant=tenant)
+    if after:
+        created_at, entry_id = _cursor(after)
+        entries = entries.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=entry_id))
+    found = list(entries.order_by("-created_at", "-id")[: size + 1])
+    more = len(found) > size
+    found = found[:size]
+    next_cursor = ""
+    if more:
+        micros = (found[-1].created_at - EPOCH) // timedelta(microseconds=1)
+        next_cursor = f"{micros}.{found[-1].pk}"
+    return LedgerPage(entries=found, next_cursor=next_cursor)

@@ -99,6 +99,7 @@ def budget_alert_email(alert_id: int, recipients: list[str] | None = None, attem
     except alerts.AlertEmailFailed as exc:
         if attempt >= alerts.MAX_ATTEMPTS:
             logger.error("budget alert %s: email given up after %d attempts (%s)", alert_id, attempt, exc)
+            alerts.budget_alert_email_given_up(alert_id=alert_id, recipients=exc.remaining)
             return 0
         budget_alert_email.apply_async(
             (alert_id, exc.remaining, attempt + 1), countdown=alerts.retry_delay(attempt)

@@ -14,6 +14,7 @@ import time_machine
 from aiosmtpd.controller import Controller
 
 from billing.alerts import MAX_ATTEMPTS
+from billing.models import BudgetAlert
 from billing.tasks import budget_alerts_check
 from tests.support import alerts as h
 from tests.support.process import free_port
@@ -96,3 +97,9 @@ def test_an_address_the_server_refuses_is_retried_alone_then_given_up(smtp, capl
     assert smtp.refusals == MAX_ATTEMPTS
     [given_up] = [r.getMessage() for r in caplog.records if r.name == "billing.tasks"]
     assert f"email given up after {MAX_ATTEMPTS} attempts" in given_up and "1 recipient(s)" in given_up
+    # The alert history says whom it reached and whom it never did.
+    alert = BudgetAlert.objects.get()
+    assert alert.email_recipients == [REFUSED, "a@acme.test"]
+    assert alert.email_delivered == ["a@acme.test"]
+    assert alert.email_failed == [REFUSED]
+    assert "550" in alert.email_error
