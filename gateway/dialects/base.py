@@ -21,12 +21,13 @@ from typing import Any, ClassVar
 import orjson
 from django.http import HttpResponse
 
+from billing.events import SESSION_MAX
 from gateway import canonical, errors
 
 # The agent-session headers, in order of preference: Claude Code, generic, Codex (codex-rs sends
 # `session_id` on every Responses request).
 SESSION_HEADERS = ("x-claude-code-session-id", "x-session-id", "session_id")
-MAX_SESSION = 200  # UsageRecord.session
+MAX_SESSION = SESSION_MAX  # what UsageRecord.session holds (billing/events.py)
 
 
 @dataclass(frozen=True)
