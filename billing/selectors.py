@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.apps import apps
-from django.db.models import Max, Q, QuerySet, Sum
+from django.db.models import Max, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
@@ -28,12 +28,14 @@ from billing.models import (
     ModelPrice,
     UsageHourly,
     UsageHourlyKey,
+    UsageHourlySession,
     UsageHourlyTenant,
     UsageRecord,
 )
 from billing.overview import Range
 from billing.periods import Window, window
 from billing.pricing import PriceNanos
+from billing.rollups import hour_of
 
 # The period a key's spend is shown for when it has no budget of its own; else its budget's
 # (the longest one, when it has several).
@@ -130,6 +132,8 @@ def price_schedule() -> dict[str, list[tuple[datetime, PriceNanos]]]:
                     input_per_mtok=price.input_per_mtok,
                     cached_input_per_mtok=price.cached_input_per_mtok,
                     output_per_mtok=price.output_per_mtok,
+                    cache_write_per_mtok=price.cache_write_per_mtok,
+                    cache_write_1h_per_mtok=price.cache_write_1h_per_mtok,
                 ),
             )
         )
@@ -640,3 +644,56 @@ def credit_ledger_page(*, tenant: Tenant, after: str = "", size: int = PAGE_SIZE
         micros = (found[-1].created_at - EPOCH) // timedelta(microseconds=1)
         next_cursor = f"{micros}.{found[-1].pk}"
     return LedgerPage(entries=found, next_cursor=next_cursor)
+
+
+@dataclass(frozen=True)
+class SessionUsage:
+    """An agent session's usage over a time range (hours from its first to its last call)."""
+
+    session: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    cached_tokens: int
+    cache_write_tokens: int
+    completion_tokens: int
+    cost: Decimal
+    first_hour: datetime
+    last_hour: datetime
+
+
+def usage_by_session(*, tenant_id: int, since: datetime, until: datetime) -> list[SessionUsage]:
+    """A tenant's spend per agent session, costliest first, from the session rollups: the hours
+    starting from the one holding `since` and before `until`. Calls that named no session are
+    not in it (their usage is in the tenant's rollups)."""
+    rows = (
+        UsageHourlySession.objects.filter(tenant_id=tenant_id, hour__gte=hour_of(since), hour__lt=until)
+        .values("session")
+        .annotate(
+            total_requests=Sum("requests"),
+            total_errors=Sum("errors"),
+            total_prompt=Sum("prompt_tokens"),
+            total_cached=Sum("cached_tokens"),
+            total_cache_write=Sum("cache_write_tokens"),
+            total_completion=Sum("completion_tokens"),
+            total_cost=Sum("cost"),
+            first=Min("hour"),
+            last=Max("hour"),
+        )
+        .order_by("-total_cost", "session")
+    )
+    return [
+        SessionUsage(
+            session=row["session"],
+            requests=row["total_requests"],
+            errors=row["total_errors"],
+            prompt_tokens=row["total_prompt"],
+            cached_tokens=row["total_cached"],
+            cache_write_tokens=row["total_cache_write"],
+            completion_tokens=row["total_completion"],
+            cost=row["total_cost"],
+            first_hour=row["first"],
+            last_hour=row["last"],
+        )
+        for row in rows
+    ]

@@ -376,6 +376,23 @@ TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS = env.integer("TOLLHOUSE_UPSTREAM_MAX_CONNECT
 TOLLHOUSE_UPSTREAM_RETRY_AFTER_MAX_SECONDS = env.integer(
     "TOLLHOUSE_UPSTREAM_RETRY_AFTER_MAX_SECONDS", 60, minimum=1
 )
+# The executor (gateway/executor.py): retries of one deployment after a connect error, 408, 429 or
+# 5xx, with exponential backoff and full jitter from the base to the cap (a Retry-After is honoured
+# up to TOLLHOUSE_UPSTREAM_RETRY_AFTER_MAX_SECONDS), and no wait may run past the call's deadline.
+TOLLHOUSE_UPSTREAM_RETRIES = env.integer("TOLLHOUSE_UPSTREAM_RETRIES", 2, minimum=0)
+TOLLHOUSE_UPSTREAM_BACKOFF_SECONDS = env.seconds("TOLLHOUSE_UPSTREAM_BACKOFF_SECONDS", 0.25, maximum=60)
+TOLLHOUSE_UPSTREAM_BACKOFF_MAX_SECONDS = env.seconds(
+    "TOLLHOUSE_UPSTREAM_BACKOFF_MAX_SECONDS", 8.0, maximum=600
+)
+# A Retry-After longer than this is not waited out by the gateway: the call moves on to the next
+# deployment, or the client gets the 429 with the Retry-After and waits itself (holding its
+# connection open that long would look like a hang to it).
+TOLLHOUSE_UPSTREAM_RETRY_WAIT_MAX_SECONDS = env.seconds(
+    "TOLLHOUSE_UPSTREAM_RETRY_WAIT_MAX_SECONDS", 5.0, maximum=600
+)
+TOLLHOUSE_CALL_DEADLINE_SECONDS = env.seconds("TOLLHOUSE_CALL_DEADLINE_SECONDS", 900.0, maximum=86400)
+# A stream that waits this long for its upstream gets its dialect's keep-alive (Anthropic's `ping`).
+TOLLHOUSE_STREAM_KEEPALIVE_SECONDS = env.seconds("TOLLHOUSE_STREAM_KEEPALIVE_SECONDS", 10.0, maximum=600)
 TOLLHOUSE_USAGE_FLUSH_SECONDS = env.integer("TOLLHOUSE_USAGE_FLUSH_SECONDS", 1, minimum=1)
 # Governance (gateway/governor.py). A call in flight holds its concurrency slot and its budget
 # reservation for at most this long, so a process that dies cannot hold them for ever.
@@ -384,6 +401,11 @@ TOLLHOUSE_LEASE_SECONDS = env.integer("TOLLHOUSE_LEASE_SECONDS", 900, minimum=10
 # can be overrun; "open" lets each process govern on its own (limits become per process) until
 # Redis answers again.
 TOLLHOUSE_REDIS_FAILURE = env.choice("TOLLHOUSE_REDIS_FAILURE", "closed", ("closed", "open"))
+# The circuit breaker of each deployment (gateway/breaker.py): this many failed attempts within the
+# window open it; it stays open for the cooldown, then lets one probe through (across all processes).
+TOLLHOUSE_BREAKER_FAILURES = env.integer("TOLLHOUSE_BREAKER_FAILURES", 5, minimum=1)
+TOLLHOUSE_BREAKER_WINDOW_SECONDS = env.seconds("TOLLHOUSE_BREAKER_WINDOW_SECONDS", 30.0, maximum=3600)
+TOLLHOUSE_BREAKER_COOLDOWN_SECONDS = env.seconds("TOLLHOUSE_BREAKER_COOLDOWN_SECONDS", 30.0, maximum=3600)
 # Who may read /metrics (config/metrics.py): a bearer token, an IP allow-list, or both (both are then
 # required). With neither, loopback only. The token is never logged or shown, not even in an error.
 TOLLHOUSE_METRICS_TOKEN = env.raw("TOLLHOUSE_METRICS_TOKEN")

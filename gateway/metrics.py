@@ -35,6 +35,7 @@ from prometheus_client import Counter, Histogram, values
 from prometheus_client.utils import floatToGoString
 
 from config.redis import redis_key, sync_client
+from gateway.dialects import ENDPOINT_LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,6 @@ OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 DRAIN_EVENT_BUCKETS = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
 DRAIN_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-ENDPOINTS = frozenset({"chat.completions", "embeddings", "completions", "messages", "responses"})
 # ProviderError.kind values (gateway/providers, gateway/proxy.py); anything else is "other".
 UPSTREAM_ERROR_KINDS = frozenset(
     {
@@ -133,6 +133,16 @@ UPSTREAM_RETRIES = Counter(
     "tollhouse_upstream_retries",
     "Attempts after the first one of a call (the next deployment tried after a retryable failure).",
     ["provider"],
+)
+BREAKER_TRANSITIONS = Counter(
+    "tollhouse_breaker_transitions",
+    "Circuit-breaker transitions of upstream deployments (state entered: open, half_open, closed), "
+    "counted by the process that made them.",
+    ["deployment", "state"],
+)
+BREAKERS_OPEN_HELP = (
+    "Deployments whose circuit breaker is open or half-open now (shared through Redis; this process's "
+    "own without it)."
 )
 LATENCY = Histogram(
     "tollhouse_request_duration_seconds",
@@ -223,6 +233,7 @@ def _exposable(value: str) -> bool:
 _models = _Values()
 _plans = _Values()
 _providers = _Values()
+_deployments = _Values()
 
 
 def model_label(event: Mapping[str, Any]) -> str:
@@ -236,7 +247,7 @@ def model_label(event: Mapping[str, Any]) -> str:
 
 
 def _endpoint_label(endpoint: object) -> str:
-    return endpoint if isinstance(endpoint, str) and endpoint in ENDPOINTS else OTHER
+    return endpoint if isinstance(endpoint, str) and endpoint in ENDPOINT_LABELS else OTHER
 
 
 def _status_class(status: object) -> str:
@@ -390,6 +401,11 @@ def upstream_retried(provider: str) -> None:
     if child is None:
         child = _upstream_retries[label] = UPSTREAM_RETRIES.labels(label)
     child.inc()
+
+
+def breaker_transition(deployment_id: int, state: str) -> None:
+    """The circuit breaker of a deployment entered `state` (gateway/breaker.py)."""
+    BREAKER_TRANSITIONS.labels(_deployments(str(deployment_id)), state).inc()
 
 
 # -- the usage drain --------------------------------------------------------------------------------------
