@@ -105,9 +105,15 @@ def test_hours_before_since_are_not_compared(recorded):
     assert run("--since", (timezone.now() - timedelta(days=6)).isoformat())[0] == 1
 
 
-@pytest.mark.parametrize("since", ["yesterday", "2026-13-01", "\x00", "2026-11-01T25:00", "x" * 10_000])
-def test_a_bad_since_is_one_sentence_and_compares_nothing(recorded, since):
-    with pytest.raises(CommandError, match=r"^--since must be an ISO 8601 date or time"):
+@pytest.mark.parametrize(
+    ("since", "sentence"),
+    [
+        *((bad, r"^--since must be an ISO 8601 date or time") for bad in ["yesterday", "2026-13-01", "2026-11-01T25:00", "x" * 10_000]),
+        ("\x00", r"^--since cannot contain a NUL character\.$"),  # config/command.py, before the command runs
+    ],
+)  # fmt: skip
+def test_a_bad_since_is_one_sentence_and_compares_nothing(recorded, since, sentence):
+    with pytest.raises(CommandError, match=sentence):
         call_command("usage_reconcile", "--since", since)
 
 
