@@ -25,6 +25,7 @@ from gateway.auth import authorize, key_from_headers
 from gateway.calls import CLIENT_CLOSED, Call, estimate_tokens
 from gateway.catalog import DeploymentInfo, RouteInfo
 from gateway.dialects import Codec, Inbound
+from gateway.dialects.base import session_from_scope
 from gateway.dialects.fields import read_json_body
 from gateway.executor import Executor, count_tokens
 from gateway.providers import Adapter
@@ -208,7 +209,7 @@ async def _handle(
         body = read_json_body(request)
         inbound = codec.parse(body=body, headers=request.headers, operation=operation)
         call.requested_model, call.prompt_chars = inbound.model, inbound.prompt_chars
-        call.session = inbound.session
+        call.session = inbound.session or session_from_scope(getattr(request, "scope", {}))
         # An end-user token's `sub` wins over the body's `user` (validated above: storable, or absent).
         call.end_user = (call.key.end_user if call.key else "") or inbound.user
         route = await _route(call, inbound.model)

@@ -156,3 +156,12 @@ def session_from(headers: Mapping[str, str]) -> str:
         if value:
             return value
     return ""
+
+
+def session_from_scope(scope: Mapping[str, Any]) -> str:
+    """Codex releases that send `session_id` (with an underscore): Django drops such headers from
+    `request.headers` (they could spoof hyphenated ones), so it is read from the ASGI scope."""
+    for name, value in scope.get("headers") or ():
+        if name.lower() == b"session_id":
+            return session_clean(value.decode("latin-1"))
+    return ""

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import anthropic
 import httpx
+import openai
 import pytest
 
 from accounts.services import api_key_issue
@@ -149,3 +150,70 @@ def test_it_refuses_a_websocket_upgrade_with_426(gateway_server, world):
     )
     assert response.status_code == 426
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+# -- openai SDK responses → OpenAI-chat upstream (the mock) ----------------------------------------
+
+GPT_IN, GPT_OUT = Decimal(2), Decimal(8)  # gpt-4.1: $2.00 in, $8.00 out per million tokens
+
+
+def gpt(gateway_server: str, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway_server + "/v1", api_key=key, max_retries=0, timeout=10)
+
+
+def test_it_answers_responses_create_from_a_chat_upstream(gateway_server, world, usage_rows):
+    response = gpt(gateway_server, world.key).responses.create(
+        model="gpt-4.1",
+        instructions="Be brief.",
+        input="Hello [mock prompt_tokens=50 tokens=7]",
+        store=False,
+        extra_headers={"session_id": "codex-session-1"},
+    )
+    assert response.status == "completed" and len(response.output_text.split()) == 7
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (50, 7)
+    [row] = usage_rows(1)
+    assert row.endpoint == "responses" and row.ingress == "openai_responses"
+    assert (row.prompt_tokens, row.completion_tokens) == (50, 7)
+    assert row.cost == cost(50, 7, GPT_IN, GPT_OUT)
+    assert row.session == "codex-session-1"
+
+
+def test_it_streams_responses_events_ending_in_response_completed(gateway_server, world, usage_rows):
+    events = list(
+        gpt(gateway_server, world.key).responses.create(
+            model="gpt-4.1", input="Hello [mock prompt_tokens=20 tokens=5]", stream=True
+        )
+    )
+    kinds = [event.type for event in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    assert "response.output_item.added" in kinds and "response.output_text.delta" in kinds
+    text = "".join(event.delta for event in events if event.type == "response.output_text.delta")
+    assert len(text.split()) == 5
+    completed = events[-1].response
+    assert (completed.usage.input_tokens, completed.usage.output_tokens) == (20, 5)
+    assert completed.output_text == text
+    [row] = usage_rows(1)
+    assert row.streamed and (row.prompt_tokens, row.completion_tokens) == (20, 5)
+
+
+def test_it_refuses_previous_response_id_for_an_upstream_without_state(gateway_server, world, usage_rows):
+    with pytest.raises(openai.BadRequestError) as caught:
+        gpt(gateway_server, world.key).responses.create(
+            model="gpt-4.1", input="and then?", previous_response_id="resp_123"
+        )
+    assert caught.value.body["param"] == "previous_response_id"
+    assert "previous_response_id" in caught.value.body["message"]
+    assert [row.status for row in usage_rows(1)] == [400]
+
+
+def test_it_ends_a_broken_responses_stream_with_response_failed(gateway_server, world, usage_rows):
+    events = list(
+        gpt(gateway_server, world.key).responses.create(
+            model="gpt-4.1", input="Hello [mock tokens=20 drop_after=4 chunk_ms=10]", stream=True
+        )
+    )
+    assert events[-1].type == "response.failed"
+    assert "error" in [event.type for event in events]
+    [row] = usage_rows(1)
+    assert row.error_type == "upstream_stream_broken" and row.completion_tokens == 4
