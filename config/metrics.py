@@ -33,6 +33,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from config import clientip
 from config.redis import sync_client
+from gateway import breaker
 from gateway import metrics as gateway_metrics
 
 logger = logging.getLogger(__name__)
@@ -152,12 +153,19 @@ def redis_families() -> list[Metric]:
         pipe.xrange(stream, count=1)
         pipe.time()
         pipe.hgetall(gateway_metrics.drain_key())
+        pipe.hlen(breaker.open_key())
         results = pipe.execute(raise_on_error=False)
         for index, result in enumerate(results):
             # XINFO GROUPS on a stream nobody wrote yet is an error that only means "none".
             if isinstance(result, Exception) and not (index == 1 and "no such key" in str(result)):
                 raise result
-        families = _stream_families(results[:4]) + _drain_families(results[4])
+        families = [
+            *_stream_families(results[:4]),
+            *_drain_families(results[4]),
+            GaugeMetricFamily(
+                "tollhouse_breakers_open", gateway_metrics.BREAKERS_OPEN_HELP, value=results[5]
+            ),
+        ]
     except (redis.RedisError, OSError) as exc:
         logger.warning("metrics: Redis could not be read (%s); its samples are left out", type(exc).__name__)
         gateway_metrics.SCRAPE_ERRORS.labels("redis").inc()
@@ -165,6 +173,16 @@ def redis_families() -> list[Metric]:
         return [up]
     up.add_metric([], 1)
     return [up, *families]
+
+
+def _local_breakers() -> Metric:
+    from gateway.runtime import runtime
+
+    return GaugeMetricFamily(
+        "tollhouse_breakers_open",
+        gateway_metrics.BREAKERS_OPEN_HELP,
+        value=runtime.breaker.local_open_count(),
+    )
 
 
 class _Families:
@@ -205,7 +223,8 @@ def _merged(*groups: Iterable[Metric]) -> _Families:
 
 def exposition() -> bytes:
     """The text exposition (format 0.0.4) of everything above. Blocking: files and Redis."""
-    from_redis = redis_families() if settings.REDIS_URL else []  # first: it may count a scrape error
+    # First: it may count a scrape error. Without Redis the breakers are this one process's.
+    from_redis = redis_families() if settings.REDIS_URL else [_local_breakers()]
     if gateway_metrics.multiprocess():
         registry = CollectorRegistry(auto_describe=False)
         MultiProcessCollector(registry)

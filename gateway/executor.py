@@ -48,18 +48,6 @@ from gateway.runtime import runtime
 logger = logging.getLogger(__name__)
 
 
-class _NoBreaker:
-    """The seam for the circuit breaker (gateway/breaker.py, branch resil) until it is merged."""
-
-    async def allow(self, deployment_id: int) -> bool:
-        return True
-
-    async def record(self, deployment_id: int, ok: bool) -> None:
-        return None
-
-
-breaker = _NoBreaker()
-
 # Failures worth another try of the same deployment: it may answer the next time.
 RETRY_SAME = frozenset(
     {"upstream_unreachable", "upstream_timeout", "upstream_rate_limited", "upstream_error"}
@@ -185,7 +173,7 @@ class Executor:
             adapter = self._adapter(deployment)
             if adapter is None:
                 continue
-            if not await breaker.allow(deployment.id):
+            if not await runtime.breaker.allow(deployment.id):
                 self.call.attempted(
                     deployment_id=deployment.id,
                     status=0,
@@ -250,7 +238,7 @@ class Executor:
                 )
                 metrics.upstream_failed(deployment.provider.name, exc.kind)
                 if exc.kind not in NOT_THE_UPSTREAMS_FAULT:
-                    await breaker.record(deployment.id, False)
+                    await runtime.breaker.record(deployment.id, ok=False)
                 if (
                     not exc.retryable
                     or exc.kind not in RETRY_SAME
@@ -267,7 +255,7 @@ class Executor:
                     raise
                 await asyncio.sleep(wait)
                 continue
-            await breaker.record(deployment.id, True)
+            await runtime.breaker.record(deployment.id, ok=True)
             return answer
 
     async def _open(self, adapter: Adapter, deployment: DeploymentInfo, started: int) -> Answer:

@@ -421,7 +421,7 @@ def _text(value: Any) -> str:
 # -- Redis ----------------------------------------------------------------------------------------------
 
 
-class _Script:
+class LuaScript:
     """A Lua script run by EVALSHA on the running event loop's client, loaded again if Redis lost it
     (a restart, SCRIPT FLUSH). Plainer than redis-py's Script wrapper, which costs more per call."""
 
@@ -476,10 +476,10 @@ class RedisBackend:
     name = "redis"
 
     def __init__(self) -> None:
-        self._admit = _Script(_ADMIT)
-        self._room = _Script(_DEPLOYMENT_ROOM)
-        self._settle = _Script(_SETTLE)
-        self._init = _Script(_INIT_POT)
+        self._admit = LuaScript(_ADMIT)
+        self._room = LuaScript(_DEPLOYMENT_ROOM)
+        self._settle = LuaScript(_SETTLE)
+        self._init = LuaScript(_INIT_POT)
 
     async def admit(self, request: Request, lease_us: int) -> Ticket:
         keys: list[str] = []

@@ -134,6 +134,16 @@ UPSTREAM_RETRIES = Counter(
     "Attempts after the first one of a call (the next deployment tried after a retryable failure).",
     ["provider"],
 )
+BREAKER_TRANSITIONS = Counter(
+    "tollhouse_breaker_transitions",
+    "Circuit-breaker transitions of upstream deployments (state entered: open, half_open, closed), "
+    "counted by the process that made them.",
+    ["deployment", "state"],
+)
+BREAKERS_OPEN_HELP = (
+    "Deployments whose circuit breaker is open or half-open now (shared through Redis; this process's "
+    "own without it)."
+)
 LATENCY = Histogram(
     "tollhouse_request_duration_seconds",
     "Total time of a model call in the gateway, from the request to the end of the answer.",
@@ -223,6 +233,7 @@ def _exposable(value: str) -> bool:
 _models = _Values()
 _plans = _Values()
 _providers = _Values()
+_deployments = _Values()
 
 
 def model_label(event: Mapping[str, Any]) -> str:
@@ -390,6 +401,11 @@ def upstream_retried(provider: str) -> None:
     if child is None:
         child = _upstream_retries[label] = UPSTREAM_RETRIES.labels(label)
     child.inc()
+
+
+def breaker_transition(deployment_id: int, state: str) -> None:
+    """The circuit breaker of a deployment entered `state` (gateway/breaker.py)."""
+    BREAKER_TRANSITIONS.labels(_deployments(str(deployment_id)), state).inc()
 
 
 # -- the usage drain --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from httpx_aiohttp import AiohttpTransport
 from billing.usage import UsageSink, make_sink
 from config.redis import close_async_client
 from gateway.auth import Authenticator
+from gateway.breaker import CircuitBreaker
 from gateway.catalog import CatalogCache
 from gateway.governor import Governor
 from gateway.invalidation import Subscriber
@@ -30,6 +31,7 @@ class Runtime:
         self.authenticator = Authenticator()
         self.catalog = CatalogCache()
         self.governor = Governor()
+        self.breaker = CircuitBreaker()
         self._sink: UsageSink | None = None
         self._http: httpx.AsyncClient | None = None
         self._background: set[asyncio.Task[Any]] = set()

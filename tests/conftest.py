@@ -72,6 +72,7 @@ def gateway_server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[str
 @pytest.fixture(autouse=True)
 def _fresh_runtime() -> Iterator[None]:
     """Each test sees the database as it made it, not a previous test's cached keys and routes."""
+    from gateway.breaker import CircuitBreaker
     from gateway.governor import Governor
     from gateway.runtime import runtime
     from gateway.strangers import FailedAuthCounter
@@ -79,6 +80,7 @@ def _fresh_runtime() -> Iterator[None]:
     runtime.clear_caches()
     runtime.authenticator.failures = FailedAuthCounter()
     runtime.governor = Governor()
+    runtime.breaker = CircuitBreaker()
     yield
     runtime.clear_caches()
 

@@ -72,6 +72,11 @@ directive.
                      the first, so a stream lasts about ttft + (tokens - 1) * chunk_ms.
 ``tokens=N``         completion token count (see above).
 ``prompt_tokens=N``  override the computed prompt tokens (chat and embeddings).
+``fault_times=N``    with ``fault_key=K`` (1-64 of ``A-Za-z0-9_.:-``): a fault script. The faults
+                     given (status, retry_after, hang, drop, malformed, drop_after, hang_after)
+                     apply to the first N requests naming K, later ones are answered normally:
+                     ``status=500 fault_times=2 fault_key=t1`` answers 500, 500, then 200 (a
+                     retry of the same request). Either without the other is a 400.
 ``cached_tokens=N``  ``usage.prompt_tokens_details.cached_tokens`` (default 0, must be <= the
                      prompt tokens).
 

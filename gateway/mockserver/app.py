@@ -16,12 +16,13 @@ from aiohttp import web
 from gateway.mockserver.config import (
     CLIENT_MAX_SIZE,
     DEFAULT_CONFIG,
+    FAULT_KEYS_KEPT,
     HANG_MAX_S,
     HANG_POLL_S,
     REQUEST_LOG_SIZE,
     MockConfig,
 )
-from gateway.mockserver.directives import _BadRequest, _Directives
+from gateway.mockserver.directives import _NO_DIRECTIVES, FAULT_FIELDS, _BadRequest, _Directives
 from gateway.mockserver.plans import _ChatPlan, _plan_chat, _plan_embeddings
 from gateway.mockserver.wire import (
     _DONE_EVENT,
@@ -54,6 +55,8 @@ class _MockProvider:
             for model in config.models
         }
         self._models_body = orjson.dumps({"object": "list", "data": list(self._models.values())})
+        # Requests seen per fault_key (the fault_times directive), for the keys used last.
+        self._fault_counts: collections.OrderedDict[str, int] = collections.OrderedDict()
         # Resolved on shutdown so hung requests end promptly instead of stalling runner.cleanup().
         self._shutdown: asyncio.Future[None] | None = None
 
@@ -146,6 +149,7 @@ class _MockProvider:
         self, request: web.Request, directives: _Directives, ttft_s: float
     ) -> web.StreamResponse | None:
         """Apply hang/ttft/drop/status (common to every endpoint); None means carry on."""
+        self._run_fault_script(directives)
         if directives.hang:
             return await self._hang(request)
         if ttft_s > 0:
@@ -160,6 +164,19 @@ class _MockProvider:
                 message += "; " + self._quote_credential(request)
             return _error_response(status, message, code=_ERROR_CODES.get(status), headers=headers)
         return None
+
+    def _run_fault_script(self, directives: _Directives) -> None:
+        """Count a request of a fault script (fault_times + fault_key); once its faults are spent,
+        switch them off for this request, in place (every later step reads the same object)."""
+        if directives.fault_key is None or directives.fault_times is None:
+            return
+        seen = self._fault_counts.pop(directives.fault_key, 0)
+        self._fault_counts[directives.fault_key] = seen + 1  # newest last: the oldest go first
+        while len(self._fault_counts) > FAULT_KEYS_KEPT:
+            self._fault_counts.popitem(last=False)
+        if seen >= directives.fault_times:
+            for name in FAULT_FIELDS:
+                setattr(directives, name, getattr(_NO_DIRECTIVES, name))
 
     @staticmethod
     def _quote_credential(request: web.Request) -> str:

@@ -21,6 +21,8 @@ HANG_POLL_S = 1.0
 # Long enough for in-flight responses to finish on close(), short enough that stopping a test
 # server never stalls a test run.
 SHUTDOWN_TIMEOUT_S = 1.0
+# Fault scripts (the fault_key directive) whose request counts are remembered; the oldest go first.
+FAULT_KEYS_KEPT = 10_000
 DEFAULT_EMBEDDING_DIMENSIONS = 8
 MAX_EMBEDDING_DIMENSIONS = 8192
 MAX_EMBEDDING_INPUTS = 2048

@@ -40,8 +40,14 @@ class _Directives:
     tokens: int | None = None
     prompt_tokens: int | None = None
     cached_tokens: int | None = None
+    # A fault script: the faults above apply to the first `fault_times` requests naming `fault_key`;
+    # the requests after them are answered normally (500, 500, then 200: fault_times=2).
+    fault_times: int | None = None
+    fault_key: str | None = None
 
 
+# What a fault script switches off once its faults are spent.
+FAULT_FIELDS = ("status", "retry_after", "hang", "malformed", "drop", "drop_after", "hang_after")
 _NO_DIRECTIVES = _Directives()
 # (min, max) for the integer directives.
 _INT_DIRECTIVES: dict[str, tuple[int, int]] = {
@@ -51,7 +57,9 @@ _INT_DIRECTIVES: dict[str, tuple[int, int]] = {
     "tokens": (0, 1_000_000),
     "prompt_tokens": (0, 1_000_000_000),
     "cached_tokens": (0, 1_000_000_000),
+    "fault_times": (0, 1_000_000),
 }
+_FAULT_KEY_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _MS_DIRECTIVES = frozenset({"ttft_ms", "chunk_ms"})
 _FLAG_DIRECTIVES = frozenset({"hang", "malformed", "drop", "echo_credential", "ignore_stream"})
 _TRUE = frozenset({"", "1", "true", "yes", "on"})
@@ -90,6 +98,8 @@ def _parse_directives(request: web.Request, prompt_text: str | None) -> _Directi
     directives = _Directives()
     for name, value in raw.items():
         setattr(directives, name, _directive_value(name, value))
+    if (directives.fault_times is None) != (directives.fault_key is None):
+        raise _BadRequest("mock directives fault_times and fault_key go together", param="fault_times")
     return directives
 
 
@@ -118,4 +128,8 @@ def _directive_value(name: str, value: str | None) -> Any:
         if not 0 <= number <= limit:  # also rejects nan
             raise bad(f"a number in 0..{limit:.0f}")
         return value if name == "retry_after" else number
+    if name == "fault_key":
+        if value is None or not _FAULT_KEY_RE.fullmatch(value):
+            raise bad("1 to 64 letters, digits or _.:-")
+        return value
     raise _BadRequest(f"unknown mock directive {name!r}", param=name)

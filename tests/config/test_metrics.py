@@ -251,6 +251,51 @@ def test_without_redis_there_are_no_redis_samples(client, settings):
     assert "tollhouse_metrics_redis_up" not in found and "tollhouse_usage_stream_length" not in found
 
 
+@pytest.mark.parametrize("shared", [pytest.param(True, marks=needs_redis), False])
+def test_it_exposes_the_open_breakers_and_their_transitions(client, settings, shared):
+    import asyncio
+
+    from config.redis import close_async_client
+    from gateway.breaker import Policy
+    from gateway.runtime import runtime
+
+    if not shared:
+        settings.REDIS_URL = None
+    runtime.breaker._policy = Policy(failures=2, window_us=60_000_000, cooldown_us=60_000_000)
+    before = families(client.get("/metrics"))
+    opened = (
+        sample(
+            before,
+            "tollhouse_breaker_transitions",
+            "tollhouse_breaker_transitions_total",
+            deployment="31",
+            state="open",
+        )
+        or 0
+    )
+    assert sample(before, "tollhouse_breakers_open") == 0
+
+    async def fail_twice() -> None:
+        for deployment in (31, 31, 32):
+            await runtime.breaker.record(deployment, ok=False)
+        if shared:
+            await close_async_client()
+
+    asyncio.run(fail_twice())
+    found = families(client.get("/metrics"))
+    assert sample(found, "tollhouse_breakers_open") == 1  # 31 open, 32 failed once
+    assert (
+        sample(
+            found,
+            "tollhouse_breaker_transitions",
+            "tollhouse_breaker_transitions_total",
+            deployment="31",
+            state="open",
+        )
+        == opened + 1
+    )
+
+
 # -- the serve run's directory ----------------------------------------------------------------------
 
 

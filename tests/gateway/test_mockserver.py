@@ -326,6 +326,33 @@ def test_it_injects_status_faults_with_retry_after(mock: MockServerThread) -> No
     assert_openai_error(reply, 500, "server_error")
 
 
+def test_a_fault_script_fails_the_first_n_requests_of_its_key_then_answers(mock: MockServerThread) -> None:
+    prompt = [{"role": "user", "content": "hi [mock status=500 fault_times=2 fault_key=script-a]"}]
+    assert [chat(mock, prompt).status for _ in range(4)] == [500, 500, 200, 200]
+    # Another key has its own count; a header names the key as well as the prompt does.
+    other = chat(mock, prompt, headers={"X-Mock-Fault-Key": "script-b"})
+    assert other.status == 500
+    # A hang, a stream drop or a Retry-After are spent the same way.
+    limited = [
+        {"role": "user", "content": "[mock status=429 retry_after=1 fault_times=1 fault_key=script-c]"}
+    ]
+    first, second = chat(mock, limited), chat(mock, limited)
+    assert (first.status, first.headers["Retry-After"]) == (429, "1")
+    assert second.status == 200 and "Retry-After" not in second.headers
+    dropped = [{"role": "user", "content": "[mock drop fault_times=1 fault_key=script-d]"}]
+    with pytest.raises(aiohttp.ClientConnectionError):
+        chat(mock, dropped)
+    assert chat(mock, dropped).status == 200
+
+
+@pytest.mark.parametrize(
+    "directives", ["fault_times=2", "fault_key=k", "fault_times=1 fault_key=a/b", "fault_times=x fault_key=k"]
+)
+def test_a_fault_script_needs_both_a_count_and_a_key(mock: MockServerThread, directives: str) -> None:
+    reply = chat(mock, [{"role": "user", "content": f"[mock status=500 {directives}]"}])
+    assert reply.status == 400 and reply.json()["error"]["param"] in ("fault_times", "fault_key")
+
+
 def test_it_quotes_the_credential_in_a_200_answer(mock: MockServerThread) -> None:
     auth = {"Authorization": "Bearer sk-quoted-0123", "X-Mock-Echo-Credential": "1"}
     quote = "the request carried the credential sk-quoted-0123"
