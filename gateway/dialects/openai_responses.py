@@ -355,7 +355,10 @@ def responses_to_canonical(body: dict[str, Any], *, session: str = "") -> canoni
 def usage_body(usage: canonical.Usage) -> dict[str, Any]:
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "input_tokens_details": {
+            "cached_tokens": usage.cached_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+        },
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
@@ -497,7 +500,12 @@ class ResponsesStream(StreamRenderer):
         self.output.append((index, item))
         return (
             self._event(
-                "response.output_text.done", item_id=item_id, output_index=index, content_index=0, text=text
+                "response.output_text.done",
+                item_id=item_id,
+                output_index=index,
+                content_index=0,
+                text=text,
+                logprobs=[],
             )
             + self._event(
                 "response.content_part.done", item_id=item_id, output_index=index, content_index=0, part=part
@@ -580,6 +588,7 @@ class ResponsesStream(StreamRenderer):
                 output_index=index,
                 content_index=0,
                 delta=event.text,
+                logprobs=[],
             )
         if isinstance(event, canonical.ThinkingDelta):
             if not event.text:
