@@ -154,7 +154,7 @@ class Executor:
                 deployment=deployment,
                 dialect=self.codec.name,
                 body=inbound.body,
-                request=inbound._canonical,
+                request=inbound._canonical or inbound.header_request(),
                 request_id=request_id,
             )
         return adapter.build_request(

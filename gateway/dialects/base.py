@@ -23,6 +23,7 @@ from django.http import HttpResponse
 
 from billing.events import session_clean
 from gateway import canonical, errors
+from gateway.canonical import Request as CanonicalRequest
 
 # The agent-session headers, in order of preference: Claude Code, generic, Codex (codex-rs sends
 # `session-id` on every Responses request, codex-api/src/requests/headers.rs; older releases
@@ -64,6 +65,13 @@ class Inbound:
             assert self._codec is not None
             self._canonical = self._codec.to_canonical(self)
         return self._canonical
+
+    def header_request(self) -> CanonicalRequest:
+        """For a pass-through call: what the headers said (betas, session), without translating the
+        body (which may hold what only the upstream's own dialect can carry)."""
+        return CanonicalRequest(
+            model=self.model, messages=[], stream=self.stream, session=self.session, betas=list(self.betas)
+        )
 
     def cap_output(self, tokens: int) -> None:
         """Lower the output limit (admission's budget cap, the route's maximum): in the body for
