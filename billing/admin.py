@@ -76,13 +76,21 @@ _BUDGET_ALERT_FIELDS = (
 class ModelPriceForm(forms.ModelForm):
     class Meta:
         model = ModelPrice
-        fields = ["model", "input_per_mtok", "cached_input_per_mtok", "output_per_mtok", "effective_from"]
+        fields = [
+            "model",
+            "input_per_mtok",
+            "cached_input_per_mtok",
+            "output_per_mtok",
+            "cache_write_per_mtok",
+            "cache_write_1h_per_mtok",
+            "effective_from",
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # A negative price is refused next to its field (the table's check constraint would only
         # say "constraint violated").
-        for name in ("input_per_mtok", "cached_input_per_mtok", "output_per_mtok"):
+        for name in services.PRICE_FIELDS:
             self.fields[name].validators.append(non_negative)
 
 
@@ -92,7 +100,14 @@ class ModelPriceAdmin(admin.ModelAdmin):
     gateways' price caches at once."""
 
     form = ModelPriceForm
-    list_display = ["model", "input_per_mtok", "cached_input_per_mtok", "output_per_mtok", "effective_from"]
+    list_display = [
+        "model",
+        "input_per_mtok",
+        "cached_input_per_mtok",
+        "output_per_mtok",
+        "cache_write_per_mtok",
+        "effective_from",
+    ]
     search_fields = ["model"]
 
     def save_model(self, request: HttpRequest, obj: ModelPrice, form: forms.ModelForm, change: bool) -> None:
@@ -113,11 +128,14 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         "completion_tokens",
         "cost",
         "streamed",
+        "attempts",
+        "ingress",
+        "upstream_format",
         "latency_ms",
         "request_id",
     ]
-    list_filter = ["status", "streamed", "usage_estimated", "requested_model"]
-    search_fields = ["request_id", "client_request_id"]
+    list_filter = ["status", "streamed", "usage_estimated", "ingress", "upstream_format", "requested_model"]
+    search_fields = ["request_id", "client_request_id", "session"]
     date_hierarchy = "created_at"
     list_select_related = ["tenant"]
     show_full_result_count = False

@@ -16,10 +16,46 @@ Money is integer nano-dollars, durations integer microseconds, times microsecond
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypedDict
 
-VERSION = 1
+# Version 2 (issue 14) added ingress, upstream_format, session, attempt_log, cache_write_tokens and
+# reasoning_tokens. A version 1 event (an older gateway during a rolling upgrade) has none of them:
+# the reader gives each its default, and `ingress` the dialect its endpoint implies.
+VERSION = 2
+
+# The client dialects (gateway codecs) and the upstream wire formats (gateway adapters), as stored.
+INGRESS_DIALECTS = ("openai_chat", "openai_embeddings", "openai_responses", "anthropic_messages")
+UPSTREAM_FORMATS = ("openai", "anthropic", "gemini", "openai_responses", "mock")
+# What a version 1 event's endpoint says about its dialect (version 1 knew only OpenAI's).
+INGRESS_OF_ENDPOINT = {
+    "chat.completions": "openai_chat",
+    "embeddings": "openai_embeddings",
+    "responses": "openai_responses",
+    "messages": "anthropic_messages",
+}
+SESSION_MAX = 128  # characters of an agent session id kept (the reader cuts longer ones)
+# Control characters (C0, DEL, C1) and lone surrogates: never part of a session id we store.
+_NOT_IN_SESSION = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+ATTEMPT_LOG_MAX = 16  # attempts kept in a row's attempt log: the first ones and the last ones
+
+
+def session_clean(value: str) -> str:
+    """An agent session id as stored: without control characters or spaces at its ends, at most
+    SESSION_MAX characters. The gateway applies it to the header, the usage writer again."""
+    return _NOT_IN_SESSION.sub("", value).strip()[:SESSION_MAX].rstrip()
+
+
+class Attempt(TypedDict):
+    """One try of an upstream by the executor: which deployment, what it answered, how long it took
+    (status 0: no HTTP answer at all, as on a connect error or a timeout)."""
+
+    deployment_id: int | None
+    status: int
+    duration_us: int
+    error_type: str
+
 
 # The error type of a call whose stream broke after it had begun: the client had its HTTP 200 (and
 # maybe some events) and then an error event. The status stays the 200 the client saw; the rollups
@@ -60,6 +96,18 @@ class UsageEvent:
     # otherwise (and for a plan's monthly budget, which has no row). Its first refusal in a period
     # sends the budget's 100 % alert (billing/alerts.py).
     refused_by_budget: int | None = None
+    # Version 2. The client's dialect (INGRESS_DIALECTS) and the adapter that spoke to the upstream
+    # (UPSTREAM_FORMATS, "" when no upstream was reached).
+    ingress: str = "openai_chat"
+    upstream_format: str = ""
+    session: str = ""  # the agent session the client named (X-Claude-Code-Session-Id, ...), or ""
+    # Every upstream attempt, in order (at most ATTEMPT_LOG_MAX of them are stored).
+    attempt_log: tuple[Attempt, ...] = ()
+    # Input tokens written to the provider's prompt cache: part of `prompt_tokens`, like
+    # `cached_tokens` (read from the cache), and priced at the cache-write rate.
+    cache_write_tokens: int = 0
+    # Reasoning / thinking tokens: informational, already counted (and billed) in completion_tokens.
+    reasoning_tokens: int = 0
     v: int = VERSION
 
     def wire(self) -> dict[str, Any]:

@@ -26,6 +26,20 @@ class ModelPrice(models.Model):
     input_per_mtok = models.DecimalField(max_digits=20, decimal_places=9)
     cached_input_per_mtok = models.DecimalField(max_digits=20, decimal_places=9)
     output_per_mtok = models.DecimalField(max_digits=20, decimal_places=9)
+    cache_write_per_mtok = models.DecimalField(
+        max_digits=20,
+        decimal_places=9,
+        null=True,
+        blank=True,
+        help_text="Input written to the provider's prompt cache (5-minute lifetime). Empty: priced as input.",
+    )
+    cache_write_1h_per_mtok = models.DecimalField(
+        max_digits=20,
+        decimal_places=9,
+        null=True,
+        blank=True,
+        help_text="Cache writes with a one-hour lifetime, where the provider has them. Empty: the cache-write price.",
+    )
     effective_from = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -38,7 +52,9 @@ class ModelPrice(models.Model):
             models.CheckConstraint(
                 condition=models.Q(input_per_mtok__gte=0)
                 & models.Q(cached_input_per_mtok__gte=0)
-                & models.Q(output_per_mtok__gte=0),
+                & models.Q(output_per_mtok__gte=0)
+                & (models.Q(cache_write_per_mtok__isnull=True) | models.Q(cache_write_per_mtok__gte=0))
+                & (models.Q(cache_write_1h_per_mtok__isnull=True) | models.Q(cache_write_1h_per_mtok__gte=0)),
                 name="modelprice_non_negative",
             ),
         ]
@@ -102,6 +118,27 @@ class UsageRecord(models.Model):
         blank=True,
         help_text="The hard budget (its id) that refused this call (402 budget_exceeded), if one did.",
     )
+    # Usage event version 2 (billing/events.py).
+    ingress = models.CharField(
+        max_length=32, default="openai_chat", help_text="The client's dialect (the API it spoke)."
+    )
+    upstream_format = models.CharField(
+        max_length=32, blank=True, default="", help_text="The wire format the upstream was spoken to in."
+    )
+    session = models.CharField(
+        max_length=128, blank=True, default="", help_text="The agent session the client named, if any."
+    )
+    attempt_log = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Every upstream attempt: deployment, status (0: no answer), duration (µs), error type.",
+    )
+    cache_write_tokens = models.PositiveIntegerField(
+        default=0, help_text="Input tokens written to the prompt cache (part of the prompt tokens)."
+    )
+    reasoning_tokens = models.PositiveIntegerField(
+        default=0, help_text="Reasoning tokens (part of the completion tokens, billed as output)."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -116,6 +153,12 @@ class UsageRecord(models.Model):
                 fields=["refused_by_budget", "created_at"],
                 name="usage_refused_budget",
                 condition=models.Q(refused_by_budget__isnull=False),
+            ),
+            # A tenant's calls of one agent session (most calls name none: they are not indexed).
+            models.Index(
+                fields=["tenant", "session", "created_at"],
+                name="usage_tenant_session_time",
+                condition=~models.Q(session=""),
             ),
         ]
 
@@ -150,6 +193,7 @@ class UsageSums(models.Model):
     errors_5xx = models.BigIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
     cached_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=24, decimal_places=9, default=0)
     cache_hits = models.BigIntegerField(default=0)
@@ -215,6 +259,36 @@ class UsageHourlyTenant(UsageSums):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requests}"
+
+
+class UsageHourlySession(models.Model):
+    """An agent session's hour, per tenant: calls, errors, tokens and cost of the calls that named
+    the session (`UsageRecord.session`; calls naming none have no row here).
+
+    Written with `UsageHourly`, in the same transaction, from the same rows; re-derived by
+    usage_reconcile like it. Read by `billing.selectors.usage_by_session`.
+    """
+
+    hour = models.DateTimeField()
+    tenant_id = models.BigIntegerField()
+    session = models.CharField(max_length=128)
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=24, decimal_places=9, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant_id", "hour", "session"], name="usagehourlysession_unique_cell"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.session} {self.requests}"
 
 
 class Budget(models.Model):

@@ -38,14 +38,18 @@ from django.db.models import Model
 from django.utils import timezone
 
 from billing import pots
-from billing.models import CreditEntry, UsageHourly, UsageHourlyTenant, UsageRecord
+from billing.models import CreditEntry, UsageHourly, UsageHourlySession, UsageHourlyTenant, UsageRecord
 from billing.rollups import (
     KEY_COLUMNS,
+    SESSION_KEY_COLUMNS,
+    SESSION_SUM_COLUMNS,
     SUM_COLUMNS,
     TENANT_KEY_COLUMNS,
     Cell,
     CellKey,
-    cells_of,
+    SessionCell,
+    SessionKey,
+    cell_key,
     hour_of,
     tenant_cells_of,
     upsert,
@@ -225,10 +229,13 @@ _ROW_FIELDS = (
     "served_model",
     "prompt_tokens",
     "cached_tokens",
+    "cache_write_tokens",
     "completion_tokens",
     "usage_estimated",
     "cost",
     "status",
+    "error_type",
+    "session",
     "streamed",
     "cache_hit",
     "latency_ms",
@@ -249,15 +256,40 @@ def _first_hour(since: datetime | None) -> datetime:
     return max(hour_of(since), kept_from)
 
 
-def _raw_cells(first_hour: datetime) -> dict[CellKey, Cell]:
+@dataclass
+class _Raw:
+    """What the raw rows say the rollups hold: their cells, and their sessions' hours."""
+
+    cells: dict[CellKey, Cell]
+    sessions: dict[SessionKey, SessionCell]
+
+
+def _raw_cells(first_hour: datetime) -> _Raw:
+    """The rollups of the raw rows from `first_hour` on, in one pass over them (the writer's own
+    arithmetic: billing.rollups.Cell and SessionCell)."""
     rows = UsageRecord.objects.filter(created_at__gte=first_hour).only(*_ROW_FIELDS).order_by()
-    return cells_of(rows.iterator(chunk_size=5000))
+    raw = _Raw(cells={}, sessions={})
+    for record in rows.iterator(chunk_size=5000):
+        key = cell_key(record)
+        cell = raw.cells.get(key)
+        if cell is None:
+            cell = raw.cells[key] = Cell()
+        cell.add(record)
+        if record.session:
+            session_key = (key[0], key[1], record.session)
+            session = raw.sessions.get(session_key)
+            if session is None:
+                session = raw.sessions[session_key] = SessionCell()
+            session.add(record)
+    return raw
 
 
-def _stored(model: type[Model], keys: tuple[str, ...], first_hour: datetime) -> dict[Any, tuple[Any, ...]]:
+def _stored(
+    model: type[Model], keys: tuple[str, ...], sums: tuple[str, ...], first_hour: datetime
+) -> dict[Any, tuple[Any, ...]]:
     stored = {}
     hour_at = keys.index("hour")
-    for values in model._default_manager.filter(hour__gte=first_hour).values_list(*keys, *SUM_COLUMNS):
+    for values in model._default_manager.filter(hour__gte=first_hour).values_list(*keys, *sums):
         key = list(values[: len(keys)])
         key[hour_at] = key[hour_at].astimezone(UTC)
         stored[tuple(key)] = values[len(keys) :]
@@ -268,21 +300,26 @@ def _describe_cell(key: tuple[Any, ...]) -> str:
     if len(key) == len(TENANT_KEY_COLUMNS):
         tenant_id, hour = key
         return f"tenant rollup {hour:%Y-%m-%d %H}:00Z tenant {tenant_id}"
+    if len(key) == len(SESSION_KEY_COLUMNS):
+        tenant_id, hour, session = key
+        return f"session rollup {hour:%Y-%m-%d %H}:00Z tenant {tenant_id} session {session!r}"
     tenant_id, hour, api_key_id, end_user, requested, served = key
     who = f"tenant {tenant_id} key {api_key_id or '-'}" + (f" end user {end_user!r}" if end_user else "")
     return f"rollup {hour:%Y-%m-%d %H}:00Z {who} model {requested!r}→{served!r}"
 
 
-def _cell_differences(raw: dict[Any, Cell], stored: dict[Any, tuple[Any, ...]]) -> list[str]:
+def _cell_differences(
+    raw: dict[Any, Cell] | dict[Any, SessionCell], stored: dict[Any, tuple[Any, ...]], sums: tuple[str, ...]
+) -> list[str]:
     differences = []
     for key in sorted(set(raw) | set(stored)):
-        expected = raw[key].values() if key in raw else tuple(0 for _ in SUM_COLUMNS)
-        found = stored.get(key, tuple(0 for _ in SUM_COLUMNS))
+        expected = raw[key].values() if key in raw else tuple(0 for _ in sums)
+        found = stored.get(key, tuple(0 for _ in sums))
         if expected == found:
             continue
         wrong = [
             f"{name} raw {want} rollup {have}"
-            for name, want, have in zip(SUM_COLUMNS, expected, found, strict=True)
+            for name, want, have in zip(sums, expected, found, strict=True)
             if want != have
         ]
         shown = "; ".join(wrong[:6]) + (f"; and {len(wrong) - 6} more columns" if len(wrong) > 6 else "")
@@ -291,18 +328,27 @@ def _cell_differences(raw: dict[Any, Cell], stored: dict[Any, tuple[Any, ...]]) 
     return differences
 
 
-# The rollup tables, each with its key columns and how its cells follow from the raw rows' cells.
-_TABLES: tuple[tuple[type[Model], tuple[str, ...], Callable[[dict[CellKey, Cell]], dict[Any, Cell]]], ...] = (
-    (UsageHourly, KEY_COLUMNS, lambda cells: cells),
-    (UsageHourlyTenant, TENANT_KEY_COLUMNS, tenant_cells_of),
+# The rollup tables, each with its key columns, what it sums, and how its cells follow from the raw rows.
+_TABLES: tuple[
+    tuple[
+        type[Model],
+        tuple[str, ...],
+        tuple[str, ...],
+        Callable[[_Raw], dict[Any, Cell] | dict[Any, SessionCell]],
+    ],
+    ...,
+] = (
+    (UsageHourly, KEY_COLUMNS, SUM_COLUMNS, lambda raw: raw.cells),
+    (UsageHourlyTenant, TENANT_KEY_COLUMNS, SUM_COLUMNS, lambda raw: tenant_cells_of(raw.cells)),
+    (UsageHourlySession, SESSION_KEY_COLUMNS, SESSION_SUM_COLUMNS, lambda raw: raw.sessions),
 )
 
 
 def _rollup_differences(first_hour: datetime) -> list[str]:
     raw = _raw_cells(first_hour)
     differences = []
-    for model, keys, derive in _TABLES:
-        differences += _cell_differences(derive(raw), _stored(model, keys, first_hour))
+    for model, keys, sums, derive in _TABLES:
+        differences += _cell_differences(derive(raw), _stored(model, keys, sums, first_hour), sums)
     return differences
 
 
@@ -317,18 +363,18 @@ def _cells_replace(first_hour: datetime) -> None:
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                for model, _, _ in _TABLES:
+                for model, *_ in _TABLES:
                     cursor.execute(
                         f"LOCK TABLE {connection.ops.quote_name(model._meta.db_table)} IN SHARE ROW EXCLUSIVE MODE"
                     )
         raw = _raw_cells(first_hour)
-        for model, keys, derive in _TABLES:
+        for model, keys, sums, derive in _TABLES:
             cells = derive(raw)
-            stored = _stored(model, keys, first_hour)
+            stored = _stored(model, keys, sums, first_hour)
             wrong = {key: cell for key, cell in cells.items() if stored.get(key) != cell.values()}
             for key in [*wrong, *(key for key in stored if key not in cells)]:
                 model._default_manager.filter(**dict(zip(keys, key, strict=True))).delete()
-            upsert(model, keys, wrong)
+            upsert(model, keys, wrong, sums)
 
 
 def _credit_differences(first_hour: datetime, *, fix: bool) -> list[str]:

@@ -1,7 +1,8 @@
 """Hourly rollups of the usage rows (billing.models.UsageHourly).
 
 `rollups_add(records)` adds usage rows to their hour's cells (UsageHourly: tenant × key × end user
-× requested × served model × hour) and to their tenant's hour (UsageHourlyTenant), one upsert each. The usage
+× requested × served model × hour), to their tenant's hour (UsageHourlyTenant) and, for calls that
+named an agent session, to their session's hour (UsageHourlySession), one upsert each. The usage
 writer calls it in the transaction that inserts those rows, with only the rows the insert reported
 as new (`INSERT … ON CONFLICT DO NOTHING RETURNING`), so each call is counted exactly once and
 the rollups can never disagree with the raw rows. `cells_of(records)` is the same arithmetic
@@ -23,7 +24,7 @@ from django.db.models import Field, Model
 
 from billing import histograms
 from billing.events import STREAM_BROKEN
-from billing.models import ERROR_CLASSES, UsageHourly, UsageHourlyTenant, UsageRecord
+from billing.models import ERROR_CLASSES, UsageHourly, UsageHourlySession, UsageHourlyTenant, UsageRecord
 
 # (tenant_id, hour, api_key_id, end_user, requested_model, served_model): the unique cell.
 CellKey = tuple[int, datetime, int, str, str, str]
@@ -33,6 +34,7 @@ COUNT_COLUMNS: tuple[str, ...] = (
     *ERROR_CLASSES,
     "prompt_tokens",
     "cached_tokens",
+    "cache_write_tokens",
     "completion_tokens",
     "cache_hits",
     "estimated",
@@ -43,6 +45,7 @@ SUM_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, "cost")  # what a cell adds up
 _INDEX = {name: index for index, name in enumerate(COUNT_COLUMNS)}
 _REQUESTS = _INDEX["requests"]
 _PROMPT, _CACHED, _COMPLETION = _INDEX["prompt_tokens"], _INDEX["cached_tokens"], _INDEX["completion_tokens"]
+_CACHE_WRITE = _INDEX["cache_write_tokens"]
 _CACHE_HITS, _ESTIMATED, _STREAMED = _INDEX["cache_hits"], _INDEX["estimated"], _INDEX["streamed"]
 _LATENCY, _TTFT, _UPSTREAM, _OVERHEAD = (_INDEX[histograms.column(name, 0)] for name in histograms.HISTOGRAMS)
 _INVALID_REQUEST = {400, 404, 405, 409, 411, 413, 414, 415, 416, 422, 431}
@@ -92,6 +95,7 @@ class Cell:
             prompt_tokens=record.prompt_tokens,
             cached_tokens=record.cached_tokens,
             completion_tokens=record.completion_tokens,
+            cache_write_tokens=record.cache_write_tokens,
             cache_hit=record.cache_hit,
             estimated=record.usage_estimated,
             streamed=record.streamed,
@@ -118,6 +122,7 @@ class Cell:
         ttft_us: int | None,
         upstream_us: int | None,
         overhead_us: int | None,
+        cache_write_tokens: int = 0,
     ) -> None:
         """Add one call. For writers that have the facts without a UsageRecord (usage_seed): the
         durations are whole microseconds, as the row's milliseconds (3 decimals) say them."""
@@ -131,6 +136,7 @@ class Cell:
         counts[_PROMPT] += prompt_tokens
         counts[_CACHED] += cached_tokens
         counts[_COMPLETION] += completion_tokens
+        counts[_CACHE_WRITE] += cache_write_tokens
         counts[_CACHE_HITS] += cache_hit
         counts[_ESTIMATED] += estimated
         counts[_STREAMED] += streamed
@@ -153,6 +159,56 @@ class Cell:
 
     def values(self) -> tuple[Any, ...]:
         return (*self.counts, self.cost)
+
+
+class SessionCell:
+    """The sums of an agent session's hour (UsageHourlySession), in SESSION_SUM_COLUMNS order."""
+
+    __slots__ = ("cost", "counts")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(SESSION_SUM_COLUMNS) - 1)
+        self.cost = Decimal(0)
+
+    def add(self, record: UsageRecord) -> None:
+        counts = self.counts
+        counts[0] += 1
+        counts[1] += error_class(record.status, record.error_type) is not None
+        counts[2] += record.prompt_tokens
+        counts[3] += record.cached_tokens
+        counts[4] += record.cache_write_tokens
+        counts[5] += record.completion_tokens
+        self.cost += record.cost
+
+    def values(self) -> tuple[Any, ...]:
+        return (*self.counts, self.cost)
+
+
+# (tenant_id, hour, session): a session's hour. Errors: every call `error_class` counts as one.
+SessionKey = tuple[int, datetime, str]
+SESSION_KEY_COLUMNS = ("tenant_id", "hour", "session")
+SESSION_SUM_COLUMNS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "completion_tokens",
+    "cost",
+)
+
+
+def session_cells_of(records: Iterable[UsageRecord]) -> dict[SessionKey, SessionCell]:
+    """The session × hour sums of the rows that named a session (the others have none)."""
+    sessions: dict[SessionKey, SessionCell] = {}
+    for record in records:
+        if record.session:
+            key = (record.tenant_id or 0, hour_of(record.created_at), record.session)
+            cell = sessions.get(key)
+            if cell is None:
+                cell = sessions[key] = SessionCell()
+            cell.add(record)
+    return sessions
 
 
 def hour_of(moment: datetime) -> datetime:
@@ -196,42 +252,46 @@ def tenant_cells_of(cells: dict[CellKey, Cell]) -> dict[TenantKey, Cell]:
     return tenants
 
 
-def _upsert_sql(model: type[Model], keys: tuple[str, ...], rows: int) -> str:
+def _upsert_sql(model: type[Model], keys: tuple[str, ...], rows: int, sums: tuple[str, ...]) -> str:
     """PostgreSQL: one array a column (`unnest`), so the statement's parameters do not grow with
     the number of cells; elsewhere a VALUES list."""
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
-    columns = (*keys, *SUM_COLUMNS)
+    columns = (*keys, *sums)
     if connection.vendor == "postgresql":
         types = [model._meta.get_field(name).db_type(connection) for name in columns]
         source = "SELECT * FROM unnest(" + ", ".join(f"%s::{kind}[]" for kind in types) + ")"  # noqa: S608
     else:
         row = "(" + ", ".join(["%s"] * len(columns)) + ")"
         source = "VALUES " + ", ".join([row] * rows)
-    updates = ", ".join(
-        f"{quote(name)} = {table}.{quote(name)} + EXCLUDED.{quote(name)}" for name in SUM_COLUMNS
-    )
+    updates = ", ".join(f"{quote(name)} = {table}.{quote(name)} + EXCLUDED.{quote(name)}" for name in sums)
     # Only names and types from the model's own metadata are formatted in; every value is a parameter.
     insert = f"INSERT INTO {table} ({', '.join(quote(name) for name in columns)}) "
     conflict = f" ON CONFLICT ({', '.join(quote(name) for name in keys)}) DO UPDATE SET {updates}"
     return insert + source + conflict
 
 
-def upsert(model: type[Model], keys: tuple[str, ...], cells: dict[Any, Cell]) -> None:
-    """Add cells (keyed by `keys`' values) to a rollup table, creating the new ones, in key order:
-    two writers adding to the same cells lock them in the same order, so they cannot deadlock."""
+def upsert(
+    model: type[Model],
+    keys: tuple[str, ...],
+    cells: dict[Any, Cell] | dict[Any, SessionCell] | dict[Any, Cell | SessionCell],
+    sums: tuple[str, ...] = SUM_COLUMNS,
+) -> None:
+    """Add cells (keyed by `keys`' values, summing `sums`) to a rollup table, creating the new ones,
+    in key order: two writers adding to the same cells lock them in the same order, so they cannot
+    deadlock."""
     if not cells:
         return
-    ordered = [
-        [*key, *cell.counts, cell.cost] for key, cell in sorted(cells.items(), key=lambda item: item[0])
-    ]
+    items: list[tuple[Any, Cell | SessionCell]] = sorted(cells.items(), key=lambda item: item[0])
+    ordered = [[*key, *cell.values()] for key, cell in items]
     hour_at = keys.index("hour")
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             for start in range(0, len(ordered), 5000):
                 rows = ordered[start : start + 5000]
                 cursor.execute(
-                    _upsert_sql(model, keys, len(rows)), [list(column) for column in zip(*rows, strict=True)]
+                    _upsert_sql(model, keys, len(rows), sums),
+                    [list(column) for column in zip(*rows, strict=True)],
                 )
             return
         per_statement = max(1, (connection.features.max_query_params or 999) // len(ordered[0]))
@@ -245,7 +305,7 @@ def upsert(model: type[Model], keys: tuple[str, ...], cells: dict[Any, Cell]) ->
                 row[hour_at] = hour_field.get_db_prep_save(row[hour_at], connection)
                 row[-1] = cost_field.get_db_prep_save(row[-1], connection)
                 params.extend(row)
-            cursor.execute(_upsert_sql(model, keys, len(chunk)), params)
+            cursor.execute(_upsert_sql(model, keys, len(chunk), sums), params)
 
 
 def cells_save(cells: dict[CellKey, Cell]) -> None:
@@ -258,6 +318,12 @@ def tenant_cells_save(cells: dict[TenantKey, Cell]) -> None:
     upsert(UsageHourlyTenant, TENANT_KEY_COLUMNS, cells)
 
 
+def session_cells_save(cells: dict[SessionKey, SessionCell]) -> None:
+    upsert(UsageHourlySession, SESSION_KEY_COLUMNS, cells, SESSION_SUM_COLUMNS)
+
+
 def rollups_add(records: Iterable[UsageRecord]) -> None:
     """Add usage rows, newly inserted in the current transaction, to their hourly cells."""
-    cells_save(cells_of(records))
+    rows = list(records)
+    cells_save(cells_of(rows))
+    session_cells_save(session_cells_of(rows))

@@ -13,9 +13,10 @@ from decimal import Decimal
 from ipaddress import ip_address
 from typing import Any
 
+import orjson
 from django.core.exceptions import ValidationError
 from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import CharField
+from django.db.models import CharField, JSONField
 
 from accounts.models import Tenant
 from billing import events
@@ -299,6 +300,74 @@ def _read_credits(reader: _EventReader, values: dict[str, Any], _: datetime | No
     values["credits"] = credits is True
 
 
+def _read_ingress(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+    if reader.event.get("ingress") is None:
+        # A version 1 event: its endpoint says which OpenAI dialect it was.
+        endpoint = reader.event.get("endpoint")
+        values["ingress"] = (
+            events.INGRESS_OF_ENDPOINT.get(endpoint, "openai_chat")
+            if isinstance(endpoint, str)
+            else "openai_chat"
+        )
+        return
+    values["ingress"] = reader.text("ingress", default="openai_chat")
+
+
+def _read_session(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+    value = reader.event.get("session")
+    if value is None:
+        values["session"] = ""
+        return
+    if not isinstance(value, str):
+        reader.note("session", "not text")
+        values["session"] = ""
+        return
+    session = events.session_clean(value)
+    if session != value:
+        reader.note(
+            "session",
+            f"had control characters, spaces at its ends or more than {events.SESSION_MAX} characters",
+        )
+    values["session"] = session
+
+
+def _read_attempt_log(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+    value = reader.event.get("attempt_log")
+    values["attempt_log"] = []
+    if value is None:
+        return
+    if not isinstance(value, list | tuple):
+        reader.note("attempt_log", "not a list")
+        return
+    # The first attempts and the last ones: what went wrong first and how it ended.
+    half = events.ATTEMPT_LOG_MAX // 2
+    kept = list(value) if len(value) <= events.ATTEMPT_LOG_MAX else [*value[:half], *value[-half:]]
+    log: list[dict[str, Any]] = []
+    for entry in kept:
+        if not isinstance(entry, dict):
+            reader.note("attempt_log", "had an entry that is not an object")
+            continue
+        attempt = _EventReader(entry)
+        error_type = entry.get("error_type")
+        if error_type is not None and not isinstance(error_type, str):
+            attempt.note("error_type", "not text")
+            error_type = ""
+        log.append(
+            {
+                "deployment_id": attempt.row_id("deployment_id"),
+                "status": attempt.number("status", low=0, high=599, default=0, clamp=False),
+                "duration_us": attempt.number("duration_us", low=0, high=_MAX_DURATION_US, default=0),
+                "error_type": _UNSTORABLE.sub("", error_type or "")[:64],
+            }
+        )
+        if attempt.problems or set(entry) - _ATTEMPT_KEYS:
+            reader.note("attempt_log", "had an entry with unreadable or unknown fields")
+    values["attempt_log"] = log
+
+
+_ATTEMPT_KEYS = frozenset(events.Attempt.__annotations__)
+
+
 def _read_version(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
     version = reader.event.get("v")
     if version is None:
@@ -344,6 +413,12 @@ _READERS: dict[str, _Reader] = {
     "client_ip": _read_client_ip,
     "credits": _read_credits,
     "refused_by_budget": _row_id("refused_by_budget"),
+    "ingress": _read_ingress,
+    "upstream_format": _text("upstream_format"),
+    "session": _read_session,
+    "attempt_log": _read_attempt_log,
+    "cache_write_tokens": _count("cache_write_tokens"),
+    "reasoning_tokens": _count("reasoning_tokens"),
     "v": _read_version,
 }
 _NOT_COLUMNS = frozenset({"v"})  # read from the event, but not stored as a column of the row
@@ -432,8 +507,14 @@ def _insert_sql(rows: int) -> str:
 def _insert_params(chunk: Sequence[UsageRecord]) -> list[Any]:
     if connection.vendor == "postgresql":
         # The driver adapts the Python values (str, int, Decimal, aware datetime, bool, None);
-        # the casts in the statement make each array the column's type.
-        return [[getattr(record, column.attname) for record in chunk] for column in _INSERT_FIELDS]
+        # the casts in the statement make each array the column's type. A JSON column's values go
+        # as their JSON text (text[] cast to jsonb[]): a list of lists would read as a 2-D array.
+        return [
+            [orjson.dumps(getattr(record, column.attname)).decode() for record in chunk]
+            if isinstance(column, JSONField)
+            else [getattr(record, column.attname) for record in chunk]
+            for column in _INSERT_FIELDS
+        ]
     return [
         column.get_db_prep_save(getattr(record, column.attname), connection)
         for record in chunk
@@ -635,14 +716,29 @@ def model_price_set(
     cached_input_per_mtok: Decimal,
     output_per_mtok: Decimal,
     effective_from: datetime,
+    cache_write_per_mtok: Decimal | None = None,
+    cache_write_1h_per_mtok: Decimal | None = None,
 ) -> ModelPrice:
-    """Record the price of a model from a date; an existing price for that exact date is replaced."""
+    """Record the price of a model from a date; an existing price for that exact date is replaced.
+    A cache-write price of None: cache writes cost what input costs (the 1-hour one: the cache-write
+    price)."""
     price = ModelPrice.objects.select_for_update().filter(model=model, effective_from=effective_from).first()
     price = price or ModelPrice(model=model, effective_from=effective_from)
     price.input_per_mtok = input_per_mtok
     price.cached_input_per_mtok = cached_input_per_mtok
     price.output_per_mtok = output_per_mtok
+    price.cache_write_per_mtok = cache_write_per_mtok
+    price.cache_write_1h_per_mtok = cache_write_1h_per_mtok
     return model_price_save(price=price)
+
+
+PRICE_FIELDS = (
+    "input_per_mtok",
+    "cached_input_per_mtok",
+    "output_per_mtok",
+    "cache_write_per_mtok",
+    "cache_write_1h_per_mtok",
+)
 
 
 @transaction.atomic
@@ -650,7 +746,7 @@ def model_price_save(*, price: ModelPrice) -> ModelPrice:
     """Save a price as it is on the instance: each price zero or more, at most 9 decimal places."""
     errors = {
         name: "Must be zero or more."
-        for name in ("input_per_mtok", "cached_input_per_mtok", "output_per_mtok")
+        for name in PRICE_FIELDS
         if isinstance(getattr(price, name), Decimal | int) and getattr(price, name) < 0
     }
     if errors:  # clearer than the check constraint's own message, which full_clean() would give

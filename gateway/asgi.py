@@ -134,11 +134,8 @@ def _method_not_allowed(method: str, allowed: str) -> errors.GatewayError:
 
 def gateway_handler() -> GatewayHandler:
     from gateway import views
+    from gateway.dialects import ENDPOINTS
 
     return GatewayHandler(
-        {
-            "/v1/chat/completions": ("POST", views.ChatCompletionsView.as_view()),
-            "/v1/embeddings": ("POST", views.EmbeddingsView.as_view()),
-            "/v1/models": ("GET", views.ModelsView.as_view()),
-        }
+        {endpoint.route.path: (endpoint.route.method, views.view_for(endpoint)) for endpoint in ENDPOINTS}
     )

@@ -46,7 +46,7 @@ from config.crypto import CredentialError
 from gateway import errors
 from gateway.auth import KeyInfo, Limits, tenant_policy
 from gateway.db import run_db
-from gateway.requests import MAX_END_USER
+from gateway.dialects.fields import MAX_END_USER
 from gateway.strangers import FailedAuthCounter
 from gateway.ttlcache import TTLCache
 

@@ -35,6 +35,7 @@ from prometheus_client import Counter, Histogram, values
 from prometheus_client.utils import floatToGoString
 
 from config.redis import redis_key, sync_client
+from gateway.dialects import ENDPOINT_LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,6 @@ OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 DRAIN_EVENT_BUCKETS = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
 DRAIN_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-ENDPOINTS = frozenset({"chat.completions", "embeddings", "completions", "messages", "responses"})
 # ProviderError.kind values (gateway/providers, gateway/proxy.py); anything else is "other".
 UPSTREAM_ERROR_KINDS = frozenset(
     {
@@ -236,7 +236,7 @@ def model_label(event: Mapping[str, Any]) -> str:
 
 
 def _endpoint_label(endpoint: object) -> str:
-    return endpoint if isinstance(endpoint, str) and endpoint in ENDPOINTS else OTHER
+    return endpoint if isinstance(endpoint, str) and endpoint in ENDPOINT_LABELS else OTHER
 
 
 def _status_class(status: object) -> str:

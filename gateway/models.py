@@ -41,16 +41,16 @@ def validate_base_url(value: Any) -> None:
         )
 
 
-class Provider(models.Model):
-    class Kind(models.TextChoices):
-        OPENAI = "openai", "OpenAI"
-        OPENAI_COMPATIBLE = "openai-compatible", "OpenAI-compatible"
-        ANTHROPIC = "anthropic", "Anthropic"
-        GEMINI = "gemini", "Google Gemini"
-        MOCK = "mock", "Mock (bundled)"
+def provider_kinds() -> list[tuple[str, str]]:
+    """The kinds with an adapter (gateway/providers/): a kind without one cannot be saved."""
+    from gateway.providers import kind_choices
 
+    return kind_choices()
+
+
+class Provider(models.Model):
     name = models.SlugField(max_length=100, unique=True)
-    kind = models.CharField(max_length=32, choices=Kind.choices)
+    kind = models.CharField(max_length=32, choices=provider_kinds, help_text="The upstream's wire format.")
     base_url = models.CharField(
         max_length=500,
         validators=[validate_base_url],

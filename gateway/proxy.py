@@ -27,9 +27,10 @@ from gateway import bodylog, errors, governor, metrics
 from gateway.auth import authorize, key_from_headers
 from gateway.calls import CLIENT_CLOSED, Call, estimate_tokens
 from gateway.catalog import DeploymentInfo, RouteInfo
+from gateway.dialects import Codec
+from gateway.dialects.fields import read_json_body
 from gateway.providers import Adapter, ProviderError, StreamTranslator, adapter_for
 from gateway.providers.base import UpstreamRequest, redact_credential
-from gateway.requests import read_json_body, validate_chat, validate_embeddings
 from gateway.runtime import runtime
 
 logger = logging.getLogger(__name__)
@@ -219,17 +220,21 @@ async def _admit(
     return candidates
 
 
-def _builder(method: str, body: dict[str, Any], call: Call) -> BuildRequest:
+def _builder(dialect: str, body: dict[str, Any], call: Call) -> BuildRequest:
     def build(adapter: Adapter, deployment: DeploymentInfo) -> UpstreamRequest:
-        make: Callable[..., UpstreamRequest] = getattr(adapter, method)
-        return make(deployment=deployment, body=body, request_id=call.public_request_id)
+        return adapter.passthrough_request(
+            deployment=deployment, dialect=dialect, body=body, request=None, request_id=call.public_request_id
+        )
 
     return build
 
 
-async def handle(request: HttpRequest, *, endpoint: str) -> HttpResponse | StreamingHttpResponse:
+async def handle(
+    request: HttpRequest, *, codec: Codec, operation: str
+) -> HttpResponse | StreamingHttpResponse:
+    endpoint = codec.endpoint
     call = Call(request, endpoint=endpoint)
-    response = await _handle(call, request, endpoint=endpoint)
+    response = await _handle(call, request, codec=codec, operation=operation)
     if call.key is None or not call.key.body_logging:  # the default: nothing kept
         return response
     try:
@@ -241,22 +246,23 @@ async def handle(request: HttpRequest, *, endpoint: str) -> HttpResponse | Strea
     )
 
 
-async def _handle(call: Call, request: HttpRequest, *, endpoint: str) -> HttpResponse | StreamingHttpResponse:
+async def _handle(
+    call: Call, request: HttpRequest, *, codec: Codec, operation: str
+) -> HttpResponse | StreamingHttpResponse:
+    endpoint = codec.endpoint
     try:
         await _identify(call, request)
         body = read_json_body(request)
-        if endpoint == "embeddings":
-            model, call.prompt_chars = validate_embeddings(body)
-        else:
-            model, call.prompt_chars = validate_chat(body)
+        inbound = codec.parse(body=body, headers=request.headers, operation=operation)
+        model, call.prompt_chars = inbound.model, inbound.prompt_chars
         call.requested_model = model
         # An end-user token's `sub` wins over the body's `user` (validated above: storable, or absent).
         call.end_user = (call.key.end_user if call.key else "") or body.get("user") or ""
         route = await _route(call, model)
         call.candidates = await _admit(call, request, route, body)
         if endpoint == "embeddings":
-            return await _forward(call, route, _builder("embeddings_request", body, call))
-        build = _builder("chat_request", body, call)
+            return await _forward(call, route, _builder(codec.name, body, call))
+        build = _builder(codec.name, body, call)
         if body.get("stream"):
             wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await _forward_stream(call, route, build, client_wants_usage=wants_usage)
@@ -264,7 +270,7 @@ async def _handle(call: Call, request: HttpRequest, *, endpoint: str) -> HttpRes
     except errors.GatewayError as exc:
         call.fail(exc)
         await call.settle()
-        return _respond(call, exc.response())
+        return _respond(call, codec.error_response(exc))
     except asyncio.CancelledError:
         # The client went away before the answer (Django cancels the view). The upstream call is
         # cancelled with it; the call is still recorded, with the prompt as far as it went.
@@ -279,7 +285,7 @@ async def _handle(call: Call, request: HttpRequest, *, endpoint: str) -> HttpRes
         error = errors.InternalError("The gateway failed to handle this request.")
         call.fail(error)
         await call.settle()
-        return _respond(call, error.response())
+        return _respond(call, codec.error_response(error))
 
 
 async def _attempts(call: Call, route: RouteInfo) -> AsyncIterator[tuple[Adapter, DeploymentInfo]]:
@@ -321,7 +327,9 @@ async def _forward(call: Call, route: RouteInfo, build: BuildRequest) -> HttpRes
                     credential=deployment.provider.credential,
                 )
             answer = redact_credential(response.content, deployment.provider.credential)
-            content, call.usage, call.served_model = adapter.parse_response(content=answer)
+            content, call.usage, call.served_model = adapter.passthrough_response(
+                dialect="openai_chat", content=answer
+            )
         except ProviderError as exc:
             last = exc
         except (TimeoutError, httpx.HTTPError, aiohttp.ClientError) as exc:
@@ -393,8 +401,10 @@ async def _forward_stream(
     call.streamed = True
     adapter, upstream, started = await _open_stream(call, route, build)
     assert call.deployment is not None  # _open_stream set it
-    translator = adapter.stream_translator(
-        client_wants_usage=client_wants_usage, credential=call.deployment.provider.credential
+    translator = adapter.passthrough_stream(
+        dialect="openai_chat",
+        client_wants_usage=client_wants_usage,
+        credential=call.deployment.provider.credential,
     )
     response = StreamingHttpResponse(
         _relay(call, upstream, translator, started), content_type="text/event-stream; charset=utf-8"

@@ -140,7 +140,7 @@ def demo_prepare(*, mock_url: str) -> Demo:
     tenant = Tenant.objects.filter(slug="demo").first() or account_services.tenant_create(
         name="Demo", slug="demo", plan=plan
     )
-    mock = provider_upsert(name="mock", kind=Provider.Kind.MOCK, base_url=mock_url.rstrip("/") + "/v1")
+    mock = provider_upsert(name="mock", kind="mock", base_url=mock_url.rstrip("/") + "/v1")
     demo_models_install(provider=mock, priority=10)
 
     registered = []

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from config import clientip
 from gateway import errors
 from gateway.auth import authorize, key_from_headers
+from gateway.dialects import Codec, Endpoint
 from gateway.proxy import handle
 from gateway.runtime import runtime
 
@@ -64,14 +65,15 @@ class GatewayView(APIView):
         return self.response
 
 
-class ChatCompletionsView(GatewayView):
-    async def post(self, request: Request) -> HttpResponse | StreamingHttpResponse:
-        return await handle(request._request, endpoint="chat.completions")
+class DialectView(GatewayView):
+    """A model call in one dialect: its codec (gateway/dialects/) and what the route does."""
 
+    codec: Codec | None = None
+    operation = ""
 
-class EmbeddingsView(GatewayView):
     async def post(self, request: Request) -> HttpResponse | StreamingHttpResponse:
-        return await handle(request._request, endpoint="embeddings")
+        assert self.codec is not None
+        return await handle(request._request, codec=self.codec, operation=self.operation)
 
 
 class ModelsView(GatewayView):
@@ -95,3 +97,9 @@ class ModelsView(GatewayView):
         )
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "tollhouse"} for name in names]
         return HttpResponse(orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+
+
+def view_for(endpoint: Endpoint) -> Any:
+    if endpoint.codec is None:
+        return ModelsView.as_view()
+    return DialectView.as_view(codec=endpoint.codec, operation=endpoint.route.operation)

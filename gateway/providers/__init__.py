@@ -1,20 +1,32 @@
-"""Adapters by provider kind. Adding a wire format is adding one module and one line here."""
+"""The adapter registry, by provider kind (DESIGN.md §5). Adding a wire format is adding one module and
+one line here; `Provider.kind` offers exactly these kinds (gateway.models.provider_kinds)."""
 
 from __future__ import annotations
 
-from gateway.providers.base import Adapter, ProviderError, StreamTranslator, Usage
+from gateway.providers.base import Adapter, ProviderError, StreamParser, StreamTranslator, Usage
 from gateway.providers.mock import MockAdapter
-from gateway.providers.openai import OpenAIAdapter
+from gateway.providers.openai import OpenAIAdapter, OpenAICompatibleAdapter
 
-_ADAPTERS: dict[str, Adapter] = {
-    "openai": OpenAIAdapter(),
-    "openai-compatible": OpenAIAdapter(),
-    "mock": MockAdapter(),
+ADAPTERS: dict[str, Adapter] = {
+    adapter.kind: adapter for adapter in (OpenAIAdapter(), OpenAICompatibleAdapter(), MockAdapter())
 }
 
 
 def adapter_for(kind: str) -> Adapter | None:
-    return _ADAPTERS.get(kind)
+    return ADAPTERS.get(kind)
 
 
-__all__ = ["Adapter", "ProviderError", "StreamTranslator", "Usage", "adapter_for"]
+def kind_choices() -> list[tuple[str, str]]:
+    return [(kind, adapter.label) for kind, adapter in ADAPTERS.items()]
+
+
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "ProviderError",
+    "StreamParser",
+    "StreamTranslator",
+    "Usage",
+    "adapter_for",
+    "kind_choices",
+]

@@ -1,7 +1,19 @@
-"""The adapter contract: one subclass per upstream wire format.
+"""The adapter contract: one subclass per upstream wire format (DESIGN.md §5).
 
-An adapter turns the client's (OpenAI-format) request into the upstream's, and the upstream's
-response, stream chunks, usage and errors back. It does no I/O: the proxy sends what it builds.
+An adapter translates the canonical call (gateway/canonical.py) to its upstream's wire format and
+the upstream's answer, stream, usage and errors back. It does no I/O: the executor
+(gateway/executor.py) sends what it builds, with the timeouts, retries and fallbacks of every call.
+
+Two ways through an adapter:
+- translated: `build_request(canonical.Request)` → upstream; `parse_response` / `stream_parser`
+  → canonical `Response` / `StreamEvent`s, which the client's codec renders in its dialect;
+- pass-through, when the client's dialect is one of the adapter's `native_dialects`: the client's
+  body goes up with only the model replaced (`passthrough_request`), and the upstream's bytes come
+  back untouched (`passthrough_response`, `passthrough_stream`), read only for usage. This is the
+  chat fast path: no re-encoding.
+
+Adding a wire format is adding one module with one `Adapter` subclass and one line in
+gateway/providers/__init__.py; `Provider.kind` offers exactly the registered kinds.
 """
 
 from __future__ import annotations
@@ -19,16 +31,9 @@ from typing import Any, ClassVar
 import orjson
 from django.conf import settings
 
+from gateway import canonical
+from gateway.canonical import Usage
 from gateway.catalog import DeploymentInfo
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    reported: bool = False  # the upstream said so
-    estimated: bool = False  # the upstream never said; the gateway counted what it saw
 
 
 @dataclass(frozen=True)
@@ -191,11 +196,13 @@ def not_a_stream() -> ProviderError:
 
 
 class StreamTranslator:
-    """Consumes upstream stream bytes, returns what to send to the client, and collects usage."""
+    """Pass-through streams: consumes upstream stream bytes, returns what to send to the client as
+    is (or with a hidden usage chunk left out), and collects usage on the way."""
 
     usage: Usage
-    done: bool
+    done: bool  # the upstream's own terminal event was seen
     chunks: int  # content-bearing chunks passed on: the completion estimate if usage never comes
+    served_model: str = ""
 
     def feed(self, data: bytes) -> bytes:
         raise NotImplementedError
@@ -204,32 +211,149 @@ class StreamTranslator:
         return b""
 
 
+class StreamParser:
+    """Translated streams: consumes upstream stream bytes and yields canonical stream events.
+
+    `feed` returns the events completed by `data` (an event split across reads waits for its
+    end); `finish` those left at the end of the body. The parser emits `canonical.Finish` when the
+    upstream ended its answer properly, and sets `done`; a body that ends without that is a broken
+    stream (the executor sends the dialect's error event). The provider's credential is redacted
+    (`redact_forms`) before an event is read, and a document sent instead of a stream raises
+    `not_a_stream()`."""
+
+    done: bool = False
+    chunks: int = 0  # content-bearing events seen: the completion estimate if usage never comes
+
+    def feed(self, data: bytes) -> list[canonical.StreamEvent]:
+        raise NotImplementedError
+
+    def finish(self) -> list[canonical.StreamEvent]:
+        return []
+
+
 class Adapter:
-    kind: ClassVar[str]
+    kind: ClassVar[str]  # Provider.kind
+    label: ClassVar[str]  # its name in the admin's choices
+    # The client dialects (gateway/dialects/) whose requests this upstream takes as they are.
+    native_dialects: ClassVar[frozenset[str]] = frozenset()
 
-    def chat_request(
-        self, *, deployment: DeploymentInfo, body: dict[str, Any], request_id: str
+    # -- translated ------------------------------------------------------------------------------
+
+    def build_request(
+        self, *, deployment: DeploymentInfo, request: canonical.Request, request_id: str
     ) -> UpstreamRequest:
+        """The upstream request for `request`, with `deployment.upstream_model` as the model.
+        Thinking / reasoning parts whose `provider` is not this adapter's `kind` are dropped;
+        `request.betas` are sent only by an adapter whose upstream knows them (Anthropic)."""
         raise NotImplementedError
 
-    def embeddings_request(
-        self, *, deployment: DeploymentInfo, body: dict[str, Any], request_id: str
+    def parse_response(self, *, content: bytes) -> canonical.Response:
+        """A successful non-stream answer; `ProviderError(kind="bad_response")` if unreadable."""
+        raise NotImplementedError
+
+    def stream_parser(self, *, credential: str) -> StreamParser:
+        raise NotImplementedError
+
+    def count_tokens_request(
+        self, *, deployment: DeploymentInfo, request: canonical.Request, request_id: str
+    ) -> UpstreamRequest | None:
+        """The upstream's own token count for `request`'s prompt, where it has one; None: the
+        gateway estimates (gateway.calls.estimate_tokens)."""
+        return None
+
+    def parse_count_tokens(self, *, content: bytes) -> int:
+        raise NotImplementedError
+
+    # -- pass-through ----------------------------------------------------------------------------
+
+    def passthrough_request(
+        self,
+        *,
+        deployment: DeploymentInfo,
+        dialect: str,
+        body: dict[str, Any],
+        request: canonical.Request | None,
+        request_id: str,
     ) -> UpstreamRequest:
+        """`body` as the client sent it (validated by its codec) in `dialect`, one of
+        `native_dialects`, for `deployment`. `request`, when the codec made one, carries what the
+        headers said (betas, session)."""
         raise NotImplementedError
 
-    def parse_response(self, *, content: bytes) -> tuple[bytes, Usage, str]:
-        """A successful non-stream response: (bytes for the client, usage, served model)."""
+    def passthrough_response(self, *, dialect: str, content: bytes) -> tuple[bytes, Usage, str]:
+        """A successful pass-through answer: (bytes for the client, usage, served model)."""
         raise NotImplementedError
 
-    def stream_translator(self, *, client_wants_usage: bool, credential: str) -> StreamTranslator:
+    def passthrough_stream(
+        self, *, dialect: str, client_wants_usage: bool, credential: str
+    ) -> StreamTranslator:
         """`credential` is the provider's own: an event that quotes it is redacted (`redact_forms`)
         before it is read or goes out. An answer that `starts_as_document` is never relayed: the
-        translator raises `not_a_stream()` (the proxy sends an error event instead)."""
+        translator raises `not_a_stream()` (the executor sends an error event instead)."""
         raise NotImplementedError
+
+    # -- errors ----------------------------------------------------------------------------------
 
     def error(
         self, *, status: int, headers: dict[str, str], content: bytes, credential: str
     ) -> ProviderError:
         """An upstream error response as a ProviderError; any upstream text in its message goes
-        through `redact` with the provider's credential first."""
+        through `redact` with the provider's credential first. A prompt too long for the model is
+        `kind="context_length_exceeded"` (the executor falls back to the next route on it)."""
         raise NotImplementedError
+
+
+def upstream_error(
+    *, status: int, headers: dict[str, str], message: str, credential: str, context_exceeded: bool = False
+) -> ProviderError:
+    """The usual reading of an upstream's HTTP error, for every adapter: 429 and 5xx retryable (with
+    the upstream's `Retry-After`), 408/504 timeouts, the gateway's own credential refused (401/403)
+    a 502, a rejected request a 400 quoting the upstream's message (redacted). `message` is the
+    upstream's error text, however its wire format carries it; `context_exceeded` when the format
+    says the prompt is too long for the model."""
+    if context_exceeded:
+        detail = f": {redact(message, credential=credential)}" if message else "."
+        return ProviderError(
+            f"The prompt is too long for the model{detail}",
+            status=400,
+            retryable=False,
+            kind="context_length_exceeded",
+        )
+    if status == 429:
+        return ProviderError(
+            "The upstream provider is rate limiting; retry later.",
+            status=429,
+            retryable=True,
+            kind="upstream_rate_limited",
+            retry_after=headers.get("retry-after"),
+        )
+    if status in (401, 403):
+        # The gateway's own credential was refused: the client can do nothing about it.
+        return ProviderError(
+            "The upstream provider refused the gateway's credentials.",
+            status=502,
+            retryable=True,
+            kind="upstream_auth",
+        )
+    if status in (400, 413, 422):
+        detail = f": {redact(message, credential=credential)}" if message else "."
+        return ProviderError(
+            f"The upstream provider rejected the request{detail}",
+            status=400,
+            retryable=False,
+            kind="upstream_rejected",
+        )
+    if status in (408, 504):
+        return ProviderError(
+            "The upstream provider timed out.",
+            status=504,
+            retryable=True,
+            kind="upstream_timeout",
+        )
+    return ProviderError(
+        f"The upstream provider failed (HTTP {status}).",
+        status=502,
+        retryable=status >= 500,
+        kind="upstream_error",
+        retry_after=headers.get("retry-after") if status == 503 else None,
+    )

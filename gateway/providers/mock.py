@@ -1,4 +1,4 @@
-"""The bundled mock provider (gateway/mockserver.py) speaks the OpenAI wire format."""
+"""The bundled mock provider (gateway/mockserver/) in its OpenAI wire format."""
 
 from __future__ import annotations
 
@@ -9,3 +9,4 @@ from gateway.providers.openai import OpenAIAdapter
 
 class MockAdapter(OpenAIAdapter):
     kind: ClassVar[str] = "mock"
+    label: ClassVar[str] = "Mock (bundled, OpenAI format)"

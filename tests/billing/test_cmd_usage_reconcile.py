@@ -15,7 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.services import tenant_create
-from billing.models import CreditEntry, UsageHourly, UsageHourlyTenant, UsageRecord
+from billing.models import CreditEntry, UsageHourly, UsageHourlySession, UsageHourlyTenant, UsageRecord
 from billing.services import usage_events_record
 from tests.billing.test_usage_records_save import event
 
@@ -138,3 +138,34 @@ def test_the_daily_task_logs_each_difference_or_that_all_agree(recorded, caplog)
     assert all(r.levelno == logging.ERROR and "requests raw" in r.getMessage() for r in caplog.records)
     assert UsageHourly.objects.filter(requests__gt=0).exists()  # the task reports, never repairs
     assert run()[0] == 1
+
+
+def test_a_corrupted_or_lost_session_rollup_is_reported_and_fix_rederives_it(recorded):
+    sessions = [
+        event(
+            f"s{index}",
+            tenant_id=recorded.id,
+            session=f"sess-{index % 2}",
+            created_at_us=now_us(index),
+            cache_write_tokens=index,
+            cost_nanos=1_000 + index,
+        )
+        for index in range(6)
+    ]
+    usage_events_record(events=sessions)
+    assert run() == (0, "")
+    zero = UsageHourlySession.objects.filter(session="sess-0").order_by("hour").first()
+    UsageHourlySession.objects.filter(pk=zero.pk).update(cache_write_tokens=F("cache_write_tokens") + 1)
+    UsageHourlySession.objects.filter(session="sess-1").delete()
+    UsageHourlySession.objects.create(tenant_id=recorded.id, hour=zero.hour, session="ghost", requests=1)
+    code, out = run()
+    assert code == 1
+    assert f"session rollup {zero.hour:%Y-%m-%d %H}:00Z tenant {recorded.id} session 'sess-0'" in out
+    assert f"cache_write_tokens raw {zero.cache_write_tokens} rollup {zero.cache_write_tokens + 1}" in out
+    assert "session 'sess-1' (no rollup row)" in out and "session 'ghost' (no raw rows)" in out
+    assert run("--fix")[0] == 0
+    assert run() == (0, "")
+    totals: dict[str, int] = {}
+    for session, requests in UsageHourlySession.objects.values_list("session", "requests"):
+        totals[session] = totals.get(session, 0) + requests
+    assert totals == {"sess-0": 3, "sess-1": 3}

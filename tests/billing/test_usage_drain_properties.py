@@ -14,8 +14,16 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from billing.models import UsageHourly, UsageRecord
-from billing.rollups import KEY_COLUMNS, SUM_COLUMNS, cells_of
+from billing import events
+from billing.models import UsageHourly, UsageHourlySession, UsageRecord
+from billing.rollups import (
+    KEY_COLUMNS,
+    SESSION_KEY_COLUMNS,
+    SESSION_SUM_COLUMNS,
+    SUM_COLUMNS,
+    cells_of,
+    session_cells_of,
+)
 from billing.usage import FIELD, GROUP, dead_letter_key, stream_key, usage_drain
 from config.redis import sync_client
 
@@ -51,7 +59,14 @@ FIELDS = [
     "upstream_latency_us",
     "overhead_us",
     "client_ip",
+    "ingress",
+    "upstream_format",
+    "session",
+    "attempt_log",
+    "cache_write_tokens",
+    "reasoning_tokens",
 ]
+V2_FIELDS = ["ingress", "upstream_format", "session", "attempt_log", "cache_write_tokens", "reasoning_tokens"]
 MONEY_FACTS = ["tenant_id", "api_key_id", "prompt_tokens", "cached_tokens", "completion_tokens", "status"]
 MEGABYTE = "x" * 1_000_000
 
@@ -129,7 +144,25 @@ def good_events(draw: Any, request_id: str) -> dict[str, Any]:
         "upstream_latency_us": draw(st.none() | st.integers(0, 10**9)),
         "overhead_us": draw(st.integers(0, 10**6)),
         "client_ip": draw(st.none() | st.sampled_from(["127.0.0.1", "2001:db8::1"])),
+        "ingress": draw(st.sampled_from(events.INGRESS_DIALECTS)),
+        "upstream_format": draw(st.sampled_from(("", *events.UPSTREAM_FORMATS))),
+        # Any session the gateway can emit: what session_clean makes of any text.
+        "session": draw(st.text(max_size=200).map(events.session_clean)),
+        "attempt_log": draw(st.lists(attempts, max_size=events.ATTEMPT_LOG_MAX)),
+        "cache_write_tokens": draw(st.integers(0, 2**31 - 1)),
+        "reasoning_tokens": draw(st.integers(0, 2**31 - 1)),
+        "v": events.VERSION,
     }
+
+
+attempts = st.fixed_dictionaries(
+    {
+        "deployment_id": st.none() | st.integers(1, 2**63 - 1),
+        "status": st.sampled_from([0, 200, 408, 429, 500, 502, 503]),
+        "duration_us": st.integers(0, 10**12 - 1),
+        "error_type": st.sampled_from(["", "upstream_timeout", "upstream_error", "rate_limited"]),
+    }
+)
 
 
 @st.composite
@@ -170,6 +203,18 @@ def stored_cells() -> dict[tuple[Any, ...], tuple[Any, ...]]:
     }
 
 
+def stored_sessions() -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    width = len(SESSION_KEY_COLUMNS)
+    return {
+        values[:width]: values[width:]
+        for values in UsageHourlySession.objects.values_list(*SESSION_KEY_COLUMNS, *SESSION_SUM_COLUMNS)
+    }
+
+
+def derived_sessions() -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    return {key: cell.values() for key, cell in session_cells_of(UsageRecord.objects.all()).items()}
+
+
 def dead_letters() -> dict[bytes, bytes]:
     return {fields[b"id"]: fields[b"reason"] for _, fields in sync_client().xrange(dead_letter_key())}
 
@@ -188,11 +233,13 @@ def test_it_stores_every_event_once_or_sets_it_aside_with_its_reason(batch):
     client = sync_client()
     UsageRecord.objects.all().delete()
     UsageHourly.objects.all().delete()
+    UsageHourlySession.objects.all().delete()
     client.delete(stream_key(), dead_letter_key())
 
     entry_ids = [client.xadd(stream_key(), {FIELD: payload(item)}) for _, item, _ in batch]
     usage_drain(batch_size=5)
     assert stored_cells() == {key: cell.values() for key, cell in cells_of(UsageRecord.objects.all()).items()}
+    assert stored_sessions() == derived_sessions()
 
     rows = {row.request_id: row for row in UsageRecord.objects.all()}
     dead = dead_letters()
@@ -215,6 +262,11 @@ def test_it_stores_every_event_once_or_sets_it_aside_with_its_reason(batch):
         if "cost_nanos" not in hostile:
             assert row.cost == Decimal(item["cost_nanos"]).scaleb(-9)
         if kind == "good":
+            # Every field of version 2 reads back as the gateway wrote it.
+            assert {name: getattr(row, name) for name in V2_FIELDS} == {
+                name: item[name] for name in V2_FIELDS
+            }
+        if kind == "good":
             assert row.end_user == item["end_user"] and row.created_at.timestamp() * 10**6 == pytest.approx(
                 item["created_at_us"], abs=1
             )
@@ -231,3 +283,4 @@ def test_it_stores_every_event_once_or_sets_it_aside_with_its_reason(batch):
     assert UsageRecord.objects.count() == len(rows)
     # ... and the hourly rollups hold exactly the stored rows, counted once, however hostile the batch.
     assert stored_cells() == {key: cell.values() for key, cell in cells_of(UsageRecord.objects.all()).items()}
+    assert stored_sessions() == derived_sessions()

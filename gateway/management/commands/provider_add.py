@@ -1,4 +1,4 @@
-"""`manage.py provider_add NAME --kind openai|openai-compatible|mock --base-url URL
+"""`manage.py provider_add NAME --kind KIND --base-url URL
 [--credential-env VAR] [--models id1,id2] [--read-timeout S]`: register or update a provider.
 
 The credential is read from the environment variable named by --credential-env, never from the
@@ -25,10 +25,8 @@ from accounts.management.commands._cli import command_error, csv_list, positive_
 from billing.selectors import price_schedule
 from billing.services import model_price_set
 from gateway.models import ModelRoute, Provider
+from gateway.providers import ADAPTERS
 from gateway.services import DEMO_MODELS, PRICES_FROM, deployment_upsert, provider_upsert, route_upsert
-
-# The kinds with an adapter today (gateway/providers/); anthropic and gemini come with theirs.
-KINDS = [Provider.Kind.OPENAI, Provider.Kind.OPENAI_COMPATIBLE, Provider.Kind.MOCK]
 
 
 class Command(BaseCommand):
@@ -36,7 +34,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="Short unique name: letters, digits, '-' and '_'.")
-        parser.add_argument("--kind", required=True, help="openai, openai-compatible or mock.")
+        parser.add_argument(
+            "--kind", required=True, help=f"The upstream's wire format: {', '.join(ADAPTERS)}."
+        )
         parser.add_argument(
             "--base-url", required=True, help="Up to and including /v1, e.g. https://api.openai.com/v1"
         )
@@ -62,8 +62,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{name!r} is not a valid provider name: use letters, digits, '-' and '_'."
             ) from None
-        if kind not in KINDS:
-            raise CommandError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}.")
+        if kind not in ADAPTERS:
+            raise CommandError(f"--kind must be one of {', '.join(ADAPTERS)}, not {kind!r}.")
         # Deliberately lenient (single-label hosts such as http://vllm:8000/v1 are normal on a private
         # network); the service's own validation has the last word.
         url = urlsplit(base_url)
@@ -73,7 +73,7 @@ class Command(BaseCommand):
             )
         credential = self._credential(options["credential_env"])
         if (
-            kind != Provider.Kind.MOCK
+            kind != "mock"
             and credential is None
             and not Provider.objects.filter(name=name, credential_encrypted__gt="").exists()
         ):

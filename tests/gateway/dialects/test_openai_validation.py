@@ -1,4 +1,4 @@
-"""gateway.requests: every field the gateway reads, translates or stores is checked at ingress, with
+"""gateway.dialects (openai_chat, openai_embeddings, fields): every field the gateway reads, translates or stores is checked at ingress, with
 a 400 naming the field; nothing a client sends can crash validation or reach the ledger unfit."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import errors
-from gateway.requests import MAX_JSON_DEPTH, read_json_body, validate_chat, validate_embeddings
+from gateway.dialects.fields import MAX_JSON_DEPTH, read_json_body
+from gateway.dialects.openai_chat import validate_chat
+from gateway.dialects.openai_embeddings import validate_embeddings
 
 HYPOTHESIS = settings(
     max_examples=300,
