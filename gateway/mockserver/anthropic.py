@@ -260,6 +260,27 @@ def _prompt(body: Mapping[str, Any]) -> tuple[int, str]:
     return prompt_tokens, text
 
 
+def _check_thinking_turn(messages: list[Any]) -> None:
+    """With thinking on, the last assistant turn that called tools must open with its thinking
+    (Anthropic checks this; a turn made by another provider has none to show)."""
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if message.get("role") != "assistant":
+            continue
+        content = message.get("content")
+        blocks = content if isinstance(content, list) else []
+        if any(isinstance(b, dict) and b.get("type") == "tool_use" for b in blocks):
+            first = blocks[0].get("type") if isinstance(blocks[0], dict) else None
+            if first not in ("thinking", "redacted_thinking"):
+                raise _BadRequest(
+                    f"messages.{index}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                    f"`{first}`. When `thinking` is enabled, a final `assistant` message must start with a "
+                    "thinking block.",
+                    param=f"messages.{index}",
+                )
+        return
+
+
 def _check_fields(body: Any, valid: bool, request: web.Request, allowed: frozenset[str]) -> None:
     if not valid or not isinstance(body, dict):
         raise _BadRequest("There was an error parsing the body of your request: expected a JSON object.")
@@ -351,6 +372,8 @@ class _AnthropicWire(_Wire):
             elif type_ not in ("disabled", "adaptive"):
                 raise _BadRequest("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
         prompt_tokens, last_text = _prompt(body)
+        if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+            _check_thinking_turn(body["messages"])
         return _resolve_plan(
             config,
             request,

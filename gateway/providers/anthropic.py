@@ -184,6 +184,15 @@ def _thinking_budget(reasoning: canonical.Reasoning | None) -> int | None:
     return EFFORT_BUDGETS["medium"] if reasoning.enabled else None
 
 
+def _may_think(messages: list[dict[str, Any]]) -> bool:
+    for message in reversed(messages):
+        if message["role"] == "assistant":
+            blocks = message["content"]
+            calls = any(block["type"] == "tool_use" for block in blocks)
+            return not calls or blocks[0]["type"] in ("thinking", "redacted_thinking")
+    return True
+
+
 def messages_body(request: canonical.Request, *, model: str) -> dict[str, Any]:
     system, messages = _messages(request)
     max_tokens = request.max_output_tokens or DEFAULT_MAX_TOKENS
@@ -204,7 +213,9 @@ def messages_body(request: canonical.Request, *, model: str) -> dict[str, Any]:
             body["tool_choice"] = _tool_choice(choice)
     forced = choice is not None and choice.mode in ("required", "tool") and bool(request.tools)
     budget = _thinking_budget(request.reasoning)
-    if budget is not None and not forced:  # Anthropic refuses thinking with a forced tool
+    # Anthropic refuses thinking with a forced tool, and after a tool-calling turn that shows no
+    # thinking of its own (one made by another provider, or with thinking off).
+    if budget is not None and not forced and _may_think(messages):
         if budget >= max_tokens:
             body["max_tokens"] = budget + max_tokens  # the answer keeps the room it asked for
         body["thinking"] = {"type": "enabled", "budget_tokens": budget}

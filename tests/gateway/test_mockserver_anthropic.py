@@ -303,6 +303,24 @@ def test_it_answers_faults_with_anthropic_errors(mock: MockServerThread, client:
         ({"tools": [{"name": "f"}]}, "tools.0.input_schema"),
         ({"tool_choice": {"type": "tool", "name": "nope"}}, "tool_choice.name"),
         ({"messages": [{"role": "user", "content": "[mock tool_calls=1]"}]}, "needs tools"),
+        (
+            {
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
+                "tools": [WEATHER],
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "tool_use", "id": "t1", "name": "get_weather", "input": {}}],
+                    },
+                    {
+                        "role": "user",
+                        "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}],
+                    },
+                ],
+            },
+            "must start with a thinking block",
+        ),
     ],
 )
 def test_it_rejects_what_the_messages_api_rejects(

@@ -189,6 +189,22 @@ def test_it_relays_thinking_only_to_anthropic(mock: MockServerThread, dep) -> No
     assert call(ADAPTER, dep, follow([foreign, *first.content[1:]])).status == 200
     assert [b["type"] for b in last_upstream_body(mock.url)["json"]["messages"][1]["content"]] == ["tool_use"]
 
+    # Without thinking of its own in the tool-calling turn, Anthropic refuses thinking: it is left off.
+    assert (
+        call(
+            ADAPTER,
+            dep,
+            canonical.Request(
+                **{
+                    **follow([foreign, *first.content[1:]]).__dict__,
+                    "reasoning": canonical.Reasoning(effort="low"),
+                }
+            ),
+        ).status
+        == 200
+    )
+    assert "thinking" not in last_upstream_body(mock.url)["json"]
+
     forged = canonical.ThinkingPart(text="other thoughts", signature=thinking.signature, provider="anthropic")
     answer = call(ADAPTER, dep, follow([forged, *first.content[1:]]))
     assert answer.status == 400 and answer.error is not None
