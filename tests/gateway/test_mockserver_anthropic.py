@@ -306,6 +306,7 @@ def test_it_answers_faults_with_anthropic_errors(mock: MockServerThread, client:
         (
             {
                 "thinking": {"type": "enabled", "budget_tokens": 1024},
+                "max_tokens": 3000,
                 "tools": [WEATHER],
                 "messages": [
                     {"role": "user", "content": "hi"},
