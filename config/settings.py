@@ -346,6 +346,23 @@ TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS = env.integer("TOLLHOUSE_UPSTREAM_MAX_CONNECT
 TOLLHOUSE_UPSTREAM_RETRY_AFTER_MAX_SECONDS = env.integer(
     "TOLLHOUSE_UPSTREAM_RETRY_AFTER_MAX_SECONDS", 60, minimum=1
 )
+# The executor (gateway/executor.py): retries of one deployment after a connect error, 408, 429 or
+# 5xx, with exponential backoff and full jitter from the base to the cap (a Retry-After is honoured
+# up to TOLLHOUSE_UPSTREAM_RETRY_AFTER_MAX_SECONDS), and no wait may run past the call's deadline.
+TOLLHOUSE_UPSTREAM_RETRIES = env.integer("TOLLHOUSE_UPSTREAM_RETRIES", 2, minimum=0)
+TOLLHOUSE_UPSTREAM_BACKOFF_SECONDS = env.seconds("TOLLHOUSE_UPSTREAM_BACKOFF_SECONDS", 0.25, maximum=60)
+TOLLHOUSE_UPSTREAM_BACKOFF_MAX_SECONDS = env.seconds(
+    "TOLLHOUSE_UPSTREAM_BACKOFF_MAX_SECONDS", 8.0, maximum=600
+)
+# A Retry-After longer than this is not waited out by the gateway: the call moves on to the next
+# deployment, or the client gets the 429 with the Retry-After and waits itself (holding its
+# connection open that long would look like a hang to it).
+TOLLHOUSE_UPSTREAM_RETRY_WAIT_MAX_SECONDS = env.seconds(
+    "TOLLHOUSE_UPSTREAM_RETRY_WAIT_MAX_SECONDS", 5.0, maximum=600
+)
+TOLLHOUSE_CALL_DEADLINE_SECONDS = env.seconds("TOLLHOUSE_CALL_DEADLINE_SECONDS", 900.0, maximum=86400)
+# A stream that waits this long for its upstream gets its dialect's keep-alive (Anthropic's `ping`).
+TOLLHOUSE_STREAM_KEEPALIVE_SECONDS = env.seconds("TOLLHOUSE_STREAM_KEEPALIVE_SECONDS", 10.0, maximum=600)
 TOLLHOUSE_USAGE_FLUSH_SECONDS = env.integer("TOLLHOUSE_USAGE_FLUSH_SECONDS", 1, minimum=1)
 # Governance (gateway/governor.py). A call in flight holds its concurrency slot and its budget
 # reservation for at most this long, so a process that dies cannot hold them for ever.

@@ -24,7 +24,16 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ["name", "kind", "base_url", "connect_timeout", "read_timeout", "enabled"]
+        fields = [
+            "name",
+            "kind",
+            "base_url",
+            "connect_timeout",
+            "first_byte_timeout",
+            "read_timeout",
+            "total_timeout",
+            "enabled",
+        ]
 
 
 @admin.register(Provider)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import orjson
 from django.http import HttpRequest
 
-from billing.events import STREAM_BROKEN, UsageEvent
+from billing.events import STREAM_BROKEN, Attempt, UsageEvent
 from billing.pricing import cost_nanos
 from billing.usage import RedisStreamSink
 from config import clientip
@@ -39,10 +39,14 @@ def estimate_tokens(text_length: int) -> int:
 
 
 class Call:
-    def __init__(self, request: HttpRequest, *, endpoint: str) -> None:
+    def __init__(self, request: HttpRequest, *, endpoint: str, ingress: str) -> None:
         self.started_ns = time.perf_counter_ns()
         self.started_at = datetime.now(tz=UTC)
         self.endpoint = endpoint
+        self.ingress = ingress  # the client's dialect
+        self.upstream_format = ""  # the adapter that answered (or was tried last)
+        self.session = ""
+        self.attempt_log: list[Attempt] = []
         self.request_id = uuid.uuid4().hex
         set_request_id(self.request_id)  # on every log line this call causes
         incoming = request.headers.get("x-request-id", "")
@@ -66,6 +70,7 @@ class Call:
         self.ttft_ns: int | None = None
         self.limit = ""  # which limit refused the call (a metrics label), if one did
         self.refused_by_budget: int | None = None  # the Budget row that refused it (402), if one did
+        self.ledger = True  # False: a call that costs nothing and leaves no usage row (count_tokens)
         self._settled = False
 
     @property
@@ -84,6 +89,21 @@ class Call:
         The status stays the 200 the client saw; the error type says the stream broke (and the
         upstream error metric why)."""
         self.error_type = STREAM_BROKEN
+
+    def attempted(
+        self, *, deployment_id: int | None, status: int, started_ns: int, error_type: str = ""
+    ) -> None:
+        """One try of an upstream, as the usage row's attempt log keeps it (status 0: no answer)."""
+        duration_ns = time.perf_counter_ns() - started_ns
+        self.upstream_ns = (self.upstream_ns or 0) + duration_ns
+        self.attempt_log.append(
+            Attempt(
+                deployment_id=deployment_id,
+                status=status,
+                duration_us=duration_ns // 1000,
+                error_type=error_type,
+            )
+        )
 
     def first_byte(self) -> None:
         if self.ttft_ns is None:
@@ -108,6 +128,7 @@ class Call:
             prompt_tokens=usage.prompt_tokens,
             cached_tokens=usage.cached_tokens,
             completion_tokens=usage.completion_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
         )
 
     def event(self) -> UsageEvent:
@@ -143,6 +164,12 @@ class Call:
             # A prepaid tenant's call: the drain charges its cost to the credit ledger.
             credits=bool(self.key and self.key.prepaid),
             refused_by_budget=self.refused_by_budget,
+            ingress=self.ingress,
+            upstream_format=self.upstream_format,
+            session=self.session,
+            attempt_log=tuple(self.attempt_log),
+            cache_write_tokens=self.usage.cache_write_tokens,
+            reasoning_tokens=self.usage.reasoning_tokens,
         )
 
     async def settle(self) -> None:
@@ -157,6 +184,8 @@ class Call:
         self._settled = True
         if self.key is None:
             metrics.call_unidentified(endpoint=self.endpoint, status=self.status)
+            return
+        if not self.ledger:
             return
         event = self.event()
         wire = event.wire()

@@ -31,7 +31,9 @@ class ProviderInfo:
     base_url: str
     credential: str = field(repr=False)  # decrypted, in memory only; never logged
     connect_timeout: float
-    read_timeout: float
+    read_timeout: float  # stream idle
+    first_byte_timeout: float = 120.0
+    total_timeout: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class RouteInfo:
     name: str
     deployments: tuple[DeploymentInfo, ...]
     max_output_tokens: int = 4096
+    fallbacks: tuple[str, ...] = ()  # route names, tried in order when this route's deployments fail
 
     def candidates(self) -> list[DeploymentInfo]:
         """Deployments in the order to try: by priority; within a priority, weighted random."""
@@ -100,6 +103,8 @@ def _build_catalog() -> Catalog:
                     credential=credential,
                     connect_timeout=float(provider.connect_timeout),
                     read_timeout=float(provider.read_timeout),
+                    first_byte_timeout=float(provider.first_byte_timeout),
+                    total_timeout=float(provider.total_timeout),
                 ),
                 upstream_model=deployment.upstream_model,
                 priority=deployment.priority,
@@ -115,6 +120,7 @@ def _build_catalog() -> Catalog:
             name=route.name,
             deployments=tuple(deployments.get(route.id, ())),
             max_output_tokens=route.max_output_tokens,
+            fallbacks=tuple(name for name in route.fallbacks if name != route.name),
         )
         names.append(route.name)
         for alias in route.aliases:

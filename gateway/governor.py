@@ -446,11 +446,38 @@ class _Script:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
 
 
+# A fallback to a deployment admission did not pick: its own rpm / tpm caps checked again (and its
+# rpm counted), in one round trip. KEYS: rpm key, tpm key; ARGV: rpm, tpm (0: none). 1: room.
+_DEPLOYMENT_ROOM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local WINDOW = 60000000
+local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
+local function tat_of(key)
+  local v = tonumber(redis.call('GET', key) or '0')
+  if v < now then return now end
+  return v
+end
+if tpm > 0 then
+  local T = math.ceil(WINDOW / tpm)
+  if tat_of(KEYS[2]) - now >= tpm * T then return 0 end
+end
+if rpm > 0 then
+  local T = math.ceil(WINDOW / rpm)
+  local tat = tat_of(KEYS[1])
+  if tat - now > (rpm - 1) * T then return 0 end
+  redis.call('SET', KEYS[1], string.format('%.0f', tat + T), 'PX', math.ceil((tat + T - now) / 1000) + 1000)
+end
+return 1
+"""
+
+
 class RedisBackend:
     name = "redis"
 
     def __init__(self) -> None:
         self._admit = _Script(_ADMIT)
+        self._room = _Script(_DEPLOYMENT_ROOM)
         self._settle = _Script(_SETTLE)
         self._init = _Script(_INIT_POT)
 
@@ -488,6 +515,9 @@ class RedisBackend:
         if _text(result[0]) != "ok":
             raise _refusal(result, request)
         return _ticket(self, request, result)
+
+    async def deployment_room(self, rpm_key: str, tpm_key: str, rpm: int, tpm: int) -> bool:
+        return int(await self._room(keys=[rpm_key, tpm_key], args=[rpm, tpm])) == 1
 
     async def _create_pot(self, pot: Pot) -> None:
         spent, credit = await run_db(lambda: pot_store.derive(pot.meta))
@@ -679,6 +709,18 @@ class LocalBackend:
         t = tok or (-1, -1, -1)
         return _ticket(self, request, ["ok", chosen, reserve, capped, *r, *t])
 
+    async def deployment_room(self, rpm_key: str, tpm_key: str, rpm: int, tpm: int) -> bool:
+        now = self._now()
+        if tpm and self._tat(tpm_key, now) - now >= tpm * math.ceil(WINDOW_US / tpm):
+            return False
+        if rpm:
+            step = math.ceil(WINDOW_US / rpm)
+            tat = self._tat(rpm_key, now)
+            if tat - now > (rpm - 1) * step:
+                return False
+            self.tat[rpm_key] = tat + step
+        return True
+
     async def _load(self, pot: Pot) -> None:
         state = self.pots.get(pot.key)
         fresh = state is not None and (
@@ -785,6 +827,21 @@ class Governor:
             )
             self._failed(exc)
             return False
+
+    async def deployment_room(self, ticket: Ticket, deployment: Any) -> bool:
+        """Whether `deployment` (a catalog.DeploymentInfo admission did not pick: a fallback) is
+        within its own rpm / tpm caps; if so its request is counted, and its tokens will be at
+        settlement. Unreachable Redis: the deployment is tried (its upstream enforces its quota)."""
+        rpm_key, tpm_key = deployment_counters(deployment.id)
+        rpm, tpm = deployment.rpm_limit or 0, deployment.tpm_limit or 0
+        try:
+            room = bool(await ticket.backend.deployment_room(rpm_key, tpm_key, rpm, tpm))
+        except (redis.RedisError, OSError) as exc:
+            self._failed(exc)
+            return True
+        if room and tpm:
+            ticket.deployment_tpm[deployment.id] = (tpm_key, tpm)
+        return room
 
     def _failed(self, exc: Exception) -> None:
         now = time.monotonic()

@@ -65,7 +65,22 @@ class Provider(models.Model):
         decimal_places=2,
         default=120,
         validators=[positive_seconds],
-        help_text="Seconds to wait for the next bytes upstream.",
+        help_text="Seconds to wait for the next bytes upstream (a stream idle longer than this is cut).",
+    )
+    first_byte_timeout = models.DecimalField(
+        max_digits=6,
+        decimal_places=2,
+        default=120,
+        validators=[positive_seconds],
+        help_text="Seconds from sending a request to the first bytes of the answer (a stream's first "
+        "event); past it the call is retried or falls back to the next deployment.",
+    )
+    total_timeout = models.DecimalField(
+        max_digits=6,
+        decimal_places=2,
+        default=600,
+        validators=[positive_seconds],
+        help_text="Seconds one attempt may take in all, a whole stream included.",
     )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -101,6 +116,13 @@ class ModelRoute(models.Model):
         help_text="The most tokens the model can write in one answer: what a call that does not set "
         "max_tokens may cost, for budget reservations.",
     )
+    fallbacks = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_names],
+        help_text="Routes to try, in order, when every deployment of this one failed (or the prompt is "
+        'too long for it), as in ["gpt-4.1-mini"].',
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -111,6 +133,7 @@ class ModelRoute(models.Model):
         return self.name
 
     def clean(self) -> None:
+        self.fallbacks = [] if self.fallbacks is None else self.fallbacks
         # An emptied box in a form arrives as None: it means "no aliases", stored as [].
         self.aliases = [] if self.aliases is None else self.aliases
 

@@ -21,12 +21,13 @@ from typing import Any, ClassVar
 import orjson
 from django.http import HttpResponse
 
+from billing.events import session_clean
 from gateway import canonical, errors
 
 # The agent-session headers, in order of preference: Claude Code, generic, Codex (codex-rs sends
-# `session_id` on every Responses request).
-SESSION_HEADERS = ("x-claude-code-session-id", "x-session-id", "session_id")
-MAX_SESSION = 200  # UsageRecord.session
+# `session-id` on every Responses request, codex-api/src/requests/headers.rs; older releases
+# `session_id`: Django reads both under this one name).
+SESSION_HEADERS = ("x-claude-code-session-id", "x-session-id", "session-id")
 
 
 @dataclass(frozen=True)
@@ -151,9 +152,7 @@ class Codec:
 def session_from(headers: Mapping[str, str]) -> str:
     """The agent session a client names in its headers, "" if none (or one not fit to store)."""
     for name in SESSION_HEADERS:
-        value = headers.get(name)
+        value = session_clean(headers.get(name) or "")
         if value:
-            value = value.strip()
-            if 0 < len(value) <= MAX_SESSION and value.isprintable() and value.isascii():
-                return value
+            return value
     return ""

@@ -58,6 +58,7 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.kind = kind
         self.retry_after = retry_after_capped(retry_after)
+        self.upstream_status = 0  # the upstream's HTTP status, 0 if it never answered (attempt log)
 
 
 def retry_after_capped(value: str | None) -> str | None:
@@ -234,6 +235,8 @@ class StreamParser:
 class Adapter:
     kind: ClassVar[str]  # Provider.kind
     label: ClassVar[str]  # its name in the admin's choices
+    # The wire format, as the usage row's `upstream_format` names it (billing.events.UPSTREAM_FORMATS).
+    wire: ClassVar[str]
     # The client dialects (gateway/dialects/) whose requests this upstream takes as they are.
     native_dialects: ClassVar[frozenset[str]] = frozenset()
 

@@ -10,3 +10,4 @@ from gateway.providers.openai import OpenAIAdapter
 class MockAdapter(OpenAIAdapter):
     kind: ClassVar[str] = "mock"
     label: ClassVar[str] = "Mock (bundled, OpenAI format)"
+    wire: ClassVar[str] = "mock"

@@ -429,6 +429,7 @@ class ChatStreamParser(StreamParser):
 class OpenAIAdapter(Adapter):
     kind: ClassVar[str] = "openai"
     label: ClassVar[str] = "OpenAI"
+    wire: ClassVar[str] = "openai"
     native_dialects: ClassVar[frozenset[str]] = frozenset({"openai_chat", "openai_embeddings"})
 
     def _request(

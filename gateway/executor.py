@@ -1,0 +1,605 @@
+"""Step 6 and 7 of the request path: ONE executor for every upstream attempt, JSON or stream.
+
+For each deployment the route offers (in admission's order), then each of the route's fallback
+routes' deployments:
+- the circuit breaker is asked first (gateway/breaker.py, shared through Redis): a deployment in
+  cooldown is skipped, and every outcome is reported back to it;
+- a fallback deployment with its own rpm / tpm caps is checked against them again
+  (governor.deployment_room) before it is tried;
+- the adapter builds the request: the client's bytes untouched when the upstream speaks the client's
+  dialect (pass-through), else translated through the canonical request;
+- timeouts: connect, first byte (response headers and, for a stream, its first chunk), stream idle
+  (the provider's read timeout), total per attempt, and the call's deadline across all attempts;
+- a connect error, a timeout, 408, 429 or 5xx is retried on the same deployment with exponential
+  backoff and full jitter, waiting at least an upstream's Retry-After (capped; one longer than
+  TOLLHOUSE_UPSTREAM_RETRY_WAIT_MAX_SECONDS is left to the client), never past the deadline; then the next deployment; a prompt too long for the model (context_length_exceeded)
+  goes to the next deployment or fallback route at once; any other refusal ends the call;
+- nothing is retried once a byte has reached the client: a stream that breaks afterwards ends with
+  its dialect's error event (and is billed for what was generated); every stream ends with its
+  dialect's terminal event or error event.
+Every attempt is recorded on the call (deployment, status, duration, error) for the usage row. A
+client that goes away cancels the upstream call on every path (gateway/asgi.py cancels the view;
+the stream's generator closes the upstream response).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import httpx
+import orjson
+from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
+
+from gateway import canonical, errors, metrics
+from gateway.calls import CLIENT_CLOSED, Call, estimate_tokens
+from gateway.catalog import DeploymentInfo, RouteInfo
+from gateway.dialects.base import Codec, Inbound, StreamRenderer
+from gateway.providers import Adapter, ProviderError, StreamParser, StreamTranslator, adapter_for
+from gateway.providers.base import UpstreamRequest, redact_credential
+from gateway.runtime import runtime
+
+logger = logging.getLogger(__name__)
+
+
+class _NoBreaker:
+    """The seam for the circuit breaker (gateway/breaker.py, branch resil) until it is merged."""
+
+    async def allow(self, deployment_id: int) -> bool:
+        return True
+
+    async def record(self, deployment_id: int, ok: bool) -> None:
+        return None
+
+
+breaker = _NoBreaker()
+
+# Failures worth another try of the same deployment: it may answer the next time.
+RETRY_SAME = frozenset(
+    {"upstream_unreachable", "upstream_timeout", "upstream_rate_limited", "upstream_error"}
+)
+# Failures that say nothing about the deployment's health (the request was refused on its merits).
+NOT_THE_UPSTREAMS_FAULT = frozenset({"upstream_rejected", "context_length_exceeded"})
+
+
+def transport_error(exc: BaseException) -> ProviderError:
+    """Classify a failure to talk to the upstream. The message never names the upstream's address."""
+    cause = exc.__cause__ or exc
+    if isinstance(exc, httpx.TimeoutException | TimeoutError) or isinstance(cause, asyncio.TimeoutError):
+        return ProviderError(
+            "The upstream provider timed out.", status=504, retryable=True, kind="upstream_timeout"
+        )
+    return ProviderError(
+        "The upstream provider could not be reached or broke the connection.",
+        status=502,
+        retryable=True,
+        kind="upstream_unreachable",
+    )
+
+
+TRANSPORT_ERRORS = (TimeoutError, httpx.HTTPError, aiohttp.ClientError, OSError)
+
+
+def as_gateway_error(error: ProviderError) -> errors.GatewayError:
+    cls: type[errors.GatewayError] = {
+        400: errors.BadRequest,
+        429: errors.RateLimited,
+        504: errors.UpstreamTimeout,
+    }.get(error.status, errors.UpstreamFailed)
+    headers = {"Retry-After": error.retry_after} if error.retry_after else None
+    return cls(error.message, code=error.kind, headers=headers)
+
+
+def backoff_seconds(attempt: int, retry_after: str | None) -> float:
+    """How long to wait before try number `attempt` + 1 of a deployment: full jitter over an
+    exponentially growing window, and at least the upstream's (already capped) Retry-After."""
+    window = min(
+        settings.TOLLHOUSE_UPSTREAM_BACKOFF_MAX_SECONDS,
+        settings.TOLLHOUSE_UPSTREAM_BACKOFF_SECONDS * 2 ** (attempt - 1),
+    )
+    wait = random.uniform(0, window)
+    if retry_after is not None:
+        wait = max(wait, float(retry_after))
+    return wait
+
+
+class Answer:
+    """An upstream's successful answer, opened but (for a stream) not read beyond its first chunk."""
+
+    def __init__(
+        self, adapter: Adapter, deployment: DeploymentInfo, response: httpx.Response, started_ns: int
+    ) -> None:
+        self.adapter = adapter
+        self.deployment = deployment
+        self.response = response
+        self.started_ns = started_ns
+        self.first: bytes = b""  # a stream's first chunk, read within the first-byte timeout
+        self.chunks: AsyncIterator[bytes] | None = None
+
+
+class Executor:
+    def __init__(self, call: Call, codec: Codec, inbound: Inbound, route: RouteInfo) -> None:
+        self.call = call
+        self.codec = codec
+        self.inbound = inbound
+        self.route = route
+        self.deadline = time.monotonic() + settings.TOLLHOUSE_CALL_DEADLINE_SECONDS
+
+    # -- which deployments, in which order -----------------------------------------------------
+
+    def _deployments(self) -> Iterator[tuple[DeploymentInfo, bool]]:
+        """(deployment, is a fallback beyond admission's pick) in the order to try."""
+        call = self.call
+        candidates = call.candidates if call.candidates is not None else self.route.candidates()
+        yield from ((d, index > 0) for index, d in enumerate(candidates))
+        catalog = call.catalog
+        if catalog is None or call.key is None:
+            return
+        for name in self.route.fallbacks:
+            route = catalog.route(name)
+            if route is None or not call.key.model_allowed(route.name):
+                continue
+            yield from ((d, True) for d in route.candidates())
+
+    def _adapter(self, deployment: DeploymentInfo) -> Adapter | None:
+        adapter = adapter_for(deployment.provider.kind)
+        if adapter is None:
+            logger.error(
+                "provider %s: no adapter for kind %r", deployment.provider.name, deployment.provider.kind
+            )
+            return None
+        if not self.codec.translatable and self.codec.name not in adapter.native_dialects:
+            return None
+        return adapter
+
+    def _build(self, adapter: Adapter, deployment: DeploymentInfo) -> UpstreamRequest:
+        inbound = self.inbound
+        request_id = self.call.public_request_id
+        if self.codec.name in adapter.native_dialects:
+            return adapter.passthrough_request(
+                deployment=deployment,
+                dialect=self.codec.name,
+                body=inbound.body,
+                request=inbound._canonical,
+                request_id=request_id,
+            )
+        return adapter.build_request(
+            deployment=deployment, request=inbound.canonical(), request_id=request_id
+        )
+
+    # -- the attempt loop ----------------------------------------------------------------------
+
+    async def run(self) -> HttpResponse | StreamingHttpResponse:
+        last: ProviderError | None = None
+        tried: set[int] = set()
+        for deployment, fallback in self._deployments():
+            if deployment.id in tried:
+                continue
+            tried.add(deployment.id)
+            adapter = self._adapter(deployment)
+            if adapter is None:
+                continue
+            if not await breaker.allow(deployment.id):
+                self.call.attempted(
+                    deployment_id=deployment.id,
+                    status=0,
+                    started_ns=time.perf_counter_ns(),
+                    error_type="circuit_open",
+                )
+                continue
+            if fallback and not await self._has_room(deployment):
+                self.call.attempted(
+                    deployment_id=deployment.id,
+                    status=0,
+                    started_ns=time.perf_counter_ns(),
+                    error_type="deployment_limit",
+                )
+                continue
+            try:
+                answer = await self._try(adapter, deployment)
+            except ProviderError as exc:
+                last = exc
+                if exc.kind == "context_length_exceeded" or (
+                    exc.retryable and time.monotonic() < self.deadline
+                ):
+                    continue
+                break
+            self.call.deployment = deployment
+            self.call.upstream_format = adapter.wire
+            if self.inbound.stream:
+                return self._stream(answer)
+            return await self._json(answer)
+        raise (
+            as_gateway_error(last)
+            if last
+            else errors.UpstreamFailed("No provider could serve this model.", code="no_deployment")
+        )
+
+    async def _has_room(self, deployment: DeploymentInfo) -> bool:
+        ticket = self.call.ticket
+        if ticket is None or not (deployment.rpm_limit or deployment.tpm_limit):
+            return True
+        return await runtime.governor.deployment_room(ticket, deployment)
+
+    async def _try(self, adapter: Adapter, deployment: DeploymentInfo) -> Answer:
+        """One deployment: its tries, with backoff between them. Raises the last failure."""
+        call = self.call
+        tries = 0
+        while True:
+            tries += 1
+            call.attempts += 1
+            call.deployment = deployment
+            call.upstream_format = adapter.wire
+            if call.attempts > 1:
+                metrics.upstream_retried(deployment.provider.name)
+            started = time.perf_counter_ns()
+            try:
+                answer = await self._open(adapter, deployment, started)
+            except ProviderError as exc:
+                call.attempted(
+                    deployment_id=deployment.id,
+                    status=exc.upstream_status,
+                    started_ns=started,
+                    error_type=exc.kind,
+                )
+                metrics.upstream_failed(deployment.provider.name, exc.kind)
+                if exc.kind not in NOT_THE_UPSTREAMS_FAULT:
+                    await breaker.record(deployment.id, False)
+                if (
+                    not exc.retryable
+                    or exc.kind not in RETRY_SAME
+                    or tries > settings.TOLLHOUSE_UPSTREAM_RETRIES
+                ):
+                    raise
+                if (
+                    exc.retry_after
+                    and float(exc.retry_after) > settings.TOLLHOUSE_UPSTREAM_RETRY_WAIT_MAX_SECONDS
+                ):
+                    raise  # the client waits it out itself, with the Retry-After passed on
+                wait = backoff_seconds(tries, exc.retry_after)
+                if time.monotonic() + wait >= self.deadline:
+                    raise
+                await asyncio.sleep(wait)
+                continue
+            await breaker.record(deployment.id, True)
+            return answer
+
+    async def _open(self, adapter: Adapter, deployment: DeploymentInfo, started: int) -> Answer:
+        """Send the request; wait for the answer's head (and a stream's first chunk) within the
+        first-byte timeout. An HTTP error answer is read and turned into a ProviderError."""
+        provider = deployment.provider
+        upstream = self._build(adapter, deployment)
+        client = runtime.http()
+        timeout = httpx.Timeout(
+            provider.read_timeout, connect=provider.connect_timeout, pool=provider.connect_timeout
+        )
+        request = client.build_request(
+            "POST", upstream.url, content=upstream.content, headers=upstream.headers, timeout=timeout
+        )
+        first_byte = min(provider.first_byte_timeout, max(self.deadline - time.monotonic(), 0.001))
+        response: httpx.Response | None = None
+        try:
+            async with asyncio.timeout(first_byte):
+                response = await client.send(request, stream=True)
+                if response.status_code >= 400:
+                    content = await response.aread()
+                    error = adapter.error(
+                        status=response.status_code,
+                        headers=dict(response.headers),
+                        content=content,
+                        credential=provider.credential,
+                    )
+                    error.upstream_status = response.status_code
+                    raise error
+                answer = Answer(adapter, deployment, response, started)
+                if self.inbound.stream:
+                    answer.chunks = response.aiter_raw()
+                    answer.first = await self._first_chunk(answer.chunks)
+        except ProviderError:
+            if response is not None:
+                await _close(response)
+            raise
+        except TRANSPORT_ERRORS as exc:
+            if response is not None:
+                await _close(response)
+            error = transport_error(exc)
+            error.upstream_status = response.status_code if response is not None else 0
+            raise error from None
+        except BaseException:
+            if response is not None:
+                await _close(response)
+            raise
+        return answer
+
+    @staticmethod
+    async def _first_chunk(chunks: AsyncIterator[bytes]) -> bytes:
+        async for chunk in chunks:
+            if chunk:
+                return chunk
+        return b""
+
+    # -- JSON ----------------------------------------------------------------------------------
+
+    async def _json(self, answer: Answer) -> HttpResponse:
+        call, adapter, deployment = self.call, answer.adapter, answer.deployment
+        credential = deployment.provider.credential
+        try:
+            remaining = max(self.deadline - time.monotonic(), 0.001)
+            async with asyncio.timeout(min(deployment.provider.total_timeout, remaining)):
+                raw = await answer.response.aread()
+            content = redact_credential(raw, credential)
+            if self.codec.name in adapter.native_dialects:
+                body, call.usage, call.served_model = adapter.passthrough_response(
+                    dialect=self.codec.name, content=content
+                )
+            else:
+                response = adapter.parse_response(content=content)
+                call.usage, call.served_model = response.usage, response.model
+                body = self.codec.render_response(response, inbound=self.inbound)
+        except TRANSPORT_ERRORS as exc:
+            error = transport_error(exc)
+            self._failed_after_open(answer, error)
+            raise as_gateway_error(error) from None
+        except ProviderError as exc:
+            self._failed_after_open(answer, exc)
+            raise as_gateway_error(exc) from None
+        finally:
+            await _close(answer.response)
+        call.attempted(
+            deployment_id=deployment.id, status=answer.response.status_code, started_ns=answer.started_ns
+        )
+        call.first_byte()
+        await call.settle()
+        return HttpResponse(body, content_type="application/json")
+
+    def _failed_after_open(self, answer: Answer, error: ProviderError) -> None:
+        self.call.attempted(
+            deployment_id=answer.deployment.id,
+            status=answer.response.status_code,
+            started_ns=answer.started_ns,
+            error_type=error.kind,
+        )
+        metrics.upstream_failed(answer.deployment.provider.name, error.kind)
+
+    # -- streams -------------------------------------------------------------------------------
+
+    def _stream(self, answer: Answer) -> StreamingHttpResponse:
+        self.call.streamed = True
+        if self.codec.name in answer.adapter.native_dialects:
+            translator = answer.adapter.passthrough_stream(
+                dialect=self.codec.name,
+                client_wants_usage=self.inbound.client_wants_usage,
+                credential=answer.deployment.provider.credential,
+            )
+            body = Relay(self, answer, translator=translator).run()
+            content_type = "text/event-stream; charset=utf-8"
+        else:
+            renderer = self.codec.stream_renderer(
+                inbound=self.inbound, request_id=self.call.public_request_id
+            )
+            parser = answer.adapter.stream_parser(credential=answer.deployment.provider.credential)
+            body = Relay(self, answer, parser=parser, renderer=renderer).run()
+            content_type = renderer.content_type
+        response = StreamingHttpResponse(body, content_type=content_type)
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
+
+
+class Relay:
+    """One stream, from the upstream's first chunk to the dialect's terminal (or error) event."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        answer: Answer,
+        *,
+        translator: StreamTranslator | None = None,
+        parser: StreamParser | None = None,
+        renderer: StreamRenderer | None = None,
+    ) -> None:
+        self.executor = executor
+        self.call = executor.call
+        self.answer = answer
+        self.translator = translator
+        self.parser = parser
+        self.renderer = renderer
+        self.usage: canonical.Usage | None = None
+        self.served_model = ""
+        self.status = answer.response.status_code
+        self.error_kind = ""
+
+    def _events(self, events: list[canonical.StreamEvent]) -> bytes:
+        assert self.renderer is not None
+        out = []
+        for event in events:
+            if isinstance(event, canonical.Start):
+                self.served_model = event.model or self.served_model
+                if event.usage is not None:
+                    self.usage = event.usage
+            elif isinstance(event, canonical.UsageUpdate):
+                self.usage = event.usage
+            out.append(self.renderer.render(event))
+        return b"".join(out)
+
+    def _feed(self, data: bytes) -> bytes:
+        if self.translator is not None:
+            return self.translator.feed(data)
+        assert self.parser is not None
+        return self._events(self.parser.feed(data))
+
+    def _finish(self) -> bytes:
+        """The end of the upstream's body: what is left, then the terminal event, or raise if the
+        upstream never ended its answer properly."""
+        if self.translator is not None:
+            tail = self.translator.finish()
+            if not self.translator.done:
+                raise _broken()
+            return tail
+        assert self.parser is not None and self.renderer is not None
+        tail = self._events(self.parser.finish())
+        if not self.parser.done:
+            raise _broken()
+        return tail + self.renderer.terminal()
+
+    def _error(self, error: ProviderError) -> bytes:
+        self.error_kind = error.kind
+        metrics.upstream_failed(self.answer.deployment.provider.name, error.kind)
+        self.call.stream_broke()
+        gateway_error = as_gateway_error(error)
+        if self.renderer is not None:
+            return self.renderer.error(gateway_error)
+        return self.executor.codec.stream_error(gateway_error) + self.executor.codec.passthrough_terminal()
+
+    async def run(self) -> AsyncIterator[bytes]:
+        answer, call = self.answer, self.call
+        provider = answer.deployment.provider
+        chunks = answer.chunks
+        assert chunks is not None
+        pending: asyncio.Future[bytes] | None = None
+        end = min(time.monotonic() + provider.total_timeout, self.executor.deadline)
+        keepalive = settings.TOLLHOUSE_STREAM_KEEPALIVE_SECONDS
+        try:
+            try:
+                out = self._feed(answer.first) if answer.first else b""
+                if out:
+                    call.first_byte()
+                    yield out
+                while True:
+                    if pending is None:
+                        pending = asyncio.ensure_future(anext(chunks, b""))
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError
+                    done, _ = await asyncio.wait({pending}, timeout=min(keepalive, left))
+                    if not done:
+                        ping = self.renderer.keepalive() if self.renderer is not None else b""
+                        if ping:
+                            yield ping
+                        continue
+                    data = pending.result()
+                    pending = None
+                    if not data:
+                        break
+                    out = self._feed(data)
+                    if out:
+                        call.first_byte()
+                        yield out
+                yield self._finish()
+            except ProviderError as exc:
+                yield self._error(exc)
+            except TRANSPORT_ERRORS as exc:
+                yield self._error(transport_error(exc))
+        except (asyncio.CancelledError, GeneratorExit):
+            call.status, call.error_type = CLIENT_CLOSED, "client_disconnected"
+            self.error_kind = "client_disconnected"
+            raise
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+            self._account()
+            # Closing the upstream response cancels the upstream call; both must happen even while
+            # this generator is being cancelled, so they run as their own task.
+            runtime.spawn(_close_and_settle(call, answer.response))
+
+    def _account(self) -> None:
+        call = self.call
+        call.attempted(
+            deployment_id=self.answer.deployment.id,
+            status=self.status,
+            started_ns=self.answer.started_ns,
+            error_type=self.error_kind,
+        )
+        source: Any = self.translator if self.translator is not None else self.parser
+        call.served_model = (
+            getattr(self.translator, "served_model", "") or self.served_model or call.served_model
+        )
+        usage = self.translator.usage if self.translator is not None else self.usage
+        if (usage is not None and usage.reported and usage.completion_tokens) or (
+            usage is not None and usage.reported and not self.error_kind
+        ):
+            call.usage = usage
+        else:
+            # The upstream never said all of it (the stream broke or the client left): bill what was
+            # streamed, with the prompt as reported or estimated.
+            call.usage = canonical.Usage(
+                prompt_tokens=usage.prompt_tokens
+                if usage and usage.prompt_tokens
+                else estimate_tokens(call.prompt_chars),
+                cached_tokens=usage.cached_tokens if usage else 0,
+                cache_write_tokens=usage.cache_write_tokens if usage else 0,
+                completion_tokens=max(getattr(source, "chunks", 0), usage.completion_tokens if usage else 0),
+                estimated=True,
+            )
+
+
+def _broken() -> ProviderError:
+    return ProviderError(
+        "The upstream provider ended the stream early.",
+        status=502,
+        retryable=False,
+        kind="upstream_stream_broken",
+    )
+
+
+async def _close(response: httpx.Response) -> None:
+    try:
+        await response.aclose()
+    except TRANSPORT_ERRORS:
+        logger.debug("upstream response closed with an error")
+
+
+async def _close_and_settle(call: Call, upstream: httpx.Response) -> None:
+    await _close(upstream)
+    await call.settle()
+
+
+def sse_error(error: errors.GatewayError) -> bytes:
+    return b"data: " + orjson.dumps(error.body()) + b"\n\n"
+
+
+async def count_tokens(call: Call, inbound: Inbound, route: RouteInfo) -> HttpResponse:
+    """`/v1/messages/count_tokens`: the prompt's input tokens, from the first deployment whose
+    upstream counts them (Anthropic's own endpoint), else an estimate: one token per 4 characters of
+    the prompt's text, tool names, descriptions and schemas (gateway.calls.estimate_tokens). Free:
+    no admission, no usage row (`call.ledger` is off)."""
+    request = inbound.canonical()
+    for deployment in route.candidates():
+        adapter = adapter_for(deployment.provider.kind)
+        if adapter is None:
+            continue
+        upstream = adapter.count_tokens_request(
+            deployment=deployment, request=request, request_id=call.public_request_id
+        )
+        if upstream is None:
+            continue
+        provider = deployment.provider
+        timeout = httpx.Timeout(provider.first_byte_timeout, connect=provider.connect_timeout)
+        try:
+            response = await runtime.http().post(
+                upstream.url, content=upstream.content, headers=upstream.headers, timeout=timeout
+            )
+            if response.status_code < 400:
+                tokens = adapter.parse_count_tokens(content=response.content)
+                return HttpResponse(orjson.dumps({"input_tokens": tokens}), content_type="application/json")
+            logger.info(
+                "provider %s could not count tokens (HTTP %s); estimating",
+                provider.name,
+                response.status_code,
+            )
+        except ProviderError as exc:
+            logger.info("provider %s could not count tokens (%s); estimating", provider.name, exc.kind)
+        except TRANSPORT_ERRORS as exc:
+            logger.info(
+                "provider %s could not count tokens (%s); estimating", provider.name, type(exc).__name__
+            )
+        break
+    schemas = sum(len(orjson.dumps(tool.parameters)) for tool in request.tools)
+    tokens = estimate_tokens(request.prompt_chars + schemas)
+    return HttpResponse(orjson.dumps({"input_tokens": tokens}), content_type="application/json")
