@@ -167,7 +167,9 @@ def demo_prepare(*, mock_url: str) -> Demo:
         route = ModelRoute.objects.get(name=model)
         if not Deployment.objects.filter(route=route, provider=native).exists():
             # First run: the model is served in its own format; later runs leave it as the operator set it.
-            deployment_save(deployment=Deployment(route=route, provider=native, upstream_model=model, priority=10))
+            deployment_save(
+                deployment=Deployment(route=route, provider=native, upstream_model=model, priority=10)
+            )
             Deployment.objects.filter(route=route, provider=mock).update(enabled=False)
 
     registered = []
