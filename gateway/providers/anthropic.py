@@ -555,12 +555,10 @@ class AnthropicAdapter(Adapter):
         request: canonical.Request | None,
         request_id: str,
     ) -> UpstreamRequest:
-        path = (
-            "/messages/count_tokens" if "max_tokens" not in body and not body.get("stream") else "/messages"
-        )
+        # Messages only: a count goes through count_tokens_request.
         betas = request.betas if request is not None else []
         return self._request(
-            deployment, path, {**body, "model": deployment.upstream_model}, request_id, betas
+            deployment, "/messages", {**body, "model": deployment.upstream_model}, request_id, betas
         )
 
     def passthrough_response(self, *, dialect: str, content: bytes) -> tuple[bytes, Usage, str]:
