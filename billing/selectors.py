@@ -391,7 +391,10 @@ def usage_page(*, tenant: Tenant, query: UsageFilter, after: str = "", size: int
     rows = usage_rows(tenant=tenant, query=query)
     if after:
         created_at, row_id = _cursor(after)
-        rows = rows.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=row_id))
+        # The plain bound lets the (tenant, created_at) index start where the page does.
+        rows = rows.filter(created_at__lte=created_at).filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=row_id)
+        )
     found = list(rows.order_by("-created_at", "-id")[: size + 1])
     more = len(found) > size
     found = found[:size]
@@ -492,7 +495,11 @@ def usage_csv_chunks(*, tenant: Tenant, query: UsageFilter, chunk: int = CSV_CHU
     while True:
         page = rows
         if position is not None:
-            page = rows.filter(Q(created_at__gt=position[0]) | Q(created_at=position[0], id__gt=position[1]))
+            # The plain bound lets the (tenant, created_at) index start at the chunk, not at the
+            # range's beginning (the OR alone would make each chunk scan everything before it).
+            page = rows.filter(created_at__gte=position[0]).filter(
+                Q(created_at__gt=position[0]) | Q(created_at=position[0], id__gt=position[1])
+            )
         found = list(page.order_by("created_at", "id").values_list(*_CSV_FIELDS)[:chunk])
         if not found:
             return
@@ -547,7 +554,9 @@ def credit_ledger_page(*, tenant: Tenant, after: str = "", size: int = PAGE_SIZE
     entries = CreditEntry.objects.filter(tenant=tenant)
     if after:
         created_at, entry_id = _cursor(after)
-        entries = entries.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=entry_id))
+        entries = entries.filter(created_at__lte=created_at).filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=entry_id)
+        )
     found = list(entries.order_by("-created_at", "-id")[: size + 1])
     more = len(found) > size
     found = found[:size]

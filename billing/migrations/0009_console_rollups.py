@@ -614,11 +614,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='usagehourlykey',
-            constraint=models.UniqueConstraint(fields=('tenant_id', 'hour', 'api_key_id'), name='usagehourlykey_unique_cell'),
+            constraint=models.UniqueConstraint(fields=('tenant_id', 'hour', 'api_key_id'), include=('requests', 'prompt_tokens', 'cached_tokens', 'completion_tokens', 'cost'), name='usagehourlykey_unique_cell'),
         ),
         migrations.AddConstraint(
             model_name='usagehourlymodel',
-            constraint=models.UniqueConstraint(fields=('tenant_id', 'hour', 'requested_model'), name='usagehourlymodel_unique_cell'),
+            constraint=models.UniqueConstraint(fields=('tenant_id', 'hour', 'requested_model'), include=('requests', 'prompt_tokens', 'cached_tokens', 'completion_tokens', 'cost'), name='usagehourlymodel_unique_cell'),
         ),
         migrations.RunPython(generation_from_usage_rows, migrations.RunPython.noop),
         migrations.RunPython(model_and_key_hours_from_cells, migrations.RunPython.noop),
