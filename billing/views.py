@@ -114,7 +114,9 @@ def overview_page(request: HttpRequest, *, tenant: Any, membership: Any) -> Http
         "range_query": urlencode({k: v for k, v in request.GET.items() if k in ("range", "first", "last")}),
         "charts": {
             "spend": charts.spend_chart(span, traffic, markers),
-            "budget": charts.budget_chart(span, track, markers) if track else None,
+            "budget": charts.budget_chart(track, selectors.alert_markers(tenant=tenant, span=track.span))
+            if track
+            else None,
             "requests": charts.requests_chart(span, traffic),
             "errors": charts.error_rate_chart(span, traffic),
             "tokens": charts.tokens_chart(span, models),
