@@ -57,7 +57,7 @@ def generation_from_usage_rows(apps, schema_editor):
         sums[key] = (int(row["calls"]), int(row["tokens"]), int(row["micros"]))
     first_hour = first.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     changed = []
-    for cell in UsageHourly.objects.filter(hour__gte=first_hour).only("hour", *CELL).iterator(chunk_size=2000):
+    for cell in UsageHourly.objects.filter(hour__gte=first_hour).only("hour", *CELL).order_by().iterator(chunk_size=2000):
         values = sums.get(
             (cell.tenant_id, cell.hour.astimezone(UTC), cell.api_key_id, cell.end_user,
              cell.requested_model, cell.served_model)
@@ -65,6 +65,9 @@ def generation_from_usage_rows(apps, schema_editor):
         if values is not None:
             cell.generation_calls, cell.generation_tokens, cell.generation_us = values
             changed.append(cell)
+            if len(changed) >= 2000:  # a few thousand instances at a time: cells have 200+ columns
+                UsageHourly.objects.bulk_update(changed, GENERATION, batch_size=1000)
+                changed = []
     UsageHourly.objects.bulk_update(changed, GENERATION, batch_size=1000)
     hours = {
         (row["tenant_id"], row["hour"].astimezone(UTC)): row
