@@ -291,3 +291,21 @@ def test_every_action_answers_each_role_as_the_table_says(console_client, roles,
         assert response.status_code == 403
     deleted = action == "delete" and role in ALLOWED[permission]
     assert Budget.objects.filter(pk=budget.pk).exists() is not deleted
+
+
+def test_one_call_shows_its_body_log_when_the_tenant_logs_bodies(console_client, roles):
+    from gateway.models import BodyLog
+
+    save(record(roles.tenant, timezone.now(), request_id="req-body-1", attempts=2, error_type=""))
+    call = UsageRecord.objects.get()
+    BodyLog.objects.create(
+        request_id="req-body-1", tenant=roles.tenant, endpoint="chat.completions", status=200,
+        request_body='{"messages": "hello there"}', response_body='{"answer": "general kenobi"}', created_at=call.created_at,
+    )  # fmt: skip
+    client = console_client("viewer")
+    off = client.get(f"/t/acme/usage/{call.pk}/").content.decode()
+    assert "Body logging is off" in off and "general kenobi" not in off
+    roles.tenant.body_logging = True
+    roles.tenant.save(update_fields=["body_logging"])
+    on = client.get(f"/t/acme/usage/{call.pk}/").content.decode()
+    assert "general kenobi" in on and "hello there" in on and "req-body-1" in on
