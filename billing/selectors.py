@@ -325,6 +325,11 @@ class UsageFilter:
     status_class: str = ""  # "" or a key of STATUS_CLASSES
 
 
+def tenant_has_calls(*, tenant: Tenant) -> bool:
+    """Has the tenant ever made a call (kept in the rollups after the raw rows are purged)?"""
+    return UsageHourlyTenant.objects.filter(tenant_id=tenant.pk).exists()
+
+
 def usage_rows(*, tenant: Tenant, query: UsageFilter) -> QuerySet[UsageRecord]:
     """The tenant's usage rows that pass the filter (unordered)."""
     rows = UsageRecord.objects.filter(
