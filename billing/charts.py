@@ -55,19 +55,11 @@ def spend_chart(span: Range, traffic: list[Traffic], markers: list[AlertEntry]) 
     }
 
 
-def budget_chart(span: Range, track: BudgetTrack, markers: list[AlertEntry]) -> dict[str, Any]:
-    """The budget's period: spend so far (cumulative), the projection to the period's end at the
-    rate so far, and the budget; alerts marked where they fired."""
-    budget = track.status.budget
+def budget_chart(track: BudgetTrack, markers: list[AlertEntry]) -> dict[str, Any]:
+    """The budget's period: spent so far (cumulative), the projection to its end at the rate so
+    far, and the budget; alerts marked where they fired."""
+    budget, span = track.status.budget, track.span
     labels = [label(span, span.bucket_start(key)) for key in span.keys]
-    future = [label(span, moment) for moment, _ in track.projection[1:]]
-    labels += future
-    pad: list[float | None] = [None] * len(future)
-    projection: list[float | None] = [None] * len(labels)
-    if track.projection:
-        now_index = len(span.keys) - 1
-        for offset, (_, value) in enumerate(track.projection):
-            projection[now_index + offset] = _usd(value)
     return {
         "type": "line",
         "labels": labels,
@@ -76,10 +68,15 @@ def budget_chart(span: Range, track: BudgetTrack, markers: list[AlertEntry]) -> 
         "series": [
             {
                 "label": f"Spent this {budget.period}",
-                "data": [_usd(v) for v in track.cumulative] + pad,
+                "data": [_usd(v) for v in track.cumulative],
                 "fill": True,
             },
-            {"label": "Projection", "data": projection, "dashed": True, "color": "#868e96"},
+            {
+                "label": "Projection",
+                "data": [_usd(v) for v in track.projection],
+                "dashed": True,
+                "color": "#868e96",
+            },
             {
                 "label": f"Budget ${budget.amount.normalize():f}",
                 "data": [float(budget.amount)] * len(labels),

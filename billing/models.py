@@ -284,6 +284,10 @@ class UsageHourlyTenant(UsageSums):
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requests}"
 
 
+# What the overview's top lists and tokens-by-model sum, kept in the model and key rollups' indexes.
+COVERED = ["requests", "prompt_tokens", "cached_tokens", "completion_tokens", "cost"]
+
+
 class UsageHourlyModel(UsageSums):
     """A requested model's hour in a tenant: `UsageHourly` summed over keys, end users and served
     models (same columns). Written with it, in the same transaction, from the same rows, for the
@@ -296,8 +300,11 @@ class UsageHourlyModel(UsageSums):
 
     class Meta:
         constraints = [
+            # Covering the overview's sums: tokens and spend per model read the index alone.
             models.UniqueConstraint(
-                fields=["tenant_id", "hour", "requested_model"], name="usagehourlymodel_unique_cell"
+                fields=["tenant_id", "hour", "requested_model"],
+                include=COVERED,
+                name="usagehourlymodel_unique_cell",
             )
         ]
 
@@ -316,7 +323,7 @@ class UsageHourlyKey(UsageSums):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant_id", "hour", "api_key_id"], name="usagehourlykey_unique_cell"
+                fields=["tenant_id", "hour", "api_key_id"], include=COVERED, name="usagehourlykey_unique_cell"
             )
         ]
 

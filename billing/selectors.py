@@ -32,7 +32,7 @@ from billing.models import (
     UsageHourlyTenant,
     UsageRecord,
 )
-from billing.overview import Range
+from billing.overview import Range, overview_range, traffic_series
 from billing.periods import Window, window
 from billing.pricing import PriceNanos
 from billing.rollups import hour_of
@@ -276,19 +276,19 @@ _PREFERRED_PERIODS = {"hour": ("day", "week", "month"), "7d": ("week", "month", 
 
 @dataclass(frozen=True)
 class BudgetTrack:
-    """The overview's spend chart: a tenant budget, its spend so far, and where it is heading."""
+    """The overview's budget chart: a whole-tenant budget over its own period (its days, or its
+    hours for a daily budget), the spend so far at the end of each bucket, and the projection at
+    the rate so far from now to the period's end."""
 
     status: BudgetStatus
-    cumulative: list[Decimal | None]  # per bucket of the range: spend this period at its end (or now)
-    projection: list[tuple[datetime, Decimal]]  # (local bucket end, spend by then) from now on
+    span: Range  # the budget's period
+    cumulative: list[Decimal | None]  # per bucket: spent by its end (by now for the current one)
+    projection: list[Decimal | None]  # per bucket from the current one: spent by its end at this rate
 
 
-def budget_track(
-    *, tenant: Tenant, span: Range, now: datetime | None = None, extend: int = 62
-) -> BudgetTrack | None:
-    """The whole-tenant budget that suits the range (a day's for hours, a week's for 7 days, else a
-    month's), with the cumulative spend of its period per bucket and the projection to its end in
-    buckets of the range's size (at most `extend` of them past the range). None without one."""
+def budget_track(*, tenant: Tenant, span: Range, now: datetime | None = None) -> BudgetTrack | None:
+    """The whole-tenant budget that suits the range shown (a day's for hours, a week's for 7 days,
+    else a month's) and its period's track; None without one."""
     now = now or timezone.now()
     budgets = {b.period: b for b in Budget.objects.filter(tenant=tenant, scope=Budget.Scope.TENANT)}
     order = _PREFERRED_PERIODS.get("hour" if span.hourly else span.preset, ("month", "week", "day"))
@@ -296,48 +296,33 @@ def budget_track(
     if budget is None:
         return None
     period = window(budget.period, tenant.timezone, now)
-    spent = _rollup_spend(budget, subject="", start=period.start, end=period.end)
-    status = BudgetStatus(
-        budget,
-        budget_label(budget),
-        period.start,
-        period.end,
-        spent,
-        "",
-        0,
-        _projection(spent=spent, span=period, now=now),
+    axis = overview_range(
+        tenant=tenant,
+        preset="custom",
+        first_day=period.start.date(),
+        last_day=(period.end - timedelta(days=1)).date(),
     )
+    traffic = traffic_series(tenant=tenant, span=axis)
+    spent = sum((bucket.cost for bucket in traffic), start=Decimal(0))
+    projected = _projection(spent=spent, span=period, now=now)
+    status = BudgetStatus(budget, budget_label(budget), period.start, period.end, spent, "", 0, projected)
     start_utc = period.start.astimezone(UTC)
-    before = _rollup_spend(budget, subject="", start=start_utc, end=max(start_utc, span.start))
-    per_bucket = {
-        row["hour"].astimezone(UTC): Decimal(row["cost"])
-        for row in UsageHourlyTenant.objects.filter(
-            tenant_id=tenant.pk, hour__gte=max(start_utc, span.start), hour__lt=span.end
-        ).values("hour", "cost")
-    }
+    rate = None if projected is None else spent / ((now - start_utc) // timedelta(microseconds=1))
     cumulative: list[Decimal | None] = []
-    running = before
-    hours = sorted(per_bucket)
-    position = 0
-    for key in span.keys:
-        bucket_start, bucket_end = span.bucket_start(key), span.bucket_end(key)
-        while position < len(hours) and hours[position] < bucket_end:
-            running += per_bucket[hours[position]]
-            position += 1
-        if bucket_end <= period.start or bucket_start >= period.end or bucket_start > now:
-            cumulative.append(None)
+    projection: list[Decimal | None] = []
+    running = Decimal(0)
+    for key, bucket in zip(axis.keys, traffic, strict=True):
+        bucket_start, bucket_end = axis.bucket_start(key), axis.bucket_end(key)
+        running += bucket.cost
+        cumulative.append(None if bucket_start > now else running)
+        if rate is None or bucket_end <= now:
+            projection.append(None)
+        elif bucket_start <= now:
+            projection.append(spent)  # the current bucket: where the projection starts
         else:
-            cumulative.append(running)
-    projection: list[tuple[datetime, Decimal]] = []
-    if status.projected is not None and now < period.end:
-        rate = spent / Decimal((now - start_utc) // timedelta(microseconds=1))
-        moment = span.bucket_end(span.key_of(now))
-        projection.append((now.astimezone(span.zone), spent))
-        while moment <= period.end and len(projection) <= extend:
-            micros = (moment - now) // timedelta(microseconds=1)
-            projection.append((moment.astimezone(span.zone), (spent + rate * micros).quantize(NANO)))
-            moment = span.bucket_end(span.key_of(moment))
-    return BudgetTrack(status=status, cumulative=cumulative, projection=projection)
+            micros = (bucket_end - now) // timedelta(microseconds=1)
+            projection.append((spent + rate * micros).quantize(NANO))
+    return BudgetTrack(status=status, span=axis, cumulative=cumulative, projection=projection)
 
 
 @dataclass(frozen=True)
@@ -428,6 +413,11 @@ class UsageFilter:
     status_class: str = ""  # "" or a key of STATUS_CLASSES
 
 
+def tenant_has_calls(*, tenant: Tenant) -> bool:
+    """Has the tenant ever made a call (kept in the rollups after the raw rows are purged)?"""
+    return UsageHourlyTenant.objects.filter(tenant_id=tenant.pk).exists()
+
+
 def usage_rows(*, tenant: Tenant, query: UsageFilter) -> QuerySet[UsageRecord]:
     """The tenant's usage rows that pass the filter (unordered)."""
     rows = UsageRecord.objects.filter(
@@ -479,7 +469,10 @@ def usage_page(*, tenant: Tenant, query: UsageFilter, after: str = "", size: int
     rows = usage_rows(tenant=tenant, query=query)
     if after:
         created_at, row_id = _cursor(after)
-        rows = rows.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=row_id))
+        # The plain bound lets the (tenant, created_at) index start where the page does.
+        rows = rows.filter(created_at__lte=created_at).filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=row_id)
+        )
     found = list(rows.order_by("-created_at", "-id")[: size + 1])
     more = len(found) > size
     found = found[:size]
@@ -580,7 +573,11 @@ def usage_csv_chunks(*, tenant: Tenant, query: UsageFilter, chunk: int = CSV_CHU
     while True:
         page = rows
         if position is not None:
-            page = rows.filter(Q(created_at__gt=position[0]) | Q(created_at=position[0], id__gt=position[1]))
+            # The plain bound lets the (tenant, created_at) index start at the chunk, not at the
+            # range's beginning (the OR alone would make each chunk scan everything before it).
+            page = rows.filter(created_at__gte=position[0]).filter(
+                Q(created_at__gt=position[0]) | Q(created_at=position[0], id__gt=position[1])
+            )
         found = list(page.order_by("created_at", "id").values_list(*_CSV_FIELDS)[:chunk])
         if not found:
             return
@@ -635,7 +632,9 @@ def credit_ledger_page(*, tenant: Tenant, after: str = "", size: int = PAGE_SIZE
     entries = CreditEntry.objects.filter(tenant=tenant)
     if after:
         created_at, entry_id = _cursor(after)
-        entries = entries.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=entry_id))
+        entries = entries.filter(created_at__lte=created_at).filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=entry_id)
+        )
     found = list(entries.order_by("-created_at", "-id")[: size + 1])
     more = len(found) > size
     found = found[:size]

@@ -38,7 +38,7 @@ from billing.alerts import budget_webhook_test_send
 from billing.budgets import budget_delete, budget_set
 from billing.credits import code_redeem, credit_balance
 from billing.forms import BudgetForm, RangeForm, RedeemForm, UsageFilterForm
-from billing.models import Budget, UsageHourlyTenant
+from billing.models import Budget
 from config import clientip
 
 
@@ -95,7 +95,7 @@ def overview_page(request: HttpRequest, *, tenant: Any, membership: Any) -> Http
         "span": span,
         "range_form": range_form,
         "presets": overview.PRESETS,
-        "never_called": not UsageHourlyTenant.objects.filter(tenant_id=tenant.pk).exists(),
+        "never_called": not selectors.tenant_has_calls(tenant=tenant),
         "base_url": _base_url(),
         "public_url": settings.TOLLHOUSE_PUBLIC_URL,
         "keys_url": reverse("accounts:keys", args=[tenant.slug]),
@@ -114,7 +114,9 @@ def overview_page(request: HttpRequest, *, tenant: Any, membership: Any) -> Http
         "range_query": urlencode({k: v for k, v in request.GET.items() if k in ("range", "first", "last")}),
         "charts": {
             "spend": charts.spend_chart(span, traffic, markers),
-            "budget": charts.budget_chart(span, track, markers) if track else None,
+            "budget": charts.budget_chart(track, selectors.alert_markers(tenant=tenant, span=track.span))
+            if track
+            else None,
             "requests": charts.requests_chart(span, traffic),
             "errors": charts.error_rate_chart(span, traffic),
             "tokens": charts.tokens_chart(span, models),
@@ -149,9 +151,7 @@ def _budget_initial(budget: Budget) -> dict[str, Any]:
         "scope": budget.scope,
         "api_key": str(budget.api_key_id or ""),
         "end_user": budget.end_user,
-        "amount": budget.amount.normalize()
-        if budget.amount == budget.amount.to_integral()
-        else budget.amount,
+        "amount": format(budget.amount.normalize(), "f"),  # 20, 30.5: not 20.000000000 (nor 2E+1)
         "period": budget.period,
         "hard": budget.hard,
         "thresholds": ", ".join(str(t) for t in budget.thresholds),
@@ -355,7 +355,7 @@ def usage_page(request: HttpRequest, *, tenant: Any, membership: Any) -> HttpRes
         else "",
         "csv_url": reverse("billing:usage_csv", args=[tenant.slug])
         + (f"?{urlencode(params)}" if params else ""),
-        "never_called": not UsageHourlyTenant.objects.filter(tenant_id=tenant.pk).exists(),
+        "never_called": not selectors.tenant_has_calls(tenant=tenant),
         "base_url": _base_url(),
         "public_url": settings.TOLLHOUSE_PUBLIC_URL,
         "keys_url": reverse("accounts:keys", args=[tenant.slug]),

@@ -57,7 +57,7 @@ def generation_from_usage_rows(apps, schema_editor):
         sums[key] = (int(row["calls"]), int(row["tokens"]), int(row["micros"]))
     first_hour = first.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     changed = []
-    for cell in UsageHourly.objects.filter(hour__gte=first_hour).only("hour", *CELL).iterator(chunk_size=2000):
+    for cell in UsageHourly.objects.filter(hour__gte=first_hour).only("hour", *CELL).order_by().iterator(chunk_size=2000):
         values = sums.get(
             (cell.tenant_id, cell.hour.astimezone(UTC), cell.api_key_id, cell.end_user,
              cell.requested_model, cell.served_model)
@@ -65,6 +65,9 @@ def generation_from_usage_rows(apps, schema_editor):
         if values is not None:
             cell.generation_calls, cell.generation_tokens, cell.generation_us = values
             changed.append(cell)
+            if len(changed) >= 2000:  # a few thousand instances at a time: cells have 200+ columns
+                UsageHourly.objects.bulk_update(changed, GENERATION, batch_size=1000)
+                changed = []
     UsageHourly.objects.bulk_update(changed, GENERATION, batch_size=1000)
     hours = {
         (row["tenant_id"], row["hour"].astimezone(UTC)): row
@@ -614,11 +617,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='usagehourlykey',
-            constraint=models.UniqueConstraint(fields=('tenant_id', 'hour', 'api_key_id'), name='usagehourlykey_unique_cell'),
+            constraint=models.UniqueConstraint(fields=('tenant_id', 'hour', 'api_key_id'), include=('requests', 'prompt_tokens', 'cached_tokens', 'completion_tokens', 'cost'), name='usagehourlykey_unique_cell'),
         ),
         migrations.AddConstraint(
             model_name='usagehourlymodel',
-            constraint=models.UniqueConstraint(fields=('tenant_id', 'hour', 'requested_model'), name='usagehourlymodel_unique_cell'),
+            constraint=models.UniqueConstraint(fields=('tenant_id', 'hour', 'requested_model'), include=('requests', 'prompt_tokens', 'cached_tokens', 'completion_tokens', 'cost'), name='usagehourlymodel_unique_cell'),
         ),
         migrations.RunPython(generation_from_usage_rows, migrations.RunPython.noop),
         migrations.RunPython(model_and_key_hours_from_cells, migrations.RunPython.noop),

@@ -72,26 +72,36 @@ def test_another_tenants_budget_is_not_found():
     assert budget_for_tenant(tenant=globex, budget_id=theirs.pk) == theirs
 
 
-def test_the_budget_line_is_cumulative_this_period_and_projects_to_its_end():
+def test_the_budget_chart_is_its_period_spent_so_far_and_projected_to_its_end():
     acme = h.tenant()
     h.budget(acme, amount=Decimal(100), thresholds=[50])
     h.spend(acme, "9", at=datetime(2026, 2, 28, 12, tzinfo=UTC))  # February: another period
     h.spend(acme, "10", at=datetime(2026, 3, 2, 12, tzinfo=UTC))
     h.spend(acme, "20", at=datetime(2026, 3, 10, 12, tzinfo=UTC))
-    span = overview_range(tenant=acme, preset="30d", now=NOW)  # 10 Feb .. 11 March
+    span = overview_range(tenant=acme, preset="30d", now=NOW)
     track = budget_track(tenant=acme, span=span, now=NOW)
     assert track is not None and track.status.spent == Decimal(30)
-    by_day = dict(zip(span.keys, track.cumulative, strict=True))
-    assert by_day[date(2026, 2, 28)] is None  # before the period
-    assert by_day[date(2026, 3, 1)] == Decimal(0)
-    assert by_day[date(2026, 3, 2)] == Decimal(10)
-    assert by_day[date(2026, 3, 9)] == Decimal(10)
-    assert by_day[date(2026, 3, 10)] == Decimal(30)
-    # From now to the 1st of April, a day at a time, at 3 USD a day.
-    first, *_, last = track.projection
-    assert first == (NOW, Decimal(30))
-    assert last[0] == datetime(2026, 4, 1, tzinfo=UTC) and last[1] == Decimal(93)
-    assert len(track.projection) == 22
+    assert track.span.keys[0] == date(2026, 3, 1) and track.span.keys[-1] == date(2026, 3, 31)
+    spent = dict(zip(track.span.keys, track.cumulative, strict=True))
+    assert spent[date(2026, 3, 1)] == 0 and spent[date(2026, 3, 2)] == 10 and spent[date(2026, 3, 9)] == 10
+    assert spent[date(2026, 3, 10)] == 30 and spent[date(2026, 3, 11)] == 30  # today, so far
+    assert spent[date(2026, 3, 12)] is None  # the future
+    # 30 USD in 10 days: 3 a day, from today's 30 to 93 by the end of the 31st.
+    heading = dict(zip(track.span.keys, track.projection, strict=True))
+    assert heading[date(2026, 3, 10)] is None and heading[date(2026, 3, 11)] == 30
+    assert heading[date(2026, 3, 12)] == 36 and heading[date(2026, 3, 31)] == 93
+    assert track.status.projected == 93
+
+
+def test_a_daily_budget_is_tracked_by_the_hour():
+    acme = h.tenant()
+    h.budget(acme, amount=Decimal(10), period="day")
+    h.spend(acme, "2", at=NOW + timedelta(hours=1))
+    later = NOW + timedelta(hours=12)
+    track = budget_track(tenant=acme, span=overview_range(tenant=acme, preset="24h", now=later), now=later)
+    assert track is not None and track.span.hourly and len(track.span.keys) == 24
+    assert track.cumulative[1] == 2 and track.cumulative[13] is None
+    assert track.projection[-1] == 4  # 2 USD in 12 hours: 4 by midnight
 
 
 def test_the_range_picks_the_budget_of_its_size():

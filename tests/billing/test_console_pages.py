@@ -54,7 +54,7 @@ def test_the_overview_shows_the_charts_data_and_tops(console_client, seeded):
         assert f'id="{chart}"' in body
     assert "ci (th-" in body and "ann" in body
     assert "Make your first call" not in body
-    assert response.context["requests"] == 2 and response.context["total_cost"] == Decimal("0.5")
+    assert response.context["requests"] == "2" and response.context["total_cost"] == Decimal("0.5")
     speed = response.context["charts"]["speed"]["series"][0]["data"]
     assert 100.0 in speed  # 50 tokens in 0.5 s
 
@@ -156,7 +156,8 @@ def test_delete_and_edit_a_budget_with_audit(console_client, roles):
     client = console_client("admin")
     client.post("/t/acme/budgets/", budget_form())
     budget = Budget.objects.get()
-    assert client.get(f"/t/acme/budgets/?edit={budget.pk}").context["form"].initial["amount"] == Decimal(20)
+    edit = client.get(f"/t/acme/budgets/?edit={budget.pk}")
+    assert edit.context["form"].initial["amount"] == "20" and 'value="20"' in edit.content.decode()
     client.post("/t/acme/budgets/", budget_form(amount="30.5"))
     budget.refresh_from_db()
     assert budget.amount == Decimal("30.5")
@@ -257,3 +258,55 @@ async def _csv_streams(roles):
     theirs = await sync_to_async(api_key_issue)(tenant=roles.other, name="x")
     assert (await client.get(f"/t/acme/usage.csv?key={theirs.api_key.pk}")).status_code == 400
     assert (await client.post("/t/acme/usage.csv")).status_code == 405
+
+
+ALLOWED = {
+    "budgets.edit": {"owner", "admin"},
+    "credits.redeem": {"owner", "admin"},
+    "usage.view": {"owner", "admin", "member", "viewer"},
+    "overview.view": {"owner", "admin", "member", "viewer"},
+}
+
+
+@pytest.mark.parametrize("role", EVERY_VISITOR)
+@pytest.mark.parametrize("action", ["delete", "test", "redeem", "detail", "latency"])
+def test_every_action_answers_each_role_as_the_table_says(console_client, roles, role, action):
+    budget = Budget.objects.create(tenant=roles.tenant, amount=Decimal(5))
+    save(record(roles.tenant, timezone.now()))
+    call = UsageRecord.objects.get()
+    permission, method, path, data, ok = {
+        "delete": ("budgets.edit", "post", f"/t/acme/budgets/{budget.pk}/delete/", {}, 302),
+        "test": ("budgets.edit", "post", f"/t/acme/budgets/{budget.pk}/test-webhook/", {}, 302),
+        "redeem": ("credits.redeem", "post", "/t/acme/credits/", {"code": "wrong"}, 400),
+        "detail": ("usage.view", "get", f"/t/acme/usage/{call.pk}/", {}, 200),
+        "latency": ("overview.view", "get", "/t/acme/latency.json?range=24h", {}, 200),
+    }[action]
+    response = getattr(console_client(role), method)(path, data)
+    if role == "anonymous":
+        assert response.status_code == 302 and response["Location"].startswith("/login/")
+    elif role == "outsider":
+        assert response.status_code == 404
+    elif role in ALLOWED[permission]:
+        assert response.status_code == ok
+    else:
+        assert response.status_code == 403
+    deleted = action == "delete" and role in ALLOWED[permission]
+    assert Budget.objects.filter(pk=budget.pk).exists() is not deleted
+
+
+def test_one_call_shows_its_body_log_when_the_tenant_logs_bodies(console_client, roles):
+    from gateway.models import BodyLog
+
+    save(record(roles.tenant, timezone.now(), request_id="req-body-1", attempts=2, error_type=""))
+    call = UsageRecord.objects.get()
+    BodyLog.objects.create(
+        request_id="req-body-1", tenant=roles.tenant, endpoint="chat.completions", status=200,
+        request_body='{"messages": "hello there"}', response_body='{"answer": "general kenobi"}', created_at=call.created_at,
+    )  # fmt: skip
+    client = console_client("viewer")
+    off = client.get(f"/t/acme/usage/{call.pk}/").content.decode()
+    assert "Body logging is off" in off and "general kenobi" not in off
+    roles.tenant.body_logging = True
+    roles.tenant.save(update_fields=["body_logging"])
+    on = client.get(f"/t/acme/usage/{call.pk}/").content.decode()
+    assert "general kenobi" in on and "hello there" in on and "req-body-1" in on
