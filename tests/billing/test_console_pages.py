@@ -121,6 +121,10 @@ def test_setting_a_budget_is_for_owners_and_admins(console_client, roles, role):
         ("thresholds", "0", "between 1 and 1000"),
         ("emails", "not-an-email", "not an email address"),
         ("webhook_url", "ftp://x.example/", "http:// or https://"),
+        ("webhook_url", "http://127.0.0.1:6379/", "webhooks go only to public addresses"),
+        ("webhook_url", "http://169.254.169.254/latest/meta-data/", "webhooks go only to public addresses"),
+        ("webhook_url", "http://[::ffff:10.0.0.1]/hook", "webhooks go only to public addresses"),
+        ("thresholds", "50, 101", "thresholds above 100 are for soft budgets"),
         ("end_user", "a\x00b", "Null characters"),
         ("scope", "key", "Choose the key"),
     ],
@@ -168,9 +172,10 @@ def test_delete_and_edit_a_budget_with_audit(console_client, roles):
         "budget.create", "budget.change", "budget.delete"]  # fmt: skip
 
 
-def test_the_webhook_test_posts_a_signed_test_event(console_client, roles):
-    from tests.support.webhooks import Receiver
+def test_the_webhook_test_posts_a_signed_test_event(console_client, roles, settings):
+    from tests.support.webhooks import LOOPBACK, Receiver
 
+    settings.TOLLHOUSE_WEBHOOK_ALLOW = LOOPBACK  # the receiver is on 127.0.0.1
     with Receiver([204, 500]) as receiver:
         budget = Budget.objects.create(tenant=roles.tenant, amount=Decimal(5), webhook_url=receiver.url)
         response = console_client("owner").post(f"/t/acme/budgets/{budget.pk}/test-webhook/", follow=True)
@@ -182,6 +187,18 @@ def test_the_webhook_test_posts_a_signed_test_event(console_client, roles):
         assert "The test was not delivered: HTTP 500" in failed.content.decode()
         assert "s3cr3t-path" not in failed.content.decode()
     assert console_client("viewer").post(f"/t/acme/budgets/{budget.pk}/test-webhook/").status_code == 403
+
+
+def test_the_webhook_test_is_refused_for_a_private_address_unless_allowed(console_client, roles):
+    from tests.support.webhooks import Receiver
+
+    # Stored before the rule (or allowed then): the button checks the address again when it sends.
+    with Receiver([204]) as receiver:
+        budget = Budget.objects.create(tenant=roles.tenant, amount=Decimal(5), webhook_url=receiver.url)
+        response = console_client("owner").post(f"/t/acme/budgets/{budget.pk}/test-webhook/", follow=True)
+        page = response.content.decode()
+        assert "The test was not delivered" in page and "webhooks go only to public addresses" in page
+        assert receiver.received == []
 
 
 def test_redeeming_a_code_and_a_wrong_code_reveals_nothing(console_client, roles):
