@@ -65,6 +65,8 @@ def test_it_shows_forms_only_to_who_may_use_them(console_client, roles):
     owner_row = membership(roles, "owner").pk
     assert f'action="/t/acme/members/{owner_row}/role/"' in owner
     assert f'action="/t/acme/members/{owner_row}/role/"' not in admin
+    assert f'action="/t/acme/members/{owner_row}/remove/"' in owner
+    assert f'action="/t/acme/members/{owner_row}/remove/"' not in admin
 
 
 # --- invite ----------------------------------------------------------------------------------------
@@ -151,6 +153,15 @@ def test_it_checks_access_to_revoke(console_client, roles, visitor):
     revoked = visitor in ("owner", "admin")
     assert (Invitation.objects.get().state == "revoked") is revoked
     assert AuditEntry.objects.filter(action="invitation.revoke").count() == (1 if revoked else 0)
+
+
+def test_revoking_a_closed_invitation_says_so(console_client, roles):
+    invitation = invitation_create(tenant=roles.tenant, email="new@example.com", role="member")
+    client = console_client("owner")
+    assert client.post(f"/t/acme/invitations/{invitation.pk}/revoke/").status_code == 302
+    response = client.post(f"/t/acme/invitations/{invitation.pk}/revoke/")
+    assert response.status_code == 400 and "This invitation is already revoked." in response.content.decode()
+    assert AuditEntry.objects.filter(action="invitation.revoke").count() == 1
 
 
 def test_another_tenants_invitation_is_a_404(console_client, roles):
