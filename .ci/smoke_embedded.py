@@ -71,6 +71,33 @@ def main() -> None:
         assert streamed, "empty stream"
         print(f"smoke: non-stream and stream calls answered ({reply.usage.total_tokens} tokens)")
         assert httpx.get(base + "/admin/login/").status_code == 200
+        # The console: the demo owner printed once signs in and sees the demo tenant's keys;
+        # Chart.js (npm ci by make install) and the console's own files are served.
+        owner = re.search(r"email (\S+), password (\S+)\s+\(shown once\)", log.read_text())
+        if not owner:
+            fail("make run did not print the console's demo owner", log)
+        with httpx.Client(base_url=base) as browser:
+            page = browser.get("/login/")
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+            assert page.status_code == 200 and token, page.text[:500]
+            signed_in = browser.post(
+                "/login/",
+                data={
+                    "username": owner.group(1),
+                    "password": owner.group(2),
+                    "csrfmiddlewaretoken": token.group(1),
+                },
+            )
+            assert signed_in.status_code == 302, signed_in.text[:500]
+            keys = browser.get("/t/demo/keys/")
+            assert keys.status_code == 200 and "API keys" in keys.text, keys.text[:500]
+            for asset in (
+                "/static/console/console.css",
+                "/static/console/charts.js",
+                "/static/vendor/chart.umd.min.js",
+            ):
+                assert browser.get(asset).status_code == 200, asset
+        print("smoke: the demo owner signs in to the console")
         # Metrics, from this machine (loopback may read them when no token is configured).
         metrics = httpx.get(base + "/metrics", timeout=10)
         requests = sum(

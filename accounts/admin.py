@@ -142,9 +142,17 @@ class TenantAdmin(admin.ModelAdmin):
         )
 
 
+class ApiKeyForm(LimitsForm):
+    def clean_expires_at(self) -> Any:
+        expires_at = self.cleaned_data.get("expires_at")
+        if self.instance.pk is None:  # issuing: api_key_issue refuses a past expiry
+            services.validate_new_expiry(expires_at)
+        return expires_at
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    form = LimitsForm
+    form = ApiKeyForm
     list_display = ["name", "tenant", "masked", "status", "expires_at", "created_at"]
     list_filter = ["status", "tenant"]
     search_fields = ["name", "prefix", "tenant__name"]

@@ -244,6 +244,15 @@ class ApiKey(models.Model):
     def is_expired(self) -> bool:
         return self.expires_at is not None and self.expires_at <= timezone.now()
 
+    @property
+    def in_grace(self) -> bool:
+        """Rotated, and the previous secret still works (see accounts.services.api_key_rotate)."""
+        return (
+            self.status == self.Status.ACTIVE
+            and self.previous_valid_until is not None
+            and self.previous_valid_until > timezone.now()
+        )
+
 
 class SigningKey(models.Model):
     """A key a tenant's own backend signs end-user tokens (JWTs) with. Several may be active at once,

@@ -66,6 +66,33 @@ def api_key_for_user(user: Any, tenant: Tenant, key_id: Any) -> ApiKey:
     return key
 
 
+@dataclass(frozen=True)
+class KeyLookup:
+    """A key found by one of its public prefixes: the row, the digest of the secret that goes with
+    that prefix, and until when that secret works (None: as long as the key does)."""
+
+    api_key: ApiKey
+    digest: str
+    valid_until: datetime | None
+
+
+def api_key_by_prefix(prefix: str) -> KeyLookup | None:
+    """The gateway's lookup (gateway/auth.py): the key whose current prefix is `prefix`, or whose
+    previous prefix is, during and after the grace period of a rotation (the caller refuses the
+    previous secret once `valid_until` has passed, so the answer can be cached)."""
+    # One query (both columns are uniquely indexed); a current prefix wins over a previous one.
+    found = list(
+        ApiKey.objects.select_related("tenant__plan").filter(Q(prefix=prefix) | Q(previous_prefix=prefix))[:2]
+    )
+    for key in found:
+        if key.prefix == prefix:
+            return KeyLookup(api_key=key, digest=key.digest, valid_until=None)
+    for key in found:
+        if key.previous_valid_until is not None:
+            return KeyLookup(api_key=key, digest=key.previous_digest, valid_until=key.previous_valid_until)
+    return None
+
+
 # --- members, invitations, signing keys, audit (the members, signing-keys and audit pages) -------------
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +28,7 @@ from accounts import keys
 from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import LIMIT_FIELDS, ApiKey, Membership, Plan, Tenant
 from accounts.validators import ip_networks
+from config.changes import publish_on_commit
 
 # Used by the services and by the admin forms (next to the field), so both say the same thing.
 limit_at_least_one = MinValueValidator(
@@ -204,6 +205,12 @@ def membership_save(*, membership: Membership, actor: Actor | None = None) -> Me
     return membership
 
 
+def validate_new_expiry(expires_at: datetime | None) -> None:
+    """A new key expires in the future, or never (one issued already expired is a mistake)."""
+    if expires_at is not None and (timezone.is_naive(expires_at) or expires_at <= timezone.now()):
+        raise ValidationError("The expiry must be a moment in the future.")
+
+
 @transaction.atomic
 def api_key_issue(
     *,
@@ -218,6 +225,10 @@ def api_key_issue(
     concurrency_limit: int | None = None,
     actor: Actor | None = None,
 ) -> IssuedKey:
+    try:
+        validate_new_expiry(expires_at)
+    except ValidationError as exc:
+        raise ValidationError({"expires_at": exc.messages}) from None
     raw, prefix, secret = keys.generate()
     if created_by is None and actor is not None:
         created_by = actor.user
@@ -290,3 +301,66 @@ def api_key_delete(*, api_key: ApiKey, actor: Actor | None = None) -> None:
         after=None,
     )
     api_key.delete()
+
+
+# A rotation's grace period: how long the previous secret keeps working beside the new one.
+MAX_ROTATION_GRACE = timedelta(days=30)
+
+
+@transaction.atomic
+def api_key_rotate(*, api_key: ApiKey, grace: timedelta, actor: Actor | None = None) -> IssuedKey:
+    """Give a key a new secret (and public prefix); the previous one keeps working for `grace`,
+    then stops. The key keeps its row and id, so its budgets, spend and rate-limit windows (counted
+    by key id and budget id) carry on untouched. A previous secret still in an earlier grace period
+    stops now: a key has at most two working secrets. The change reaches every gateway worker at
+    commit (the row's broadcast names both prefixes)."""
+    if not isinstance(grace, timedelta) or not timedelta(0) <= grace <= MAX_ROTATION_GRACE:
+        raise ValidationError({"grace": f"The grace period is from 0 to {MAX_ROTATION_GRACE.days} days."})
+    locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if locked.status != ApiKey.Status.ACTIVE:
+        raise ValidationError("A revoked key cannot be rotated: issue a new one.")
+    before = audit_snapshot(locked, KEY_AUDIT_FIELDS)
+    old_prefix, replaced = locked.prefix, locked.previous_prefix
+    now = timezone.now()
+    raw, prefix, secret = keys.generate()
+    locked.previous_prefix = old_prefix
+    locked.previous_digest = locked.digest
+    locked.previous_valid_until = now + grace
+    locked.prefix = prefix
+    locked.digest = keys.digest(secret)
+    locked.rotated_at = now
+    # The broadcast of this save names the new prefix and the previous one (ApiKeyQuerySet); the
+    # one that an earlier rotation left behind is dropped from the caches too.
+    locked.save(
+        update_fields=[
+            "prefix",
+            "digest",
+            "previous_prefix",
+            "previous_digest",
+            "previous_valid_until",
+            "rotated_at",
+        ]
+    )
+    if replaced:
+        publish_on_commit([{"kind": "key", "prefix": replaced}])
+    audit_record(
+        tenant=locked.tenant,
+        actor=actor,
+        action="key.rotate",
+        target=locked,
+        before=before,
+        after={
+            **(audit_snapshot(locked, KEY_AUDIT_FIELDS) or {}),
+            "grace_seconds": int(grace.total_seconds()),
+        },
+    )
+    for field in (
+        "prefix",
+        "digest",
+        "previous_prefix",
+        "previous_digest",
+        "previous_valid_until",
+        "rotated_at",
+    ):
+        setattr(api_key, field, getattr(locked, field))
+    return IssuedKey(api_key=api_key, raw=raw)

@@ -10,7 +10,9 @@ every committed change reaches it at once (Budget's BroadcastManager).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -18,6 +20,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import ApiKey, Tenant
+from accounts.services import IssuedKey, api_key_issue
 from billing.models import Budget
 
 # What the audit log records of a budget.
@@ -189,3 +192,65 @@ def budget_delete(*, budget: Budget, actor: Actor | None = None) -> None:
         tenant=budget.tenant, actor=actor, action="budget.delete", target=budget, before=before, after=None
     )
     budget.delete()
+
+
+@transaction.atomic
+def api_key_issue_with_budget(
+    *,
+    tenant: Tenant,
+    name: str,
+    actor: Actor | None = None,
+    created_by: Any = None,
+    expires_at: datetime | None = None,
+    allowed_models: list[str] | None = None,
+    allowed_ips: list[str] | None = None,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+    concurrency_limit: int | None = None,
+    budget_usd: Decimal | None = None,
+    budget_period: str | None = None,
+    budget_hard: bool = True,
+) -> IssuedKey:
+    """Issue a key and, if `budget_usd` is given, a budget of its own for `budget_period`, in one
+    transaction: the console's keys page and `manage.py key_issue` both come here. Raises one
+    ValidationError with every refused field (the key's, and `amount` / `period` for the budget)
+    and stores nothing."""
+    errors: dict[str, list[str]] = {}
+    issued = None
+    try:
+        with transaction.atomic():
+            issued = api_key_issue(
+                tenant=tenant,
+                name=name,
+                actor=actor,
+                created_by=created_by,
+                expires_at=expires_at,
+                allowed_models=allowed_models,
+                allowed_ips=allowed_ips,
+                rpm_limit=rpm_limit,
+                tpm_limit=tpm_limit,
+                concurrency_limit=concurrency_limit,
+            )
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if budget_usd is not None:
+        try:
+            validate_amount(budget_usd)
+        except ValidationError as exc:
+            errors["amount"] = exc.messages
+        if budget_period not in Budget.Period.values:
+            errors["period"] = ["A key's budget needs a period: day, week or month."]
+    elif budget_period is not None:
+        errors["amount"] = ["Enter the budget's amount in USD, or leave the period empty for no budget."]
+    if errors or issued is None:
+        raise ValidationError(errors)
+    if budget_usd is not None and budget_period is not None:
+        budget_set(
+            tenant=tenant,
+            api_key=issued.api_key,
+            usd=budget_usd,
+            period=budget_period,
+            hard=budget_hard,
+            actor=actor,
+        )
+    return issued

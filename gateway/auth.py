@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts import keys
 from accounts.models import ApiKey, Tenant
+from accounts.selectors import api_key_by_prefix
 from billing.models import Budget
 from billing.pricing import dollars_to_nanos
 from config import clientip
@@ -91,6 +92,8 @@ class KeyInfo:
     allowed_models: frozenset[str] | None  # None: every model
     allowed_networks: tuple[Network, ...]
     ip_restricted: bool  # False: anywhere; True: only from allowed_networks (which may be empty)
+    # A rotated key's previous secret works until then (its grace period); None: no such end.
+    valid_until: datetime | None = None
     tenant_tz: str = "UTC"
     prepaid: bool = False
     key_limits: Limits = Limits()  # already narrowed to the tenant's
@@ -175,9 +178,10 @@ def tenant_policy(tenant: Tenant, *, api_key_id: int | None) -> dict[str, object
 
 
 def _read_key(prefix: str) -> KeyInfo | None:
-    api_key = ApiKey.objects.select_related("tenant__plan").filter(prefix=prefix).first()
-    if api_key is None:
+    found = api_key_by_prefix(prefix)
+    if found is None:
         return None
+    api_key = found.api_key
     plan = api_key.tenant.plan
     networks = []
     for value in api_key.allowed_ips or []:
@@ -191,7 +195,8 @@ def _read_key(prefix: str) -> KeyInfo | None:
     return KeyInfo(
         id=api_key.id,
         tenant_id=api_key.tenant_id,
-        digest=api_key.digest,
+        digest=found.digest,
+        valid_until=found.valid_until,
         active=api_key.status == ApiKey.Status.ACTIVE,
         tenant_active=api_key.tenant.status == Tenant.Status.ACTIVE,
         expires_at=api_key.expires_at,
@@ -245,6 +250,13 @@ class Authenticator:
         if info is None or not keys.matches(parsed.secret, info.digest):
             self.failures.refuse(client_ip, "unknown API key" if info is None else "wrong API key secret")
             raise errors.AuthenticationFailed("Invalid API key.")
+        if info.valid_until is not None and info.valid_until <= timezone.now():
+            # The previous secret of a rotated key, after its grace period: only its holder gets here.
+            self.failures.refuse(client_ip, "rotated API key past its grace period")
+            raise errors.AuthenticationFailed(
+                "This API key was rotated and its grace period has ended: use the new key.",
+                code="api_key_rotated",
+            )
         return info
 
 

@@ -99,3 +99,31 @@ def test_it_issues_nothing_on_a_bad_form(operator_client, tenant):
     assert "Not an IP address or CIDR range: &#x27;not-an-ip&#x27;" in response.content.decode()
     assert 'value="th-' not in response.content.decode()
     assert ApiKey.objects.count() == 0
+
+
+def test_it_refuses_to_issue_a_key_already_expired_next_to_the_field(db):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from accounts.models import ApiKey
+    from accounts.services import tenant_create
+
+    operator = get_user_model().objects.create_superuser("op2", "op2@example.com", "pw-operator-2")
+    tenant = tenant_create(name="Expiring", slug="expiring")
+    client = Client()
+    client.force_login(operator)
+    response = client.post(
+        "/admin/accounts/apikey/add/",
+        {
+            "tenant": tenant.pk,
+            "name": "late",
+            "status": "active",
+            "expires_at_0": "2001-01-01",
+            "expires_at_1": "10:00:00",
+            "allowed_models": "[]",
+            "allowed_ips": "[]",
+        },
+    )
+    assert response.status_code == 200
+    assert "expires_at" in response.context["adminform"].form.errors
+    assert not ApiKey.objects.filter(name="late").exists()

@@ -182,13 +182,14 @@ def test_after_the_tenant_is_lowered_a_key_at_the_old_limit_is_refused(tenant):
 
 
 def test_the_key_and_its_budget_are_one_transaction(tenant, monkeypatch):
-    from accounts.management.commands import key_issue
+    from billing import budgets
 
     def refuse(**kwargs):
         assert ApiKey.objects.filter(pk=kwargs["api_key"].pk).exists()  # the key was written first
         raise ValidationError({"amount": "Refused by the budget service."})
 
-    monkeypatch.setattr(key_issue, "budget_set", refuse)
+    # The command's service (billing.budgets.api_key_issue_with_budget) writes the key, then the budget.
+    monkeypatch.setattr(budgets, "budget_set", refuse)
     with pytest.raises(CommandError) as failure:
         call("key_issue", "--tenant", "acme", "--budget", "5", "--period", "day")
     assert str(failure.value) == "--budget: Refused by the budget service."

@@ -72,3 +72,23 @@ def test_the_chart_helper_draws_line_bar_and_empty_charts(console_page, roles):
     assert page.evaluate("TollhouseCharts.format(250, 'ms')") == "250 ms"
     assert page.evaluate("window.charts[0].options.plugins.legend.display") is True
     console_page.assert_clean()
+
+
+def test_the_admin_works_under_the_same_policy(console_page, roles, django_user_model):
+    """The admin's own pages (list, add, the issued-key page) break no rule of the CSP either."""
+    django_user_model.objects.create_superuser("root", "root@example.test", "pw-root-12345")
+    page = console_page.page
+    console_page.goto("/admin/login/")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", "pw-root-12345")
+    with page.expect_navigation():
+        page.click("input[type=submit]")
+    for path in ("/admin/", "/admin/accounts/apikey/", "/admin/accounts/auditentry/"):
+        console_page.goto(path)
+    console_page.goto("/admin/accounts/apikey/add/")
+    page.select_option("#id_tenant", label="Acme")
+    page.fill("#id_name", "from-the-admin")
+    with page.expect_navigation():
+        page.click("input[name=_save]")
+    assert page.input_value("#issued-key").startswith("th-")
+    console_page.assert_clean()

@@ -7,7 +7,7 @@ import openai
 import pytest
 from django.utils import timezone
 
-from accounts.services import api_key_issue, api_key_revoke
+from accounts.services import api_key_issue, api_key_revoke, api_key_save
 from tests.e2e.test_openai_sdk import sdk
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,9 +27,11 @@ def test_it_refuses_a_revoked_key(gateway_server, world, usage_rows):
 
 
 def test_it_refuses_an_expired_key(gateway_server, world, usage_rows):
-    expired = api_key_issue(
-        tenant=world.acme, name="old", expires_at=timezone.now() - timedelta(minutes=1)
-    ).raw
+    # Issuing a key that is already expired is refused; one that expired since is what this is.
+    issued = api_key_issue(tenant=world.acme, name="old", expires_at=timezone.now() + timedelta(minutes=1))
+    issued.api_key.expires_at = timezone.now() - timedelta(minutes=1)
+    api_key_save(api_key=issued.api_key)
+    expired = issued.raw
     with pytest.raises(openai.PermissionDeniedError) as caught:
         sdk(gateway_server, expired).chat.completions.create(
             model="gpt-4.1", messages=[{"role": "user", "content": "hi"}]

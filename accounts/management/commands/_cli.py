@@ -15,6 +15,9 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
+from accounts import keys
+from accounts.models import ApiKey, Tenant
+
 
 def validation_sentence(exc: ValidationError, options: Mapping[str, str] | None = None) -> str:
     """One line out of a ValidationError, whether it holds a message, a list or a field dict.
@@ -120,3 +123,24 @@ def tenant_named(slug: str) -> Any:
     if tenant is None:
         raise CommandError(f"There is no tenant with the slug {slug!r}.")
     return tenant
+
+
+def find_key(tenant: Tenant, value: str) -> ApiKey:
+    """The tenant's key named by its prefix (`th-abc…`, `abc…` or, pasted whole, the key itself)."""
+    parsed = keys.parse(value.strip())
+    prefix = parsed.prefix if parsed else value.strip().removeprefix(keys.KEY_TAG).removesuffix("…")
+    if not (len(prefix) == keys.PREFIX_LENGTH and prefix.isascii() and prefix.isalnum()):
+        # Never echo a long value: it may be a whole key, secret included.
+        shown = f" not {value!r}" if len(value) <= keys.PREFIX_LENGTH + 4 else " not that"
+        raise CommandError(
+            f"--key takes a key's prefix, {keys.PREFIX_LENGTH} letters and digits after th- "
+            f"(as key_issue prints it),{shown}."
+        )
+    api_key: ApiKey | None = ApiKey.objects.filter(prefix=prefix.lower()).select_related("tenant").first()
+    if api_key is None:
+        raise CommandError(f"There is no key with the prefix th-{prefix}.")
+    if api_key.tenant_id != tenant.pk:
+        raise CommandError(
+            f"The key with the prefix th-{prefix} belongs to another tenant, not {tenant.slug}."
+        )
+    return api_key

@@ -3,7 +3,8 @@
 
 The raw key is printed once, alone on the last line of stdout, so a script can take it with
 `| tail -n 1`; only its prefix and digest are stored. `--budget` gives the key a budget of its own
-(hard unless `--soft`), in the same transaction as the key. Bad input, or a key looser than its
+(hard unless `--soft`), in the same transaction as the key (billing.budgets.api_key_issue_with_budget,
+which the console's keys page calls too). Bad input, or a key looser than its
 tenant, exits 1 with one sentence and issues nothing.
 """
 
@@ -14,7 +15,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -29,10 +29,10 @@ from accounts.management.commands._cli import (
     usd,
 )
 from accounts.models import ApiKey
-from accounts.services import api_key_issue, validate_allowed_ips
+from accounts.services import validate_allowed_ips
 
 # An operator's entry point may use every app (see tenant_create); billing still depends on accounts.
-from billing.budgets import budget_set
+from billing.budgets import api_key_issue_with_budget
 from billing.credits import usd_text
 from billing.models import Budget
 
@@ -67,6 +67,8 @@ OPTIONS = {
     "allowed_models": "--models",
     "amount": "--budget",
     "period": "--period",
+    "expires_at": "--expires",
+    "allowed_ips": "--ips",
 }
 
 
@@ -122,28 +124,20 @@ class Command(BaseCommand):
         tenant = tenant_named(options["tenant"])
 
         try:
-            with transaction.atomic():
-                issued = api_key_issue(
-                    tenant=tenant,
-                    name=name,
-                    expires_at=expires_at,
-                    allowed_models=models,
-                    allowed_ips=allowed_ips,
-                    rpm_limit=rpm,
-                    tpm_limit=tpm,
-                    concurrency_limit=concurrency,
-                    actor=Actor.command("key_issue"),
-                )
-                if budget is not None:
-                    assert period is not None
-                    budget_set(
-                        tenant=tenant,
-                        api_key=issued.api_key,
-                        usd=budget,
-                        period=period,
-                        hard=not options["soft"],
-                        actor=Actor.command("key_issue"),
-                    )
+            issued = api_key_issue_with_budget(
+                tenant=tenant,
+                name=name,
+                actor=Actor.command("key_issue"),
+                expires_at=expires_at,
+                allowed_models=models,
+                allowed_ips=allowed_ips,
+                rpm_limit=rpm,
+                tpm_limit=tpm,
+                concurrency_limit=concurrency,
+                budget_usd=budget,
+                budget_period=period,
+                budget_hard=not options["soft"],
+            )
         except ValidationError as exc:
             raise command_error(exc, OPTIONS) from None
         if budget is not None:

@@ -18,18 +18,17 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from accounts import keys
 from accounts.audit import Actor
 from accounts.management.commands._cli import (
     choice,
     command_error,
     csv_list,
+    find_key,
     refuse_nul,
     tenant_named,
     usd,
     whole_numbers,
 )
-from accounts.models import ApiKey, Tenant
 from billing.budgets import budget_set
 from billing.credits import usd_text
 from billing.models import Budget
@@ -44,27 +43,6 @@ OPTIONS = {
     "end_user": "--end-user",
     "api_key": "--key",
 }
-
-
-def find_key(tenant: Tenant, value: str) -> ApiKey:
-    """The tenant's key named by its prefix (`th-abc…`, `abc…` or, pasted whole, the key itself)."""
-    parsed = keys.parse(value.strip())
-    prefix = parsed.prefix if parsed else value.strip().removeprefix(keys.KEY_TAG).removesuffix("…")
-    if not (len(prefix) == keys.PREFIX_LENGTH and prefix.isascii() and prefix.isalnum()):
-        # Never echo a long value: it may be a whole key, secret included.
-        shown = f" not {value!r}" if len(value) <= keys.PREFIX_LENGTH + 4 else " not that"
-        raise CommandError(
-            f"--key takes a key's prefix, {keys.PREFIX_LENGTH} letters and digits after th- "
-            f"(as key_issue prints it),{shown}."
-        )
-    api_key: ApiKey | None = ApiKey.objects.filter(prefix=prefix.lower()).select_related("tenant").first()
-    if api_key is None:
-        raise CommandError(f"There is no key with the prefix th-{prefix}.")
-    if api_key.tenant_id != tenant.pk:
-        raise CommandError(
-            f"The key with the prefix th-{prefix} belongs to another tenant, not {tenant.slug}."
-        )
-    return api_key
 
 
 class Command(BaseCommand):
