@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 from django.core import mail
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from accounts.audit import Actor
 from accounts.members import invitation_create
@@ -257,3 +259,18 @@ def test_another_tenants_member_is_a_404(console_client, roles):
 def test_get_on_an_action_is_refused(console_client, roles):
     assert console_client("owner").get(INVITE).status_code == 405
     assert console_client("owner").get(role_url(membership(roles, "viewer"), "remove")).status_code == 405
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(email=st.one_of(st.emails(), st.text(max_size=300)))
+def test_any_typed_address_is_invited_or_refused_inline(console_client, roles, email):
+    Invitation.objects.all().delete()
+    mail.outbox.clear()
+    response = console_client("owner").post(INVITE, {"email": email, "role": "member"})
+    assert response.status_code in (302, 400)
+    if response.status_code == 302:
+        stored = Invitation.objects.get()
+        assert stored.email == email.strip().lower() and len(mail.outbox) == 1
+    else:
+        assert 'id="id_email_error"' in response.content.decode()
+        assert not Invitation.objects.exists() and not mail.outbox
