@@ -80,15 +80,17 @@ def api_key_by_prefix(prefix: str) -> KeyLookup | None:
     """The gateway's lookup (gateway/auth.py): the key whose current prefix is `prefix`, or whose
     previous prefix is, during and after the grace period of a rotation (the caller refuses the
     previous secret once `valid_until` has passed, so the answer can be cached)."""
-    current = ApiKey.objects.select_related("tenant__plan").filter(prefix=prefix).first()
-    if current is not None:
-        return KeyLookup(api_key=current, digest=current.digest, valid_until=None)
-    rotated = ApiKey.objects.select_related("tenant__plan").filter(previous_prefix=prefix).first()
-    if rotated is None or rotated.previous_valid_until is None:
-        return None
-    return KeyLookup(
-        api_key=rotated, digest=rotated.previous_digest, valid_until=rotated.previous_valid_until
+    # One query (both columns are uniquely indexed); a current prefix wins over a previous one.
+    found = list(
+        ApiKey.objects.select_related("tenant__plan").filter(Q(prefix=prefix) | Q(previous_prefix=prefix))[:2]
     )
+    for key in found:
+        if key.prefix == prefix:
+            return KeyLookup(api_key=key, digest=key.digest, valid_until=None)
+    for key in found:
+        if key.previous_valid_until is not None:
+            return KeyLookup(api_key=key, digest=key.previous_digest, valid_until=key.previous_valid_until)
+    return None
 
 
 # --- members, invitations, signing keys, audit (the members, signing-keys and audit pages) -------------

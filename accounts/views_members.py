@@ -30,25 +30,25 @@ def _page(
     *,
     invite_form: InviteForm | None = None,
     row_errors: dict[int, list[str]] | None = None,
-    invitation_errors: dict[int, list[str]] | None = None,
+    page_errors: list[str] | None = None,
     status: int = 200,
 ) -> HttpResponse:
     may_change_roles = can(membership, "members.role")
+    may_remove = can(membership, "members.remove")
     rows = [
         {
             "membership": member,
             "errors": (row_errors or {}).get(member.pk, []),
             # Only an owner changes an owner's role (accounts/members.py): an admin sees it as text.
             "editable": may_change_roles and (membership.role == Role.OWNER or member.role != Role.OWNER),
+            "removable": may_remove and (membership.role == Role.OWNER or member.role != Role.OWNER),
         }
         for member in members_of_tenant(tenant)
     ]
-    invitations = [
-        {"invitation": invitation, "errors": (invitation_errors or {}).get(invitation.pk, [])}
-        for invitation in invitations_open(tenant)
-    ]
+    invitations = [{"invitation": invitation} for invitation in invitations_open(tenant)]
     context: dict[str, Any] = {
         "rows": rows,
+        "page_errors": page_errors or [],
         "invitations": invitations,
         "invite_form": invite_form or InviteForm(actor_role=membership.role),
         "role_choices": role_choices(membership.role),
@@ -56,7 +56,7 @@ def _page(
         "may_change_roles": may_change_roles,
         "role_help": list(ROLE_HELP.items()),
         "invitation_days": settings.TOLLHOUSE_INVITATION_DAYS,
-        "may_remove": can(membership, "members.remove"),
+        "may_remove": may_remove,
     }
     return render(request, "accounts/members.html", context, status=status)
 
@@ -100,7 +100,8 @@ def invitation_revoke(
     try:
         services.invitation_revoke(invitation=invitation, actor=Actor.console(request.user))
     except ValidationError as exc:
-        return _page(request, tenant, membership, invitation_errors={invitation.pk: exc.messages}, status=400)
+        # (A closed invitation is not listed any more: its error goes on top of the page.)
+        return _page(request, tenant, membership, page_errors=exc.messages, status=400)
     messages.success(request, f"The invitation to {invitation.email} was revoked: its link no longer works.")
     return _back(tenant)
 

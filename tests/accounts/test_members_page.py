@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 from django.core import mail
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from accounts.audit import Actor
 from accounts.members import invitation_create
@@ -65,6 +67,8 @@ def test_it_shows_forms_only_to_who_may_use_them(console_client, roles):
     owner_row = membership(roles, "owner").pk
     assert f'action="/t/acme/members/{owner_row}/role/"' in owner
     assert f'action="/t/acme/members/{owner_row}/role/"' not in admin
+    assert f'action="/t/acme/members/{owner_row}/remove/"' in owner
+    assert f'action="/t/acme/members/{owner_row}/remove/"' not in admin
 
 
 # --- invite ----------------------------------------------------------------------------------------
@@ -151,6 +155,15 @@ def test_it_checks_access_to_revoke(console_client, roles, visitor):
     revoked = visitor in ("owner", "admin")
     assert (Invitation.objects.get().state == "revoked") is revoked
     assert AuditEntry.objects.filter(action="invitation.revoke").count() == (1 if revoked else 0)
+
+
+def test_revoking_a_closed_invitation_says_so(console_client, roles):
+    invitation = invitation_create(tenant=roles.tenant, email="new@example.com", role="member")
+    client = console_client("owner")
+    assert client.post(f"/t/acme/invitations/{invitation.pk}/revoke/").status_code == 302
+    response = client.post(f"/t/acme/invitations/{invitation.pk}/revoke/")
+    assert response.status_code == 400 and "This invitation is already revoked." in response.content.decode()
+    assert AuditEntry.objects.filter(action="invitation.revoke").count() == 1
 
 
 def test_another_tenants_invitation_is_a_404(console_client, roles):
@@ -246,3 +259,18 @@ def test_another_tenants_member_is_a_404(console_client, roles):
 def test_get_on_an_action_is_refused(console_client, roles):
     assert console_client("owner").get(INVITE).status_code == 405
     assert console_client("owner").get(role_url(membership(roles, "viewer"), "remove")).status_code == 405
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(email=st.one_of(st.emails(), st.text(max_size=300)))
+def test_any_typed_address_is_invited_or_refused_inline(console_client, roles, email):
+    Invitation.objects.all().delete()
+    mail.outbox.clear()
+    response = console_client("owner").post(INVITE, {"email": email, "role": "member"})
+    assert response.status_code in (302, 400)
+    if response.status_code == 302:
+        stored = Invitation.objects.get()
+        assert stored.email == email.strip().lower() and len(mail.outbox) == 1
+    else:
+        assert 'id="id_email_error"' in response.content.decode()
+        assert not Invitation.objects.exists() and not mail.outbox
