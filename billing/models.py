@@ -191,6 +191,9 @@ class UsageHourly(UsageSums):
                 name="usagehourly_unique_cell",
             )
         ]
+        # A key's last hour with calls in one index probe (the keys page's "last used"), however many
+        # cells its tenant has.
+        indexes = [models.Index(fields=["tenant_id", "api_key_id", "hour"], name="usagehourly_key_hour")]
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requested_model} {self.requests}"
