@@ -52,7 +52,7 @@ def keys(request: HttpRequest, *, tenant: Tenant, membership: Membership) -> Htt
 @tenant_page("keys.issue")
 @require_http_methods(["GET", "POST"])
 def key_issue(request: HttpRequest, *, tenant: Tenant, membership: Membership) -> HttpResponse:
-    form = KeyIssueForm(request.POST or None)
+    form = KeyIssueForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

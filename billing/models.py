@@ -249,14 +249,17 @@ class UsageHourly(UsageSums):
                 name="usagehourly_unique_cell",
             )
         ]
+        # The console's top end users: an index-only scan of the cells that name one; a key's last
+        # hour with calls in one index probe (the keys page's "last used"), however many cells its
+        # tenant has.
         indexes = [
-            # The console's top end users: an index-only scan of the cells that name one.
             models.Index(
                 fields=["tenant_id", "hour"],
                 include=["end_user", "requests", "prompt_tokens", "completion_tokens", "cost"],
                 condition=~models.Q(end_user=""),
                 name="usagehourly_end_user_spend",
-            )
+            ),
+            models.Index(fields=["tenant_id", "api_key_id", "hour"], name="usagehourly_key_hour"),
         ]
 
     def __str__(self) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.apps import apps
-from django.db.models import Max, Min, Q, QuerySet, Sum
+from django.db.models import Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
@@ -92,23 +92,24 @@ def key_usage_this_period(
         )
         for row in rows:
             sums[row["api_key_id"]] = (Decimal(row["spend"] or 0), int(row["calls"] or 0))
-    last_hours = dict(
-        UsageHourly.objects.filter(tenant_id=tenant.pk, api_key_id__in=ids, requests__gt=0)
-        .values("api_key_id")
-        .annotate(last=Max("hour"))
-        .values_list("api_key_id", "last")
-    )
+    # Per key, the last rollup hour with calls (an index probe each: usagehourly_key_hour), then the
+    # latest raw row in that hour (a one-hour range of the tenant's rows): one query for all keys.
+    last_hour = UsageHourly.objects.filter(tenant_id=tenant.pk, api_key_id=OuterRef("pk")).order_by("-hour")
+    in_that_hour = UsageRecord.objects.filter(
+        tenant_id=tenant.pk,
+        api_key_id=OuterRef("pk"),
+        created_at__gte=OuterRef("last_hour"),
+        created_at__lt=OuterRef("last_hour") + timedelta(hours=1),
+    ).order_by("-created_at")
+    last_used: dict[int, datetime | None] = {
+        pk: exact or hour
+        for pk, hour, exact in ApiKey.objects.filter(pk__in=ids)
+        .annotate(last_hour=Subquery(last_hour.values("hour")[:1]))
+        .annotate(last_call=Subquery(in_that_hour.values("created_at")[:1]))
+        .values_list("pk", "last_hour", "last_call")
+    }
     result = {}
     for pk in ids:
-        last_used = last_hours.get(pk)
-        if last_used is not None:
-            exact = UsageRecord.objects.filter(
-                tenant_id=tenant.pk,
-                api_key_id=pk,
-                created_at__gte=last_used,
-                created_at__lt=last_used + timedelta(hours=1),
-            ).aggregate(last=Max("created_at"))["last"]
-            last_used = exact or last_used
         spend, calls = sums.get(pk, (Decimal(0), 0))
         result[pk] = KeyPeriodUsage(
             period=period_of[pk],
@@ -116,7 +117,7 @@ def key_usage_this_period(
             spend=spend,
             requests=calls,
             budget=budgets.get(pk),
-            last_used=last_used,
+            last_used=last_used.get(pk),
         )
     return result
 

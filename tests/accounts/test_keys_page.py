@@ -299,3 +299,10 @@ def test_rotate_and_revoke_want_post(console_client, key):
     client = console_client("owner")
     assert client.get(f"/t/acme/keys/{key.pk}/rotate/").status_code == 405
     assert client.get(f"/t/acme/keys/{key.pk}/revoke/").status_code == 405
+
+
+def test_an_empty_post_is_answered_with_the_form_and_its_errors(console_client):
+    response = console_client("owner").post("/t/acme/keys/new/", {})
+    assert response.status_code == 400
+    assert "name" in response.context["form"].errors
+    assert not ApiKey.objects.exists()
