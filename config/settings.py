@@ -398,6 +398,8 @@ TOLLHOUSE_EMBEDDED_MOCK = env.boolean("TOLLHOUSE_EMBEDDED_MOCK", not TOLLHOUSE_P
 PROVIDER_KEYS = {
     "openai": env.raw("OPENAI_API_KEY"),
     "deepseek": env.raw("DEEPSEEK_API_KEY"),
+    "anthropic": env.raw("ANTHROPIC_API_KEY"),
+    "gemini": env.raw("GEMINI_API_KEY"),
 }
 
 # --- auth, i18n, static -----------------------------------------------------------------------------

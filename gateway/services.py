@@ -29,6 +29,15 @@ DEMO_MODELS: dict[str, tuple[str, str, str]] = {
     "text-embedding-3-small": ("0.02", "0.02", "0"),
 }
 DEMO_ALIASES = {"gpt-4.1": ["gpt4"]}
+# Cache-write list prices (5-minute, 1-hour writes) where they differ from input: Anthropic's.
+DEMO_CACHE_WRITE_PRICES: dict[str, tuple[str, str]] = {"claude-sonnet-4.5": ("3.75", "6.00")}
+# The demo's mock serves these models in their provider's own wire format, so `make run` exercises
+# translation (an OpenAI-chat client reaching an Anthropic or a Gemini upstream): model → (provider
+# name, kind, path under the mock's URL).
+DEMO_NATIVE_FORMATS: dict[str, tuple[str, str, str]] = {
+    "claude-sonnet-4.5": ("mock-anthropic", "anthropic", "/v1"),
+    "gemini-2.5-flash": ("mock-gemini", "gemini", "/v1beta"),
+}
 PRICES_FROM = datetime(2025, 1, 1, tzinfo=UTC)
 
 # Real providers that `demo` registers when their key is in the environment: they take over the
@@ -40,6 +49,12 @@ REAL_PROVIDERS = {
         {"gpt-4.1": "gpt-4.1", "text-embedding-3-small": "text-embedding-3-small"},
     ),
     "deepseek": ("openai-compatible", "https://api.deepseek.com/v1", {"deepseek-v3.2": "deepseek-chat"}),
+    "anthropic": ("anthropic", "https://api.anthropic.com/v1", {"claude-sonnet-4.5": "claude-sonnet-4-5"}),
+    "gemini": (
+        "gemini",
+        "https://generativelanguage.googleapis.com/v1beta",
+        {"gemini-2.5-flash": "gemini-2.5-flash"},
+    ),
 }
 
 
@@ -100,13 +115,16 @@ def deployment_upsert(
     return deployment_save(deployment=deployment)
 
 
-def _price(model: str, prices: tuple[str, str, str]) -> None:
+def _price(model: str, prices: tuple[str, str, str], *, list_model: str = "") -> None:
+    writes = DEMO_CACHE_WRITE_PRICES.get(list_model or model)
     model_price_set(
         model=model,
         input_per_mtok=Decimal(prices[0]),
         cached_input_per_mtok=Decimal(prices[1]),
         output_per_mtok=Decimal(prices[2]),
         effective_from=PRICES_FROM,
+        cache_write_per_mtok=Decimal(writes[0]) if writes else None,
+        cache_write_1h_per_mtok=Decimal(writes[1]) if writes else None,
     )
 
 
@@ -142,6 +160,17 @@ def demo_prepare(*, mock_url: str) -> Demo:
     )
     mock = provider_upsert(name="mock", kind="mock", base_url=mock_url.rstrip("/") + "/v1")
     demo_models_install(provider=mock, priority=10)
+    mocks = [mock]
+    for model, (name, kind, path) in DEMO_NATIVE_FORMATS.items():
+        native = provider_upsert(name=name, kind=kind, base_url=mock_url.rstrip("/") + path)
+        mocks.append(native)
+        route = ModelRoute.objects.get(name=model)
+        if not Deployment.objects.filter(route=route, provider=native).exists():
+            # First run: the model is served in its own format; later runs leave it as the operator set it.
+            deployment_save(
+                deployment=Deployment(route=route, provider=native, upstream_model=model, priority=10)
+            )
+            Deployment.objects.filter(route=route, provider=mock).update(enabled=False)
 
     registered = []
     for env_name, credential in settings.PROVIDER_KEYS.items():
@@ -152,9 +181,9 @@ def demo_prepare(*, mock_url: str) -> Demo:
         for public, upstream in models.items():
             route = ModelRoute.objects.get(name=public)
             deployment_upsert(route=route, provider=provider, upstream_model=upstream, priority=0)
-            Deployment.objects.filter(route=route, provider=mock).update(enabled=False)
+            Deployment.objects.filter(route=route, provider__in=mocks).update(enabled=False)
             if upstream != public:
-                _price(upstream, DEMO_MODELS[public])
+                _price(upstream, DEMO_MODELS[public], list_model=public)
         registered.append(env_name)
 
     User = get_user_model()

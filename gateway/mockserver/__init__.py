@@ -1,7 +1,8 @@
-"""Mock LLM provider speaking the OpenAI wire format, for tests and benchmarks.
+"""Mock LLM provider speaking the OpenAI, Anthropic and Gemini wire formats, for tests and benchmarks.
 
-A real HTTP server (aiohttp.web) that answers like OpenAI so the gateway, the official ``openai``
-SDK and load generators can talk to it unchanged. It has no Django dependency: run it with
+A real HTTP server (aiohttp.web) that answers like OpenAI (chat and Responses), Anthropic Messages
+and Google Gemini, so the gateway, the official ``openai``, ``anthropic`` and ``google-genai`` SDKs
+and load generators can talk to it unchanged. It has no Django dependency: run it with
 ``python -m gateway.mockserver --port 8001`` or ``python manage.py mockprovider --port 8001``,
 embed it in a running event loop with :func:`start_server`, or run it in a background thread
 with :class:`MockServerThread`.
@@ -12,18 +13,54 @@ Endpoints
                                ``stream_options.include_usage``).
 ``POST /v1/embeddings``        ``input`` as str, list[str], list[int] or list[list[int]];
                                ``dimensions`` (default 8); ``encoding_format`` "float" or "base64".
+``POST /v1/responses``         OpenAI Responses: JSON, or the typed event stream (``response.created``
+                               ... ``response.completed``, ``response.incomplete`` at the limit).
+``POST /v1/messages``          Anthropic Messages: JSON, or the event stream (message_start, ping,
+                               content blocks for thinking / text / tool_use, message_delta,
+                               message_stop). Needs ``anthropic-version``; ``x-api-key`` or bearer.
+``POST /v1/messages/count_tokens``  Anthropic's token count (``{"input_tokens": N}``).
+``POST /v1beta/models/{model}:generateContent``, ``:streamGenerateContent?alt=sse``,
+``:countTokens``               Gemini; key in ``x-goog-api-key`` or ``?key=``.
 ``GET  /v1/models``            the configured model ids (``GET /v1/models/{id}`` retrieves one).
 ``GET  /_mock/requests``       the last 200 requests, newest last (method, path, lower-cased
                                headers, parsed JSON body or null); ``DELETE`` clears the log.
-Anything else is an OpenAI-shaped 404 (405 for a known path with the wrong method). Every
-response echoes the request's ``X-Request-ID``. If ``MockConfig.api_key`` is set, ``/v1/*``
-requires ``Authorization: Bearer <api_key>`` (401 otherwise); ``/_mock/*`` never does.
+Anything else is an OpenAI-shaped 404 (Google-shaped under /v1beta; 405 for a known path with the
+wrong method). Every response echoes the request's ``X-Request-ID``. If ``MockConfig.api_key`` is
+set, every API path requires it the way its format sends it (OpenAI: bearer, 401; Anthropic: 401
+``authentication_error``; Gemini: 403 without a key, 400 ``API_KEY_INVALID`` with a wrong one);
+``/_mock/*`` never does. Each format validates like its real API (unknown fields, roles, tool
+results that answer the previous turn's calls, Anthropic's thinking budget rules, Gemini's part
+fields and function names, Responses' ``max_output_tokens`` >= 16 and no ``previous_response_id``)
+and answers a 400 in its own error shape: Anthropic ``{"type": "error", "error": {...}}``, Gemini
+``{"error": {"code", "message", "status"}}``, OpenAI ``{"error": {"message", "type", "param",
+"code"}}``. A thinking block's ``signature``, a Gemini ``thoughtSignature`` and a Responses
+``encrypted_content`` are ones the mock made for that content; one it did not make is a 400, as a
+real provider rejects a signature from another (see tests/gateway/test_mockserver_*.py).
 
 Token accounting (deterministic, so tests can assert exact usage numbers)
 -------------------------------------------------------------------------
 * Chat prompt tokens = 3 + sum over messages of ``4 + ceil(len(text) / 4)``, where ``text`` is
   the message ``content`` string, or the concatenation of the ``text`` of its content parts
   (non-text parts and ``null`` content count as ""). Directive text inside the prompt counts too.
+  The other formats count the same way: a system prompt (Anthropic ``system``, Gemini
+  ``systemInstruction``, Responses ``instructions``) is one more message; a message's text is its
+  text blocks/parts plus its tool results' text (Anthropic ``tool_result`` content, Responses
+  ``function_call_output``; not Gemini's ``functionResponse``); a Responses string input is one
+  message and every input item one more (reasoning items excepted).
+* Tool calls: ``tool_calls=N`` (or a tool choice that forces one: chat ``required`` / a named
+  function, Anthropic ``any`` / ``tool``, Gemini mode ``ANY``, Responses ``required`` / a named
+  function: one call) answers N calls of the request's tools in turn (the forced one only), with
+  arguments that fit each tool's declared properties (a word for a string, the call's index for an
+  integer, the first enum value, ...; ``{"call": i}`` for a tool without properties). A tool choice
+  of none means no calls. Each call costs ``ceil(len(name) / 4) + ceil(len(arguments) / 4)``
+  completion tokens; the answer has no text unless ``tokens`` is given, and ends as a tool call:
+  ``tool_calls`` / ``tool_use`` / ``STOP`` (Gemini) / function_call items. In a stream a call is two
+  chunks (its arguments in two halves; Gemini: one chunk, whole).
+* ``reasoning_tokens=N`` thinking tokens are billed as output: chat ``reasoning_tokens``, Anthropic a
+  signed thinking block (N words) counted in ``output_tokens``, Gemini ``thoughtsTokenCount`` (apart
+  from ``candidatesTokenCount``; thought parts only with ``includeThoughts``; the first function call
+  carries a ``thoughtSignature``), Responses a reasoning item (``encrypted_content`` when
+  ``include`` asks for it) and ``output_tokens_details.reasoning_tokens``.
 * Completion tokens = the ``tokens`` directive if given (exactly, max_tokens is ignored); else
   ``max_completion_tokens`` / ``max_tokens`` (the smaller if both) when it is smaller than
   ``MockConfig.tokens``, with ``finish_reason "length"``; else ``MockConfig.tokens`` with
@@ -59,8 +96,10 @@ directive.
 ``malformed``        HTTP 200 whose body is not valid JSON; in a stream, one malformed
                      ``data:`` line right after the first (role) chunk, then the normal stream.
 ``drop``             close the connection before any response.
-``drop_after=N``     stream: abort the connection after N token chunks (no terminating chunk, no
-                     ``[DONE]``); N >= the token count aborts right after the last token.
+``drop_after=N``     stream: abort the connection after N chunks (one per thinking or text token,
+                     two per tool call; no terminal event, no ``[DONE]`` / ``message_stop`` /
+                     ``response.completed`` / finishReason); N >= the count aborts right after
+                     the last chunk.
 ``hang_after=N``     stream: hang after N token chunks (same clamping as drop_after).
                      Non-stream requests have no chunks, so drop_after/hang_after act like
                      drop/hang there.
@@ -77,8 +116,20 @@ directive.
                      apply to the first N requests naming K, later ones are answered normally:
                      ``status=500 fault_times=2 fault_key=t1`` answers 500, 500, then 200 (a
                      retry of the same request). Either without the other is a 400.
-``cached_tokens=N``  ``usage.prompt_tokens_details.cached_tokens`` (default 0, must be <= the
-                     prompt tokens).
+``cached_tokens=N``  tokens read from the prompt cache (default 0): chat ``cached_tokens``,
+                     Anthropic ``cache_read_input_tokens``, Gemini ``cachedContentTokenCount``,
+                     Responses ``input_tokens_details.cached_tokens``.
+``cache_write_tokens=N``, ``cache_write_1h_tokens=M``  tokens written to the cache (5-minute and
+                     1-hour, N + M in all): Anthropic ``cache_creation_input_tokens`` with its
+                     ``cache_creation`` split, OpenAI ``cache_write_tokens`` (Responses: 30-minute /
+                     12-hour split); a 400 for Gemini. Cached + written must be <= the prompt tokens.
+                     Prompt tokens include both, except Anthropic's ``input_tokens``, which (as
+                     there) leaves them out.
+``tool_calls=N``     (0-16) answer with N tool calls (see above); a 400 if the request has no tools.
+``reasoning_tokens=N``  thinking / reasoning tokens (see above).
+``error_after=N``    stream: after N chunks, the format's in-stream error event (chat ``data:
+                     {"error": ...}``, Anthropic ``event: error``, Gemini ``data: {"error": ...}``,
+                     Responses ``response.failed``) and the end of the stream; non-stream: a 500.
 
 Flags given as headers take a boolean value: "" / 1 / true / yes / on, or 0 / false / no / off
 (so a header can switch off a flag set in the prompt). The request log records a request before

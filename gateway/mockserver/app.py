@@ -1,18 +1,22 @@
-"""The aiohttp application: the handlers for chat completions (JSON and SSE streaming), embeddings,
-models and the /_mock request log, plus the shared steps every endpoint takes (recording the
-request, the API-key check, and the injected faults: hang, drop, delay, status, malformed), and
-build_app() which wires them into routes."""
+"""The aiohttp application: one handler for generation in every wire format (OpenAI chat, Anthropic
+Messages, Gemini, OpenAI Responses: see dialect._Wire), the token counters, embeddings, models and
+the /_mock request log, plus the shared steps every endpoint takes (recording the request, the
+API-key check, the injected faults: hang, drop, delay, status, malformed, and the one stream loop
+that paces chunks and cuts, hangs or fails a stream mid-way), and build_app() which wires them into
+routes."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import time
+import functools
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from gateway.mockserver.anthropic import _AnthropicWire
+from gateway.mockserver.chat import _ChatWire, _openai_unauthorized
 from gateway.mockserver.config import (
     CLIENT_MAX_SIZE,
     DEFAULT_CONFIG,
@@ -22,23 +26,19 @@ from gateway.mockserver.config import (
     REQUEST_LOG_SIZE,
     MockConfig,
 )
+from gateway.mockserver.dialect import _Script, _Wire
 from gateway.mockserver.directives import _NO_DIRECTIVES, FAULT_FIELDS, _BadRequest, _Directives
-from gateway.mockserver.plans import _ChatPlan, _plan_chat, _plan_embeddings
+from gateway.mockserver.gemini import METHODS as GEMINI_METHODS
+from gateway.mockserver.gemini import _GeminiWire
+from gateway.mockserver.gemini import _target as _gemini_target
+from gateway.mockserver.plans import _Plan, _plan_embeddings
+from gateway.mockserver.responses import _ResponsesWire
 from gateway.mockserver.wire import (
-    _DONE_EVENT,
-    _ERROR_CODES,
-    _MALFORMED_CHAT,
     _MALFORMED_EMBEDDINGS,
-    _MALFORMED_EVENT,
     _SSE_HEADERS,
-    _SYSTEM_FINGERPRINT,
-    _TOKENS,
-    _completion_text,
     _embedding,
     _error_response,
     _json_response,
-    _new_id,
-    _usage,
 )
 
 
@@ -48,7 +48,6 @@ class _MockProvider:
     def __init__(self, config: MockConfig) -> None:
         self.config = config
         self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=REQUEST_LOG_SIZE)
-        self._expected_auth = f"Bearer {config.api_key}" if config.api_key is not None else None
         created = 1700000000
         self._models = {
             model: {"id": model, "object": "model", "created": created, "owned_by": "mock"}
@@ -99,20 +98,10 @@ class _MockProvider:
         return parsed, valid
 
     def _unauthorized(self, request: web.Request) -> web.Response | None:
-        expected = self._expected_auth
-        if expected is None:
+        """The OpenAI bearer check, for the endpoints that are not a _Wire (embeddings, models)."""
+        if self.config.api_key is None:
             return None
-        supplied = request.headers.get("Authorization")
-        if supplied == expected:
-            return None
-        message = (
-            "You didn't provide an API key. You need to provide your API key in an Authorization "
-            "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
-            if not supplied
-            else "Incorrect API key provided."
-        )
-        # Real OpenAI reports auth failures as invalid_request_error / invalid_api_key.
-        return _error_response(401, message, type_="invalid_request_error", code="invalid_api_key")
+        return _openai_unauthorized(request, self.config.api_key)
 
     @staticmethod
     def _abort(request: web.Request, response: web.StreamResponse | None = None) -> web.StreamResponse:
@@ -146,7 +135,7 @@ class _MockProvider:
         return self._abort(request, response)
 
     async def _pre_response_faults(
-        self, request: web.Request, directives: _Directives, ttft_s: float
+        self, request: web.Request, wire: _Wire, directives: _Directives, ttft_s: float
     ) -> web.StreamResponse | None:
         """Apply hang/ttft/drop/status (common to every endpoint); None means carry on."""
         self._run_fault_script(directives)
@@ -158,11 +147,10 @@ class _MockProvider:
             return self._abort(request)
         if directives.status is not None:
             status = directives.status
-            headers = {"Retry-After": directives.retry_after} if directives.retry_after is not None else None
             message = f"mock fault: status {status}"
             if directives.echo_credential:
-                message += "; " + self._quote_credential(request)
-            return _error_response(status, message, code=_ERROR_CODES.get(status), headers=headers)
+                message += "; " + self._quote_credential(request, wire)
+            return wire.error(status, message, retry_after=directives.retry_after)
         return None
 
     def _run_fault_script(self, directives: _Directives) -> None:
@@ -179,94 +167,61 @@ class _MockProvider:
                 setattr(directives, name, getattr(_NO_DIRECTIVES, name))
 
     @staticmethod
-    def _quote_credential(request: web.Request) -> str:
+    def _quote_credential(request: web.Request, wire: _Wire) -> str:
         """As some upstreams and relays do: quote the credential they were sent (tests the
         gateway's redaction)."""
-        sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        return f"the request carried the credential {sent}"
+        return f"the request carried the credential {wire.supplied_credential(request)}"
 
     # -- endpoints -----------------------------------------------------------------------------
 
-    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+    async def answer(self, request: web.Request, wire: _Wire) -> web.StreamResponse:
+        """A generation request in any wire format: the same steps and directives for each."""
         body, valid = await self._receive(request)
-        if (denied := self._unauthorized(request)) is not None:
+        if (
+            self.config.api_key is not None
+            and (denied := wire.unauthorized(request, self.config.api_key)) is not None
+        ):
             return denied
         try:
-            plan = _plan_chat(self.config, request, body, valid)
+            plan = wire.plan(self.config, request, body, valid)
         except _BadRequest as exc:
-            return _error_response(400, exc.message, param=exc.param)
+            return wire.error(400, exc.message, param=exc.param)
         directives = plan.directives
-        if (early := await self._pre_response_faults(request, directives, plan.ttft_s)) is not None:
+        if (early := await self._pre_response_faults(request, wire, directives, plan.ttft_s)) is not None:
             return early
+        echo = self._quote_credential(request, wire) if directives.echo_credential else None
         if plan.stream and not directives.ignore_stream:
-            return await self._stream_chat(request, plan)
+            return await self._stream(request, wire.script(plan, echo), plan, wire.malformed_event)
         # A non-stream response is one unit, so "after N chunks" degenerates to "before it".
         if directives.drop_after is not None:
             return self._abort(request)
         if directives.hang_after is not None:
             return await self._hang(request)
+        if directives.error_after is not None:
+            return wire.error(500, "mock fault: error before the answer")
         if directives.malformed:
-            return _json_response(_MALFORMED_CHAT)
-        text = _completion_text(plan.completion_tokens)
-        if directives.echo_credential:
-            text = self._quote_credential(request) + " " + text
-        return _json_response(
-            orjson.dumps(
-                {
-                    "id": _new_id("chatcmpl-"),
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": plan.model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": text, "refusal": None},
-                            "logprobs": None,
-                            "finish_reason": plan.finish_reason,
-                        }
-                    ],
-                    "usage": _usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens),
-                    "system_fingerprint": _SYSTEM_FINGERPRINT,
-                }
-            )
-        )
+            return _json_response(wire.malformed_body)
+        return _json_response(wire.document(plan, echo))
 
-    async def _stream_chat(self, request: web.Request, plan: _ChatPlan) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, script: _Script, plan: _Plan, malformed_event: bytes
+    ) -> web.StreamResponse:
         # aiohttp buffers the headers until the first write, so after the ttft sleep (already done)
         # the headers and the first event leave together as the first byte.
         response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
-        base = {
-            "id": _new_id("chatcmpl-"),
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": plan.model,
-            "system_fingerprint": _SYSTEM_FINGERPRINT,
-        }
-        include_usage = plan.include_usage
-
-        def event(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-            chunk: dict[str, Any] = {
-                **base,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-            }
-            if include_usage:
-                chunk["usage"] = None  # OpenAI sends an explicit null on every non-usage chunk
-            return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-        await response.write(event({"role": "assistant", "content": ""}))
         directives = plan.directives
-        if directives.echo_credential:
-            await response.write(event({"content": self._quote_credential(request) + " "}))
-        if directives.malformed:
-            await response.write(_MALFORMED_EVENT)
+        head = script.head + malformed_event if directives.malformed else script.head
+        if head:
+            await response.write(head)
 
-        n = plan.completion_tokens
-        # Faults always fire: N >= n means "after the last token, before the finish chunk".
+        chunks = script.chunks
+        n = len(chunks)
+        # Faults always fire: N >= n means "after the last chunk, before the terminal events".
         drop_at = min(directives.drop_after, n) if directives.drop_after is not None else -1
         hang_at = min(directives.hang_after, n) if directives.hang_after is not None else -1
+        error_at = min(directives.error_after, n) if directives.error_after is not None else -1
         chunk_s = plan.chunk_s
-        token_count = len(_TOKENS)
         for i in range(n + 1):
             if i and chunk_s > 0 and i < n:
                 await asyncio.sleep(chunk_s)
@@ -274,19 +229,13 @@ class _MockProvider:
                 return self._abort(request, response)
             if i == hang_at:
                 return await self._hang(request, response)
+            if i == error_at:
+                await response.write(script.fail(i))
+                return response
             if i == n:
                 break
-            await response.write(event({"content": _TOKENS[i % token_count]}))
-
-        tail = event({}, plan.finish_reason)
-        if include_usage:
-            usage_chunk = {
-                **base,
-                "choices": [],
-                "usage": _usage(plan.prompt_tokens, n, plan.cached_tokens),
-            }
-            tail += b"data: " + orjson.dumps(usage_chunk) + b"\n\n"
-        await response.write(tail + _DONE_EVENT)
+            await response.write(chunks[i])
+        await response.write(script.tail)
         return response
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
@@ -300,12 +249,16 @@ class _MockProvider:
         except _BadRequest as exc:
             return _error_response(400, exc.message, param=exc.param)
         ttft_ms = directives.ttft_ms if directives.ttft_ms is not None else self.config.ttft_ms
-        if (early := await self._pre_response_faults(request, directives, ttft_ms / 1000.0)) is not None:
+        if (
+            early := await self._pre_response_faults(request, _CHAT, directives, ttft_ms / 1000.0)
+        ) is not None:
             return early
         if directives.drop_after is not None:
             return self._abort(request)
         if directives.hang_after is not None:
             return await self._hang(request)
+        if directives.error_after is not None:
+            return _CHAT.error(500, "mock fault: error before the answer")
         if directives.malformed:
             return _json_response(_MALFORMED_EMBEDDINGS)
         pick = 1 if as_base64 else 0
@@ -318,13 +271,49 @@ class _MockProvider:
                 {
                     "object": "list",
                     "data": data,
-                    "model": f"{model} ({self._quote_credential(request)})"
+                    "model": f"{model} ({self._quote_credential(request, _CHAT)})"
                     if directives.echo_credential
                     else model,
                     "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
                 }
             )
         )
+
+    async def anthropic_count_tokens(self, request: web.Request) -> web.StreamResponse:
+        body, valid = await self._receive(request)
+        if (
+            self.config.api_key is not None
+            and (denied := _ANTHROPIC.unauthorized(request, self.config.api_key)) is not None
+        ):
+            return denied
+        try:
+            tokens = _ANTHROPIC.count_tokens(request, body, valid)
+        except _BadRequest as exc:
+            return _ANTHROPIC.error(400, exc.message)
+        return _json_response(orjson.dumps({"input_tokens": tokens}))
+
+    async def gemini(self, request: web.Request) -> web.StreamResponse:
+        """``/v1beta/models/{model}:{method}``: one route, as the colon is part of the segment."""
+        model, method = _gemini_target(request)
+        if not model or method not in GEMINI_METHODS:
+            await self._receive(request)
+            return _GEMINI.error(
+                404, f"models/{request.match_info['target']} is not found for API version v1beta."
+            )
+        if method != "countTokens":
+            return await self.answer(request, _GEMINI)
+        body, valid = await self._receive(request)
+        if (
+            self.config.api_key is not None
+            and (denied := _GEMINI.unauthorized(request, self.config.api_key)) is not None
+        ):
+            return denied
+        try:
+            tokens = _GEMINI.count_tokens(request, body, valid)
+        except _BadRequest as exc:
+            return _GEMINI.error(400, exc.message)
+        details = [{"modality": "TEXT", "tokenCount": tokens}]
+        return _json_response(orjson.dumps({"totalTokens": tokens, "promptTokensDetails": details}))
 
     async def list_models(self, request: web.Request) -> web.StreamResponse:
         await self._receive(request)
@@ -346,6 +335,8 @@ class _MockProvider:
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         await self._receive(request)
+        if request.path.startswith("/v1beta/"):
+            return _GEMINI.error(404, f"Invalid URL ({request.method} {request.path})")
         if request.path in _KNOWN_PATHS:
             return _error_response(
                 405, f"Method not allowed ({request.method} {request.path})", type_="invalid_request_error"
@@ -363,7 +354,21 @@ class _MockProvider:
         return _json_response(orjson.dumps({"cleared": cleared}))
 
 
-_KNOWN_PATHS = frozenset({"/v1/chat/completions", "/v1/embeddings", "/v1/models", "/_mock/requests"})
+_KNOWN_PATHS = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        "/v1/models",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/responses",
+        "/_mock/requests",
+    }
+)
+_CHAT = _ChatWire()
+_ANTHROPIC = _AnthropicWire()
+_GEMINI = _GeminiWire()
+_RESPONSES = _ResponsesWire()
 
 
 def build_app(config: MockConfig = DEFAULT_CONFIG) -> web.Application:
@@ -374,7 +379,11 @@ def build_app(config: MockConfig = DEFAULT_CONFIG) -> web.Application:
     app.on_shutdown.append(provider.on_shutdown)
     app.on_response_prepare.append(provider.echo_request_id)
     router = app.router
-    router.add_post("/v1/chat/completions", provider.chat_completions)
+    router.add_post("/v1/chat/completions", functools.partial(provider.answer, wire=_CHAT))
+    router.add_post("/v1/messages", functools.partial(provider.answer, wire=_ANTHROPIC))
+    router.add_post("/v1/messages/count_tokens", provider.anthropic_count_tokens)
+    router.add_post("/v1/responses", functools.partial(provider.answer, wire=_RESPONSES))
+    router.add_post("/v1beta/models/{target}", provider.gemini)
     router.add_post("/v1/embeddings", provider.embeddings)
     router.add_get("/v1/models", provider.list_models, allow_head=False)
     router.add_get("/v1/models/{model}", provider.retrieve_model, allow_head=False)

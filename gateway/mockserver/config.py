@@ -27,6 +27,8 @@ DEFAULT_EMBEDDING_DIMENSIONS = 8
 MAX_EMBEDDING_DIMENSIONS = 8192
 MAX_EMBEDDING_INPUTS = 2048
 MAX_DELAY_MS = 600_000.0
+# Parallel tool calls one answer may make (the tool_calls directive).
+MAX_TOOL_CALLS = 16
 # LLM prompts can be large; aiohttp's default 1 MiB body limit would reject long-context requests.
 CLIENT_MAX_SIZE = 64 * 1024 * 1024
 

@@ -1,6 +1,6 @@
 """Per-request directives: parsing of ``[mock ...]`` tokens in the prompt and ``X-Mock-*`` headers
 (headers win), validation of each name and value against its allowed range, and the _BadRequest
-exception that every validation step raises to produce an OpenAI-shaped 400 naming the offending
+exception that every validation step raises to produce a 400 (in the wire format of the endpoint) naming the offending
 directive or parameter."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.mockserver.config import MAX_DELAY_MS
+from gateway.mockserver.config import MAX_DELAY_MS, MAX_TOOL_CALLS
 
 
 class _BadRequest(Exception):
-    """A client error reported as an OpenAI 400; raised deep in parsing, caught in the handler."""
+    """A client error reported as a 400 in the endpoint's own error shape; raised deep in parsing,
+    caught in the handler. `param` names the offending field or directive."""
 
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
@@ -44,10 +45,24 @@ class _Directives:
     # the requests after them are answered normally (500, 500, then 200: fault_times=2).
     fault_times: int | None = None
     fault_key: str | None = None
+    cache_write_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    tool_calls: int | None = None
+    error_after: int | None = None
 
 
 # What a fault script switches off once its faults are spent.
-FAULT_FIELDS = ("status", "retry_after", "hang", "malformed", "drop", "drop_after", "hang_after")
+FAULT_FIELDS = (
+    "status",
+    "retry_after",
+    "hang",
+    "malformed",
+    "drop",
+    "drop_after",
+    "hang_after",
+    "error_after",
+)
 _NO_DIRECTIVES = _Directives()
 # (min, max) for the integer directives.
 _INT_DIRECTIVES: dict[str, tuple[int, int]] = {
@@ -58,6 +73,11 @@ _INT_DIRECTIVES: dict[str, tuple[int, int]] = {
     "prompt_tokens": (0, 1_000_000_000),
     "cached_tokens": (0, 1_000_000_000),
     "fault_times": (0, 1_000_000),
+    "cache_write_tokens": (0, 1_000_000_000),
+    "cache_write_1h_tokens": (0, 1_000_000_000),
+    "reasoning_tokens": (0, 1_000_000),
+    "tool_calls": (0, MAX_TOOL_CALLS),
+    "error_after": (0, 1_000_000),
 }
 _FAULT_KEY_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _MS_DIRECTIVES = frozenset({"ttft_ms", "chunk_ms"})

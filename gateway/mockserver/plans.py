@@ -5,10 +5,12 @@ the plans."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway.mockserver.config import (
@@ -18,23 +20,167 @@ from gateway.mockserver.config import (
     MockConfig,
 )
 from gateway.mockserver.directives import _BadRequest, _Directives, _parse_directives
-from gateway.mockserver.wire import _tokens_for
+from gateway.mockserver.wire import _TOKENS, _tokens_for
 
 
 @dataclass(slots=True)
-class _ChatPlan:
-    """Everything a chat response needs, resolved from the body, config and directives."""
+class _ToolCall:
+    """One tool call of an answer; each wire format derives its ids from `key`."""
+
+    key: str
+    name: str
+    arguments: str  # compact JSON text of an object
+    tokens: int
+
+
+@dataclass(slots=True)
+class _Plan:
+    """Everything an answer needs, in any wire format, resolved from the body, config and
+    directives: thinking tokens first, then text tokens, then tool calls."""
 
     directives: _Directives
     model: str
     stream: bool
-    include_usage: bool
-    completion_tokens: int
-    finish_reason: str
     prompt_tokens: int
     cached_tokens: int
+    text_tokens: int
+    finish_reason: str  # "stop" | "length" | "tool_calls"; each format names it its own way
     ttft_s: float
     chunk_s: float
+    include_usage: bool = False  # chat streams: stream_options.include_usage
+    reasoning_tokens: int = 0
+    cache_write_tokens: int = 0  # of which 1-hour: cache_write_1h_tokens
+    cache_write_1h_tokens: int = 0
+    tool_calls: list[_ToolCall] = field(default_factory=list)
+    include_thoughts: bool = False  # Gemini thinkingConfig.includeThoughts
+    encrypted_reasoning: bool = False  # Responses include=["reasoning.encrypted_content"]
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.reasoning_tokens + self.text_tokens + sum(call.tokens for call in self.tool_calls)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tool:
+    name: str
+    schema: Any  # the parameters' JSON schema, as the request gave it
+
+
+@dataclass(frozen=True, slots=True)
+class _ToolChoice:
+    """A request's tool choice in any format: "auto", "none" or "required", and a forced name."""
+
+    mode: str = "auto"
+    name: str | None = None
+
+
+_AUTO = _ToolChoice()
+
+
+def _resolve_plan(
+    config: MockConfig,
+    request: web.Request,
+    *,
+    model: str,
+    stream: bool,
+    prompt_tokens: int,
+    last_text: str,
+    limit: int | None,
+    tools: Sequence[_Tool] = (),
+    choice: _ToolChoice = _AUTO,
+) -> _Plan:
+    """The answer every format renders: directives (from `last_text` and the headers) applied to
+    the computed prompt tokens, the output limit and the tools (raises _BadRequest)."""
+    directives = _parse_directives(request, last_text)
+    if directives.prompt_tokens is not None:
+        prompt_tokens = directives.prompt_tokens
+    cached_tokens = directives.cached_tokens or 0
+    write_1h = directives.cache_write_1h_tokens or 0
+    cache_write = (directives.cache_write_tokens or 0) + write_1h
+    if cached_tokens + cache_write > prompt_tokens:
+        raise _BadRequest(
+            f"invalid mock directive cached_tokens={cached_tokens}: cached and cache-write tokens "
+            f"exceed the prompt tokens ({prompt_tokens})",
+            param="cached_tokens",
+        )
+
+    calls = directives.tool_calls
+    if choice.mode == "none":
+        calls = 0
+    elif calls is None:
+        calls = 1 if choice.mode == "required" else 0
+    if calls and not tools:
+        raise _BadRequest("the tool_calls directive needs tools in the request", param="tool_calls")
+    candidates = [tool for tool in tools if tool.name == choice.name] or list(tools)
+    tool_calls = [_tool_call(candidates[i % len(candidates)], i) for i in range(calls)]
+
+    finish_reason = "tool_calls" if tool_calls else "stop"
+    if directives.tokens is not None:
+        text_tokens = directives.tokens
+    elif tool_calls:
+        text_tokens = 0
+    elif limit is not None and limit < config.tokens:
+        text_tokens = limit
+        finish_reason = "length"
+    else:
+        text_tokens = config.tokens
+
+    ttft_ms = directives.ttft_ms if directives.ttft_ms is not None else config.ttft_ms
+    chunk_ms = directives.chunk_ms if directives.chunk_ms is not None else config.chunk_ms
+    return _Plan(
+        directives=directives,
+        model=model,
+        stream=stream,
+        prompt_tokens=prompt_tokens,
+        cached_tokens=cached_tokens,
+        text_tokens=text_tokens,
+        finish_reason=finish_reason,
+        ttft_s=ttft_ms / 1000.0,
+        chunk_s=chunk_ms / 1000.0,
+        reasoning_tokens=directives.reasoning_tokens or 0,
+        cache_write_tokens=cache_write,
+        cache_write_1h_tokens=write_1h,
+        tool_calls=tool_calls,
+    )
+
+
+def _tool_call(tool: _Tool, index: int) -> _ToolCall:
+    arguments = orjson.dumps(_sample_arguments(tool.schema, index)).decode()
+    return _ToolCall(
+        key=os.urandom(12).hex(),
+        name=tool.name,
+        arguments=arguments,
+        tokens=_tokens_for(tool.name) + _tokens_for(arguments),
+    )
+
+
+def _sample_arguments(schema: Any, index: int) -> dict[str, Any]:
+    """Arguments that fit the tool's declared parameters (one value per property, by type), so an
+    SDK or agent that validates them accepts them; {"call": index} when it declares none."""
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict) or not properties:
+        return {"call": index}
+    return {str(name): _sample_value(spec, index) for name, spec in properties.items()}
+
+
+def _sample_value(spec: Any, index: int) -> Any:
+    type_ = spec.get("type") if isinstance(spec, dict) else None
+    if isinstance(type_, list):
+        type_ = next((t for t in type_ if t != "null"), None)
+    type_ = type_.lower() if isinstance(type_, str) else "string"
+    if isinstance(spec, dict) and isinstance(spec.get("enum"), list) and spec["enum"]:
+        return spec["enum"][index % len(spec["enum"])]
+    if type_ == "integer":
+        return index
+    if type_ == "number":
+        return index + 0.5
+    if type_ == "boolean":
+        return index % 2 == 0
+    if type_ == "array":
+        return []
+    if type_ == "object":
+        return {}
+    return _TOKENS[index % len(_TOKENS)].strip()
 
 
 def _message_text(message: Any, index: int) -> str:
@@ -64,7 +210,7 @@ def _optional_int(body: Mapping[str, Any], name: str) -> int | None:
     return value
 
 
-def _plan_chat(config: MockConfig, request: web.Request, body: Any, valid: bool) -> _ChatPlan:
+def _plan_chat(config: MockConfig, request: web.Request, body: Any, valid: bool) -> _Plan:
     """Validate a chat completions body and resolve tokens, limits and delays (raises _BadRequest)."""
     if not valid:
         raise _BadRequest(
@@ -93,44 +239,50 @@ def _plan_chat(config: MockConfig, request: web.Request, body: Any, valid: bool)
     for index, message in enumerate(messages):
         text = _message_text(message, index)
         prompt_tokens += 4 + _tokens_for(text)
-    directives = _parse_directives(request, text)  # `text` is the last message's
-
-    if directives.prompt_tokens is not None:
-        prompt_tokens = directives.prompt_tokens
-    cached_tokens = directives.cached_tokens or 0
-    if cached_tokens > prompt_tokens:
-        raise _BadRequest(
-            f"invalid mock directive cached_tokens={cached_tokens}: "
-            f"exceeds the prompt tokens ({prompt_tokens})",
-            param="cached_tokens",
-        )
 
     limits = [
         limit for name in ("max_tokens", "max_completion_tokens") if (limit := _optional_int(body, name))
     ]
-    finish_reason = "stop"
-    if directives.tokens is not None:
-        completion_tokens = directives.tokens
-    elif limits and min(limits) < config.tokens:
-        completion_tokens = min(limits)
-        finish_reason = "length"
-    else:
-        completion_tokens = config.tokens
-
-    ttft_ms = directives.ttft_ms if directives.ttft_ms is not None else config.ttft_ms
-    chunk_ms = directives.chunk_ms if directives.chunk_ms is not None else config.chunk_ms
-    return _ChatPlan(
-        directives=directives,
+    plan = _resolve_plan(
+        config,
+        request,
         model=model,
         stream=stream is True,
-        include_usage=include_usage,
-        completion_tokens=completion_tokens,
-        finish_reason=finish_reason,
         prompt_tokens=prompt_tokens,
-        cached_tokens=cached_tokens,
-        ttft_s=ttft_ms / 1000.0,
-        chunk_s=chunk_ms / 1000.0,
+        last_text=text,
+        limit=min(limits) if limits else None,
+        tools=_chat_tools(body.get("tools")),
+        choice=_chat_tool_choice(body.get("tool_choice")),
     )
+    plan.include_usage = include_usage
+    return plan
+
+
+def _chat_tools(value: Any) -> list[_Tool]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _BadRequest("'tools' must be an array.", param="tools")
+    tools = []
+    for index, tool in enumerate(value):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(function, dict) or not isinstance(name, str) or not name:
+            raise _BadRequest(
+                f"Missing required parameter: 'tools[{index}].function.name'.", param=f"tools[{index}]"
+            )
+        tools.append(_Tool(name, function.get("parameters")))
+    return tools
+
+
+def _chat_tool_choice(value: Any) -> _ToolChoice:
+    if value in (None, "auto"):
+        return _AUTO
+    if value in ("none", "required"):
+        return _ToolChoice(value)
+    if isinstance(value, dict) and isinstance(value.get("function"), dict):
+        return _ToolChoice("required", value["function"].get("name"))
+    raise _BadRequest("Invalid value for 'tool_choice'.", param="tool_choice")
 
 
 def _plan_embeddings(

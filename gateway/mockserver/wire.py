@@ -115,3 +115,28 @@ def _error_response(
 
 def _json_response(body: bytes) -> web.Response:
     return web.Response(body=body, headers=_JSON_HEADERS)
+
+
+def _sse(payload: Any, event: str | None = None, *, crlf: bool = False) -> bytes:
+    """One server-sent event: `event: <name>` (when named) and one `data:` line of JSON."""
+    data = b"data: " + orjson.dumps(payload) + (b"\r\n\r\n" if crlf else b"\n\n")
+    return b"event: " + event.encode() + b"\n" + data if event is not None else data
+
+
+_SIGNATURE_KEY = b"tollhouse-mock-signature"
+
+
+def _signature(*parts: str) -> str:
+    """The opaque signature the mock puts on what it generated (an Anthropic thinking block, a
+    Gemini thoughtSignature, a Responses encrypted reasoning item) and checks when it comes back:
+    like the real providers, it rejects one it did not make for that very content."""
+    digest = hashlib.sha256(_SIGNATURE_KEY)
+    for part in parts:
+        digest.update(b"\x00" + part.encode("utf-8", "surrogatepass"))
+    return base64.b64encode(b"mock" + digest.digest()).decode("ascii")
+
+
+def _halves(text: str) -> tuple[str, str]:
+    """A tool call's arguments in two stream pieces (clients must join them)."""
+    middle = len(text) // 2
+    return text[:middle], text[middle:]

@@ -3,12 +3,23 @@ one line here; `Provider.kind` offers exactly these kinds (gateway.models.provid
 
 from __future__ import annotations
 
+from gateway.providers.anthropic import AnthropicAdapter
 from gateway.providers.base import Adapter, ProviderError, StreamParser, StreamTranslator, Usage
+from gateway.providers.gemini import GeminiAdapter
 from gateway.providers.mock import MockAdapter
 from gateway.providers.openai import OpenAIAdapter, OpenAICompatibleAdapter
+from gateway.providers.openai_responses import OpenAIResponsesAdapter
 
 ADAPTERS: dict[str, Adapter] = {
-    adapter.kind: adapter for adapter in (OpenAIAdapter(), OpenAICompatibleAdapter(), MockAdapter())
+    adapter.kind: adapter
+    for adapter in (
+        OpenAIAdapter(),
+        OpenAICompatibleAdapter(),
+        OpenAIResponsesAdapter(),
+        AnthropicAdapter(),
+        GeminiAdapter(),
+        MockAdapter(),
+    )
 }
 
 

@@ -41,10 +41,13 @@ def usage_from(data: Any) -> Usage | None:
         return None
     details = data.get("prompt_tokens_details") or {}
     cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+    # OpenAI reports prompt-cache writes too (`cache_write_tokens`, part of prompt_tokens).
+    written = details.get("cache_write_tokens") if isinstance(details, dict) else 0
     completion = data.get("completion_tokens")
     return Usage(
         prompt_tokens=prompt,
         cached_tokens=cached if isinstance(cached, int) else 0,
+        cache_write_tokens=written if isinstance(written, int) and written > 0 else 0,
         completion_tokens=completion if isinstance(completion, int) else 0,
         reported=True,
     )

@@ -99,7 +99,7 @@ def test_it_registers_the_mock_without_a_credential():
     ("args", "sentence"),
     [
         (["bad name", "--kind", "mock", "--base-url", "http://m/v1"], "'bad name' is not a valid provider name"),
-        (["x", "--kind", "anthropic", "--base-url", "http://m/v1"], "--kind must be one of openai, openai-compatible, mock"),
+        (["x", "--kind", "bedrock", "--base-url", "http://m/v1"], "--kind must be one of openai, openai-compatible, openai-responses, anthropic, gemini, mock"),
         (["x", "--kind", "mock", "--base-url", "ftp://m/v1"], "--base-url must be an http(s) URL"),
         (["x", "--kind", "mock", "--base-url", "not a url"], "--base-url must be an http(s) URL"),
         (["x", "--kind", "openai", "--base-url", "https://api.openai.com/v1"], "--kind openai needs a credential"),

@@ -702,3 +702,74 @@ def test_it_is_compatible_with_the_openai_sdk(mock: MockServerThread) -> None:
             model="gpt-4.1", messages=[{"role": "user", "content": "[mock status=429 retry_after=1]"}]
         )
     assert [m.id for m in client.models.list()] == list(MockConfig().models)
+
+
+def test_it_makes_parallel_tool_calls_in_chat(mock: MockServerThread) -> None:
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=mock.url + "/v1", api_key="sk-anything", max_retries=0, timeout=5)
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        },
+        {"type": "function", "function": {"name": "get_time"}},
+    ]
+    messages = [{"role": "user", "content": "go [mock tool_calls=2 reasoning_tokens=3 cache_write_tokens=2]"}]
+    completion = client.chat.completions.create(model="gpt-4.1", messages=messages, tools=tools)
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    calls = choice.message.tool_calls or []
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "lorem"}),
+        ("get_time", {"call": 1}),
+    ]
+    assert calls[0].id != calls[1].id
+    call_tokens = sum((len(c.function.name) + 3) // 4 + (len(c.function.arguments) + 3) // 4 for c in calls)
+    usage = completion.usage
+    assert usage is not None and usage.completion_tokens == 3 + call_tokens
+    assert (
+        usage.completion_tokens_details is not None and usage.completion_tokens_details.reasoning_tokens == 3
+    )
+    assert usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cache_write_tokens == 2
+
+    stream = client.chat.completions.create(model="gpt-4.1", messages=messages, tools=tools, stream=True)
+    pieces: dict[int, dict[str, str]] = {}
+    finish = None
+    for chunk in stream:
+        for delta_call in chunk.choices[0].delta.tool_calls or []:
+            entry = pieces.setdefault(delta_call.index, {"id": "", "name": "", "arguments": ""})
+            entry["id"] += delta_call.id or ""
+            entry["name"] += (delta_call.function and delta_call.function.name) or ""
+            entry["arguments"] += (delta_call.function and delta_call.function.arguments) or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls" and sorted(pieces) == [0, 1]
+    assert [(p["name"], json.loads(p["arguments"])) for p in pieces.values()] == [
+        ("get_weather", {"city": "lorem"}),
+        ("get_time", {"call": 1}),
+    ]
+
+    forced = client.chat.completions.create(
+        model="gpt-4.1",
+        messages=USER_HELLO,
+        tools=tools,
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+    )
+    assert [c.function.name for c in forced.choices[0].message.tool_calls or []] == ["get_time"]
+    none = client.chat.completions.create(
+        model="gpt-4.1",
+        messages=[{"role": "user", "content": "[mock tool_calls=2]"}],
+        tools=tools,
+        tool_choice="none",
+    )
+    assert none.choices[0].message.tool_calls is None and none.choices[0].finish_reason == "stop"
+    reply = chat(mock, [{"role": "user", "content": "[mock tool_calls=1]"}])
+    assert_openai_error(reply, 400, "invalid_request_error", param="tool_calls")
+
+
+def test_it_fails_a_chat_stream_mid_way_with_an_error_event(mock: MockServerThread) -> None:
+    reply = chat(mock, stream=True, headers={"X-Mock-Error-After": "2"})
+    assert json.loads(reply.events[-1])["error"]["type"] == "server_error" and "[DONE]" not in reply.events
+    assert stream_content(reply.events[:-1]) == "lorem ipsum "

@@ -39,14 +39,17 @@ class Command(BaseCommand):
             if demo.admin_password
             else "  user admin (password as set before; reset with: python manage.py changepassword admin)"
         )
-        real = ", ".join(demo.real_providers) or "none (set OPENAI_API_KEY / DEEPSEEK_API_KEY to add them)"
+        real = ", ".join(demo.real_providers) or (
+            "none (set OPENAI_API_KEY / DEEPSEEK_API_KEY / ANTHROPIC_API_KEY / GEMINI_API_KEY to add them)"
+        )
         self.stdout.write(
             f"""
 Tollhouse demo is ready.
 
   API key (shown once): {demo.raw_key}
   Models: gpt-4.1 (alias gpt4), claude-sonnet-4.5, gemini-2.5-flash, deepseek-v3.2, text-embedding-3-small
-  Served by the bundled mock provider at {options["mock_url"]}; real providers registered: {real}
+  Served by the bundled mock provider at {options["mock_url"]} (claude-sonnet-4.5 in Anthropic's
+  wire format, gemini-2.5-flash in Gemini's, the others in OpenAI's); real providers registered: {real}
 
 Admin (calls, tokens and cost under Billing > Usage records): {url}/admin/
 {admin_line}
