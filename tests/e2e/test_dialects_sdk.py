@@ -10,6 +10,7 @@ from decimal import Decimal
 import anthropic
 import httpx
 import openai
+import orjson
 import pytest
 
 from accounts.services import api_key_issue
@@ -217,3 +218,111 @@ def test_it_ends_a_broken_responses_stream_with_response_failed(gateway_server, 
     assert "error" in [event.type for event in events]
     [row] = usage_rows(1)
     assert row.error_type == "upstream_stream_broken" and row.completion_tokens == 4
+
+
+# -- tool use across formats (the mock speaking OpenAI chat, Anthropic and OpenAI Responses) ----------
+
+WEATHER = {"name": "get_weather", "description": "Weather in a city.", "input_schema": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}  # fmt: skip
+CLOCK = {"name": "get_time", "description": "The time.", "input_schema": {"type": "object", "properties": {}}}
+
+
+def test_the_anthropic_sdk_uses_tools_through_an_openai_format_upstream(gateway_server, world, usage_rows):
+    client = claude(gateway_server, world.key)
+    ask = [{"role": "user", "content": "weather and time? [mock tool_calls=2 prompt_tokens=60]"}]
+    first = client.messages.create(
+        model="claude-sonnet-4.5", max_tokens=200, tools=[WEATHER, CLOCK], messages=ask
+    )
+    assert first.stop_reason == "tool_use"
+    calls = [block for block in first.content if block.type == "tool_use"]
+    assert [c.name for c in calls] == ["get_weather", "get_time"] and calls[0].id != calls[1].id
+    assert calls[0].input == {"city": "lorem"}
+    history = [
+        *ask,
+        {"role": "assistant", "content": [c.model_dump() for c in first.content]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": calls[0].id, "content": "sunny"},
+            {"type": "tool_result", "tool_use_id": calls[1].id, "content": "noon"},
+            {"type": "text", "text": "thanks [mock prompt_tokens=90 tokens=5]"},
+        ]},
+    ]  # fmt: skip
+    with client.messages.stream(
+        model="claude-sonnet-4.5", max_tokens=200, tools=[WEATHER, CLOCK], messages=history
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "end_turn" and len(final.content[0].text.split()) == 5
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (90, 5)
+    rows = usage_rows(2)
+    assert [r.prompt_tokens for r in rows] == [60, 90]
+    assert rows[1].completion_tokens == 5 and rows[1].cost == cost(90, 5)
+
+
+@pytest.fixture
+def upstream_formats(world, mock_upstream):
+    """gpt-4.1 also served by the mock in OpenAI Responses' format; claude-sonnet-4.5 in Anthropic's;
+    gemini-2.5-flash in Gemini's (each route's other deployments off)."""
+    from gateway.models import Deployment, ModelRoute
+    from gateway.services import deployment_upsert, provider_upsert
+    from tests.conftest import UPSTREAM_SECRET
+
+    for model, kind, path in (
+        ("gpt-4.1", "openai-responses", "/v1"),
+        ("claude-sonnet-4.5", "anthropic", "/v1"),
+        ("gemini-2.5-flash", "gemini", "/v1beta"),
+    ):
+        provider = provider_upsert(
+            name=f"mock-{kind}", kind=kind, base_url=mock_upstream.url + path, credential=UPSTREAM_SECRET
+        )
+        route = ModelRoute.objects.get(name=model)
+        Deployment.objects.filter(route=route).update(enabled=False)
+        deployment_upsert(route=route, provider=provider, upstream_model=model)
+
+
+FUNCTION = {"type": "function", "name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("model", "wire"),
+    [("gpt-4.1", "openai_responses"), ("claude-sonnet-4.5", "anthropic"), ("deepseek-v3.2", "mock")],
+)
+def test_responses_create_round_trips_a_function_call_to_every_upstream_format(
+    gateway_server, world, upstream_formats, usage_rows, model, wire
+):
+    client = gpt(gateway_server, world.key)
+    first = client.responses.create(
+        model=model, input="weather? [mock tool_calls=1 prompt_tokens=40]", tools=[FUNCTION], store=False
+    )
+    [call] = [item for item in first.output if item.type == "function_call"]
+    assert call.name == "get_weather" and orjson.loads(call.arguments) == {"city": "lorem"}
+    items = [
+        {"role": "user", "content": "weather? [mock tool_calls=1 prompt_tokens=40]"},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+        {"role": "user", "content": "thanks [mock prompt_tokens=70 tokens=6]"},
+    ]
+    events = list(
+        client.responses.create(model=model, input=items, tools=[FUNCTION], store=False, stream=True)
+    )
+    assert events[-1].type == "response.completed"
+    final = events[-1].response
+    assert len(final.output_text.split()) == 6
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (70, 6)
+    rows = usage_rows(2)
+    assert [r.prompt_tokens for r in rows] == [40, 70] and rows[1].completion_tokens == 6
+    assert {r.upstream_format for r in rows} == {wire} and {r.ingress for r in rows} == {"openai_responses"}
+
+
+def test_the_anthropic_sdk_streams_from_a_gemini_format_upstream(
+    gateway_server, world, upstream_formats, usage_rows
+):
+    with claude(gateway_server, world.key).messages.stream(
+        model="gemini-2.5-flash",
+        max_tokens=100,
+        messages=[{"role": "user", "content": "Tell me [mock prompt_tokens=30 tokens=8]"}],
+    ) as stream:
+        final = stream.get_final_message()
+    assert len(final.content[0].text.split()) == 8 and final.stop_reason == "end_turn"
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (30, 8)
+    [row] = usage_rows(1)
+    assert row.upstream_format == "gemini" and (row.prompt_tokens, row.completion_tokens) == (30, 8)
