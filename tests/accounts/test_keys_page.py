@@ -20,6 +20,15 @@ MANAGERS = ("owner", "admin")
 READ_ONLY = ("member", "viewer")
 
 
+@pytest.fixture(autouse=True)
+def routes(db):
+    """A key may only be allowed models a route or alias serves (accounts.services.api_key_save)."""
+    from gateway.services import route_upsert
+
+    for name in ("gpt-4.1", "claude-sonnet-4.5"):
+        route_upsert(name=name)
+
+
 @pytest.fixture
 def key(roles):
     return api_key_issue(tenant=roles.tenant, name="app-backend", rpm_limit=60).api_key
@@ -86,7 +95,7 @@ def test_managers_issue_a_key_with_a_budget_and_see_the_secret_once(console_clie
         client,
         name="billing-worker",
         allowed_models="gpt-4.1, claude-sonnet-4.5",
-        allowed_ips="10.1.2.3/8\n203.0.113.7",
+        allowed_ips="10.0.0.0/8\n203.0.113.7",
         rpm_limit="30",
         tpm_limit="20000",
         concurrency_limit="4",
