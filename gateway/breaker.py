@@ -31,6 +31,7 @@ half-open now in `tollhouse_breakers_open` (config/metrics.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -367,7 +368,11 @@ class CircuitBreaker:
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         store = self._store()
         try:
-            result = await getattr(store, method)(*args, **kwargs)
+            # A breaker's answer is not worth holding a call up for: a Redis slower than the usage
+            # sink allows (TOLLHOUSE_REDIS_TIMEOUT) counts as unreachable, and this process decides
+            # alone for a while. (TimeoutError is an OSError.)
+            async with asyncio.timeout(None if store is self.local else settings.TOLLHOUSE_REDIS_TIMEOUT):
+                result = await getattr(store, method)(*args, **kwargs)
         except (redis.RedisError, OSError) as exc:
             if store is self.local:
                 raise

@@ -255,6 +255,25 @@ def test_with_redis_unreachable_each_process_keeps_its_own_breakers_and_says_so_
     assert len(unreachable) == 1
 
 
+@needs_redis
+def test_a_hung_redis_holds_a_call_up_for_one_short_timeout_at_most(loop, settings, caplog):
+    from tests.support.process import SilentServer
+
+    with SilentServer() as hung:
+        settings.REDIS_URL = hung.url
+        breaker = CircuitBreaker(POLICY)
+        took = []
+        with caplog.at_level(logging.WARNING, logger="gateway.breaker"):
+            for _ in range(5):
+                started = time.monotonic()
+                assert allowed(loop, breaker, 7)
+                took.append(time.monotonic() - started)
+        loop.run(close_async_client())
+    assert took[0] < settings.TOLLHOUSE_REDIS_TIMEOUT + 0.2  # not the governor's longer timeout
+    assert max(took[1:]) < 0.05  # decided in-process until Redis is tried again
+    assert sum("Redis unreachable" in record.getMessage() for record in caplog.records) == 1
+
+
 # -- two real processes ---------------------------------------------------------------------------------
 
 _SCRIPT = textwrap.dedent(
