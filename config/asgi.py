@@ -38,6 +38,9 @@ class Tollhouse:
         if self.gateway.handles(scope):
             await self.gateway(scope, receive, send)
             return
+        if scope["type"] == "websocket":  # nothing else here speaks WebSocket either
+            await self.gateway.refuse_websocket(scope, receive, send)
+            return
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return

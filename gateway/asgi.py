@@ -30,6 +30,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponseBase
 
 from gateway import errors
+from gateway.dialects.base import Codec
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +44,47 @@ class ClientGone(Exception):
 
 
 class GatewayHandler:
-    def __init__(self, routes: dict[str, tuple[str, Callable[..., Any]]]) -> None:
+    def __init__(
+        self, routes: dict[str, tuple[str, Callable[..., Any]]], codecs: dict[str, Codec] | None = None
+    ) -> None:
         self.routes = routes  # path -> (the one method it answers, view)
+        self.codecs = codecs or {}  # path -> the codec whose shape its errors take (default OpenAI's)
 
     def handles(self, scope: Scope) -> bool:
-        return scope["type"] == "http" and scope["path"] in self.routes
+        return scope["type"] in ("http", "websocket") and scope["path"] in self.routes
+
+    async def refuse_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket handshake (a server with WebSockets on): refused before it is accepted, with
+        the 426 an HTTP upgrade gets where the server supports answering it, else a close."""
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        if "websocket.http.response" not in (scope.get("extensions") or {}):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        codec = self.codecs.get(scope["path"])
+        error = _upgrade_refused()
+        response = codec.error_response(error) if codec is not None else error.response()
+        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
+        await send(
+            {"type": "websocket.http.response.start", "status": response.status_code, "headers": headers}
+        )
+        await send({"type": "websocket.http.response.body", "body": response.content})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.refuse_websocket(scope, receive, send)
+            return
         method, view = self.routes[scope["path"]]
+        codec = self.codecs.get(scope["path"])
+        if _wants_websocket(scope):
+            # Codex tries a WebSocket on /v1/responses first; 426 is the one answer it takes as
+            # "not supported here" and falls back to HTTP streaming at once, with no retries
+            # (codex-rs/core/src/client.rs: UPGRADE_REQUIRED -> WebsocketStreamOutcome::FallbackToHttp).
+            await self._send_error(send, _upgrade_refused(), codec)
+            return
         if scope["method"] != method:
-            await self._send_error(send, _method_not_allowed(scope["method"], method))
+            await self._send_error(send, _method_not_allowed(scope["method"], method), codec)
             return
         try:
             body = await self._read_body(receive)
@@ -71,8 +103,8 @@ class GatewayHandler:
             with contextlib.suppress(asyncio.CancelledError, ClientGone):
                 await task
 
-    async def _send_error(self, send: Send, error: errors.GatewayError) -> None:
-        response = error.response()
+    async def _send_error(self, send: Send, error: errors.GatewayError, codec: Codec | None) -> None:
+        response = codec.error_response(error) if codec is not None else error.response()
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": response.content})
@@ -120,6 +152,24 @@ class GatewayHandler:
             response.close()
 
 
+def _wants_websocket(scope: Scope) -> bool:
+    """An HTTP request asking to become a WebSocket (the server runs with WebSockets off, so the
+    upgrade reaches us as a plain request)."""
+    for name, value in scope.get("headers") or ():
+        if name.lower() == b"upgrade" and b"websocket" in value.lower():
+            return True
+    return False
+
+
+def _upgrade_refused() -> errors.GatewayError:
+    error = errors.GatewayError(
+        "WebSocket is not supported here; use HTTP (POST with stream: true for server-sent events).",
+        code="websocket_not_supported",
+    )
+    error.status, error.type = 426, "invalid_request_error"
+    return error
+
+
 def _method_not_allowed(method: str, allowed: str) -> errors.GatewayError:
     # The method is client text echoed back: keep it to what a method can look like.
     shown = method[:20] if method.isascii() and method.isalpha() else "this method"
@@ -137,5 +187,6 @@ def gateway_handler() -> GatewayHandler:
     from gateway.dialects import ENDPOINTS
 
     return GatewayHandler(
-        {endpoint.route.path: (endpoint.route.method, views.view_for(endpoint)) for endpoint in ENDPOINTS}
+        {endpoint.route.path: (endpoint.route.method, views.view_for(endpoint)) for endpoint in ENDPOINTS},
+        {endpoint.route.path: endpoint.codec for endpoint in ENDPOINTS if endpoint.codec is not None},
     )

@@ -70,6 +70,7 @@ class Call:
         self.ttft_ns: int | None = None
         self.limit = ""  # which limit refused the call (a metrics label), if one did
         self.refused_by_budget: int | None = None  # the Budget row that refused it (402), if one did
+        self.ledger = True  # False: a call that costs nothing and leaves no usage row (count_tokens)
         self._settled = False
 
     @property
@@ -183,6 +184,8 @@ class Call:
         self._settled = True
         if self.key is None:
             metrics.call_unidentified(endpoint=self.endpoint, status=self.status)
+            return
+        if not self.ledger:
             return
         event = self.event()
         wire = event.wire()

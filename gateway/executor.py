@@ -154,7 +154,7 @@ class Executor:
                 deployment=deployment,
                 dialect=self.codec.name,
                 body=inbound.body,
-                request=inbound._canonical,
+                request=inbound._canonical or inbound.header_request(),
                 request_id=request_id,
             )
         return adapter.build_request(
@@ -550,3 +550,44 @@ async def _close_and_settle(call: Call, upstream: httpx.Response) -> None:
 
 def sse_error(error: errors.GatewayError) -> bytes:
     return b"data: " + orjson.dumps(error.body()) + b"\n\n"
+
+
+async def count_tokens(call: Call, inbound: Inbound, route: RouteInfo) -> HttpResponse:
+    """`/v1/messages/count_tokens`: the prompt's input tokens, from the first deployment whose
+    upstream counts them (Anthropic's own endpoint), else an estimate: one token per 4 characters of
+    the prompt's text, tool names, descriptions and schemas (gateway.calls.estimate_tokens). Free:
+    no admission, no usage row (`call.ledger` is off)."""
+    request = inbound.canonical()
+    for deployment in route.candidates():
+        adapter = adapter_for(deployment.provider.kind)
+        if adapter is None:
+            continue
+        upstream = adapter.count_tokens_request(
+            deployment=deployment, request=request, request_id=call.public_request_id
+        )
+        if upstream is None:
+            continue
+        provider = deployment.provider
+        timeout = httpx.Timeout(provider.first_byte_timeout, connect=provider.connect_timeout)
+        try:
+            response = await runtime.http().post(
+                upstream.url, content=upstream.content, headers=upstream.headers, timeout=timeout
+            )
+            if response.status_code < 400:
+                tokens = adapter.parse_count_tokens(content=response.content)
+                return HttpResponse(orjson.dumps({"input_tokens": tokens}), content_type="application/json")
+            logger.info(
+                "provider %s could not count tokens (HTTP %s); estimating",
+                provider.name,
+                response.status_code,
+            )
+        except ProviderError as exc:
+            logger.info("provider %s could not count tokens (%s); estimating", provider.name, exc.kind)
+        except TRANSPORT_ERRORS as exc:
+            logger.info(
+                "provider %s could not count tokens (%s); estimating", provider.name, type(exc).__name__
+            )
+        break
+    schemas = sum(len(orjson.dumps(tool.parameters)) for tool in request.tools)
+    tokens = estimate_tokens(request.prompt_chars + schemas)
+    return HttpResponse(orjson.dumps({"input_tokens": tokens}), content_type="application/json")

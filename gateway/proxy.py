@@ -25,8 +25,9 @@ from gateway.auth import authorize, key_from_headers
 from gateway.calls import CLIENT_CLOSED, Call, estimate_tokens
 from gateway.catalog import DeploymentInfo, RouteInfo
 from gateway.dialects import Codec, Inbound
+from gateway.dialects.base import session_from_scope
 from gateway.dialects.fields import read_json_body
-from gateway.executor import Executor
+from gateway.executor import Executor, count_tokens
 from gateway.providers import Adapter
 from gateway.providers.base import UpstreamRequest
 from gateway.runtime import runtime
@@ -187,6 +188,7 @@ async def handle(
 ) -> HttpResponse | StreamingHttpResponse:
     endpoint = codec.endpoint
     call = Call(request, endpoint=endpoint, ingress=codec.name)
+    call.ledger = operation != "count_tokens"
     response = await _handle(call, request, codec=codec, operation=operation)
     if call.key is None or not call.key.body_logging:  # the default: nothing kept
         return response
@@ -207,10 +209,12 @@ async def _handle(
         body = read_json_body(request)
         inbound = codec.parse(body=body, headers=request.headers, operation=operation)
         call.requested_model, call.prompt_chars = inbound.model, inbound.prompt_chars
-        call.session = inbound.session
+        call.session = inbound.session or session_from_scope(getattr(request, "scope", {}))
         # An end-user token's `sub` wins over the body's `user` (validated above: storable, or absent).
         call.end_user = (call.key.end_user if call.key else "") or inbound.user
         route = await _route(call, inbound.model)
+        if operation == "count_tokens":
+            return _respond(call, await count_tokens(call, inbound, route))
         call.candidates = await _admit(call, request, route, inbound)
         return _respond(call, await Executor(call, codec, inbound, route).run())
     except errors.GatewayError as exc:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.dialects.anthropic_messages import AnthropicMessages
 from gateway.dialects.base import Codec, Inbound, Route, StreamRenderer
 from gateway.dialects.openai_chat import OpenAIChat
 from gateway.dialects.openai_embeddings import OpenAIEmbeddings
+from gateway.dialects.openai_responses import OpenAIResponses
 
-CODECS: dict[str, Codec] = {codec.name: codec for codec in (OpenAIChat(), OpenAIEmbeddings())}
+CODECS: dict[str, Codec] = {
+    codec.name: codec for codec in (OpenAIChat(), OpenAIEmbeddings(), AnthropicMessages(), OpenAIResponses())
+}
 
 # The one /v1 route that is not a model call: the catalog, in OpenAI's list shape.
 MODELS = Route("/v1/models", "GET", "models")

@@ -21,13 +21,14 @@ from typing import Any, ClassVar
 import orjson
 from django.http import HttpResponse
 
-from billing.events import SESSION_MAX
+from billing.events import session_clean
 from gateway import canonical, errors
+from gateway.canonical import Request as CanonicalRequest
 
 # The agent-session headers, in order of preference: Claude Code, generic, Codex (codex-rs sends
-# `session_id` on every Responses request).
-SESSION_HEADERS = ("x-claude-code-session-id", "x-session-id", "session_id")
-MAX_SESSION = SESSION_MAX  # what UsageRecord.session holds (billing/events.py)
+# `session-id` on every Responses request, codex-api/src/requests/headers.rs; older releases
+# `session_id`: Django reads both under this one name).
+SESSION_HEADERS = ("x-claude-code-session-id", "x-session-id", "session-id")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,13 @@ class Inbound:
             assert self._codec is not None
             self._canonical = self._codec.to_canonical(self)
         return self._canonical
+
+    def header_request(self) -> CanonicalRequest:
+        """For a pass-through call: what the headers said (betas, session), without translating the
+        body (which may hold what only the upstream's own dialect can carry)."""
+        return CanonicalRequest(
+            model=self.model, messages=[], stream=self.stream, session=self.session, betas=list(self.betas)
+        )
 
     def cap_output(self, tokens: int) -> None:
         """Lower the output limit (admission's budget cap, the route's maximum): in the body for
@@ -152,9 +160,16 @@ class Codec:
 def session_from(headers: Mapping[str, str]) -> str:
     """The agent session a client names in its headers, "" if none (or one not fit to store)."""
     for name in SESSION_HEADERS:
-        value = headers.get(name)
+        value = session_clean(headers.get(name) or "")
         if value:
-            value = value.strip()
-            if 0 < len(value) <= MAX_SESSION and value.isprintable() and value.isascii():
-                return value
+            return value
+    return ""
+
+
+def session_from_scope(scope: Mapping[str, Any]) -> str:
+    """Codex releases that send `session_id` (with an underscore): Django drops such headers from
+    `request.headers` (they could spoof hyphenated ones), so it is read from the ASGI scope."""
+    for name, value in scope.get("headers") or ():
+        if name.lower() == b"session_id":
+            return session_clean(value.decode("latin-1"))
     return ""

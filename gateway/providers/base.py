@@ -279,8 +279,8 @@ class Adapter:
         request_id: str,
     ) -> UpstreamRequest:
         """`body` as the client sent it (validated by its codec) in `dialect`, one of
-        `native_dialects`, for `deployment`. `request`, when the codec made one, carries what the
-        headers said (betas, session)."""
+        `native_dialects`, for `deployment`. `request` carries what the headers said (betas,
+        session); its messages are empty unless the call was also translated."""
         raise NotImplementedError
 
     def passthrough_response(self, *, dialect: str, content: bytes) -> tuple[bytes, Usage, str]:

@@ -42,6 +42,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
 SPEC = Path(__file__).resolve().parents[2] / "gateway" / "openapi.yaml"
 CHAT, EMBEDDINGS, MODELS = "/v1/chat/completions", "/v1/embeddings", "/v1/models"
+MESSAGES, COUNT_TOKENS, RESPONSES = "/v1/messages", "/v1/messages/count_tokens", "/v1/responses"
 KNOWN_MODELS = sorted(DEMO_MODELS) + [alias for aliases in DEMO_ALIASES.values() for alias in aliases]
 
 # Requests each test must have sent (each runs a few more examples than its quota).
@@ -50,6 +51,9 @@ KNOWN_MODELS = sorted(DEMO_MODELS) + [alias for aliases in DEMO_ALIASES.values()
 QUOTAS = {
     "schemathesis_chat": 250,
     "schemathesis_embeddings": 550,
+    "schemathesis_messages": 150,
+    "schemathesis_count_tokens": 80,
+    "schemathesis_responses": 150,
     "models": 60,
     "hostile_values": 3000,
     "malformed_bodies": 1250,
@@ -106,15 +110,19 @@ class Fuzzer:
     def send(
         self, method: str, path: str, *, content: bytes | None = None, headers: dict[str, str] | None = None
     ) -> httpx.Response:
-        """Send one request and check what every answer must be: no 5xx, errors in OpenAI's shape."""
+        """Send one request and check what every answer must be: no 5xx, errors in the dialect's shape
+        (Anthropic's on /v1/messages, OpenAI's elsewhere)."""
         response = self.client.request(method, path, content=content, headers=headers)
         self.sent += 1
         self.statuses[response.status_code] = self.statuses.get(response.status_code, 0) + 1
         reproducer = f"{method} {path} headers={headers!r} body={(content or b'')[:2000]!r}"
         assert response.status_code < 500, f"{response.status_code} {response.text[:500]} for {reproducer}"
         if response.status_code >= 400:
-            error = response.json()["error"]
-            assert set(error) == {"message", "type", "param", "code"}, reproducer
+            body = response.json()
+            if path.startswith(MESSAGES):
+                assert body["type"] == "error" and set(body["error"]) == {"message", "type"}, reproducer
+            else:
+                assert set(body["error"]) == {"message", "type", "param", "code"}, reproducer
         return response
 
     def auth(self) -> dict[str, str]:
@@ -180,6 +188,20 @@ def test_it_answers_schemathesis_embeddings_requests_as_documented(fuzzer):
     run_schemathesis(fuzzer, EMBEDDINGS, examples=QUOTAS["schemathesis_embeddings"] + 20)
     assert fuzzer.sent >= QUOTAS["schemathesis_embeddings"]
     assert fuzzer.statuses.get(200, 0) > 50, fuzzer.statuses
+
+
+@pytest.mark.parametrize(
+    ("path", "quota", "answered"),
+    [
+        (MESSAGES, "schemathesis_messages", 10),
+        (COUNT_TOKENS, "schemathesis_count_tokens", 10),
+        (RESPONSES, "schemathesis_responses", 10),
+    ],
+)
+def test_it_answers_schemathesis_requests_in_every_dialect_as_documented(fuzzer, path, quota, answered):
+    run_schemathesis(fuzzer, path, examples=QUOTAS[quota] + 20)
+    assert fuzzer.sent >= QUOTAS[quota]
+    assert fuzzer.statuses.get(200, 0) > answered, fuzzer.statuses  # valid requests were answered
 
 
 # -- hypothesis: hostile values --------------------------------------------------------------------

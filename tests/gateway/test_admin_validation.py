@@ -26,6 +26,8 @@ def provider_form(**overrides):
         "base_url": "http://vllm:8000/v1",
         "connect_timeout": "5",
         "read_timeout": "120",
+        "first_byte_timeout": "60",
+        "total_timeout": "600",
         "enabled": "on",
         "credential": "sk-upstream-0123456789",
     }
@@ -41,6 +43,8 @@ def provider_form(**overrides):
         ("base_url", "https://user:sk-secret@api.example.com/v1", "not in the URL"),
         ("connect_timeout", "0", "Must be more than zero seconds."),
         ("read_timeout", "-3", "Must be more than zero seconds."),
+        ("first_byte_timeout", "0", "Must be more than zero seconds."),
+        ("total_timeout", "-1", "Must be more than zero seconds."),
     ],
 )
 def test_it_refuses_a_provider_the_gateway_cannot_call(operator_client, field, value, error):

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -495,6 +496,27 @@ def test_a_deployment_full_of_tokens_is_skipped_after_settlement_counts_them(gov
     refusal = gov.refused(ask(deployments=[first, second]))
     assert refusal.type == "tokens"
     assert "upstream deployment of this model on tokens per min (TPM): Limit 100." in refusal.message
+
+
+def test_a_fallback_deployment_is_held_to_its_own_caps(gov):
+    """The executor falls back to a deployment admission did not pick: Governor.deployment_room
+    checks (and counts) that deployment's own rpm, and its tpm once settlement counted tokens."""
+    governor = Governor()
+    ticket = gov.admit(ask(deployments=[deployment(41)]))
+    ticket.backend = gov.backend
+    ids = [900_000 + int(uuid.uuid4().hex[:6], 16) for _ in range(2)]
+    by_requests = SimpleNamespace(id=ids[0], rpm_limit=1, tpm_limit=None)
+    by_tokens = SimpleNamespace(id=ids[1], rpm_limit=None, tpm_limit=100)
+
+    def room(target: Any) -> bool:
+        return gov.loop.run_until_complete(governor.deployment_room(ticket, target))
+
+    assert room(by_requests) is True  # its one request a minute
+    assert room(by_requests) is False  # spent: the fallback skips it
+    assert room(by_tokens) is True
+    assert ticket.deployment_tpm[by_tokens.id][1] == 100
+    gov.settle(ticket, tokens=150, deployment=by_tokens.id)  # counted on the fallback that served
+    assert room(by_tokens) is False
 
 
 # -- a property: a hard budget is never exceeded, and settles to the ledger -----------------------------
