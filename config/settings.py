@@ -401,8 +401,9 @@ TOLLHOUSE_LEASE_SECONDS = env.integer("TOLLHOUSE_LEASE_SECONDS", 900, minimum=10
 # can be overrun; "open" lets each process govern on its own (limits become per process) until
 # Redis answers again.
 TOLLHOUSE_REDIS_FAILURE = env.choice("TOLLHOUSE_REDIS_FAILURE", "closed", ("closed", "open"))
-# The circuit breaker of each deployment (gateway/breaker.py): this many failed attempts within the
-# window open it; it stays open for the cooldown, then lets one probe through (across all processes).
+# The circuit breaker of each deployment (gateway/breaker.py): this many failed attempts in a row (no
+# success between them) within the window open it; it stays open for the cooldown, then lets one
+# probe through (across all processes).
 TOLLHOUSE_BREAKER_FAILURES = env.integer("TOLLHOUSE_BREAKER_FAILURES", 5, minimum=1)
 TOLLHOUSE_BREAKER_WINDOW_SECONDS = env.seconds("TOLLHOUSE_BREAKER_WINDOW_SECONDS", 30.0, maximum=3600)
 TOLLHOUSE_BREAKER_COOLDOWN_SECONDS = env.seconds("TOLLHOUSE_BREAKER_COOLDOWN_SECONDS", 30.0, maximum=3600)

@@ -1,9 +1,10 @@
 """A circuit breaker per deployment: a deployment that keeps failing is cooled down, then probed.
 
 States of one deployment's breaker:
-- closed: calls go through. TOLLHOUSE_BREAKER_FAILURES failed attempts within
-  TOLLHOUSE_BREAKER_WINDOW_SECONDS open it (successes in between do not wipe the count: a deployment
-  failing one call in two is failing).
+- closed: calls go through. TOLLHOUSE_BREAKER_FAILURES failed attempts in a row (no success between
+  them, in any process) within TOLLHOUSE_BREAKER_WINDOW_SECONDS of the first open it. A success ends
+  the run: a deployment that fails some requests (a prompt it cannot take, a 500 for one payload)
+  while it answers the others is not cut off for everyone.
 - open: `allow` says no for TOLLHOUSE_BREAKER_COOLDOWN_SECONDS.
 - half-open: the cooldown is over; exactly ONE call (the probe) is let through, across every gateway
   process. Its success closes the breaker, its failure opens it again for another cooldown. A probe
@@ -16,11 +17,12 @@ process agrees; without it (the embedded default: one process), in this process.
 configured but unreachable, each process keeps its own breakers until Redis answers again (a
 breaker only ever holds traffic back, so deciding alone is safe), logged once each way.
 
-Cost on the hot path: `allow` reads this process's copy of the open breakers, refreshed from Redis
-at most every `SYNC_SECONDS` (one round trip, by one call); only a deployment whose cooldown is over
-asks Redis for the probe. `record(ok=True)` of a closed breaker costs nothing; failures and the
-probe's outcome cost one round trip each. So a breaker opened by another process is seen here
-within `SYNC_SECONDS`; the calls that reach it meanwhile fail over as they would have anyway.
+Cost on the hot path: `allow` reads this process's copy of the open breakers (and of the deployments
+with a run of failures going), refreshed from Redis at most every `SYNC_SECONDS` (one round trip, by
+one call); only a deployment whose cooldown is over asks Redis for the probe. `record(ok=True)` costs
+nothing unless that deployment has a run of failures going (then one round trip ends it); failures
+and the probe's outcome cost one round trip each. So a breaker opened by another process is seen
+here within `SYNC_SECONDS`; the calls that reach it meanwhile fail over as they would have anyway.
 
 Each transition is logged once (by the process that made it) and counted in
 `tollhouse_breaker_transitions_total{deployment, state}`; `/metrics` shows the breakers open or
@@ -29,11 +31,11 @@ half-open now in `tollhouse_breakers_open` (config/metrics.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
@@ -86,9 +88,11 @@ class Store(Protocol):
 
     async def probe_succeeded(self, deployment: int, *, probe: str) -> bool: ...
 
+    async def succeeded(self, deployment: int) -> None: ...
+
     async def try_probe(self, deployment: int, policy: Policy, *, token: str) -> tuple[str, int]: ...
 
-    async def open_breakers(self) -> dict[int, int]: ...
+    async def open_breakers(self) -> tuple[dict[int, int], set[int]]: ...
 
 
 # -- in-process ---------------------------------------------------------------------------------------
@@ -96,7 +100,8 @@ class Store(Protocol):
 
 @dataclass
 class _Local:
-    failures: deque[int] = field(default_factory=deque)
+    failures: int = 0  # in the current run (no success since the first of them)
+    first_failure: int = 0
     open_until: int | None = None
     probe: str = ""
     probe_until: int = 0
@@ -122,15 +127,21 @@ class LocalStore:
                 breaker.open_until, breaker.probe = now + policy.cooldown_us, ""
                 return Outcome(OPEN, True, policy.cooldown_us)
             return Outcome(OPEN, False, breaker.open_until - now)
-        failures = breaker.failures
-        failures.append(now)
-        while failures and failures[0] <= now - policy.window_us:
-            failures.popleft()
-        if len(failures) >= policy.failures:
-            failures.clear()
+        if breaker.failures == 0 or now - breaker.first_failure > policy.window_us:
+            breaker.failures, breaker.first_failure = 0, now  # a new run
+        breaker.failures += 1
+        if breaker.failures >= policy.failures:
+            breaker.failures = 0
             breaker.open_until = now + policy.cooldown_us
             return Outcome(OPEN, True, policy.cooldown_us)
         return Outcome(CLOSED)
+
+    async def succeeded(self, deployment: int) -> None:
+        breaker = self.breakers.get(deployment)
+        if breaker is not None:
+            breaker.failures = 0
+            if breaker.open_until is None and not breaker.probe:
+                del self.breakers[deployment]
 
     async def probe_succeeded(self, deployment: int, *, probe: str) -> bool:
         breaker = self.breakers.get(deployment)
@@ -153,13 +164,15 @@ class LocalStore:
         breaker.probe, breaker.probe_until = token, now + policy.cooldown_us
         return "probe", 0
 
-    async def open_breakers(self) -> dict[int, int]:
+    async def open_breakers(self) -> tuple[dict[int, int], set[int]]:
         now = self._now()
-        return {
+        opened = {
             deployment: breaker.open_until - now
             for deployment, breaker in self.breakers.items()
             if breaker.open_until is not None
         }
+        failing = {deployment for deployment, breaker in self.breakers.items() if breaker.failures}
+        return opened, failing
 
 
 # -- Redis --------------------------------------------------------------------------------------------
@@ -170,14 +183,15 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local function fmt(x) return string.format('%.0f', x) end
 """
 
-# KEYS: open hash, failures zset, probe key. ARGV: id, failures, window µs, cooldown µs, probe token
-# ('' if this call was not the probe), a member unique to this failure.
+# KEYS: open hash, failures hash, probe key. ARGV: id, failures, window µs, cooldown µs, probe token
+# ('' if this call was not the probe). The failures hash holds each deployment's current run of
+# failures as "<count>:<time of the first>".
 _FAILED = (
     _PRELUDE
     + """
-local open_key, fail_key, probe_key = KEYS[1], KEYS[2], KEYS[3]
+local open_key, fails_key, probe_key = KEYS[1], KEYS[2], KEYS[3]
 local id, limit, window, cooldown = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local probe, member = ARGV[5], ARGV[6]
+local probe = ARGV[5]
 local open_until = redis.call('HGET', open_key, id)
 if open_until then
   if probe ~= '' and redis.call('GET', probe_key) == probe then
@@ -187,32 +201,36 @@ if open_until then
   end
   return {'open', 0, fmt(tonumber(open_until) - now)}
 end
-redis.call('ZADD', fail_key, now, member)
-redis.call('ZREMRANGEBYSCORE', fail_key, '-inf', fmt(now - window))
-if redis.call('ZCARD', fail_key) >= limit then
-  redis.call('DEL', fail_key)
+local count, first = 0, now
+local run = redis.call('HGET', fails_key, id)
+if run then
+  local c, f = string.match(run, '^(%d+):(%d+)$')
+  if c and now - tonumber(f) <= window then count, first = tonumber(c), tonumber(f) end
+end
+count = count + 1
+if count >= limit then
+  redis.call('HDEL', fails_key, id)
   redis.call('HSET', open_key, id, fmt(now + cooldown))
   return {'open', 1, fmt(cooldown)}
 end
-redis.call('PEXPIRE', fail_key, math.ceil(window / 1000))
+redis.call('HSET', fails_key, id, count .. ':' .. fmt(first))
 return {'closed', 0, '0'}
 """
 )
 
-# KEYS: open hash, failures zset, probe key. ARGV: id, probe token. The probe's success closes the
-# breaker, unless a newer probe holds it (this one's lease ran out and another call took over).
-_PROBE_SUCCEEDED = (
-    _PRELUDE
-    + """
-local open_key, fail_key, probe_key = KEYS[1], KEYS[2], KEYS[3]
-if not redis.call('HGET', open_key, ARGV[1]) then return 0 end
+# KEYS: open hash, failures hash, probe key. ARGV: id, probe token ('' if this call was not the
+# probe). A success ends the deployment's run of failures; the probe's closes the breaker, unless a
+# newer probe holds it (this one's lease ran out and another call took over). 1: it closed.
+_SUCCEEDED = """
+local open_key, fails_key, probe_key = KEYS[1], KEYS[2], KEYS[3]
+redis.call('HDEL', fails_key, ARGV[1])
+if ARGV[2] == '' or not redis.call('HGET', open_key, ARGV[1]) then return 0 end
 local holder = redis.call('GET', probe_key)
 if holder and holder ~= ARGV[2] then return 0 end
 redis.call('HDEL', open_key, ARGV[1])
-redis.call('DEL', fail_key, probe_key)
+redis.call('DEL', probe_key)
 return 1
 """
-)
 
 # KEYS: open hash, probe key. ARGV: id, probe token, probe lease (ms).
 _TRY_PROBE = (
@@ -227,17 +245,18 @@ return {'wait', fmt(redis.call('PTTL', KEYS[2]) * 1000)}
 """
 )
 
-# KEYS: open hash. Every open (or half-open) breaker and how long it stays open, by Redis's clock.
+# KEYS: open hash, failures hash. Every open (or half-open) breaker and how long it stays open, by
+# Redis's clock; and the deployments with a run of failures going.
 _OPEN_BREAKERS = (
     _PRELUDE
     + """
 local all = redis.call('HGETALL', KEYS[1])
-local out = {}
+local opened = {}
 for i = 1, #all, 2 do
-  out[#out + 1] = all[i]
-  out[#out + 1] = fmt(tonumber(all[i + 1]) - now)
+  opened[#opened + 1] = all[i]
+  opened[#opened + 1] = fmt(tonumber(all[i + 1]) - now)
 end
-return out
+return {opened, redis.call('HKEYS', KEYS[2])}
 """
 )
 
@@ -246,8 +265,8 @@ def open_key() -> str:
     return redis_key("breaker", "open")
 
 
-def _fail_key(deployment: int) -> str:
-    return redis_key("breaker", "fail", str(deployment))
+def fails_key() -> str:
+    return redis_key("breaker", "fails")
 
 
 def _probe_key(deployment: int) -> str:
@@ -265,29 +284,27 @@ class RedisStore:
 
     def __init__(self) -> None:
         self._failed = LuaScript(_FAILED)
-        self._probe_succeeded = LuaScript(_PROBE_SUCCEEDED)
+        self._succeeded = LuaScript(_SUCCEEDED)
         self._try_probe = LuaScript(_TRY_PROBE)
         self._open_breakers = LuaScript(_OPEN_BREAKERS)
 
     async def failed(self, deployment: int, policy: Policy, *, probe: str) -> Outcome:
         state, transition, remaining = await self._failed(
-            keys=[open_key(), _fail_key(deployment), _probe_key(deployment)],
-            args=[
-                str(deployment),
-                policy.failures,
-                policy.window_us,
-                policy.cooldown_us,
-                probe,
-                uuid.uuid4().hex,
-            ],
+            keys=[open_key(), fails_key(), _probe_key(deployment)],
+            args=[str(deployment), policy.failures, policy.window_us, policy.cooldown_us, probe],
         )
         return Outcome(_text(state), bool(int(transition)), int(_text(remaining)))
 
     async def probe_succeeded(self, deployment: int, *, probe: str) -> bool:
-        closed = await self._probe_succeeded(
-            keys=[open_key(), _fail_key(deployment), _probe_key(deployment)], args=[str(deployment), probe]
+        closed = await self._succeeded(
+            keys=[open_key(), fails_key(), _probe_key(deployment)], args=[str(deployment), probe]
         )
         return bool(int(closed))
+
+    async def succeeded(self, deployment: int) -> None:
+        await self._succeeded(
+            keys=[open_key(), fails_key(), _probe_key(deployment)], args=[str(deployment), ""]
+        )
 
     async def try_probe(self, deployment: int, policy: Policy, *, token: str) -> tuple[str, int]:
         lease_ms = max(policy.cooldown_us // 1000, 1)
@@ -296,10 +313,11 @@ class RedisStore:
         )
         return _text(state), int(_text(remaining))
 
-    async def open_breakers(self) -> dict[int, int]:
-        flat = await self._open_breakers(keys=[open_key()], args=[])
+    async def open_breakers(self) -> tuple[dict[int, int], set[int]]:
+        flat, failing = await self._open_breakers(keys=[open_key(), fails_key()], args=[])
         pairs = zip(flat[::2], flat[1::2], strict=True)
-        return {int(_text(deployment)): int(_text(remaining)) for deployment, remaining in pairs}
+        opened = {int(_text(deployment)): int(_text(remaining)) for deployment, remaining in pairs}
+        return opened, {int(_text(deployment)) for deployment in failing}
 
 
 # -- the breaker ----------------------------------------------------------------------------------------
@@ -317,6 +335,7 @@ class CircuitBreaker:
         self._open: dict[int, float] = {}
         self._synced_at = -float("inf")
         self._syncing = False
+        self._failing: set[int] = set()  # deployments with a run of failures going (a success ends it)
         self._probes: dict[int, str] = {}  # deployment -> the probe token this process holds
         self._waiting: dict[int, float] = {}  # another process probes: ask again after this time
 
@@ -349,7 +368,11 @@ class CircuitBreaker:
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         store = self._store()
         try:
-            result = await getattr(store, method)(*args, **kwargs)
+            # A breaker's answer is not worth holding a call up for: a Redis slower than the usage
+            # sink allows (TOLLHOUSE_REDIS_TIMEOUT) counts as unreachable, and this process decides
+            # alone for a while. (TimeoutError is an OSError.)
+            async with asyncio.timeout(None if store is self.local else settings.TOLLHOUSE_REDIS_TIMEOUT):
+                result = await getattr(store, method)(*args, **kwargs)
         except (redis.RedisError, OSError) as exc:
             if store is self.local:
                 raise
@@ -366,12 +389,13 @@ class CircuitBreaker:
             return
         self._syncing = True
         try:
-            breakers: dict[int, int] = await self._call("open_breakers")
+            breakers, failing = await self._call("open_breakers")
         finally:
             self._syncing = False
         now = time.monotonic()
         self._synced_at = now
         self._open = {deployment: now + remaining / 1_000_000 for deployment, remaining in breakers.items()}
+        self._failing = failing
 
     async def allow(self, deployment_id: int | None) -> bool:
         """May an attempt go to this deployment now? False while its breaker is open; True for the
@@ -409,11 +433,17 @@ class CircuitBreaker:
             return
         probe = self._probes.pop(deployment_id, "")
         if ok:
-            if probe and await self._call("probe_succeeded", deployment_id, probe=probe):
-                self._open.pop(deployment_id, None)
-                self._waiting.pop(deployment_id, None)
-                self._transition(deployment_id, CLOSED)
+            if probe:
+                self._failing.discard(deployment_id)
+                if await self._call("probe_succeeded", deployment_id, probe=probe):
+                    self._open.pop(deployment_id, None)
+                    self._waiting.pop(deployment_id, None)
+                    self._transition(deployment_id, CLOSED)
+            elif deployment_id in self._failing:
+                self._failing.discard(deployment_id)
+                await self._call("succeeded", deployment_id)
             return
+        self._failing.add(deployment_id)
         outcome: Outcome = await self._call("failed", deployment_id, self.policy, probe=probe)
         if outcome.state == OPEN:
             self._open[deployment_id] = time.monotonic() + outcome.remaining_us / 1_000_000
@@ -431,8 +461,8 @@ class CircuitBreaker:
             )
         elif state == OPEN:
             logger.warning(
-                "circuit breaker of deployment %s open: %s failures within %g s; no traffic for %g s, "
-                "then one probe",
+                "circuit breaker of deployment %s open: %s failures in a row within %g s; no traffic for "
+                "%g s, then one probe",
                 deployment_id,
                 policy.failures,
                 policy.window_us / 1_000_000,
