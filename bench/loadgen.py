@@ -4,8 +4,10 @@ N workers share one keep-alive connection pool; each sends a request, waits for 
 and sends the next one, for a fixed number of requests and/or a fixed duration. Every request's
 latency is taken with ``time.perf_counter_ns`` around the full exchange (send to last body byte),
 so the figures at concurrency 1 are precise per request. For streams (``--stream``) it also records
-the time to the first SSE event carrying a non-empty ``delta.content`` (time to first token) and
-checks that the stream ends with ``data: [DONE]``.
+the time to the first SSE event carrying text (time to first token: a chat chunk's ``delta.content``,
+an Anthropic ``content_block_delta`` text delta, or a Responses ``response.output_text.delta``) and
+checks that the stream ends with its dialect's terminal event (``LoadSpec.done_marker``: ``data:
+[DONE]`` for OpenAI chat, ``event: message_stop`` for Anthropic, ``event: response.completed``).
 
 Standalone::
 
@@ -39,6 +41,12 @@ except ImportError:  # pragma: no cover - the project venv has orjson
     _loads = json.loads
 
 _DONE = b"data: [DONE]"
+# The terminal event of each streaming dialect, as it appears on the wire.
+DONE_MARKERS = {
+    "openai_chat": _DONE,
+    "anthropic_messages": b"event: message_stop",
+    "openai_responses": b"event: response.completed",
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class LoadSpec:
     # Response headers to look for: each 200 answer that carries all of them is counted
     # (LoadResult.with_headers), e.g. to show that every governed call got its x-ratelimit-* headers.
     expect_headers: tuple[str, ...] = ()
+    # What a complete stream carries (its dialect's terminal event); see DONE_MARKERS.
+    done_marker: bytes = b"data: [DONE]"
 
     def __post_init__(self) -> None:
         if self.requests is None and self.duration_s is None:
@@ -141,27 +151,43 @@ def _dist_ms(sorted_ns: Sequence[int]) -> dict[str, float]:
     }
 
 
+def _has_text(chunk: Any) -> bool:
+    """True when one parsed SSE payload carries generated text, in any of the three dialects."""
+    if not isinstance(chunk, dict):
+        return False
+    choices = chunk.get("choices")
+    if choices and isinstance(choices[0], dict):
+        return bool((choices[0].get("delta") or {}).get("content"))
+    kind = chunk.get("type")
+    if kind == "content_block_delta":  # Anthropic
+        return bool((chunk.get("delta") or {}).get("text"))
+    if kind == "response.output_text.delta":  # OpenAI Responses
+        return bool(chunk.get("delta"))
+    return False
+
+
 def _first_token_in(buffer: bytes) -> bool:
-    """True once ``buffer`` holds a complete SSE event whose first choice has non-empty content."""
+    """True once ``buffer`` holds a complete SSE event whose payload carries text (see _has_text)."""
     for event in buffer.split(b"\n\n")[:-1]:  # the last piece may be incomplete
-        if not event.startswith(b"data:"):
-            continue
-        payload = event[5:].strip()
-        if payload == b"[DONE]":
-            continue
-        try:
-            chunk = _loads(payload)
-        except ValueError:
-            continue
-        choices = chunk.get("choices") if isinstance(chunk, dict) else None
-        if choices and isinstance(choices[0], dict) and (choices[0].get("delta") or {}).get("content"):
-            return True
+        for line in event.split(b"\n"):  # Anthropic and Responses put an `event:` line first
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                continue
+            try:
+                chunk = _loads(payload)
+            except ValueError:
+                continue
+            if _has_text(chunk):
+                return True
     return False
 
 
 async def _one(session: aiohttp.ClientSession, spec: LoadSpec, result: LoadResult) -> None:
     """One request, recorded into ``result``."""
     started = time.perf_counter_ns()
+    marker = spec.done_marker
     ttft: int | None = None
     has_headers = False
     try:
@@ -178,10 +204,10 @@ async def _one(session: aiohttp.ClientSession, spec: LoadSpec, result: LoadResul
                         if _first_token_in(buffer):
                             ttft = time.perf_counter_ns() - started
                             buffer = b""
-                    # [DONE] may straddle two reads: keep a few bytes of the previous one.
-                    if _DONE in tail + data:
+                    # The marker may straddle two reads: keep a few bytes of the previous one.
+                    if marker in tail + data:
                         complete = True
-                    tail = data[-len(_DONE) :]
+                    tail = data[-len(marker) :]
             else:
                 await response.read()
         elapsed = time.perf_counter_ns() - started

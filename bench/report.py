@@ -238,6 +238,7 @@ def render(r: dict[str, Any]) -> str:
     )  # fmt: skip
     lines.append("")
     lines += _before_after(r.get("before_after"))
+    lines += _dialects(r.get("dialects"), r.get("before_after"))
 
     # -- capacity ----------------------------------------------------------------------------------
     cap = r.get("capacity", {})
@@ -449,6 +450,84 @@ def _before_after(ba: dict[str, Any] | None) -> list[str]:
         f"Verdict: {summary['verdict']}",
         "",
     ]
+    return lines
+
+
+NOTES_SLOT = "<!-- dialects-notes -->"
+
+
+def _dialects(dl: dict[str, Any] | None, ba: dict[str, Any] | None) -> list[str]:
+    """Issue 14: the scenarios side by side (medians over the rounds), and the chat path's before/after."""
+    if not dl:
+        return []
+    lines = [
+        "## Dialects (issue 14)",
+        "",
+        f"Every ingress dialect and upstream format next to the plain chat path, in the main gateway process, "
+        f"in {dl['rounds_total']} interleaved rounds (the order of the scenarios rotates each round). Per "
+        f"scenario and round: {_f(dl['requests'])} c=1 JSON calls after {_f(dl['warmup'])} warm-up, straight "
+        "to the mock in the upstream's format and then through the gateway in the client's dialect "
+        f"(overhead = gateway − direct percentile); {_f(dl['stream_requests'])} c=1 streams each way after "
+        f"{_f(dl['stream_warmup'])} warm-up (`{dl['stream_prompt']}`: TTFT overhead); {dl['tput_s']} s at c=32 "
+        f"through the gateway after {dl['tput_warmup_s']} s warm-up (the bundled generator, on core 1 with "
+        "the mock). The mock does the same work in every format, so the differences are the gateway's: "
+        "authentication, parsing, routing and accounting are common to all; a translated call also builds "
+        "the canonical request and re-renders the answer; a pass-through call sends the client's body up "
+        "with the model replaced and relays the upstream's bytes, reading them only for usage. The "
+        "Responses route (`" + "gpt-5-bench" + "`) is registered by the bench with `manage.py provider_add "
+        "--kind openai-responses` on the mock's /v1; the others are the demo's.",
+        "",
+    ]
+    summary = dl.get("summary") or {}
+    rows = []
+    for sc in dl["scenarios"]:
+        m = summary.get(sc["name"])
+        if not m:
+            continue
+        rows.append([
+            sc["label"], _f(m["direct_p50_ms"], 3), _f(m["gateway_p50_ms"], 3), f"**{_f(m['overhead_p50_ms'], 3)}**",
+            _f(m["overhead_p99_ms"], 3), _f(m["ttft_overhead_p50_ms"], 3), f"**{_f(m['rps'], 1)}**",
+            _f(m.get("rps_spread_pct"), 1) + " %", _f(m.get("rps_vs_chat"), 2), _f(m["cpu_ms_per_request"], 3),
+            _f(m["p99_ms"], 2), _f(m["errors"]),
+        ])  # fmt: skip
+    lines += _table(
+        ["Scenario (client → upstream)", "direct p50 ms", "gateway p50 ms", "overhead p50 ms",
+         "overhead p99 ms", "TTFT overhead p50 ms", "c=32 req/s", "req/s spread", "req/s vs chat",
+         "gateway CPU ms/req", "c=32 p99 ms", "errors"],
+        rows,
+    )  # fmt: skip
+    lines += [
+        "",
+        "Medians over the rounds; the spread is (max − min) / median of a scenario's c=32 rounds; direct p50 is "
+        "the mock's own answer time in the upstream's format. Gateway CPU per request (its process's CPU time "
+        "over the c=32 run) is the figure least moved by other work on the box: the c=1 latencies and the "
+        "req/s also carry the scheduler's delays when the gateway's core is shared. Per round:",
+        "",
+    ]
+    per_round = [
+        [str(r["round"]), r["scenario"], _f(r["overhead_p50_ms"], 3), _f(r["overhead_p99_ms"], 3),
+         _f(r["ttft_overhead_p50_ms"], 3), _f(r["rps"], 1), _f(r["cpu_ms_per_request"], 3), _f(r["errors"])]
+        for r in dl.get("rounds", [])
+    ]  # fmt: skip
+    lines += _table(
+        ["Round", "scenario", "overhead p50 ms", "overhead p99 ms", "TTFT overhead p50 ms", "c=32 req/s",
+         "CPU ms/req", "errors"],
+        per_round,
+    )  # fmt: skip
+    summary_ba = (ba or {}).get("summary")
+    if summary_ba:
+        b, a, ch = summary_ba["before"], summary_ba["after"], summary_ba["change_pct"]
+        rev = ba["baseline"]["short"] if ba else "?"
+        lines += [
+            "",
+            f"The plain chat path before the dialects (`{rev}`) and after (this checkout), from the before / after "
+            f"section above (fresh processes, interleaved): c=32 {_f(b['rps'], 1)} → {_f(a['rps'], 1)} req/s "
+            f"({_signed(ch['rps'])}; spreads {_f(b['rps_spread_pct'], 1)} % / {_f(a['rps_spread_pct'], 1)} %), "
+            f"overhead p50 {_f(b['overhead_p50_ms'], 3)} → {_f(a['overhead_p50_ms'], 3)} ms, CPU per request "
+            f"{_f(b['cpu_ms_per_request'], 3)} → {_f(a['cpu_ms_per_request'], 3)} ms. {summary_ba['verdict']}",
+        ]
+    # bench/run.py puts the hand-written reading kept from the previous report here (NOTES_SLOT).
+    lines += ["", NOTES_SLOT, ""]
     return lines
 
 

@@ -41,6 +41,7 @@ from typing import Any
 
 import baseline
 import compare
+import dialects
 import governed
 import loadgen
 import procs
@@ -117,10 +118,19 @@ class Plan:
     compare_rounds: int  # rounds of each interleaved comparison: governed vs bare, --baseline before vs after
     compare_tput_s: int  # seconds of c=32 per side per round in those comparisons
     monitor_requests: int  # c=1 calls per path watched with Redis MONITOR (not timed)
+    # Issue 14, per scenario and round: c=1 JSON calls (and warm-up), c=1 streams (and warm-up),
+    # seconds of c=32 after a warm-up of the same seconds as tput_warmup_s.
+    dialect_requests: int = 1000
+    dialect_warmup: int = 100
+    dialect_stream_requests: int = 40
+    dialect_stream_warmup: int = 5
+    dialect_tput_s: int = 6
 
 
 FULL = Plan("full", 200, 2000, 20, 200, 3, 15, 10, TARGET_RSS_AFTER_REQUESTS, 100.0, 10, 3, 10, 500)
-QUICK = Plan("quick", 20, 200, 5, 20, 1, 2, 1, TARGET_RSS_AFTER_REQUESTS // 10, 10.0, 3, 2, 2, 50)
+QUICK = Plan(
+    "quick", 20, 200, 5, 20, 1, 2, 1, TARGET_RSS_AFTER_REQUESTS // 10, 10.0, 3, 2, 2, 50, 100, 10, 8, 2, 2
+)
 
 
 class SetupError(Exception):
@@ -348,6 +358,8 @@ class Bench:
             "TOLLHOUSE_LOG_LEVEL": "WARNING",
             "TOLLHOUSE_DEBUG": "false",
             "TOLLHOUSE_REDIS_PREFIX": REDIS_PREFIX,
+            # The Responses deployment's credential (the mock accepts any): see _responses_route.
+            dialects.RESPONSES_CREDENTIAL_ENV: "bench-" + secrets.token_hex(8),
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "PYTHONUNBUFFERED": "1",
         }
@@ -355,6 +367,7 @@ class Bench:
         self._manage("migrate", "--noinput", "-v", "0")
         self._start_mock()
         self.api_key = self._demo_key()
+        self._responses_route()
         self._governed_key()
         if self.baseline_rev is not None:
             self._setup_baseline(self.baseline_rev)
@@ -405,6 +418,15 @@ class Bench:
         if not lines or not lines[-1].startswith("th-"):
             raise SetupError(f"`manage.py demo --key-only` printed no key: {lines!r}")
         return lines[-1]
+
+    def _responses_route(self) -> None:
+        """Issue 14: a route served by an OpenAI-Responses upstream (the mock's /v1/responses), which the
+        demo does not have, for the /v1/responses pass-through scenario."""
+        self._manage(
+            "provider_add", dialects.RESPONSES_PROVIDER, "--kind", "openai-responses",
+            "--base-url", self.mock_url + "/v1", "--credential-env", dialects.RESPONSES_CREDENTIAL_ENV,
+            "--models", dialects.RESPONSES_MODEL,
+        )  # fmt: skip
 
     def _governed_key(self) -> None:
         """A second key of the demo tenant with rpm, tpm and concurrency limits and a hard budget."""
@@ -1131,6 +1153,111 @@ end
         ledger["matches_budget_counter"] = spent == ledger["cost_nanos"]
         section["ledger"] = ledger
 
+    # -- dialects (issue 14) -------------------------------------------------------------------------
+    def _scenario_load(
+        self, scenario: dialects.Scenario, target: str, *, stream: bool = False, **kwargs: Any
+    ) -> loadgen.LoadResult:
+        """One load of a scenario: target "gateway" (the main gateway, demo key, the client's dialect)
+        or "direct" (the mock, in the upstream's format, with the same key bytes)."""
+        base = self.gateway_url if target == "gateway" else self.mock_url
+        call = scenario.request(target, base_url=base, key=self.api_key, stream=stream)
+        spec = loadgen.LoadSpec(
+            url=call["url"], body=call["body"], headers=call["headers"], done_marker=call["done_marker"],
+            stream=stream, **kwargs,
+        )  # fmt: skip
+        result = loadgen.run(spec)
+        if target == "gateway":
+            self.gateway_requests += result.completed + result.warmup_completed
+        return result
+
+    def dialect_paths(self) -> None:
+        """Issue 14: every scenario of bench/dialects.py through the main gateway, in interleaved rounds.
+
+        Each round, per scenario (the order rotates from round to round, so drift of the shared box
+        hits all alike): c=1 JSON straight to the mock in the upstream's format, then through the
+        gateway in the client's dialect (the overhead); c=1 streams the same way (the TTFT overhead);
+        c=32 JSON through the gateway (requests/s, the gateway's CPU per request). One process for all
+        scenarios: the differences between them are the dialect work, not process-to-process noise.
+        """
+        plan = self.plan
+        section: dict[str, Any] = {
+            "rounds_total": plan.compare_rounds,
+            "requests": plan.dialect_requests,
+            "warmup": plan.dialect_warmup,
+            "stream_requests": plan.dialect_stream_requests,
+            "stream_warmup": plan.dialect_stream_warmup,
+            "tput_warmup_s": plan.tput_warmup_s,
+            "tput_s": plan.dialect_tput_s,
+            "prompt": dialects.PROMPT,
+            "stream_prompt": dialects.STREAM_PROMPT,
+            "scenarios": [
+                {"name": s.name, "label": s.label, "ingress": s.ingress, "upstream": s.upstream,
+                 "model": s.model, "passthrough": s.passthrough}
+                for s in dialects.SCENARIOS
+            ],
+            "rounds": [],
+        }  # fmt: skip
+        self.results["dialects"] = section
+        for scenario in dialects.SCENARIOS:  # every path must answer, JSON and stream, or nothing counts
+            for stream in (False, True):
+                for target in ("direct", "gateway"):
+                    r = self._scenario_load(scenario, target, stream=stream, requests=1)
+                    if r.ok != 1:
+                        raise RuntimeError(
+                            f"{scenario.name} ({target}, stream={stream}) failed its sanity call: "
+                            f"{dict(r.statuses)} {dict(r.errors)}"
+                        )
+        names = [s.name for s in dialects.SCENARIOS]
+        by_name = {s.name: s for s in dialects.SCENARIOS}
+        for number in range(1, plan.compare_rounds + 1):
+            shift = (number - 1) % len(names)
+            for name in names[shift:] + names[:shift]:
+                print(f"[bench]   dialects round {number}/{plan.compare_rounds}: {name} ...", flush=True)
+                section["rounds"].append(self._dialect_round(by_name[name], number))
+                section["summary"] = dialects.summarise(section["rounds"])
+            self.check_gateway_alive()
+
+    def _dialect_round(self, scenario: dialects.Scenario, number: int) -> dict[str, Any]:
+        plan = self.plan
+        counts = {"requests": plan.dialect_requests, "warmup_requests": plan.dialect_warmup}
+        scounts = {"requests": plan.dialect_stream_requests, "warmup_requests": plan.dialect_stream_warmup}
+        direct = self._scenario_load(scenario, "direct", **counts).summary()
+        c1 = self._scenario_load(scenario, "gateway", **counts).summary()
+        sdirect = self._scenario_load(scenario, "direct", stream=True, **scounts).summary()
+        sgateway = self._scenario_load(scenario, "gateway", stream=True, **scounts).summary()
+        if plan.tput_warmup_s:
+            self._scenario_load(scenario, "gateway", concurrency=32, duration_s=plan.tput_warmup_s)
+        cpu_before = procs.cpu_seconds(self.gateway_pid)
+        tput = self._scenario_load(
+            scenario, "gateway", concurrency=32, duration_s=plan.dialect_tput_s
+        ).summary()
+        cpu_s = procs.cpu_seconds(self.gateway_pid) - cpu_before
+        d, g = direct["latency_ms"], c1["latency_ms"]
+        sd, sg = sdirect.get("ttft_ms", {}), sgateway.get("ttft_ms", {})
+
+        def diff(a: dict[str, float], b: dict[str, float], p: str) -> float | None:
+            return round(b[p] - a[p], 3) if p in a and p in b else None
+
+        return {
+            "round": number,
+            "scenario": scenario.name,
+            "direct_p50_ms": d.get("p50"),
+            "gateway_p50_ms": g.get("p50"),
+            "overhead_p50_ms": diff(d, g, "p50"),
+            "overhead_p99_ms": diff(d, g, "p99"),
+            "direct_ttft_p50_ms": sd.get("p50"),
+            "gateway_ttft_p50_ms": sg.get("p50"),
+            "ttft_overhead_p50_ms": diff(sd, sg, "p50"),
+            "ttft_overhead_p99_ms": diff(sd, sg, "p99"),
+            "rps": tput["rps"],
+            "completed": tput["completed"],
+            "p50_ms": tput["latency_ms"].get("p50"),
+            "p99_ms": tput["latency_ms"].get("p99"),
+            "cpu_ms_per_request": round(cpu_s * 1000 / tput["completed"], 3) if tput["completed"] else None,
+            "errors": tput["errors"] + c1["errors"] + sgateway["errors"],
+            "direct_errors": direct["errors"] + sdirect["errors"],
+        }
+
     # -- before / after ------------------------------------------------------------------------------
     def before_after(self) -> None:
         """--baseline: REV and this checkout in interleaved rounds, one gateway at a time on core 0.
@@ -1260,6 +1387,16 @@ def machine() -> dict[str, Any]:
 # --- main -----------------------------------------------------------------------------------------
 
 
+def keep_notes(rendered: str, previous: str) -> str:
+    """The hand-written reading of the dialect figures (between the dialects-notes markers) stays in
+    its place, after the Dialects section, until someone rewrites it; the slot vanishes without one."""
+    start, end = "<!-- dialects-notes:start -->", "<!-- dialects-notes:end -->"
+    kept = ""
+    if start in previous and end in previous:
+        kept = start + previous.split(start, 1)[1].split(end, 1)[0] + end
+    return rendered.replace(report.NOTES_SLOT + "\n", kept + "\n" if kept else "", 1)
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -1331,6 +1468,8 @@ def main(argv: list[str] | None = None) -> int:
             phase("soak", bench.soak)
             phase("governed vs bare path", bench.governed_vs_bare)
             bench.check_gateway_alive()
+            phase("dialects", bench.dialect_paths)
+            bench.check_gateway_alive()
             bench.results["usage_stream_len"] = bench.r().xlen(USAGE_STREAM)
             phase("usage drain", bench.drain)
             bench.governed_ledger()
@@ -1391,6 +1530,7 @@ def main(argv: list[str] | None = None) -> int:
         if start in previous and end in previous:
             kept = start + previous.split(start, 1)[1].split(end, 1)[0] + end
             rendered = rendered.rstrip("\n") + "\n\n" + kept + "\n"
+        rendered = keep_notes(rendered, previous)
         REPORT_PATH.write_text(rendered)
         print(f"[bench] done in {results['meta']['run_seconds']} s: {REPORT_PATH}", flush=True)
         for t in results["targets"]:
