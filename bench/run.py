@@ -1524,12 +1524,16 @@ def main(argv: list[str] | None = None) -> int:
         }
         (OUT_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
         rendered = report.render(results)
-        # Keep the usage pipeline's section, written by bench/usage.py, across hot-path runs.
+        # Keep the sections other scripts write (the usage pipeline's, bench/usage.py; the console
+        # pages', bench/pages.py) across hot-path runs.
         previous = REPORT_PATH.read_text() if REPORT_PATH.exists() else ""
-        start, end = "<!-- usage:start -->", "<!-- usage:end -->"
-        if start in previous and end in previous:
-            kept = start + previous.split(start, 1)[1].split(end, 1)[0] + end
-            rendered = rendered.rstrip("\n") + "\n\n" + kept + "\n"
+        for start, end in (
+            ("<!-- usage:start -->", "<!-- usage:end -->"),
+            ("<!-- pages:start -->", "<!-- pages:end -->"),
+        ):
+            if start in previous and end in previous:
+                kept = start + previous.split(start, 1)[1].split(end, 1)[0] + end
+                rendered = rendered.rstrip("\n") + "\n\n" + kept + "\n"
         rendered = keep_notes(rendered, previous)
         REPORT_PATH.write_text(rendered)
         print(f"[bench] done in {results['meta']['run_seconds']} s: {REPORT_PATH}", flush=True)
