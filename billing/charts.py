@@ -31,8 +31,10 @@ def label(span: Range, moment: datetime) -> str:
     return f"{local:%a} {local:%b} {local.day}"
 
 
-def _usd(value: Decimal | None) -> float | None:
-    return None if value is None else float(value)
+def _usd(value: Decimal | None) -> str | None:
+    """Dollars for a chart as exact decimal text (never a float: money stays Decimal to the page);
+    Chart.js reads numeric strings as numbers, and charts.js formats them with Number()."""
+    return None if value is None else format(value, "f")
 
 
 def _markers(span: Range, markers: list[AlertEntry]) -> list[dict[str, Any]]:
@@ -79,7 +81,7 @@ def budget_chart(track: BudgetTrack, markers: list[AlertEntry]) -> dict[str, Any
             },
             {
                 "label": f"Budget ${budget.amount.normalize():f}",
-                "data": [float(budget.amount)] * len(labels),
+                "data": [_usd(budget.amount)] * len(labels),
                 "dashed": True,
                 "color": "#c92a2a",
             },

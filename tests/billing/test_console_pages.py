@@ -57,6 +57,9 @@ def test_the_overview_shows_the_charts_data_and_tops(console_client, seeded):
     assert response.context["requests"] == "2" and response.context["total_cost"] == Decimal("0.5")
     speed = response.context["charts"]["speed"]["series"][0]["data"]
     assert 100.0 in speed  # 50 tokens in 0.5 s
+    # Money reaches the page as exact decimal text, never a float.
+    spend = [v for v in response.context["charts"]["spend"]["series"][0]["data"] if v is not None]
+    assert all(isinstance(v, str) for v in spend) and sum(Decimal(v) for v in spend) == Decimal("0.5")
 
 
 def test_an_empty_tenant_sees_how_to_make_its_first_call(console_client, roles, settings):
