@@ -26,12 +26,11 @@ from gateway.catalog import DeploymentInfo
 from gateway.providers.base import (
     Adapter,
     ProviderError,
-    StreamParser,
     StreamTranslator,
     UpstreamRequest,
     upstream_error,
 )
-from gateway.providers.sse import Event, EventBuffer
+from gateway.providers.sse import Event, EventStreamParser
 
 API_VERSION = "2023-06-01"
 # Anthropic requires max_tokens; what to ask when the client set no limit.
@@ -333,32 +332,18 @@ def stream_broken(data: Any) -> ProviderError:
     )
 
 
-class MessagesStreamParser(StreamParser):
+class MessagesStreamParser(EventStreamParser):
     """Anthropic's event stream → canonical events."""
 
     def __init__(self, *, credential: str = "") -> None:
-        self._events = EventBuffer(credential=credential)
+        super().__init__(credential=credential)
         self._usage: Usage | None = None
         self._stop_reason: Any = None
         self._blocks: dict[int, str] = {}  # block index → its type
         self._calls: dict[int, int] = {}  # block index → tool call index
         self._saw_call = False
-        self.done = False
-        self.chunks = 0
 
-    def feed(self, data: bytes) -> list[canonical.StreamEvent]:
-        out: list[canonical.StreamEvent] = []
-        for event in self._events.feed(data):
-            self._read(event, out)
-        return out
-
-    def finish(self) -> list[canonical.StreamEvent]:
-        out: list[canonical.StreamEvent] = []
-        for event in self._events.rest():
-            self._read(event, out)
-        return out
-
-    def _read(self, event: Event, out: list[canonical.StreamEvent]) -> None:
+    def read(self, event: Event, out: list[canonical.StreamEvent]) -> None:
         try:
             data = orjson.loads(event.data) if event.data else None
         except orjson.JSONDecodeError:
@@ -473,7 +458,7 @@ class MessagesPassthrough(StreamTranslator):
         out = []
         for event in events:
             seen: list[canonical.StreamEvent] = []
-            self._parser._read(event, seen)
+            self._parser.read(event, seen)
             for item in seen:
                 if isinstance(item, canonical.Start):
                     self.served_model = item.model

@@ -25,8 +25,8 @@ import orjson
 from gateway import canonical
 from gateway.canonical import Usage
 from gateway.catalog import DeploymentInfo
-from gateway.providers.base import Adapter, ProviderError, StreamParser, UpstreamRequest, upstream_error
-from gateway.providers.sse import Event, EventBuffer
+from gateway.providers.base import Adapter, ProviderError, UpstreamRequest, upstream_error
+from gateway.providers.sse import Event, EventStreamParser
 
 KIND = "gemini"
 MAX_STOP_SEQUENCES = 5
@@ -281,29 +281,19 @@ def parse_generate_response(content: bytes) -> canonical.Response:
     )
 
 
-class GenerateStreamParser(StreamParser):
+class GenerateStreamParser(EventStreamParser):
     """`streamGenerateContent?alt=sse` chunks → canonical events. Gemini sends no terminal event:
     the stream ended properly when a chunk carried a finishReason and the body then ended."""
 
     def __init__(self, *, credential: str = "") -> None:
-        self._events = EventBuffer(credential=credential)
+        super().__init__(credential=credential)
         self._started = False
         self._usage: Usage | None = None
         self._reason: str | None = None
         self._calls = 0
-        self.done = False
-        self.chunks = 0
-
-    def feed(self, data: bytes) -> list[canonical.StreamEvent]:
-        out: list[canonical.StreamEvent] = []
-        for event in self._events.feed(data):
-            self._read(event, out)
-        return out
 
     def finish(self) -> list[canonical.StreamEvent]:
-        out: list[canonical.StreamEvent] = []
-        for event in self._events.rest():
-            self._read(event, out)
+        out = super().finish()
         if self._reason is not None:
             self.done = True
             if self._usage is not None:
@@ -311,7 +301,7 @@ class GenerateStreamParser(StreamParser):
             out.append(canonical.Finish(_finish(self._reason, self._calls > 0, False)))
         return out
 
-    def _read(self, event: Event, out: list[canonical.StreamEvent]) -> None:
+    def read(self, event: Event, out: list[canonical.StreamEvent]) -> None:
         try:
             data = orjson.loads(event.data) if event.data else None
         except orjson.JSONDecodeError:

@@ -22,9 +22,9 @@ import orjson
 from gateway import canonical
 from gateway.canonical import Usage
 from gateway.catalog import DeploymentInfo
-from gateway.providers.base import ProviderError, StreamParser, StreamTranslator, UpstreamRequest
+from gateway.providers.base import ProviderError, StreamTranslator, UpstreamRequest
 from gateway.providers.openai import OpenAIAdapter
-from gateway.providers.sse import Event, EventBuffer
+from gateway.providers.sse import Event, EventStreamParser
 
 KIND = "openai-responses"
 MIN_OUTPUT_TOKENS = 16
@@ -282,29 +282,15 @@ def _failed(data: dict[str, Any]) -> ProviderError:
     )
 
 
-class ResponsesStreamParser(StreamParser):
+class ResponsesStreamParser(EventStreamParser):
     """The typed event stream → canonical events."""
 
     def __init__(self, *, credential: str = "") -> None:
-        self._events = EventBuffer(credential=credential)
+        super().__init__(credential=credential)
         self._calls: dict[str, int] = {}  # item id → tool call index
         self._arguments: dict[str, bool] = {}  # item id → arguments streamed already
         self.served_model = ""
         self.usage: Usage | None = None
-        self.done = False
-        self.chunks = 0
-
-    def feed(self, data: bytes) -> list[canonical.StreamEvent]:
-        out: list[canonical.StreamEvent] = []
-        for event in self._events.feed(data):
-            self.read(event, out)
-        return out
-
-    def finish(self) -> list[canonical.StreamEvent]:
-        out: list[canonical.StreamEvent] = []
-        for event in self._events.rest():
-            self.read(event, out)
-        return out
 
     def read(self, event: Event, out: list[canonical.StreamEvent]) -> None:
         try:

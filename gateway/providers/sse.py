@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.providers.base import credential_forms, not_a_stream, redact_forms, starts_as_document
+from gateway import canonical
+from gateway.providers.base import (
+    StreamParser,
+    credential_forms,
+    not_a_stream,
+    redact_forms,
+    starts_as_document,
+)
 
 # A document sent instead of a stream is not read past this size.
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
@@ -67,3 +74,28 @@ def parse_event(raw: bytes) -> Event:
         elif line.startswith(b"event:"):
             name = line[6:].strip().decode("utf-8", "replace")
     return Event(raw=raw, name=name, data=b"\n".join(data))
+
+
+class EventStreamParser(StreamParser):
+    """A StreamParser for an upstream that sends server-sent events: the one loop that splits the
+    body into events (EventBuffer) and hands each to `read`, which a format's parser writes."""
+
+    def __init__(self, *, credential: str = "") -> None:
+        self._events = EventBuffer(credential=credential)
+        self.done = False
+        self.chunks = 0
+
+    def read(self, event: Event, out: list[canonical.StreamEvent]) -> None:
+        raise NotImplementedError
+
+    def feed(self, data: bytes) -> list[canonical.StreamEvent]:
+        out: list[canonical.StreamEvent] = []
+        for event in self._events.feed(data):
+            self.read(event, out)
+        return out
+
+    def finish(self) -> list[canonical.StreamEvent]:
+        out: list[canonical.StreamEvent] = []
+        for event in self._events.rest():
+            self.read(event, out)
+        return out
