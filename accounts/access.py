@@ -1,4 +1,5 @@
-"""`@tenant_page(action)`: the one way into a tenant's console page.
+"""`@tenant_page(action)`: the one way into a tenant's console page; `@operator_page`: the one way
+into an operator's page under /ops/.
 
 It resolves `/t/<slug>/...` through `accounts.selectors.tenant_for_user` and checks the action
 against the permission table (accounts/permissions.py):
@@ -19,11 +20,11 @@ from zoneinfo import ZoneInfo
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from accounts.permissions import PERMISSIONS, allowed
+from accounts.permissions import PERMISSIONS, allowed, is_operator
 from accounts.selectors import tenant_for_user
 
 View = Callable[..., HttpResponse]
@@ -57,3 +58,22 @@ def tenant_page(action: str) -> Callable[[View], View]:
 def can(membership: Any, action: str) -> bool:
     """For templates and views: may this membership do `action`?"""
     return membership is not None and allowed(membership.role, action)
+
+
+def operator_page(view: View) -> View:
+    """An operator's page (/ops/...): superusers and staff in the operators group
+    (accounts.permissions.is_operator). Everyone else, anonymous included, gets the same 404 as an
+    unknown page, so the operator console's pages are not advertised. Times are shown in UTC.
+    `request.ops` is set for the layout (the operator nav, accounts.context.console)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_operator(request.user):
+            raise Http404("No such page.")
+        request.ops = True  # type: ignore[attr-defined]
+        with timezone.override(ZoneInfo("UTC")):
+            return view(request, *args, **kwargs)
+
+    wrapped.operator_page = True  # type: ignore[attr-defined]
+    # Operator pages show every tenant's data: never kept by a browser or a shared cache.
+    return never_cache(wrapped)

@@ -8,7 +8,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 
-from accounts.permissions import PERMISSIONS, allowed
+from accounts.permissions import PERMISSIONS, allowed, is_operator
 from accounts.selectors import memberships_for_user
 
 # (label, URL name, action): the console's sections in nav order. A section whose URL is not
@@ -23,6 +23,31 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Signing keys", "accounts:signing_keys", "signing_keys.view"),
     ("Audit", "accounts:audit", "audit.view"),
 )
+
+
+# (label, URL name): the operator console's sections (/ops/), in nav order; each app registers its
+# operator pages in its own `ops_urls.py` under the namespace `<app>_ops`. A section whose URL is
+# not registered (yet) is left out.
+OPS_NAV: tuple[tuple[str, str], ...] = (
+    ("Overview", "billing_ops:overview"),
+    ("Tenants", "accounts_ops:tenants"),
+    ("Plans", "accounts_ops:plans"),
+    ("Providers", "gateway_ops:providers"),
+    ("Routes", "gateway_ops:routes"),
+    ("Prices", "billing_ops:prices"),
+    ("Redemption codes", "billing_ops:codes"),
+    ("Audit log", "accounts_ops:audit"),
+)
+
+
+def ops_home_url() -> str | None:
+    """The operator console's first page, or None while no operator page is registered."""
+    for _label, name in OPS_NAV:
+        try:
+            return reverse(name)
+        except NoReverseMatch:
+            continue
+    return None
 
 
 def tenant_home_url(slug: str) -> str:
@@ -41,6 +66,7 @@ def console(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"console": {"tenant": None}}
+    operator = is_operator(user)
     memberships = list(memberships_for_user(user)[:50])
     context: dict[str, Any] = {
         "tenant": tenant,
@@ -49,7 +75,18 @@ def console(request: HttpRequest) -> dict[str, Any]:
         "others": [m for m in memberships if tenant is None or m.tenant_id != tenant.pk],
         "nav": [],
         "can": {},
+        "operator": operator,
+        "ops": bool(getattr(request, "ops", False)),
+        "ops_url": ops_home_url() if operator else None,
     }
+    if context["ops"]:
+        current = request.resolver_match.view_name if request.resolver_match else ""
+        for label, name in OPS_NAV:
+            try:
+                url = reverse(name)
+            except NoReverseMatch:
+                continue
+            context["nav"].append({"label": label, "url": url, "active": current == name})
     if tenant is not None and membership is not None:
         current = request.resolver_match.view_name if request.resolver_match else ""
         for label, name, action in NAV:

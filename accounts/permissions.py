@@ -41,6 +41,27 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 
+# The operator role: superusers, and staff users in this group (granted in the admin, by
+# `operator_grant`-style scripts, or by single sign-on claims). Operators reach /ops/ and the
+# operator endpoints of the management API; everyone else gets 404 there.
+OPERATOR_GROUP = "operators"
+
+
+def is_operator(user: object) -> bool:
+    """Is `user` an operator? Superusers always; staff only in the operators group; nobody else."""
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return False
+    if getattr(user, "is_superuser", False):
+        return True
+    if not getattr(user, "is_staff", False):
+        return False
+    cached = getattr(user, "_tollhouse_is_operator", None)
+    if cached is None:
+        cached = user.groups.filter(name=OPERATOR_GROUP).exists()  # type: ignore[attr-defined]
+        user._tollhouse_is_operator = cached  # type: ignore[attr-defined]
+    return bool(cached)
+
+
 def allowed(role: str, action: str) -> bool:
     """May `role` do `action`? An action not in the table is a programming error, not a "no"."""
     return role in PERMISSIONS[action]

@@ -13,8 +13,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 
-from accounts.context import tenant_home_url
+from accounts.context import ops_home_url, tenant_home_url
 from accounts.forms import SignInForm
+from accounts.permissions import is_operator
 from accounts.selectors import memberships_for_user
 from accounts.throttle import login_throttled
 
@@ -63,10 +64,13 @@ password_reset_complete = auth_views.PasswordResetCompleteView.as_view(
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """`/`: the user's first tenant; the admin for an operator in no tenant; else a page saying so."""
+    """`/`: the user's first tenant; the operator console for an operator in no tenant; the admin for
+    other staff in no tenant; else a page saying so."""
     first = memberships_for_user(request.user).first()
     if first is not None:
         return redirect(tenant_home_url(first.tenant.slug))
+    if is_operator(request.user) and (ops := ops_home_url()) is not None:
+        return redirect(ops)
     if request.user.is_staff:
         return redirect("admin:index")
     return render(request, "accounts/no_tenant.html")

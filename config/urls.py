@@ -1,3 +1,5 @@
+import importlib.util
+
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path, re_path
@@ -26,6 +28,13 @@ urlpatterns = [
     path("metrics", read_only(metrics_view)),
     path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
+    # The operator console (/ops/...): each app's operator pages, one URLconf per app, namespaced
+    # <app>_ops (accounts.context.OPS_NAV lists them). Apps add theirs by creating `ops_urls.py`.
+    *[
+        path("ops/", include(f"{app}.ops_urls"))
+        for app in ("billing", "accounts", "gateway")
+        if importlib.util.find_spec(f"{app}.ops_urls") is not None
+    ],
     # The console: sign-in and the tenant pages of each app (/t/<slug>/...), one URLconf per app.
     path("", include("accounts.urls")),
     path("", include("billing.urls")),

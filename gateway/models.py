@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +18,19 @@ from config.changes import BroadcastManager
 
 # Seconds; zero would make every call time out at once.
 positive_seconds = MinValueValidator(Decimal("0.01"), message="Must be more than zero seconds.")
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+
+
+def validate_env_name(value: Any) -> None:
+    """An environment variable's name (letters, digits, underscore; not starting with a digit)."""
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise ValidationError(
+            "Enter an environment variable's name: letters, digits and _, not starting with a digit, "
+            "e.g. OPENAI_API_KEY.",
+            code="invalid_env_name",
+        )
 
 
 def validate_base_url(value: Any) -> None:
@@ -57,6 +72,14 @@ class Provider(models.Model):
         help_text="Up to and including /v1, e.g. https://api.openai.com/v1",
     )
     credential_encrypted = models.TextField(blank=True, default="", editable=False)
+    credential_env = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        validators=[validate_env_name],
+        help_text="Read the credential from this environment variable of the gateway processes instead "
+        "of storing it, e.g. OPENAI_API_KEY. Takes precedence over a stored credential.",
+    )
     connect_timeout = models.DecimalField(
         max_digits=6, decimal_places=2, default=5, validators=[positive_seconds]
     )
@@ -95,12 +118,19 @@ class Provider(models.Model):
         self.credential_encrypted = crypto.encrypt(plaintext) if plaintext else ""
 
     def get_credential(self) -> str:
+        """The credential sent upstream: the named environment variable's value when one is named
+        (empty when the variable is unset), else the stored one, decrypted."""
+        if self.credential_env:
+            return os.environ.get(self.credential_env, "")
         return crypto.decrypt(self.credential_encrypted) if self.credential_encrypted else ""
 
 
 class ModelRoute(models.Model):
     class Strategy(models.TextChoices):
         PRIORITY = "priority", "Priority, then weighted"
+        LEAST_LATENCY = "least_latency", "Least latency (time to first byte, EWMA)"
+        LEAST_BUSY = "least_busy", "Least busy (fewest calls in flight)"
+        CHEAPEST = "cheapest", "Cheapest (price in force)"
 
     name = models.CharField(
         max_length=200,
@@ -120,6 +150,12 @@ class ModelRoute(models.Model):
         validators=[MinValueValidator(1)],
         help_text="The most tokens the model can write in one answer: what a call that does not set "
         "max_tokens may cost, for budget reservations.",
+    )
+    context_window = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Tokens the model reads and writes in one call, where known; shown by /v1/models.",
     )
     fallbacks = models.JSONField(
         default=list,
