@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -55,15 +56,19 @@ class LoginThrottle:
         return redis_key("login", ip, str(slot))
 
     def failures(self, ip: str) -> int:
+        """Failures in the sliding window ending now: this slot's count plus the previous slot's,
+        weighted by how much of it the window still covers (rounded up). A fixed window alone would
+        let a guesser spend the limit at the end of one slot and again at the start of the next."""
         slot = self._slot()
+        elapsed = (time.time() % self.window) / self.window
         if settings.REDIS_URL:
             try:
-                value = sync_client().get(self._key(ip, slot))
+                current, previous = sync_client().mget(self._key(ip, slot), self._key(ip, slot - 1))
                 self._redis_ok()
-                return int(value or 0)  # type: ignore[arg-type]
+                return int(current or 0) + math.ceil(int(previous or 0) * (1 - elapsed))  # type: ignore[arg-type]
             except (redis.RedisError, OSError) as exc:
                 self._redis_failed(exc)
-        return self._local.get((ip, slot), 0)
+        return self._local.get((ip, slot), 0) + math.ceil(self._local.get((ip, slot - 1), 0) * (1 - elapsed))
 
     def failed(self, ip: str) -> None:
         slot = self._slot()
