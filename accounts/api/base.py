@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from django.utils import timezone
+from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import JSONParser
@@ -67,11 +68,22 @@ class ApiView(GenericAPIView):  # type: ignore[type-arg]
     pagination_class: type[Cursor] | None = Cursor
     http_method_names = ["get", "post", "put", "patch", "delete", "head"]
 
+    # A service's ValidationError field -> the request field it is reported as (the API's name).
+    service_fields: ClassVar[dict[str, str]] = {}
+
     def get_exception_handler(self) -> Callable[..., Response]:
         return exception_handler
 
     def actor(self) -> Actor:
+        """Who a change is made by, for the services' `actor=`: the token's user, through the API."""
         return Actor.api(self.request.user, token=self.request.auth)
+
+    def valid(self, serializer_class: type[serializers.Serializer], data: Any = None) -> dict[str, Any]:  # type: ignore[type-arg]
+        """The request body (or `data`, e.g. the query parameters) checked by `serializer_class`:
+        its validated data, or a 400 naming the first field at fault."""
+        serializer = serializer_class(data=self.request.data if data is None else data)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
 
 
 class TenantApiView(ApiView):

@@ -130,8 +130,10 @@ def _classify(exc: Exception, context: dict[str, Any]) -> tuple[int, str, str, s
         field, message, code = _first_error(exc.detail)
         return 400, code, message, field, {}
     if isinstance(exc, DjangoValidationError):
+        # A service's error names the service's field; the view may call it otherwise.
         field, message = _django_validation(exc)
-        return 400, "invalid", message, field, {}
+        renamed = getattr(context.get("view"), "service_fields", {})
+        return 400, "invalid", message, renamed.get(field, field) if field else None, {}
     if isinstance(exc, Http404):
         return 404, "not_found", NOT_FOUND_MESSAGE, None, {}
     if isinstance(exc, DjangoPermissionDenied):

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination, _positive_int
+from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 
 from accounts.api.errors import BadRequest
@@ -50,12 +50,9 @@ class Cursor(CursorPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        try:
-            return _positive_int(raw, strict=True, cutoff=self.max_page_size)
-        except (TypeError, ValueError):
-            raise BadRequest(
-                f"`limit` is a whole number from 1 to {self.max_page_size}.", field="limit"
-            ) from None
+        if raw.isascii() and raw.isdigit() and len(raw) < 6 and 1 <= int(raw) <= self.max_page_size:
+            return int(raw)
+        raise BadRequest(f"`limit` is a whole number from 1 to {self.max_page_size}.", field="limit")
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
