@@ -38,8 +38,10 @@ class Actor:
         return cls(label=f"admin:{_user_label(user)}", user=user)
 
     @classmethod
-    def api(cls, user: Any) -> Actor:
-        return cls(label=f"api:{_user_label(user)}", user=user)
+    def api(cls, user: Any, token: Any = None) -> Actor:
+        """A change through the management API, by the token's user (and which token: its prefix)."""
+        via = f" (token thp_{token.prefix}…)" if token is not None else ""
+        return cls(label=f"api:{_user_label(user)}{via}", user=user)
 
     @classmethod
     def command(cls, name: str) -> Actor:

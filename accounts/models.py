@@ -368,3 +368,35 @@ class Invitation(models.Model):
         if self.expires_at <= timezone.now():
             return "expired"
         return "pending"
+
+
+class PersonalAccessToken(models.Model):
+    """A user's token for the management API (/api/v1/): `thp_` + public prefix + secret, stored as
+    the prefix and an HMAC digest like an API key (accounts/tokens.py). It acts as its user: their
+    role in each of their tenants, and operator rights if they are an operator. It always expires."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_tokens"
+    )
+    name = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    digest = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-created_at"], name="pat_user_time")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (thp_{self.prefix}…)"
+
+    @property
+    def state(self) -> str:
+        """active, revoked or expired."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "active"

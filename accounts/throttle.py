@@ -70,22 +70,25 @@ class LoginThrottle:
                 self._redis_failed(exc)
         return self._local.get((ip, slot), 0) + math.ceil(self._local.get((ip, slot - 1), 0) * (1 - elapsed))
 
-    def failed(self, ip: str) -> None:
+    def failed(self, ip: str) -> int:
+        """Count one more for `ip` in this window; the count so far (this one included)."""
         slot = self._slot()
         if settings.REDIS_URL:
             try:
                 pipe = sync_client().pipeline(transaction=False)
                 pipe.incr(self._key(ip, slot))
                 pipe.expire(self._key(ip, slot), self.window * 2)
-                pipe.execute()
+                count = pipe.execute()[0]
                 self._redis_ok()
-                return
+                return int(count)
             except (redis.RedisError, OSError) as exc:
                 self._redis_failed(exc)
-        self._local[(ip, slot)] = self._local.get((ip, slot), 0) + 1
+        count = self._local.get((ip, slot), 0) + 1
+        self._local[(ip, slot)] = count
         self._local.move_to_end((ip, slot))
         while len(self._local) > _MAX_LOCAL:
             self._local.popitem(last=False)
+        return count
 
     def retry_after(self) -> int:
         return self.window - int(time.time()) % self.window
@@ -182,3 +185,34 @@ def invitation_throttled(view: Callable[..., HttpResponse]) -> Callable[..., Htt
         return response
 
     return wrapped
+
+
+# --- the management API (/api/v1/, accounts/api/authentication.py) -----------------------------------
+
+
+class ApiAuthFailureThrottle(LoginThrottle):
+    """Failed token checks on the management API per client IP (TOLLHOUSE_API_AUTH_FAILURE_RATE)."""
+
+    def _key(self, ip: str, slot: int) -> str:
+        return redis_key("api-auth", ip, str(slot))
+
+
+class ApiTokenThrottle(LoginThrottle):
+    """Calls per personal access token (TOLLHOUSE_API_RATE), counted by the token's public prefix."""
+
+    def _key(self, prefix: str, slot: int) -> str:
+        return redis_key("api-token", prefix, str(slot))
+
+
+@lru_cache(maxsize=8)
+def _api_throttle(kind: type[LoginThrottle], rate: str) -> LoginThrottle:
+    limit, window = parse_rate(rate)
+    return kind(limit=limit, window_seconds=window)
+
+
+def api_auth_failure_throttle() -> LoginThrottle:
+    return _api_throttle(ApiAuthFailureThrottle, settings.TOLLHOUSE_API_AUTH_FAILURE_RATE)
+
+
+def api_token_throttle() -> LoginThrottle:
+    return _api_throttle(ApiTokenThrottle, settings.TOLLHOUSE_API_RATE)

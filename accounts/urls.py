@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from accounts import views, views_audit, views_invitations, views_keys, views_members, views_signing_keys
+from accounts import (
+    views,
+    views_audit,
+    views_invitations,
+    views_keys,
+    views_members,
+    views_signing_keys,
+    views_tokens,
+)
 
 app_name = "accounts"
 
@@ -15,6 +23,8 @@ urlpatterns = [
     path("logout/", views.logout, name="logout"),
     path("account/password/", views.password_change, name="password_change"),
     path("account/password/done/", views.password_change_done, name="password_change_done"),
+    path("account/tokens/", views_tokens.tokens, name="tokens"),
+    path("account/tokens/<str:token_id>/revoke/", views_tokens.token_revoke, name="token_revoke"),
     path("password-reset/", views.password_reset, name="password_reset"),
     path("password-reset/sent/", views.password_reset_done, name="password_reset_done"),
     path("password-reset/<uidb64>/<token>/", views.password_reset_confirm, name="password_reset_confirm"),
