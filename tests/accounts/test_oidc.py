@@ -30,10 +30,21 @@ def sso_user():
     return User.objects.get(email=EMAIL)
 
 
+@pytest.fixture
+def tenants(db):
+    """Tenants "acme" and "globex", nobody in them yet (cheaper than `roles`: no passwords to hash)."""
+
+    class Tenants:
+        acme = tenant_create(name="Acme", slug="acme")
+        globex = tenant_create(name="Globex", slug="globex")
+
+    return Tenants
+
+
 # --- signing in -----------------------------------------------------------------------------------
 
 
-def test_it_creates_the_account_and_memberships_from_the_claims(oidc, roles, caplog):
+def test_it_creates_the_account_and_memberships_from_the_claims(oidc, tenants, caplog):
     oidc.behaviour.claims = claims(tenants=["acme:admin", "globex:viewer", "nope:owner", "acme-ops"])
     client = Client()
     with caplog.at_level(logging.INFO, logger="accounts.sso_sync"):
@@ -57,7 +68,7 @@ def test_it_creates_the_account_and_memberships_from_the_claims(oidc, roles, cap
     assert client.get("/t/globex/keys/new/").status_code == 403  # a viewer there
 
     # Audited in each tenant: the membership added by single sign-on, and the sign-in.
-    rows = AuditEntry.objects.filter(tenant=roles.tenant, actor=f"sso:{EMAIL}").order_by("id")
+    rows = AuditEntry.objects.filter(tenant=tenants.acme, actor=f"sso:{EMAIL}").order_by("id")
     assert [row.action for row in rows] == ["member.add", "sso.sign_in"]
     assert rows[0].after == {"user": user.pk, "role": "admin"}
     assert rows[1].after == {"user": EMAIL, "role": "admin", "via": "Acme ID"}
@@ -73,7 +84,7 @@ def test_it_sends_the_browser_with_state_nonce_pkce_and_the_public_callback(oidc
     assert len(query["state"]) >= 32 and len(query["nonce"]) >= 32
 
 
-def test_it_resyncs_memberships_at_each_sign_in(oidc, roles):
+def test_it_resyncs_memberships_at_each_sign_in(oidc, tenants):
     initech = tenant_create(name="Initech", slug="initech")
     oidc.behaviour.claims = claims(tenants={"acme": "admin", "globex": "viewer"})
     assert sso.sign_in(Client()).status_code == 302
@@ -124,7 +135,7 @@ def test_it_keeps_the_last_owner_when_the_claim_drops_them(oidc, caplog):
     assert "member_remove skipped" in caplog.text and "at least one owner" in caplog.text
 
 
-def test_the_operator_claim_makes_an_operator_and_takes_it_back(oidc, roles):
+def test_the_operator_claim_makes_an_operator_and_takes_it_back(oidc, tenants):
     oidc.behaviour.claims = claims(groups=["staff", "tollhouse-operators"])
     client = Client()
     assert sso.sign_in(client).status_code == 302
@@ -139,7 +150,7 @@ def test_the_operator_claim_makes_an_operator_and_takes_it_back(oidc, roles):
     assert not user.groups.filter(name=OPERATOR_GROUP).exists()
 
 
-def test_the_operator_claim_never_takes_away_a_role_given_by_hand(oidc, roles):
+def test_the_operator_claim_never_takes_away_a_role_given_by_hand(oidc, tenants):
     from django.contrib.auth.models import Group
 
     manual = User.objects.create_user("ops-by-hand", "ops@acme.test", is_staff=True)
@@ -172,13 +183,13 @@ def _ops_pages_exist() -> bool:
     return ops_home_url() is not None
 
 
-def test_next_is_kept_through_the_provider(oidc, roles):
+def test_next_is_kept_through_the_provider(oidc, tenants):
     oidc.behaviour.claims = claims(tenants=["acme:viewer"])
     response = sso.sign_in(Client(), next_path="/t/acme/keys/")
     assert response.status_code == 302 and response["Location"] == "/t/acme/keys/"
 
 
-def test_sign_out_ends_the_session(oidc, roles):
+def test_sign_out_ends_the_session(oidc, tenants):
     oidc.behaviour.claims = claims(tenants=["acme:viewer"])
     client = Client()
     assert sso.sign_in(client).status_code == 302
@@ -188,7 +199,7 @@ def test_sign_out_ends_the_session(oidc, roles):
     assert response.status_code == 302 and response["Location"].startswith("/login/")
 
 
-def test_a_client_secret_is_sent_to_the_token_endpoint_only(oidc, roles):
+def test_a_client_secret_is_sent_to_the_token_endpoint_only(oidc, tenants):
     oidc.behaviour.claims = claims()
     client = Client()
     url = sso.start(client)
@@ -223,7 +234,7 @@ def assert_refused(response, sentence, status=403):
     ],
     ids=["audience", "audiences", "signature", "expired", "nonce", "issuer"],
 )
-def test_a_token_that_is_not_exactly_right_is_refused(oidc, roles, fault, sentence, caplog):
+def test_a_token_that_is_not_exactly_right_is_refused(oidc, tenants, fault, sentence, caplog):
     oidc.behaviour.claims = claims(tenants=["acme:owner"], groups=["tollhouse-operators"])
     for name, value in fault.items():
         setattr(oidc.behaviour, name, value)
@@ -234,20 +245,20 @@ def test_a_token_that_is_not_exactly_right_is_refused(oidc, roles, fault, senten
     assert not Membership.objects.filter(user__email=EMAIL).exists()
 
 
-def test_a_token_for_several_audiences_is_taken_when_we_are_its_authorized_party(oidc, roles):
+def test_a_token_for_several_audiences_is_taken_when_we_are_its_authorized_party(oidc, tenants):
     oidc.behaviour.claims = claims(azp=oidc.client_id)
     oidc.behaviour.audience = [oidc.client_id, "another"]
     assert sso.sign_in(Client()).status_code == 302
     assert sso_user().email == EMAIL
 
 
-def test_a_state_this_browser_never_got_is_refused(oidc, roles):
+def test_a_state_this_browser_never_got_is_refused(oidc, tenants):
     oidc.behaviour.state = "forged-state-0123456789"
     assert_refused(sso.sign_in(Client()), "not started in this browser", status=400)
     assert "POST /token" not in oidc.requests  # the code was never exchanged
 
 
-def test_a_callback_used_twice_is_refused(oidc, roles):
+def test_a_callback_used_twice_is_refused(oidc, tenants):
     client = Client()
     callback = sso.authorize(sso.start(client))
     assert client.get(callback).status_code == 302
@@ -257,12 +268,12 @@ def test_a_callback_used_twice_is_refused(oidc, roles):
     assert b"already used" in response.content or b"not started in this browser" in response.content
 
 
-def test_a_callback_in_another_browser_is_refused(oidc, roles):
+def test_a_callback_in_another_browser_is_refused(oidc, tenants):
     callback = sso.authorize(sso.start(Client()))
     assert_refused(Client().get(callback), "not started in this browser", status=400)
 
 
-def test_the_providers_refusal_is_shown(oidc, roles):
+def test_the_providers_refusal_is_shown(oidc, tenants):
     oidc.behaviour.error = "access_denied"
     assert_refused(sso.sign_in(Client()), "did not sign you in (access_denied)")
 
@@ -275,7 +286,7 @@ def test_an_account_the_provider_has_not_verified_is_not_linked(oidc, roles):
     assert not SsoIdentity.objects.exists()
 
 
-def test_a_deactivated_account_is_refused(oidc, roles):
+def test_a_deactivated_account_is_refused(oidc, tenants):
     oidc.behaviour.claims = claims(tenants=["acme:viewer"])
     assert sso.sign_in(Client()).status_code == 302
     User.objects.filter(email=EMAIL).update(is_active=False)
@@ -283,7 +294,7 @@ def test_a_deactivated_account_is_refused(oidc, roles):
     assert response.status_code == 403 and b"deactivated" in response.content
 
 
-def test_no_email_no_account(oidc, roles):
+def test_no_email_no_account(oidc, tenants):
     oidc.behaviour.claims = {"sub": "no-email"}
     assert_refused(sso.sign_in(Client()), "no usable email address")
 
@@ -311,7 +322,7 @@ def test_a_discovery_document_of_another_issuer_is_refused(oidc, settings):
     assert b"misconfigured" in response.content
 
 
-def test_failed_callbacks_count_against_the_sign_in_limit(oidc, roles):
+def test_failed_callbacks_count_against_the_sign_in_limit(oidc, tenants):
     client = Client()
     for _ in range(10):  # TOLLHOUSE_LOGIN_RATE: 10/m
         assert client.get("/oidc/callback/?code=x&state=y").status_code == 400
@@ -337,7 +348,7 @@ def test_with_sso_on_the_sign_in_page_has_its_button(oidc):
     assert b"Sign in with Acme ID" in page.content
 
 
-def test_turning_sso_off_ends_its_sessions(oidc, roles, settings):
+def test_turning_sso_off_ends_its_sessions(oidc, tenants, settings):
     oidc.behaviour.claims = claims(tenants=["acme:viewer"])
     client = Client()
     assert sso.sign_in(client).status_code == 302
