@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 ALGORITHM = "RS256"
 METADATA_SECONDS = 3600  # how long a discovery document or a JWKS is trusted
-JWKS_REFRESH_SECONDS = 10  # an unknown `kid` re-reads the JWKS at most this often
 CLOCK_SKEW_SECONDS = 30  # `exp`, `iat`, `nbf` leeway between our clock and the provider's
 
 
@@ -177,11 +176,11 @@ class ProviderCache:
         with self._lock:
             cached = self._jwks.get(url)
         now = time.monotonic()
-        if cached is not None:
-            expires, keys = cached
-            fresh_enough = expires - METADATA_SECONDS + JWKS_REFRESH_SECONDS > now
-            if expires > now and (not refresh or fresh_enough):
-                return keys
+        # Read again for a `kid` not seen yet (the provider rotated its keys). The id_token comes
+        # from the provider's token endpoint, never from the browser, so a stranger cannot make
+        # this refetch happen at will.
+        if cached is not None and cached[0] > now and not refresh:
+            return cached[1]
         document = _get_json(url, what="JWKS", timeout=config.timeout)
         keys = [key for key in document.get("keys") or [] if isinstance(key, dict)]
         with self._lock:

@@ -53,6 +53,11 @@ class SsoAuthenticateView(_Settings, OIDCAuthenticationRequestView):  # type: ig
 
 class SsoCallbackView(_Settings, OIDCAuthenticationCallbackView):  # type: ignore[misc]
     def get(self, request: HttpRequest) -> HttpResponse:
+        states = request.session.get("oidc_states")
+        if request.GET.get("error") and request.GET.get("state") not in (states or {}):
+            # The library signs the visitor out on any `?error=`: only for a sign-in this browser
+            # started, or any page could sign a visitor out by linking here.
+            return self.login_failure()
         try:
             response: HttpResponse = super().get(request)
         except SuspiciousOperation:  # the library: a `state` this session never issued (or used up)

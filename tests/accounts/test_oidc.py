@@ -252,6 +252,29 @@ def test_a_token_for_several_audiences_is_taken_when_we_are_its_authorized_party
     assert sso_user().email == EMAIL
 
 
+def test_a_rotated_provider_key_is_fetched_once_and_used(oidc, tenants):
+    assert sso.sign_in(Client()).status_code == 302
+    assert oidc.requests.count("GET /jwks") == 1
+    assert sso.sign_in(Client()).status_code == 302
+    assert oidc.requests.count("GET /jwks") == 1  # kept
+    previous = (oidc.key, oidc.kid)
+    oidc.rotate_key()
+    try:
+        assert sso.sign_in(Client()).status_code == 302
+        assert oidc.requests.count("GET /jwks") == 2  # the unknown kid read the JWKS again, once
+        assert oidc.requests.count("GET /.well-known/openid-configuration") == 1
+    finally:
+        oidc.key, oidc.kid = previous
+
+
+def test_a_stranger_linking_to_the_callback_with_an_error_signs_nobody_out(oidc, tenants):
+    oidc.behaviour.claims = claims(tenants=["acme:viewer"])
+    client = Client()
+    assert sso.sign_in(client).status_code == 302
+    assert client.get("/oidc/callback/?error=access_denied&state=whatever").status_code == 403
+    assert client.get("/t/acme/keys/").status_code == 200  # still signed in
+
+
 def test_a_state_this_browser_never_got_is_refused(oidc, tenants):
     oidc.behaviour.state = "forged-state-0123456789"
     assert_refused(sso.sign_in(Client()), "not started in this browser", status=400)

@@ -67,6 +67,7 @@ class OidcProvider:
         # Generated when the provider starts: no key is shared with any other test or process.
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.wrong_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = KID
         self.behaviour = Behaviour()
         self.grants: dict[str, Grant] = {}
         self.access_tokens: dict[str, dict[str, Any]] = {}
@@ -88,6 +89,11 @@ class OidcProvider:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def rotate_key(self) -> None:
+        """A new signing key under a new `kid`; the JWKS publishes only the new one from now on."""
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = f"test-key-{secrets.token_hex(4)}"
 
     def reset(self) -> None:
         self.behaviour = Behaviour()
@@ -120,7 +126,7 @@ class OidcProvider:
 
     def jwks(self) -> dict[str, Any]:
         jwk = json.loads(RSAAlgorithm.to_jwk(self.key.public_key()))
-        return {"keys": [{**jwk, "kid": KID, "use": "sig", "alg": "RS256"}]}
+        return {"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}]}
 
     def id_token(self, grant: Grant) -> str:
         now = int(time.time())
@@ -136,7 +142,7 @@ class OidcProvider:
         if nonce is not None:
             claims["nonce"] = nonce
         key = self.wrong_key if behaviour.sign_with_wrong_key else self.key
-        token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": KID})
+        token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": self.kid})
         return registry.jwt(token)
 
     # --- HTTP ----------------------------------------------------------------------------------------
