@@ -44,6 +44,13 @@ class Actor:
         return cls(label=f"api:{_user_label(user)}{via}", user=user)
 
     @classmethod
+    def sso(cls, user: Any) -> Actor:
+        """Single sign-on syncing `user`'s memberships from the identity provider's claims: it acts
+        with the provider's authority (as a command does), not with the user's own role, so no
+        `user` is set for the rules to check; the label says whose sign-in it was."""
+        return cls(label=f"sso:{_user_label(user)}")
+
+    @classmethod
     def command(cls, name: str) -> Actor:
         return cls(label=f"command:{name}")
 

@@ -134,7 +134,14 @@ class Membership(models.Model):
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+
+    class Source(models.TextChoices):
+        MANUAL = "manual"  # the console, the admin, an invitation, a command
+        SSO = "sso"  # single sign-on claims (accounts/sso_sync.py): re-synced at each sign-in
+
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
+    # Only memberships that came from single sign-on are changed or removed by it; manual ones stay.
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.MANUAL, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -400,3 +407,24 @@ class PersonalAccessToken(models.Model):
         if self.expires_at <= timezone.now():
             return "expired"
         return "active"
+class SsoIdentity(models.Model):
+    """A person at an OpenID provider (its `iss` and `sub`), and the account they sign in to."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identities"
+    )
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    # The operator role was granted by the operator claim (accounts/sso_sync.py): it is taken back
+    # when the claim no longer grants it. A role granted by hand is never touched.
+    operator_from_sso = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="ssoidentity_unique")]
+        verbose_name = "SSO identity"
+        verbose_name_plural = "SSO identities"
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

@@ -25,6 +25,7 @@ from cryptography.fernet import Fernet
 
 from config.env import EnvReader
 from config.logs import FORMATS, LEVELS, logging_config
+from config.sso import read_oidc
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = EnvReader()
@@ -459,6 +460,10 @@ LOGIN_URL = "accounts:login"
 AUTHENTICATION_BACKENDS = ["accounts.backends.EmailOrUsernameBackend"]
 LOGIN_REDIRECT_URL = "accounts:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
+# Single sign-on with OpenID Connect (accounts/sso.py): off unless TOLLHOUSE_OIDC_* are set
+# (config/sso.py). Its backend signs in only through /oidc/callback/, and only while it is on.
+TOLLHOUSE_OIDC = read_oidc(env)
+AUTHENTICATION_BACKENDS += ["accounts.sso.OidcBackend"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 REST_FRAMEWORK = {
