@@ -407,6 +407,8 @@ class PersonalAccessToken(models.Model):
         if self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+
 class SsoIdentity(models.Model):
     """A person at an OpenID provider (its `iss` and `sub`), and the account they sign in to."""
 
