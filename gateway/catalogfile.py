@@ -39,9 +39,7 @@ ROUTE_KEYS = frozenset(
     {"aliases", "strategy", "max_output_tokens", "context_window", "fallbacks", "enabled", "deployments"}
 )
 DEPLOYMENT_KEYS = frozenset({"provider", "model", "priority", "weight", "rpm", "tpm", "enabled"})
-PRICE_KEYS = frozenset(
-    {"input", "cached_input", "cache_write", "cache_write_1h", "output", "effective_from"}
-)
+PRICE_KEYS = frozenset({"input", "cached_input", "cache_write", "cache_write_1h", "output", "effective_from"})
 PRICE_MAX = Decimal("99999999999")  # NUMERIC(20, 9): 11 digits before the point
 
 
@@ -55,7 +53,8 @@ class CatalogFileError(Exception):
 
     def render(self) -> str:
         return "\n".join(
-            f"{self.path}:{line}: {reason}" if line else f"{self.path}: {reason}" for line, reason in self.problems
+            f"{self.path}:{line}: {reason}" if line else f"{self.path}: {reason}"
+            for line, reason in self.problems
         )
 
 
@@ -148,7 +147,9 @@ def _read_toml(name: str, text: str) -> tuple[Any, dict[Path_, int]]:
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        raise CatalogFileError(name, [(int(match.group(1)) if match else None, f"not valid TOML: {reason}")]) from None
+        raise CatalogFileError(
+            name, [(int(match.group(1)) if match else None, f"not valid TOML: {reason}")]
+        ) from None
     return data, _toml_lines(text)
 
 
@@ -293,7 +294,9 @@ def _read_yaml(name: str, text: str) -> tuple[Any, dict[Path_, int]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise CatalogFileError(name, [(mark.line + 1 if mark else None, f"not valid YAML: {problem}")]) from None
+        raise CatalogFileError(
+            name, [(mark.line + 1 if mark else None, f"not valid YAML: {problem}")]
+        ) from None
     lines: dict[Path_, int] = {}
     problems: list[tuple[int | None, str]] = []
 
@@ -369,7 +372,9 @@ class _Validator:
             self.fail(path, "must be a table of named entries")
             return
         for name, body in value.items():
-            ok = isinstance(body, dict) or (lists and isinstance(body, list) and all(isinstance(b, dict) for b in body))
+            ok = isinstance(body, dict) or (
+                lists and isinstance(body, list) and all(isinstance(b, dict) for b in body)
+            )
             if not ok:
                 self.fail((*path, name), "must be a table" + (" (or an array of tables)" if lists else ""))
                 continue
@@ -429,7 +434,9 @@ class _Validator:
                     "a credential does not belong in the catalog file: put it in an environment variable "
                     'of the gateway processes and name that variable, as in credential_env = "OPENAI_API_KEY"',
                 )
-        self.unknown_keys(path, {k: v for k, v in body.items() if k.lower() not in CREDENTIAL_KEYS}, PROVIDER_KEYS)
+        self.unknown_keys(
+            path, {k: v for k, v in body.items() if k.lower() not in CREDENTIAL_KEYS}, PROVIDER_KEYS
+        )
         if not re.fullmatch(r"[-a-zA-Z0-9_]{1,100}", name):
             self.fail(path, "a provider's name is letters, digits, '-' and '_' (at most 100)")
         from gateway.providers import ADAPTERS
@@ -460,7 +467,12 @@ class _Validator:
         enabled = self.boolean((*path, "enabled"), body["enabled"]) if "enabled" in body else True
         if isinstance(kind, str) and isinstance(base_url, str) and isinstance(env, str):
             self.spec.providers[name] = ProviderSpec(
-                name=name, kind=kind, base_url=base_url.rstrip("/"), credential_env=env, enabled=enabled, **timeouts
+                name=name,
+                kind=kind,
+                base_url=base_url.rstrip("/"),
+                credential_env=env,
+                enabled=enabled,
+                **timeouts,
             )
 
     def route(self, name: str, body: dict[str, Any]) -> None:
@@ -471,7 +483,10 @@ class _Validator:
         fallbacks = self.names((*path, "fallbacks"), body.get("fallbacks", []))
         strategy = body.get("strategy", ModelRoute.Strategy.PRIORITY.value)
         if strategy not in ModelRoute.Strategy.values:
-            self.fail((*path, "strategy"), f"unknown strategy {strategy!r}: use one of {', '.join(ModelRoute.Strategy.values)}")
+            self.fail(
+                (*path, "strategy"),
+                f"unknown strategy {strategy!r}: use one of {', '.join(ModelRoute.Strategy.values)}",
+            )
         max_output = body.get("max_output_tokens", 4096)
         max_output = self.integer((*path, "max_output_tokens"), max_output, minimum=1) or 4096
         context = body.get("context_window")
@@ -509,7 +524,9 @@ class _Validator:
         if not isinstance(provider, str) or not provider:
             self.fail((*path, "provider") if "provider" in body else path, "names no provider")
             return None
-        model = self.model_name((*path, "model") if "model" in body else path, body.get("model"), "upstream model")
+        model = self.model_name(
+            (*path, "model") if "model" in body else path, body.get("model"), "upstream model"
+        )
         priority = self.integer((*path, "priority"), body.get("priority", 0), minimum=0, maximum=32767)
         weight = self.integer((*path, "weight"), body.get("weight", 1), minimum=0)
         rpm = self.integer((*path, "rpm"), body["rpm"], minimum=1) if "rpm" in body else None
@@ -518,10 +535,18 @@ class _Validator:
         if model is None or priority is None or weight is None:
             return None
         return DeploymentSpec(
-            provider=provider, model=model, priority=priority, weight=weight, rpm_limit=rpm, tpm_limit=tpm, enabled=enabled
+            provider=provider,
+            model=model,
+            priority=priority,
+            weight=weight,
+            rpm_limit=rpm,
+            tpm_limit=tpm,
+            enabled=enabled,
         )
 
-    def decimal(self, path: Path_, value: Any, *, places: int = 9, maximum: Decimal = PRICE_MAX) -> Decimal | None:
+    def decimal(
+        self, path: Path_, value: Any, *, places: int = 9, maximum: Decimal = PRICE_MAX
+    ) -> Decimal | None:
         if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
             self.fail(path, "must be a number, such as 2.50")
             return None
@@ -578,13 +603,19 @@ class _Validator:
     def when(self, path: Path_, value: Any) -> datetime | None:
         if isinstance(value, str):
             try:
-                value = datetime.fromisoformat(value) if "T" in value or " " in value.strip() else date.fromisoformat(value)
+                value = (
+                    datetime.fromisoformat(value)
+                    if "T" in value or " " in value.strip()
+                    else date.fromisoformat(value)
+                )
             except ValueError:
                 self.fail(path, f"{value[:40]!r} is not a date: use YYYY-MM-DD")
                 return None
         if isinstance(value, datetime):
             if value.tzinfo is None:
-                self.fail(path, "a date and time needs its offset (such as Z or +00:00), or give a date alone")
+                self.fail(
+                    path, "a date and time needs its offset (such as Z or +00:00), or give a date alone"
+                )
                 return None
             return value.astimezone(UTC)
         if isinstance(value, date):

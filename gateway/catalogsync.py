@@ -15,6 +15,7 @@ What the file does not mention is left alone, unless `prune`:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -85,7 +86,9 @@ class Plan:
 
 def _shown(value: Any) -> str:
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f").rstrip("0")
+        return (
+            format(value.normalize(), "f") if value == value.to_integral() else format(value, "f").rstrip("0")
+        )
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_shown(v) for v in value) + "]"
     if value is None:
@@ -128,8 +131,8 @@ class _Planner:
         for spec in self.spec.providers.values():
             self.plan_provider(spec)
         self.plan_routes()
-        for spec in self.spec.routes.values():
-            self.plan_deployments(spec)
+        for route in self.spec.routes.values():
+            self.plan_deployments(route)
         self.plan_prices()
         if self.prune:
             self.plan_prune()
@@ -169,14 +172,11 @@ class _Planner:
                               f"routes.{route.name}.deployments[{index}]: unknown provider {deployment.provider!r} "
                               "(define it under [providers] or create it first)")  # fmt: skip
         for provider in spec.providers.values():
-            if provider.credential_env:
-                import os
-
-                if not os.environ.get(provider.credential_env):
-                    self.warnings.append(
-                        f"provider {provider.name}: the environment variable {provider.credential_env} is not set "
-                        "here; the gateway processes need it to call this provider"
-                    )
+            if provider.credential_env and not os.environ.get(provider.credential_env):
+                self.warnings.append(
+                    f"provider {provider.name}: the environment variable {provider.credential_env} is not set "
+                    "here; the gateway processes need it to call this provider"
+                )
 
     def plan_provider(self, spec: ProviderSpec) -> None:
         wanted = {name: getattr(spec, name) for name in PROVIDER_FIELDS}
@@ -205,7 +205,9 @@ class _Planner:
         order: list[RouteSpec] = []
         pending = dict(self.spec.routes)
         while pending:
-            ready = [r for r in pending.values() if not self._waits_for(r, pending)] or list(pending.values())[:1]
+            ready = [r for r in pending.values() if not self._waits_for(r, pending)] or list(
+                pending.values()
+            )[:1]
             for route in ready:
                 order.append(route)
                 del pending[route.name]
@@ -216,9 +218,9 @@ class _Planner:
         for other in pending.values():
             if other.name == route.name:
                 continue
-            if other.name in route.fallbacks or set(other.aliases) & set(route.fallbacks):
-                if other.name not in self.routes:
-                    return True
+            falls_back = other.name in route.fallbacks or set(other.aliases) & set(route.fallbacks)
+            if falls_back and other.name not in self.routes:
+                return True
             stored = self.routes.get(other.name)
             if stored is not None and set(stored.aliases or []) & (set(route.aliases) | {route.name}):
                 return True
@@ -257,7 +259,9 @@ class _Planner:
         stored = self.routes.get(route.name)
         existing: dict[str, Deployment] = {}
         if stored is not None:
-            for deployment in Deployment.objects.filter(route=stored).select_related("provider").order_by("id"):
+            for deployment in (
+                Deployment.objects.filter(route=stored).select_related("provider").order_by("id")
+            ):
                 existing.setdefault(deployment.provider.name, deployment)
         for spec in route.deployments:
             self.plan_deployment(route.name, spec, existing.get(spec.provider))
@@ -267,7 +271,9 @@ class _Planner:
                 if name not in listed:
 
                     def delete(deployment: Deployment = deployment) -> None:
-                        deployment_delete(deployment=Deployment.objects.get(pk=deployment.pk), actor=self.actor)
+                        deployment_delete(
+                            deployment=Deployment.objects.get(pk=deployment.pk), actor=self.actor
+                        )
 
                     label = f"deployment {route.name} → {name} ({deployment.upstream_model}): not in the file"
                     self.changes.append(Change("-", label, [], delete, order=1000))
@@ -366,22 +372,34 @@ class _Planner:
         for name, provider in sorted(self.providers.items()):
             if name not in self.spec.providers and name not in used and provider.enabled:
                 self.changes.append(
-                    Change("-", f"provider {name}: not in the file, disabled", [], self._disable(provider), order=3000)
+                    Change(
+                        "-",
+                        f"provider {name}: not in the file, disabled",
+                        [],
+                        self._disable(provider),
+                        order=3000,
+                    )
                 )
         for name, route in sorted(self.routes.items()):
             if name not in self.spec.routes and route.enabled:
                 self.changes.append(
-                    Change("-", f"route {name}: not in the file, disabled", [], self._disable(route), order=3001)
+                    Change(
+                        "-", f"route {name}: not in the file, disabled", [], self._disable(route), order=3001
+                    )
                 )
         listed = {(p.model, p.effective_from) for p in self.spec.prices}
         models = {p.model for p in self.spec.prices}
-        for price in ModelPrice.objects.filter(effective_from__gt=self.now).order_by("model", "effective_from"):
+        for price in ModelPrice.objects.filter(effective_from__gt=self.now).order_by(
+            "model", "effective_from"
+        ):
             if price.model in models and (price.model, price.effective_from) not in listed:
 
                 def withdraw(price: ModelPrice = price) -> None:
                     model_price_delete(price=price, actor=self.actor)
 
-                label = f"price {price.model} from {price.effective_from:%Y-%m-%d}: scheduled, not in the file"
+                label = (
+                    f"price {price.model} from {price.effective_from:%Y-%m-%d}: scheduled, not in the file"
+                )
                 self.changes.append(Change("-", label, [], withdraw, order=3002))
 
     def _disable(self, obj: Provider | ModelRoute) -> Callable[[], None]:
@@ -410,7 +428,9 @@ def _resolved(price: ModelPrice) -> dict[str, Any]:
         "input": price.input_per_mtok,
         "cached_input": price.cached_input_per_mtok,
         "cache_write": write,
-        "cache_write_1h": price.cache_write_1h_per_mtok if price.cache_write_1h_per_mtok is not None else write,
+        "cache_write_1h": price.cache_write_1h_per_mtok
+        if price.cache_write_1h_per_mtok is not None
+        else write,
         "output": price.output_per_mtok,
     }
 
@@ -426,7 +446,7 @@ def _resolved_spec(spec: PriceSpec) -> dict[str, Any]:
     }
 
 
-def _price_arguments(spec: PriceSpec) -> dict[str, Decimal | None]:
+def _price_arguments(spec: PriceSpec) -> dict[str, Any]:
     return {
         "input_per_mtok": spec.input,
         "cached_input_per_mtok": spec.cached_input,
