@@ -306,7 +306,7 @@ def _read_yaml(name: str, text: str) -> tuple[Any, dict[Path_, int]]:
             for key_node, value_node in node.value:
                 key = str(key_node.value)
                 if key in seen:
-                    problems.append((key_node.start_mark.line + 1, f"{_dotted((*path, key))} is set twice"))
+                    problems.append((key_node.start_mark.line + 1, f"{dotted((*path, key))} is set twice"))
                 seen.add(key)
                 lines[(*path, key)] = key_node.start_mark.line + 1
                 walk(value_node, (*path, key))
@@ -322,7 +322,8 @@ def _read_yaml(name: str, text: str) -> tuple[Any, dict[Path_, int]]:
     return data, lines
 
 
-def _dotted(path: Path_) -> str:
+def dotted(path: Path_) -> str:
+    """A path as the file writes it: `routes."gpt-4.1".deployments[0].provider`."""
     shown = ""
     for part in path:
         if isinstance(part, int):
@@ -343,7 +344,7 @@ class _Validator:
         self.problems: list[tuple[int | None, str]] = []
 
     def fail(self, path: Path_, reason: str) -> None:
-        self.problems.append((self.spec.line(*path), f"{_dotted(path)}: {reason}" if path else reason))
+        self.problems.append((self.spec.line(*path), f"{dotted(path)}: {reason}" if path else reason))
 
     def catalog(self, data: Any) -> CatalogSpec:
         if data is None:

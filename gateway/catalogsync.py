@@ -39,6 +39,7 @@ from gateway.catalogfile import (
     ProviderSpec,
     RouteSpec,
     catalog_load,
+    dotted,
 )
 from gateway.models import Deployment, ModelRoute, Provider
 from gateway.services import deployment_delete, deployment_save, provider_save, route_save
@@ -153,23 +154,23 @@ class _Planner:
         for route in spec.routes.values():
             if route.name in held and held[route.name] != route.name:
                 self.fail(spec.line("routes", route.name),
-                          f"routes.{route.name}: already an alias of route {held[route.name]!r}, which the file does not list")  # fmt: skip
+                          f"{dotted(('routes', route.name))}: already an alias of route {held[route.name]!r}, which the file does not list")  # fmt: skip
             for index, alias in enumerate(route.aliases):
                 if alias in held:
                     self.fail(spec.line("routes", route.name, "aliases", index),
-                              f"routes.{route.name}.aliases: duplicate alias {alias!r}: already a name or alias of "
+                              f"{dotted(('routes', route.name, 'aliases', index))}: duplicate alias {alias!r}: already a name or alias of "
                               f"route {held[alias]!r}, which the file does not list")  # fmt: skip
             for index, target in enumerate(route.fallbacks):
                 if target == route.name or target in route.aliases:
                     self.fail(spec.line("routes", route.name, "fallbacks", index),
-                              f"routes.{route.name}.fallbacks: {target!r} is this route itself")  # fmt: skip
+                              f"{dotted(('routes', route.name, 'fallbacks', index))}: {target!r} is this route itself")  # fmt: skip
                 elif target not in known:
                     self.fail(spec.line("routes", route.name, "fallbacks", index),
-                              f"routes.{route.name}.fallbacks: falls back to an unknown route {target!r}")  # fmt: skip
+                              f"{dotted(('routes', route.name, 'fallbacks', index))}: falls back to an unknown route {target!r}")  # fmt: skip
             for index, deployment in enumerate(route.deployments):
                 if deployment.provider not in spec.providers and deployment.provider not in self.providers:
                     self.fail(spec.line("routes", route.name, "deployments", index, "provider"),
-                              f"routes.{route.name}.deployments[{index}]: unknown provider {deployment.provider!r} "
+                              f"{dotted(('routes', route.name, 'deployments', index, 'provider'))}: unknown provider {deployment.provider!r} "
                               "(define it under [providers] or create it first)")  # fmt: skip
         for provider in spec.providers.values():
             if provider.credential_env and not os.environ.get(provider.credential_env):
@@ -338,7 +339,7 @@ class _Planner:
                 return
             if past:
                 self.fail(self.price_line(spec),
-                          f"prices.{spec.model}: the price from {when} has been in force since then and cannot be "
+                          f"{dotted(('prices', spec.model))}: the price from {when} has been in force since then and cannot be "
                           "changed (prices are history): add a new entry with a later effective_from")  # fmt: skip
                 return
 
@@ -354,7 +355,7 @@ class _Planner:
             for reference, what in ((before[-1:], "in force then"), (current[-1:], "in force now")):
                 if reference and _diff(_resolved(reference[0]), wanted):
                     self.fail(self.price_line(spec),
-                              f"prices.{spec.model}: a price from {when} would be retroactive: the price {what} "
+                              f"{dotted(('prices', spec.model))}: a price from {when} would be retroactive: the price {what} "
                               f"(from {reference[0].effective_from:%Y-%m-%d}) differs, and prices already charged are "
                               "never changed; give the new price a future effective_from")  # fmt: skip
                     return
