@@ -86,7 +86,7 @@ def audit_snapshot(obj: models.Model | None, fields: Iterable[str]) -> dict[str,
 
 def audit_record(
     *,
-    tenant: Tenant,
+    tenant: Tenant | None,
     actor: Actor | None,
     action: str,
     target: models.Model,
@@ -94,7 +94,8 @@ def audit_record(
     after: dict[str, Any] | None,
 ) -> AuditEntry:
     """Write one audit row in the caller's transaction (it must run inside one: the row and the
-    change commit or roll back together). `actor` None is recorded as the system."""
+    change commit or roll back together). `actor` None is recorded as the system; `tenant` None for a
+    change to the operator's own objects (providers, routes, deployments, prices)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of the change it records")
     actor = actor or SYSTEM
