@@ -28,7 +28,9 @@ pytestmark = pytest.mark.django_db
 TYPED = st.one_of(
     st.text(st.characters(exclude_categories=("Cs",)), max_size=60),
     MODEL_ISH,
-    st.sampled_from(["http://h/v1", "https://api.example/v1?x=1", "-1", "1e400", "NaN", "9" * 30, "OPENAI_API_KEY"]),
+    st.sampled_from(
+        ["http://h/v1", "https://api.example/v1?x=1", "-1", "1e400", "NaN", "9" * 30, "OPENAI_API_KEY"]
+    ),
 )
 
 
@@ -63,7 +65,9 @@ def every_body(responses: list[Any]) -> str:
 
 
 def audit_text() -> str:
-    return "\n".join(repr((e.actor, e.action, e.object_repr, e.before, e.after)) for e in AuditEntry.objects.all())
+    return "\n".join(
+        repr((e.actor, e.action, e.object_repr, e.before, e.after)) for e in AuditEntry.objects.all()
+    )
 
 
 # -- access -------------------------------------------------------------------------------------------
@@ -84,7 +88,9 @@ def _pages(provider: Provider) -> list[tuple[str, str, dict[str, Any]]]:
 
 @pytest.mark.parametrize("way", NOT_OPERATORS)
 def test_it_is_a_404_for_everyone_but_operators_and_changes_nothing(clients, way):
-    provider = provider_upsert(name="mock", kind="mock", base_url="http://127.0.0.1:9/v1", credential=new_credential())
+    provider = provider_upsert(
+        name="mock", kind="mock", base_url="http://127.0.0.1:9/v1", credential=new_credential()
+    )
     before = db_snapshot()
     for method, url, data in _pages(provider):
         response = getattr(clients[way], method)(url, data)
@@ -95,7 +101,7 @@ def test_it_is_a_404_for_everyone_but_operators_and_changes_nothing(clients, way
 @pytest.mark.parametrize("way", OPERATORS)
 def test_operators_reach_every_page(clients, way):
     provider = provider_upsert(name="mock", kind="mock", base_url="http://127.0.0.1:9/v1")
-    for method, url, data in _pages(provider)[:2] + [_pages(provider)[3]]:
+    for method, url, data in [*_pages(provider)[:2], _pages(provider)[3]]:
         assert getattr(clients[way], method)(url, data).status_code == 200, url
 
 
@@ -127,7 +133,9 @@ def test_a_stored_credential_is_never_shown_again_nor_audited_nor_logged(clients
     assert credential[-10:] not in every_body(responses)
     assert credential not in audit_text()
     assert registry.scan(caplog.text) == []
-    actions = list(AuditEntry.objects.filter(tenant=None).order_by("id").values_list("action", "actor", "tenant"))
+    actions = list(
+        AuditEntry.objects.filter(tenant=None).order_by("id").values_list("action", "actor", "tenant")
+    )
     assert actions == [
         ("provider.create", "console:staff-op@ops.test", None),
         ("provider.update", "console:staff-op@ops.test", None),
@@ -138,7 +146,9 @@ def test_a_stored_credential_is_never_shown_again_nor_audited_nor_logged(clients
 
 def test_clearing_the_credential_is_an_explicit_action(clients):
     credential = new_credential()
-    provider = provider_upsert(name="p1", kind="openai", base_url="https://api.openai.com/v1", credential=credential)
+    provider = provider_upsert(
+        name="p1", kind="openai", base_url="https://api.openai.com/v1", credential=credential
+    )
     response = clients["superuser"].post(f"/ops/providers/{provider.pk}/clear-credential/")
     assert response.status_code == 302
     provider.refresh_from_db()
@@ -157,7 +167,10 @@ def test_a_credential_may_come_from_an_environment_variable(clients, monkeypatch
     assert response.status_code == 302
     provider = Provider.objects.get(name="openai-main")
     assert provider.credential_encrypted == "" and provider.credential_env == "OPS_TEST_PROVIDER_KEY"
-    assert "from env OPS_TEST_PROVIDER_KEY (unset in this process)" in client.get("/ops/providers/").content.decode()
+    assert (
+        "from env OPS_TEST_PROVIDER_KEY (unset in this process)"
+        in client.get("/ops/providers/").content.decode()
+    )
     value = new_credential()
     monkeypatch.setenv("OPS_TEST_PROVIDER_KEY", value)
     page = client.get("/ops/providers/").content.decode()
@@ -193,7 +206,9 @@ def test_bad_input_is_an_inline_error_and_changes_nothing(clients, overrides, fi
     timeout=TYPED,
     credential=TYPED,
 )
-def test_hostile_form_input_never_500s_and_stores_only_valid_rows(clients, name, base_url, env, timeout, credential):
+def test_hostile_form_input_never_500s_and_stores_only_valid_rows(
+    clients, name, base_url, env, timeout, credential
+):
     response = clients["operator"].post(
         "/ops/providers/new/",
         form(name=name, base_url=base_url, credential_env=env, read_timeout=timeout, credential=credential),
@@ -225,7 +240,9 @@ def test_the_connection_test_shows_the_upstreams_answer(clients, mock_provider, 
     response = clients["operator"].post(url + "test/", {"model": "gpt-4.1", "prompt": "Say OK"})
     assert response.status_code == 200
     result = response.context["result"]
-    assert result.ok and result.status == 200 and '"object":"chat.completion"' in result.answer.replace(" ", "")
+    assert (
+        result.ok and result.status == 200 and '"object":"chat.completion"' in result.answer.replace(" ", "")
+    )
     body = response.content.decode()
     assert "Connection test" in body and "upstream status <strong>200</strong>" in body
     assert UPSTREAM_SECRET not in body and registry.scan(caplog.text) == []
@@ -236,7 +253,9 @@ def test_a_failing_upstream_is_reported_with_the_credential_redacted(clients, mo
     caplog.set_level(logging.DEBUG)
     url = f"/ops/providers/{mock_provider.pk}/test/"
     # The mock's fault script: a 500 that quotes the credential it was sent.
-    response = clients["operator"].post(url, {"model": "gpt-4.1", "prompt": "[mock status=500, echo_credential]"})
+    response = clients["operator"].post(
+        url, {"model": "gpt-4.1", "prompt": "[mock status=500, echo_credential]"}
+    )
     result = response.context["result"]
     assert not result.ok and result.status == 500
     assert result.summary == "The upstream provider failed (HTTP 500)."
@@ -263,7 +282,9 @@ def test_an_unreachable_upstream_is_reported(clients):
     provider = provider_upsert(
         name="gone", kind="openai", base_url=f"http://127.0.0.1:{port}/v1", credential=new_credential()
     )
-    response = clients["operator"].post(f"/ops/providers/{provider.pk}/test/", {"model": "gpt-4.1", "prompt": ""})
+    response = clients["operator"].post(
+        f"/ops/providers/{provider.pk}/test/", {"model": "gpt-4.1", "prompt": ""}
+    )
     result = response.context["result"]
     assert not result.ok and result.status == 0
     assert result.summary.startswith("Could not reach the upstream (ConnectError")
@@ -271,6 +292,8 @@ def test_an_unreachable_upstream_is_reported(clients):
 
 
 def test_the_connection_test_needs_a_model(clients, mock_provider):
-    response = clients["operator"].post(f"/ops/providers/{mock_provider.pk}/test/", {"model": "", "prompt": ""})
+    response = clients["operator"].post(
+        f"/ops/providers/{mock_provider.pk}/test/", {"model": "", "prompt": ""}
+    )
     assert response.status_code == 400 and response.context["result"] is None
     assert "This field is required." in response.content.decode()
