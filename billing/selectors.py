@@ -186,7 +186,8 @@ def price_models_page(*, after: str = "", search: str = "", limit: int = 50) -> 
 
 
 def price_history(model: str) -> QuerySet[ModelPrice]:
-    return ModelPrice.objects.filter(model=model).order_by("-effective_from")
+    history: QuerySet[ModelPrice] = ModelPrice.objects.filter(model=model).order_by("-effective_from")
+    return history
 
 
 def usage_for_tenant(*, tenant_id: int) -> QuerySet[UsageRecord]:
