@@ -292,9 +292,12 @@ class SigningKey(models.Model):
 
 class AuditEntry(models.Model):
     """Who changed what in a tenant, with the values before and after; written by
-    `accounts.audit.audit_record` in the same transaction as the change itself."""
+    `accounts.audit.audit_record` in the same transaction as the change itself. A gateway-wide
+    change made by an operator (a plan, a batch of redemption codes) belongs to no tenant."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="audit_entries")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_entries"
+    )
     actor_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
