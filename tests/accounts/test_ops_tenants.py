@@ -30,7 +30,17 @@ from tests.support.snapshot import db_snapshot
 
 pytestmark = pytest.mark.django_db
 
-operators, ops_client = ops_fixtures.operators, ops_fixtures.ops_client
+operators, ops_client, fast_passwords = (
+    ops_fixtures.operators,
+    ops_fixtures.ops_client,
+    ops_fixtures.fast_passwords,
+)
+
+
+@pytest.fixture(autouse=True)
+def _fast(fast_passwords):
+    """Many users per test: a cheap hasher (tests/support/operators.py)."""
+
 
 # Every page and action: (method, path, form data).
 ACTIONS = [

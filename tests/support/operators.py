@@ -2,9 +2,10 @@
 staff user not in it, a tenant owner, a tenant viewer, and nobody signed in. Only the first two are
 operators; everyone else gets the same 404 as for an unknown page.
 
-Fixtures (import them into a test module): `operators` (the three staff users) and
+Fixtures (import them into a test module): `operators` (the three staff users),
 `ops_client(way)`: a Django test client signed in by that way in (uses `roles` for the owner and
-the viewer of "acme").
+the viewer of "acme"), and `fast_passwords` (autouse it: these modules make many users, and the
+production hasher's cost is not what they test).
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ def make_operators() -> Operators:
     operator.groups.add(Group.objects.get_or_create(name=OPERATOR_GROUP)[0])
     staff = User.objects.create_user("stan", "stan@ops.test", PASSWORD, is_staff=True)
     return Operators(superuser=superuser, operator=operator, staff=staff)
+
+
+@pytest.fixture
+def fast_passwords(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
