@@ -299,8 +299,9 @@ class SigningKey(models.Model):
 
 class AuditEntry(models.Model):
     """Who changed what in a tenant, with the values before and after; written by
-    `accounts.audit.audit_record` in the same transaction as the change itself. A change to what no
-    tenant owns (providers, routes, deployments, prices: the operator's) has no tenant."""
+    `accounts.audit.audit_record` in the same transaction as the change itself. A gateway-wide
+    change made by an operator (a provider, route, deployment, price, plan, a batch of redemption
+    codes) belongs to no tenant."""
 
     tenant = models.ForeignKey(
         Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_entries"
