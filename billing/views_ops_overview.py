@@ -73,6 +73,7 @@ def overview_page(request: HttpRequest) -> HttpResponse:
         "presets": overview.PRESETS,
         "total_cost": sum((usd for _, _, usd in tenants.totals), start=Decimal(0)),
         "requests": requests,
+        "requests_text": f"{requests:,}",
         "error_rate": round(errors * 100 / requests, 2) if requests else None,
         "tenant_count": len(tenants.totals),
         "tenants": tenants,
