@@ -322,7 +322,12 @@ class AuditEntry(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["tenant", "-created_at", "-id"], name="auditentry_tenant_time")]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at", "-id"], name="auditentry_tenant_time"),
+            # The operator's audit log (/ops/audit/): every tenant's, newest first, and one object's.
+            models.Index(fields=["-created_at", "-id"], name="auditentry_time"),
+            models.Index(fields=["object_type", "object_id", "-created_at"], name="auditentry_object_time"),
+        ]
         verbose_name_plural = "audit entries"
 
     def __str__(self) -> str:
