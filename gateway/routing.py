@@ -302,7 +302,7 @@ class LatencyBoard:
         samples, self._pending = self._pending, []
         watched = list(self._watched)
         keys = [latency_key(d) for d, _ in samples] + [latency_key(d) for d in watched]
-        args: list[object] = [len(samples), self.ALPHA, self.HALF_LIFE_US, self.TTL_MS]
+        args: list[object] = [len(samples), str(self.ALPHA), self.HALF_LIFE_US, self.TTL_MS]
         args.extend(sample for _, sample in samples)
         try:
             async with asyncio.timeout(settings.TOLLHOUSE_REDIS_TIMEOUT):
