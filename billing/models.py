@@ -139,6 +139,14 @@ class UsageRecord(models.Model):
     reasoning_tokens = models.PositiveIntegerField(
         default=0, help_text="Reasoning tokens (part of the completion tokens, billed as output)."
     )
+    # Usage event version 3.
+    route_strategy = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        help_text="The routing strategy that chose the deployment (priority, least_latency, least_busy, "
+        "cheapest).",
+    )
 
     class Meta:
         ordering = ["-created_at"]

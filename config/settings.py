@@ -418,6 +418,9 @@ TOLLHOUSE_REDIS_FAILURE = env.choice("TOLLHOUSE_REDIS_FAILURE", "closed", ("clos
 TOLLHOUSE_BREAKER_FAILURES = env.integer("TOLLHOUSE_BREAKER_FAILURES", 5, minimum=1)
 TOLLHOUSE_BREAKER_WINDOW_SECONDS = env.seconds("TOLLHOUSE_BREAKER_WINDOW_SECONDS", 30.0, maximum=3600)
 TOLLHOUSE_BREAKER_COOLDOWN_SECONDS = env.seconds("TOLLHOUSE_BREAKER_COOLDOWN_SECONDS", 30.0, maximum=3600)
+# Routing (gateway/routing.py): the share of a least_latency route's calls sent to another deployment
+# than the fastest, so one that was slow and recovered is measured again.
+TOLLHOUSE_ROUTING_EXPLORE = env.fraction("TOLLHOUSE_ROUTING_EXPLORE", 0.05)
 # Who may read /metrics (config/metrics.py): a bearer token, an IP allow-list, or both (both are then
 # required). With neither, loopback only. The token is never logged or shown, not even in an error.
 TOLLHOUSE_METRICS_TOKEN = env.raw("TOLLHOUSE_METRICS_TOKEN")
