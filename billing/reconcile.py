@@ -250,6 +250,7 @@ _ROW_FIELDS = (
     "upstream_latency_ms",
     "overhead_ms",
     "credits",
+    "saved_cost",
 )
 
 
