@@ -213,7 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run (the box is shared)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, --quick 2)")
     parser.add_argument("--note", default="", help="a sentence added to the section (how the box was)")
+    parser.add_argument(
+        "--database", default=run.DB_NAME, help=f"the database to (re)create (default {run.DB_NAME})"
+    )
+    parser.add_argument("--redis-url", default=run.REDIS_URL, help=f"flushed first (default {run.REDIS_URL})")
     args = parser.parse_args(argv)
+    # Another checkout's benchmark may be using the defaults on a shared box.
+    run.DB_NAME, run.REDIS_URL = args.database, args.redis_url
+    run.DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{args.database}"
     rounds = args.rounds or (2 if args.quick else 3)
     plan = run.QUICK if args.quick else run.FULL
     pin = procs.pinning_available()
