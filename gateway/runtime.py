@@ -23,6 +23,7 @@ from gateway.cache import ResponseCache
 from gateway.catalog import CatalogCache
 from gateway.governor import Governor
 from gateway.invalidation import Subscriber
+from gateway.routing import Router
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class Runtime:
         self.catalog = CatalogCache()
         self.governor = Governor()
         self.breaker = CircuitBreaker()
+        self.router = Router()
         self.cache = ResponseCache()
         self._sink: UsageSink | None = None
         self._http: httpx.AsyncClient | None = None

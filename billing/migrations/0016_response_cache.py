@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0012_sqlite_rollup_unique_cells'),
+        ('billing', '0015_usage_route_strategy'),
     ]
 
     operations = [
