@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -151,7 +153,7 @@ class UsageRecord(models.Model):
     saved_cost = models.DecimalField(
         max_digits=20,
         decimal_places=9,
-        default=0,
+        default=Decimal(0),  # a Decimal, so a batch of rows never mixes number types
         help_text="A cache hit: what the answer it replayed would have cost (USD); 0 otherwise.",
     )
 
