@@ -52,6 +52,9 @@ class RouteInfo:
     deployments: tuple[DeploymentInfo, ...]
     max_output_tokens: int = 4096
     fallbacks: tuple[str, ...] = ()  # route names, tried in order when this route's deployments fail
+    aliases: tuple[str, ...] = ()  # other names of this route (what /v1/models lists)
+    context_window: int | None = None  # tokens in and out per call, where the catalog knows it
+    created: int = 0  # when the route was added (epoch seconds), for /v1/models
     strategy: str = "priority"  # ModelRoute.Strategy: how gateway/routing.py orders the deployments
 
 
@@ -110,6 +113,9 @@ def _build_catalog() -> Catalog:
             deployments=tuple(deployments.get(route.id, ())),
             max_output_tokens=route.max_output_tokens,
             fallbacks=tuple(name for name in route.fallbacks if name != route.name),
+            aliases=tuple(route.aliases),
+            context_window=route.context_window,
+            created=int(route.created_at.timestamp()),
             strategy=route.strategy,
         )
         names.append(route.name)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0012_sqlite_rollup_unique_cells'),
+        ('billing', '0014_usage_hourly_deployment_and_reconcile_runs'),
     ]
 
     operations = [
