@@ -332,15 +332,16 @@ def _hours_between(start: datetime, end: datetime) -> tuple[datetime, ...]:
 
 def overview_range(
     *,
-    tenant: Tenant,
+    tenant: Tenant | None,
     preset: str = "7d",
     first_day: date | None = None,
     last_day: date | None = None,
     now: datetime | None = None,
 ) -> Range:
-    """The range a console overview shows. `preset` "custom" takes `first_day` to `last_day`
-    (local dates, both included); RangeError says what is wrong with them."""
-    zone = ZoneInfo(tenant.timezone)
+    """The range a console overview shows, in the tenant's time zone (no tenant: the operator's
+    overview, in UTC). `preset` "custom" takes `first_day` to `last_day` (local dates, both
+    included); RangeError says what is wrong with them."""
+    zone = ZoneInfo(tenant.timezone) if tenant is not None else ZoneInfo("UTC")
     now = now or timezone.now()
     if preset == "24h":
         end = _hour_start(now) + timedelta(hours=1)

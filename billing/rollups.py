@@ -3,7 +3,8 @@
 `rollups_add(records)` adds usage rows to their hour's cells (UsageHourly: tenant × key × end user
 × requested × served model × hour), to their tenant's, requested model's and key's hour
 (UsageHourlyTenant, UsageHourlyModel, UsageHourlyKey: `DERIVED`) and, for calls that named an agent
-session, to their session's hour (UsageHourlySession), one upsert each. The usage
+session, to their session's hour (UsageHourlySession), and to their provider's and deployment's
+hour (UsageHourlyDeployment, with the upstream attempts of their attempt logs), one upsert each. The usage
 writer calls it in the transaction that inserts those rows, with only the rows the insert reported
 as new (`INSERT … ON CONFLICT DO NOTHING RETURNING`), so each call is counted exactly once and
 the rollups can never disagree with the raw rows. `cells_of(records)` is the same arithmetic
@@ -26,9 +27,11 @@ from django.db.models import Field, Model
 from billing import histograms
 from billing.events import STREAM_BROKEN
 from billing.models import (
+    ATTEMPT_COLUMNS,
     ERROR_CLASSES,
     GENERATION_COLUMNS,
     UsageHourly,
+    UsageHourlyDeployment,
     UsageHourlyKey,
     UsageHourlyModel,
     UsageHourlySession,
@@ -335,7 +338,10 @@ def _upsert_sql(model: type[Model], keys: tuple[str, ...], rows: int, sums: tupl
 def upsert(
     model: type[Model],
     keys: tuple[str, ...],
-    cells: dict[Any, Cell] | dict[Any, SessionCell] | dict[Any, Cell | SessionCell],
+    cells: dict[Any, Cell]
+    | dict[Any, SessionCell]
+    | dict[Any, Cell | SessionCell]
+    | dict[Any, DeploymentCell],
     sums: tuple[str, ...] = SUM_COLUMNS,
 ) -> None:
     """Add cells (keyed by `keys`' values, summing `sums`) to a rollup table, creating the new ones,
@@ -389,8 +395,75 @@ def session_cells_save(cells: dict[SessionKey, SessionCell]) -> None:
     upsert(UsageHourlySession, SESSION_KEY_COLUMNS, cells, SESSION_SUM_COLUMNS)
 
 
+# --- provider × deployment hours (UsageHourlyDeployment) ---------------------------------------------
+
+# (hour, provider, deployment_id): a deployment's hour (0: no deployment).
+DeploymentKey = tuple[datetime, str, int]
+DEPLOYMENT_KEY_COLUMNS = ("hour", "provider", "deployment_id")
+DEPLOYMENT_SUM_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, *ATTEMPT_COLUMNS, "cost")
+_FAILED_ATTEMPT = {0, 408, 429}  # and every 5xx: what says the upstream is unwell
+
+
+class DeploymentCell(Cell):
+    """A deployment-hour: the calls it served (a Cell) and the upstream attempts it got
+    (ATTEMPT_COLUMNS order)."""
+
+    __slots__ = ("attempts",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = [0] * len(ATTEMPT_COLUMNS)
+
+    def add_attempt(self, status: int) -> None:
+        attempts = self.attempts
+        attempts[0] += 1
+        if status in _FAILED_ATTEMPT or status >= 500:
+            attempts[1] += 1
+        if status == 429:
+            attempts[2] += 1
+
+    def values(self) -> tuple[Any, ...]:
+        return (*self.counts, *self.attempts, self.cost)
+
+
+def _deployment_cell(cells: dict[DeploymentKey, DeploymentCell], key: DeploymentKey) -> DeploymentCell:
+    cell = cells.get(key)
+    if cell is None:
+        cell = cells[key] = DeploymentCell()
+    return cell
+
+
+def deployment_cell_add(cells: dict[DeploymentKey, DeploymentCell], record: UsageRecord) -> None:
+    """Add a usage row to its deployment-hour (what served it), and each of its upstream attempts to
+    the hour of the deployment it went to (see UsageHourlyDeployment for the provider of those)."""
+    hour = hour_of(record.created_at)
+    served = record.deployment_id or 0
+    _deployment_cell(cells, (hour, record.provider, served)).add(record)
+    for attempt in record.attempt_log or ():
+        deployment = attempt.get("deployment_id") if isinstance(attempt, dict) else None
+        if not isinstance(deployment, int):
+            continue
+        status = attempt.get("status")
+        provider = record.provider if deployment == served else ""
+        _deployment_cell(cells, (hour, provider, deployment)).add_attempt(
+            status if isinstance(status, int) else 0
+        )
+
+
+def deployment_cells_of(records: Iterable[UsageRecord]) -> dict[DeploymentKey, DeploymentCell]:
+    cells: dict[DeploymentKey, DeploymentCell] = {}
+    for record in records:
+        deployment_cell_add(cells, record)
+    return cells
+
+
+def deployment_cells_save(cells: dict[DeploymentKey, DeploymentCell]) -> None:
+    upsert(UsageHourlyDeployment, DEPLOYMENT_KEY_COLUMNS, cells, DEPLOYMENT_SUM_COLUMNS)
+
+
 def rollups_add(records: Iterable[UsageRecord]) -> None:
     """Add usage rows, newly inserted in the current transaction, to their hourly cells."""
     rows = list(records)
     cells_save(cells_of(rows))
     session_cells_save(session_cells_of(rows))
+    deployment_cells_save(deployment_cells_of(rows))

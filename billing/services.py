@@ -421,6 +421,7 @@ _READERS: dict[str, _Reader] = {
     "attempt_log": _read_attempt_log,
     "cache_write_tokens": _count("cache_write_tokens"),
     "reasoning_tokens": _count("reasoning_tokens"),
+    "route_strategy": _text("route_strategy"),
     "v": _read_version,
 }
 _NOT_COLUMNS = frozenset({"v"})  # read from the event, but not stored as a column of the row

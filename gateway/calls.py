@@ -58,6 +58,7 @@ class Call:
         self.end_user = ""
         self.deployment: DeploymentInfo | None = None
         self.candidates: list[DeploymentInfo] | None = None  # in the order admission left them
+        self.route_strategy = ""  # the strategy that ordered them (ModelRoute.Strategy)
         self.ticket: Ticket | None = None  # what admission took (rate limits, reservations)
         self.served_model = ""
         self.usage = Usage()
@@ -170,6 +171,7 @@ class Call:
             attempt_log=tuple(self.attempt_log),
             cache_write_tokens=self.usage.cache_write_tokens,
             reasoning_tokens=self.usage.reasoning_tokens,
+            route_strategy=self.route_strategy,
         )
 
     async def settle(self) -> None:

@@ -22,6 +22,7 @@ from gateway.breaker import CircuitBreaker
 from gateway.catalog import CatalogCache
 from gateway.governor import Governor
 from gateway.invalidation import Subscriber
+from gateway.routing import Router
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Runtime:
         self.catalog = CatalogCache()
         self.governor = Governor()
         self.breaker = CircuitBreaker()
+        self.router = Router()
         self._sink: UsageSink | None = None
         self._http: httpx.AsyncClient | None = None
         self._background: set[asyncio.Task[Any]] = set()

@@ -3,16 +3,24 @@ credential's state (never its value), routes with their deployments and the pric
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+import redis
+from django.conf import settings
 from django.db.models import Count, Prefetch, QuerySet
 from django.http import Http404
 
 from billing.selectors import PriceView, prices_for_models
 from config.crypto import CredentialError
+from config.redis import sync_client
+from gateway.breaker import open_key
 from gateway.models import Deployment, ModelRoute, Provider
+
+logger = logging.getLogger(__name__)
 
 MASK = "••••"
 # A shorter credential is shown as the mask alone: its last four characters would be most of it.
@@ -86,3 +94,34 @@ def deployment_prices(routes: list[ModelRoute], *, at: datetime) -> dict[str, Pr
     in one query."""
     models = {d.upstream_model for route in routes for d in route.deployments.all()}
     return prices_for_models(models, at=at)
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    state: str  # "open" (cooling down) or "half_open" (the cooldown is over; the next call probes)
+    seconds_left: int
+
+
+def breaker_states(deployment_ids: Iterable[int]) -> dict[int, BreakerState]:
+    """The deployments among `deployment_ids` whose circuit breaker is not closed, as every gateway
+    process sees it (gateway/breaker.py keeps it in Redis). Without Redis the breakers are each
+    process's own, and this page's process has none to show."""
+    ids = sorted(set(deployment_ids))
+    if not ids or not settings.REDIS_URL:
+        return {}
+    try:
+        with sync_client().pipeline(transaction=False) as pipe:
+            pipe.hmget(open_key(), [str(i) for i in ids])
+            pipe.time()
+            until, (seconds, micros) = pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("breaker states unavailable (Redis: %s)", type(exc).__name__)
+        return {}
+    now_us = int(seconds) * 1_000_000 + int(micros)
+    states = {}
+    for deployment_id, value in zip(ids, until, strict=True):
+        if value is None:
+            continue
+        left = int(float(value) - now_us) // 1_000_000
+        states[deployment_id] = BreakerState("open" if left > 0 else "half_open", max(left, 0))
+    return states

@@ -22,8 +22,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
-from accounts.management.commands._cli import command_error
 from accounts.audit import Actor
+from accounts.management.commands._cli import command_error
 from billing.services import MAX_PRICE, model_price_schedule, model_price_set
 from config.command import OperatorCommand
 
