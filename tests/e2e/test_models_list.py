@@ -140,3 +140,23 @@ def test_any_model_id_gets_the_model_or_a_404_in_the_clients_shape(
         assert body["type"] == "error" and body["error"]["type"] == "not_found_error"
     else:
         assert body["error"]["code"] == "model_not_found"
+
+
+def test_a_synced_catalog_file_is_what_the_list_shows(gateway_server, world, tmp_path):
+    from tests.support.manage import call
+
+    path = tmp_path / "catalog.toml"
+    path.write_text(
+        '[routes."team-model"]\naliases = ["tm"]\ncontext_window = 64000\nmax_output_tokens = 4000\n'
+        '[[routes."team-model".deployments]]\nprovider = "mock"\nmodel = "gpt-4.1"\n'
+    )
+    call("catalog_sync", str(path))
+    models = {m.id: m for m in openai_sdk(gateway_server, world.key).models.list()}
+    assert models["team-model"].model_extra == {
+        "context_window": 64000, "max_output_tokens": 4000, "aliases": ["tm"],
+    }  # fmt: skip
+    assert models["tm"].model_extra["alias_of"] == "team-model"
+    reply = openai_sdk(gateway_server, world.key).chat.completions.create(
+        model="tm", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert reply.choices[0].message.content
