@@ -148,6 +148,10 @@ def test_the_operator_claim_makes_an_operator_and_takes_it_back(oidc, tenants):
     user = sso_user()
     assert not user.is_staff and not is_operator(user)
     assert not user.groups.filter(name=OPERATOR_GROUP).exists()
+    # Gateway-wide audit rows (no tenant): each change of the role, and each sign-in of someone in no tenant.
+    rows = AuditEntry.objects.filter(tenant=None, actor=f"sso:{EMAIL}").order_by("id")
+    assert [row.action for row in rows] == ["operator.grant", "sso.sign_in", "operator.revoke", "sso.sign_in"]
+    assert rows[0].after == {"user": EMAIL, "operator": True} and rows[0].object_id == str(user.pk)
 
 
 def test_the_operator_claim_never_takes_away_a_role_given_by_hand(oidc, tenants):
