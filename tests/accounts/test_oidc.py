@@ -174,6 +174,13 @@ def test_an_operator_signed_in_through_sso_reaches_the_operator_pages(oidc):
     from accounts.context import ops_home_url
 
     assert client.get(ops_home_url()).status_code == 200
+    # The operator's audit log shows how they became one.
+    audit = client.get("/ops/audit/?type=auth.user")
+    assert (
+        audit.status_code == 200
+        and b"operator.grant" in audit.content
+        and f"sso:{EMAIL}".encode() in audit.content
+    )
     # Without the claim, the same person gets the 404 everyone else gets.
     oidc.behaviour.claims = claims(groups=[])
     other = Client()
