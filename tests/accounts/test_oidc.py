@@ -356,6 +356,13 @@ def test_a_discovery_document_of_another_issuer_is_refused(oidc, settings):
     assert b"misconfigured" in response.content
 
 
+def test_a_discovery_document_with_a_plain_http_endpoint_is_refused(oidc, monkeypatch):
+    document = {**oidc.discovery(), "token_endpoint": "http://tokens.example/token"}
+    monkeypatch.setattr(oidc, "discovery", lambda: document)
+    response = Client().get("/oidc/authenticate/")
+    assert response.status_code == 502 and b"misconfigured" in response.content
+
+
 def test_failed_callbacks_count_against_the_sign_in_limit(oidc, tenants):
     client = Client()
     for _ in range(10):  # TOLLHOUSE_LOGIN_RATE: 10/m
