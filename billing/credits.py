@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import Tenant
+from accounts.throttle import LoginThrottle
 from billing.models import CreditEntry, RedemptionCode
 from billing.pots import credits_changed
 from billing.pricing import dollars_to_nanos
@@ -242,6 +243,18 @@ def redeem_codes_create(
     RedemptionCode.objects.bulk_create(codes, batch_size=1000)
     logger.info("redemption codes: batch %s of %d codes worth %s USD each", batch, count, amount)
     return [_code_text(body) for body in bodies]
+
+
+# Wrong codes: at most this many an hour per tenant and per client address (the sign-in's limiter),
+# counted alike by the credits page and the API (billing/views.py, billing/api/credits.py).
+REDEEM_FAILURES_PER_HOUR = 10
+redeem_throttle = LoginThrottle(limit=REDEEM_FAILURES_PER_HOUR, window_seconds=3600)
+WRONG_CODE = "That code cannot be redeemed: check it and try again."
+
+
+def redeem_counters(*, tenant: Tenant, client_ip: str | None) -> list[str]:
+    """What a redemption attempt counts against: the tenant, and the client's address."""
+    return [f"redeem:tenant:{tenant.pk}", f"redeem:ip:{client_ip or '-'}"]
 
 
 @transaction.atomic
