@@ -244,3 +244,29 @@ def test_the_command_refuses_a_past_date_unless_backdating(frozen):
         datetime(2026, 7, 1, tzinfo=UTC),
     ]
     assert set(AuditEntry.objects.values_list("actor", flat=True)) == {"command:model_price_set"}
+
+
+def test_the_admin_never_backdates_nor_changes_a_price_in_force(client, frozen):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(
+        get_user_model().objects.create_superuser("admin-op", "admin@ops.test", "pw-admin-op-1")
+    )
+    current = old_price()
+    form = {"model": "gpt-4.1", "input_per_mtok": "1", "cached_input_per_mtok": "0", "output_per_mtok": "1",
+            "effective_from_0": "2026-05-01", "effective_from_1": "00:00:00"}  # fmt: skip
+    before = db_snapshot()
+    added = client.post("/admin/billing/modelprice/add/", form)
+    assert added.status_code == 200 and "never retroactive" in added.content.decode()
+    changed = client.post(
+        f"/admin/billing/modelprice/{current.pk}/change/", {**form, "effective_from_0": "2027-01-01"}
+    )
+    assert changed.status_code == 200 and "in force and cannot change" in changed.content.decode()
+    assert client.post(f"/admin/billing/modelprice/{current.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert db_snapshot() == before
+    ok = client.post("/admin/billing/modelprice/add/", {**form, "effective_from_0": "2026-07-01"})
+    assert ok.status_code == 302
+    assert (
+        AuditEntry.objects.get(action="price.create", actor="admin:admin@ops.test").after["model"]
+        == "gpt-4.1"
+    )
