@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -26,7 +25,9 @@ from billing.services import model_price_set
 from gateway.models import Deployment, ModelRoute, Provider
 from gateway.selectors import credential_mask
 
-# Public list prices, USD per million tokens: input, cached input, output.
+# A small catalog with list prices, USD per million tokens (input, cached input, output), installed
+# by `demo_models_install` for the tests' fixtures and `provider_add`; the demo itself loads the full
+# default catalog (gateway/catalog.toml, gateway/catalogsync.py).
 DEMO_MODELS: dict[str, tuple[str, str, str]] = {
     "gpt-4.1": ("2.00", "0.50", "8.00"),
     "claude-sonnet-4.5": ("3.00", "0.30", "15.00"),
@@ -37,31 +38,7 @@ DEMO_MODELS: dict[str, tuple[str, str, str]] = {
 DEMO_ALIASES = {"gpt-4.1": ["gpt4"]}
 # Cache-write list prices (5-minute, 1-hour writes) where they differ from input: Anthropic's.
 DEMO_CACHE_WRITE_PRICES: dict[str, tuple[str, str]] = {"claude-sonnet-4.5": ("3.75", "6.00")}
-# The demo's mock serves these models in their provider's own wire format, so `make run` exercises
-# translation (an OpenAI-chat client reaching an Anthropic or a Gemini upstream): model → (provider
-# name, kind, path under the mock's URL).
-DEMO_NATIVE_FORMATS: dict[str, tuple[str, str, str]] = {
-    "claude-sonnet-4.5": ("mock-anthropic", "anthropic", "/v1"),
-    "gemini-2.5-flash": ("mock-gemini", "gemini", "/v1beta"),
-}
 PRICES_FROM = datetime(2025, 1, 1, tzinfo=UTC)
-
-# Real providers that `demo` registers when their key is in the environment: they take over the
-# route from the mock (the mock deployment is disabled, never a silent fallback to fake answers).
-REAL_PROVIDERS = {
-    "openai": (
-        "openai",
-        "https://api.openai.com/v1",
-        {"gpt-4.1": "gpt-4.1", "text-embedding-3-small": "text-embedding-3-small"},
-    ),
-    "deepseek": ("openai-compatible", "https://api.deepseek.com/v1", {"deepseek-v3.2": "deepseek-chat"}),
-    "anthropic": ("anthropic", "https://api.anthropic.com/v1", {"claude-sonnet-4.5": "claude-sonnet-4-5"}),
-    "gemini": (
-        "gemini",
-        "https://generativelanguage.googleapis.com/v1beta",
-        {"gemini-2.5-flash": "gemini-2.5-flash"},
-    ),
-}
 
 
 PROVIDER_AUDIT_FIELDS = (
@@ -338,33 +315,13 @@ def demo_prepare(*, mock_url: str) -> Demo:
     tenant = Tenant.objects.filter(slug="demo").first() or account_services.tenant_create(
         name="Demo", slug="demo", plan=plan
     )
-    mock = provider_upsert(name="mock", kind="mock", base_url=mock_url.rstrip("/") + "/v1")
-    demo_models_install(provider=mock, priority=10)
-    mocks = [mock]
-    for model, (name, kind, path) in DEMO_NATIVE_FORMATS.items():
-        native = provider_upsert(name=name, kind=kind, base_url=mock_url.rstrip("/") + path)
-        mocks.append(native)
-        route = ModelRoute.objects.get(name=model)
-        if not Deployment.objects.filter(route=route, provider=native).exists():
-            # First run: the model is served in its own format; later runs leave it as the operator set it.
-            deployment_save(
-                deployment=Deployment(route=route, provider=native, upstream_model=model, priority=10)
-            )
-            Deployment.objects.filter(route=route, provider=mock).update(enabled=False)
+    # The default catalog's routes and list prices, every route served by the mock provider, and the
+    # real providers whose keys are in the environment (gateway/catalogsync.py, which imports this
+    # module: hence imported here).
+    from gateway.catalogsync import demo_catalog_install
 
-    registered = []
-    for env_name, credential in settings.PROVIDER_KEYS.items():
-        if not credential:
-            continue
-        kind, base_url, models = REAL_PROVIDERS[env_name]
-        provider = provider_upsert(name=env_name, kind=kind, base_url=base_url, credential=credential)
-        for public, upstream in models.items():
-            route = ModelRoute.objects.get(name=public)
-            deployment_upsert(route=route, provider=provider, upstream_model=upstream, priority=0)
-            Deployment.objects.filter(route=route, provider__in=mocks).update(enabled=False)
-            if upstream != public:
-                _price(upstream, DEMO_MODELS[public], list_model=public)
-        registered.append(env_name)
+    actor = Actor.command("demo")
+    registered = demo_catalog_install(mock_url=mock_url, actor=actor)
 
     User = get_user_model()
     password = None
@@ -375,7 +332,6 @@ def demo_prepare(*, mock_url: str) -> Demo:
     Membership.objects.get_or_create(tenant=tenant, user=admin, defaults={"role": Membership.Role.OWNER})
 
     # The console's demo user: the tenant's owner, not an operator.
-    actor = Actor.command("demo")
     owner_password = None
     owner = User.objects.filter(username=DEMO_OWNER_EMAIL).first()
     if owner is None:

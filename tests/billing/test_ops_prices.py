@@ -118,7 +118,7 @@ def test_a_future_price_is_shown_as_next_and_takes_effect_at_its_date(clients, f
     frozen.move_to(datetime(2026, 7, 1, 0, 0, 1, tzinfo=UTC))
     view = prices_for_models(["gpt-4.1"], at=datetime.now(UTC))["gpt-4.1"]
     assert view.in_force.input_per_mtok == Decimal("1.5") and view.next is None
-    entry = AuditEntry.objects.get(action="price.create", actor="console:staff-op@ops.test")
+    entry = AuditEntry.objects.get(action="price.create", actor="console:oona@ops.test")
     assert entry.tenant is None and entry.after["input_per_mtok"] == "1.500000000"
 
 

@@ -137,8 +137,8 @@ def test_a_stored_credential_is_never_shown_again_nor_audited_nor_logged(clients
         AuditEntry.objects.filter(tenant=None).order_by("id").values_list("action", "actor", "tenant")
     )
     assert actions == [
-        ("provider.create", "console:staff-op@ops.test", None),
-        ("provider.update", "console:staff-op@ops.test", None),
+        ("provider.create", "console:oona@ops.test", None),
+        ("provider.update", "console:oona@ops.test", None),
     ]
     created = AuditEntry.objects.get(action="provider.create")
     assert created.after["credential"] == f"stored ••••{credential[-4:]}"

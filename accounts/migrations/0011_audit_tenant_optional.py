@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0008_operators_group'),
+        ('accounts', '0010_sso'),
     ]
 
     operations = [
