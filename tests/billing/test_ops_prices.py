@@ -19,10 +19,11 @@ from billing.models import ModelPrice
 from billing.selectors import price_in_force, price_schedule, prices_for_models
 from billing.services import model_price_delete, model_price_schedule, model_price_set
 from tests.support.manage import call
-from tests.support.operators import NOT_OPERATORS, OPERATORS, operator_clients
+from tests.support.operators import NOT_OPERATORS, OPERATORS, fast_passwords, operator_clients
 from tests.support.snapshot import db_snapshot
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_passwords")]
+__all__ = ["fast_passwords"]  # a fixture, used by name
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 

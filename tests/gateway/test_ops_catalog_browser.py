@@ -32,7 +32,7 @@ def test_an_operator_sets_up_a_provider_a_route_and_a_future_price(console_page,
         effective_from=datetime(2025, 1, 1, tzinfo=UTC),
     )
     page = console_page.page
-    console_page.sign_in("staff-op@ops.test", PASSWORD, next_path="/ops/providers/")
+    console_page.sign_in("oona@ops.test", PASSWORD, next_path="/ops/providers/")
 
     # A provider, with its credential typed once.
     page.click("text=Add a provider")
