@@ -758,8 +758,9 @@ def code_batches_page(*, cursor: str = "", size: int = CODE_BATCH_PAGE_SIZE) -> 
         if not _BATCH_NAME.fullmatch(cursor):
             raise BadCursor("Bad page cursor.")
         codes = codes.filter(batch__lt=cursor)
-    rows = list(
-        codes.values("batch")
+    rows: list[dict[str, Any]] = [
+        dict(row)
+        for row in codes.values("batch")
         .annotate(
             count=Count("pk"),
             redeemed=Count("pk", filter=Q(redeemed_at__isnull=False)),
@@ -770,7 +771,7 @@ def code_batches_page(*, cursor: str = "", size: int = CODE_BATCH_PAGE_SIZE) -> 
             created_by=Max("created_by__email"),
         )
         .order_by("-batch")[: size + 1]
-    )
+    ]
     more = len(rows) > size
     rows = rows[:size]
     for row in rows:
