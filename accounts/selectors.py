@@ -14,7 +14,16 @@ from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.http import Http404
 from django.utils import timezone
 
-from accounts.models import ApiKey, AuditEntry, Invitation, Membership, Plan, SigningKey, Tenant
+from accounts.models import (
+    ApiKey,
+    AuditEntry,
+    Invitation,
+    Membership,
+    PersonalAccessToken,
+    Plan,
+    SigningKey,
+    Tenant,
+)
 from accounts.permissions import is_operator
 
 NOT_FOUND = "No such page."
@@ -177,6 +186,7 @@ AUDIT_OBJECT_TYPES = {
     "accounts.membership": "Members and roles",
     "accounts.invitation": "Invitations",
     "accounts.signingkey": "Signing keys",
+    "accounts.personalaccesstoken": "API tokens",
     "accounts.tenant": "Tenant limits",
     "billing.budget": "Budgets",
     "billing.creditentry": "Credits",
@@ -243,6 +253,27 @@ def _shown(value: Any) -> Any:
     if isinstance(value, list):
         return ", ".join(map(str, value)) if value else "[]"
     return value
+
+
+# --- personal access tokens (the management API) ------------------------------------------------------
+
+
+def personal_tokens_of_user(user: Any) -> QuerySet[PersonalAccessToken]:
+    """The user's tokens, newest first."""
+    return PersonalAccessToken.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def personal_token_for_user(user: Any, token_id: Any) -> PersonalAccessToken:
+    """One of the user's own tokens (by its id), or Http404."""
+    token = PersonalAccessToken.objects.filter(user=user, pk=_pk(token_id)).first()
+    if token is None:
+        raise Http404(NOT_FOUND)
+    return token
+
+
+def personal_token_by_prefix(prefix: str) -> PersonalAccessToken | None:
+    """The API's lookup (accounts/api/authentication.py): the token with this public prefix, with its user."""
+    return PersonalAccessToken.objects.select_related("user").filter(prefix=prefix).first()
 
 
 # --- the operator's tenants and plans pages (/ops/) ---------------------------------------------------

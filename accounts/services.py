@@ -25,9 +25,9 @@ from django.db import models, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts import keys
+from accounts import keys, tokens
 from accounts.audit import Actor, audit_record, audit_snapshot
-from accounts.models import LIMIT_FIELDS, ApiKey, Membership, Plan, Tenant
+from accounts.models import LIMIT_FIELDS, ApiKey, Membership, PersonalAccessToken, Plan, Tenant
 from accounts.validators import ip_networks
 from config.changes import publish_on_commit
 
@@ -473,3 +473,81 @@ def api_key_delete(*, api_key: ApiKey, actor: Actor | None = None) -> None:
         after=None,
     )
     api_key.delete()
+
+
+# --- personal access tokens (the management API, /api/v1/) -------------------------------------------
+
+# A token always expires, at most this far ahead: a forgotten token stops on its own.
+MAX_TOKEN_LIFETIME = timedelta(days=366)
+TOKEN_AUDIT_FIELDS = ("user", "name", "prefix", "expires_at", "revoked_at")
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: PersonalAccessToken
+    raw: str  # shown once, never stored
+
+
+def _token_audit(*, token: PersonalAccessToken, actor: Actor | None, action: str, before: Any) -> None:
+    """A token acts in each of its user's tenants, so its creation and revocation are written to the
+    audit log of each (one row per tenant the user belongs to at that moment)."""
+    after = audit_snapshot(token, TOKEN_AUDIT_FIELDS)
+    for membership in Membership.objects.filter(user_id=token.user_id).select_related("tenant"):
+        audit_record(
+            tenant=membership.tenant, actor=actor, action=action, target=token, before=before, after=after
+        )
+
+
+@transaction.atomic
+def personal_token_create(
+    *, user: Any, name: str, expires_at: datetime, actor: Actor | None = None
+) -> IssuedToken:
+    """A new token for `user`, expiring at `expires_at` (in the future, at most MAX_TOKEN_LIFETIME
+    ahead). Only its prefix and digest are stored; the raw token is returned this once."""
+    now = timezone.now()
+    if not isinstance(expires_at, datetime) or timezone.is_naive(expires_at) or expires_at <= now:
+        raise ValidationError({"expires_at": "The expiry must be a moment in the future."})
+    if expires_at > now + MAX_TOKEN_LIFETIME:
+        raise ValidationError(
+            {"expires_at": f"A token expires at most {MAX_TOKEN_LIFETIME.days} days from now."}
+        )
+    raw, prefix, secret = tokens.generate()
+    token = PersonalAccessToken(
+        user=user,
+        name=(name or "").strip(),
+        prefix=prefix,
+        digest=tokens.digest(secret),
+        expires_at=expires_at,
+    )
+    token.full_clean()
+    token.save()
+    _token_audit(token=token, actor=actor, action="token.create", before=None)
+    return IssuedToken(token=token, raw=raw)
+
+
+@transaction.atomic
+def personal_token_revoke(*, token: PersonalAccessToken, actor: Actor | None = None) -> PersonalAccessToken:
+    """Revoke a token: it stops working at once (it is checked on every call). Revoking a revoked
+    token changes nothing."""
+    locked = PersonalAccessToken.objects.select_for_update().get(pk=token.pk)
+    if locked.revoked_at is not None:
+        token.revoked_at = locked.revoked_at
+        return token
+    before = audit_snapshot(locked, TOKEN_AUDIT_FIELDS)
+    locked.revoked_at = timezone.now()
+    locked.save(update_fields=["revoked_at"])
+    token.revoked_at = locked.revoked_at
+    _token_audit(token=locked, actor=actor, action="token.revoke", before=before)
+    return token
+
+
+def personal_token_touch(*, token: PersonalAccessToken, every: timedelta = timedelta(minutes=1)) -> None:
+    """Note that a token was used: at most one UPDATE per token per `every`, and only the one
+    process whose conditional UPDATE wins writes it (the others find it fresh)."""
+    now = timezone.now()
+    if token.last_used_at is not None and token.last_used_at > now - every:
+        return
+    PersonalAccessToken.objects.filter(pk=token.pk).filter(
+        models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lte=now - every)
+    ).update(last_used_at=now)
+    token.last_used_at = now

@@ -1,17 +1,19 @@
-"""Operator URLs of billing under /ops/ (config/urls.py includes this module). Each view goes
-through accounts.access.operator_page (404 for everyone but operators)."""
+"""The operator console's billing pages under /ops/ (namespace `billing_ops`; config/urls.py
+includes this module). Each view goes through accounts.access.operator_page (404 for everyone but
+operators)."""
 
 from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from billing import views_ops_codes
+from billing import views_ops_codes, views_ops_prices
 
 app_name = "billing_ops"
 
 urlpatterns: list[URLPattern | URLResolver] = [
-    # --- redemption code batches (opsb) ---
+    path("prices/", views_ops_prices.prices, name="prices"),
+    path("prices/<int:price_id>/edit/", views_ops_prices.price_edit, name="price_edit"),
+    path("prices/<int:price_id>/delete/", views_ops_prices.price_delete, name="price_delete"),
     path("codes/", views_ops_codes.codes, name="codes"),
     path("codes/<str:batch>/void/", views_ops_codes.batch_void, name="code_batch_void"),
-    # --- end redemption code batches ---
 ]

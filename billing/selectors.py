@@ -8,7 +8,7 @@ import csv
 import io
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -148,6 +148,48 @@ def price_in_force(schedule: list[tuple[datetime, PriceNanos]], at: datetime) ->
         if effective_from <= at:
             return price
     return None
+
+
+@dataclass(frozen=True)
+class PriceView:
+    """An upstream model's price in force at a moment, and the next one scheduled after it."""
+
+    model: str
+    in_force: ModelPrice | None
+    next: ModelPrice | None
+
+
+def prices_for_models(models: Iterable[str], *, at: datetime) -> dict[str, PriceView]:
+    """The price in force at `at` and the next scheduled one of each model named, in one query."""
+    names = sorted(set(models))
+    found: dict[str, PriceView] = {name: PriceView(name, None, None) for name in names}
+    # The prices of a model are few (one per price change): newest first, the first at or before
+    # `at` is in force and the one read just before it is the next.
+    for price in ModelPrice.objects.filter(model__in=names).order_by("model", "-effective_from"):
+        view = found[price.model]
+        if view.in_force is not None:
+            continue
+        if price.effective_from <= at:
+            found[price.model] = PriceView(price.model, price, view.next)
+        else:
+            found[price.model] = PriceView(price.model, None, price)
+    return found
+
+
+def price_models_page(*, after: str = "", search: str = "", limit: int = 50) -> tuple[list[str], bool]:
+    """Upstream model ids with a price, by name, from after `after` (keyset): (page, is there more)."""
+    query = ModelPrice.objects.order_by("model").values_list("model", flat=True).distinct()
+    if after:
+        query = query.filter(model__gt=after)
+    if search:
+        query = query.filter(model__icontains=search)
+    names = list(query[: limit + 1])
+    return names[:limit], len(names) > limit
+
+
+def price_history(model: str) -> QuerySet[ModelPrice]:
+    history: QuerySet[ModelPrice] = ModelPrice.objects.filter(model=model).order_by("-effective_from")
+    return history
 
 
 def usage_for_tenant(*, tenant_id: int) -> QuerySet[UsageRecord]:

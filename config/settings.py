@@ -25,6 +25,7 @@ from cryptography.fernet import Fernet
 
 from config.env import EnvReader
 from config.logs import FORMATS, LEVELS, logging_config
+from config.sso import read_oidc
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = EnvReader()
@@ -170,6 +171,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files for /api/docs/, from our static files (no CDN)
     "csp",
     "config",
     "accounts",
@@ -288,6 +291,10 @@ else:
 TOLLHOUSE_LOGIN_RATE = env.rate("TOLLHOUSE_LOGIN_RATE", "10/m")
 # Failed opens of invitation links (/invitations/<token>/) allowed per client IP per window; beyond it, 429.
 TOLLHOUSE_INVITATION_RATE = env.rate("TOLLHOUSE_INVITATION_RATE", "20/m")
+# The management API (/api/v1/): calls per personal access token per window, and failed token checks
+# per client IP per window; beyond either, 429 with Retry-After.
+TOLLHOUSE_API_RATE = env.rate("TOLLHOUSE_API_RATE", "600/m")
+TOLLHOUSE_API_AUTH_FAILURE_RATE = env.rate("TOLLHOUSE_API_AUTH_FAILURE_RATE", "20/m")
 
 CELERY_BROKER_URL = env.raw("CELERY_BROKER_URL") or REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
@@ -453,6 +460,10 @@ LOGIN_URL = "accounts:login"
 AUTHENTICATION_BACKENDS = ["accounts.backends.EmailOrUsernameBackend"]
 LOGIN_REDIRECT_URL = "accounts:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
+# Single sign-on with OpenID Connect (accounts/sso.py): off unless TOLLHOUSE_OIDC_* are set
+# (config/sso.py). Its backend signs in only through /oidc/callback/, and only while it is on.
+TOLLHOUSE_OIDC = read_oidc(env)
+AUTHENTICATION_BACKENDS += ["accounts.sso.OidcBackend"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 REST_FRAMEWORK = {
@@ -463,6 +474,25 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "gateway.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+# The management API (/api/v1/, accounts/api/): these defaults are the gateway's (/v1); the API's views
+# set their own (accounts.api.base.ApiView). Its OpenAPI schema is /api/schema/, its docs /api/docs/.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Tollhouse management API",
+    "DESCRIPTION": "Manage tenants' keys, budgets, members, credits, signing keys and usage with a "
+    "personal access token (`Authorization: Bearer thp_...`, created at /account/tokens/). Errors are "
+    '`{"error": {"code", "message", "field"}}`; lists are paginated by cursor (follow `next`).',
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {},
+    "PREPROCESSING_HOOKS": ["accounts.api.schema.only_management_api"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "accounts.api.schema.add_error_responses",
+    ],
 }
 
 # --- logs -------------------------------------------------------------------------------------------

@@ -53,6 +53,9 @@ class RouteInfo:
     deployments: tuple[DeploymentInfo, ...]
     max_output_tokens: int = 4096
     fallbacks: tuple[str, ...] = ()  # route names, tried in order when this route's deployments fail
+    aliases: tuple[str, ...] = ()  # other names of this route (what /v1/models lists)
+    context_window: int | None = None  # tokens in and out per call, where the catalog knows it
+    created: int = 0  # when the route was added (epoch seconds), for /v1/models
 
     def candidates(self) -> list[DeploymentInfo]:
         """Deployments in the order to try: by priority; within a priority, weighted random."""
@@ -121,6 +124,9 @@ def _build_catalog() -> Catalog:
             deployments=tuple(deployments.get(route.id, ())),
             max_output_tokens=route.max_output_tokens,
             fallbacks=tuple(name for name in route.fallbacks if name != route.name),
+            aliases=tuple(route.aliases),
+            context_window=route.context_window,
+            created=int(route.created_at.timestamp()),
         )
         names.append(route.name)
         for alias in route.aliases:

@@ -72,3 +72,22 @@ def ops_client(roles: Any, operators: Operators) -> Callable[[str], Any]:
         return client
 
     return make
+
+
+def make_operator_users() -> dict[str, Any]:
+    """The three staff users by way in (for modules that index them by name)."""
+    made = make_operators()
+    return {"superuser": made.superuser, "operator": made.operator, "staff": made.staff}
+
+
+def operator_clients(roles: Any) -> dict[str, Any]:
+    """A signed-in Django test client for every way in, by name."""
+    from django.test import Client
+
+    users = {**make_operator_users(), "owner": roles.owner, "viewer": roles.viewer}
+    clients = {"anonymous": Client()}
+    for way, user in users.items():
+        client = Client()
+        client.force_login(user)
+        clients[way] = client
+    return clients
