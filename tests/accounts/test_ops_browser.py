@@ -43,6 +43,7 @@ def test_the_operator_suspends_tops_up_and_resumes(console_page, world):
         settings_dict=connection.settings_dict, redis_url=settings.REDIS_URL, TOLLHOUSE_CACHE_TTL="300"
     )
     page = console_page.page
+    page.on("dialog", lambda dialog: dialog.accept())  # "Suspend Acme? ..." (data-confirm)
     with GatewayProcess(env=env) as second:
         assert ask(second.url, world.key)  # the second process now holds acme's key in its cache
 
