@@ -273,5 +273,13 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('hour', 'provider', 'deployment_id'), name='usagehourlydeployment_unique_cell')],
             },
         ),
+        migrations.AddIndex(
+            model_name='usagehourlymodel',
+            index=models.Index(fields=['hour'], include=('requested_model', 'requests', 'cost'), name='usagehourlymodel_hour'),
+        ),
+        migrations.AddIndex(
+            model_name='usagehourlytenant',
+            index=models.Index(fields=['hour'], include=('tenant_id', 'requests', 'cost'), name='usagehourlytenant_hour'),
+        ),
         migrations.RunPython(deployment_hours_from_usage_rows, migrations.RunPython.noop),
     ]
