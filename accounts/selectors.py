@@ -10,11 +10,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.http import Http404
 from django.utils import timezone
 
-from accounts.models import ApiKey, AuditEntry, Invitation, Membership, SigningKey, Tenant
+from accounts.models import (
+    ApiKey,
+    AuditEntry,
+    Invitation,
+    Membership,
+    PersonalAccessToken,
+    Plan,
+    SigningKey,
+    Tenant,
+)
+from accounts.permissions import is_operator
 
 NOT_FOUND = "No such page."
 
@@ -28,7 +38,11 @@ def memberships_for_user(user: Any) -> QuerySet[Membership]:
 
 def tenant_for_user(user: Any, slug: str) -> tuple[Tenant, Membership]:
     """The tenant `slug` and the user's membership of it, or Http404 if the user is not a member
-    (or not signed in, or the tenant does not exist: the three look the same)."""
+    (or not signed in, or the tenant does not exist: the three look the same).
+
+    An operator (accounts.permissions.is_operator) who is not a member gets an operator's view: an
+    unsaved membership with the viewer role (`is_operator_view`), so the permission table lets them
+    see what a viewer sees and change nothing. An operator who is a member keeps their own role."""
     if not getattr(user, "is_authenticated", False) or not isinstance(slug, str) or len(slug) > 100:
         raise Http404(NOT_FOUND)
     membership = (
@@ -36,9 +50,19 @@ def tenant_for_user(user: Any, slug: str) -> tuple[Tenant, Membership]:
         .filter(user=user, tenant__slug=slug)
         .first()
     )
-    if membership is None:
-        raise Http404(NOT_FOUND)
-    return membership.tenant, membership
+    if membership is not None:
+        return membership.tenant, membership
+    if is_operator(user):
+        tenant = Tenant.objects.select_related("plan").filter(slug=slug).first()
+        if tenant is not None:
+            return tenant, Membership(tenant=tenant, user=user, role=Membership.Role.VIEWER)
+    raise Http404(NOT_FOUND)
+
+
+def is_operator_view(membership: Membership | None) -> bool:
+    """Is this the read-only view `tenant_for_user` gives an operator who is not a member? (A real
+    membership is a stored row.)"""
+    return membership is not None and membership.pk is None
 
 
 def _pk(value: Any) -> int:
@@ -160,6 +184,7 @@ AUDIT_OBJECT_TYPES = {
     "accounts.membership": "Members and roles",
     "accounts.invitation": "Invitations",
     "accounts.signingkey": "Signing keys",
+    "accounts.personalaccesstoken": "API tokens",
     "accounts.tenant": "Tenant limits",
     "billing.budget": "Budgets",
     "billing.creditentry": "Credits",
@@ -266,3 +291,86 @@ def _shown(value: Any) -> Any:
     if isinstance(value, list):
         return ", ".join(map(str, value)) if value else "[]"
     return value
+
+
+# --- personal access tokens (the management API) ------------------------------------------------------
+
+
+def personal_tokens_of_user(user: Any) -> QuerySet[PersonalAccessToken]:
+    """The user's tokens, newest first."""
+    return PersonalAccessToken.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def personal_token_for_user(user: Any, token_id: Any) -> PersonalAccessToken:
+    """One of the user's own tokens (by its id), or Http404."""
+    token = PersonalAccessToken.objects.filter(user=user, pk=_pk(token_id)).first()
+    if token is None:
+        raise Http404(NOT_FOUND)
+    return token
+
+
+def personal_token_by_prefix(prefix: str) -> PersonalAccessToken | None:
+    """The API's lookup (accounts/api/authentication.py): the token with this public prefix, with its user."""
+    return PersonalAccessToken.objects.select_related("user").filter(prefix=prefix).first()
+
+
+# --- the operator's tenants and plans pages (/ops/) ---------------------------------------------------
+
+TENANT_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class TenantPage:
+    tenants: list[Tenant]
+    next_cursor: str  # "" on the last page
+
+
+def tenants_page(
+    *,
+    search: str = "",
+    status: str = "",
+    plan: Plan | None = None,
+    cursor: str = "",
+    size: int = TENANT_PAGE_SIZE,
+) -> TenantPage:
+    """One page of every tenant, newest first, matching `search` (in the name or the slug), `status`
+    and `plan`; keyset-paginated on the id (`cursor`: the last id shown; Http404 for a bad one)."""
+    tenants = Tenant.objects.select_related("plan")
+    if search:
+        tenants = tenants.filter(Q(name__icontains=search) | Q(slug__icontains=search))
+    if status:
+        tenants = tenants.filter(status=status)
+    if plan is not None:
+        tenants = tenants.filter(plan=plan)
+    if cursor:
+        tenants = tenants.filter(pk__lt=_pk(cursor))
+    rows = list(tenants.order_by("-pk")[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return TenantPage(tenants=rows, next_cursor=str(rows[-1].pk) if more else "")
+
+
+def tenant_for_operator(slug: Any) -> Tenant:
+    """Any tenant, by slug, for an operator's page (accounts.access.operator_page), or Http404."""
+    if not isinstance(slug, str) or len(slug) > 100:
+        raise Http404(NOT_FOUND)
+    tenant = Tenant.objects.select_related("plan").filter(slug=slug).first()
+    if tenant is None:
+        raise Http404(NOT_FOUND)
+    return tenant
+
+
+def tenant_owners(tenant: Tenant) -> list[Membership]:
+    return list(members_of_tenant(tenant).filter(role=Membership.Role.OWNER)[:20])
+
+
+def plans_with_tenants() -> QuerySet[Plan]:
+    """Every plan with how many tenants are on it (`tenant_count`), by name."""
+    return Plan.objects.annotate(tenant_count=Count("tenants")).order_by("name", "pk")
+
+
+def plan_for_operator(plan_id: Any) -> Plan:
+    plan = Plan.objects.filter(pk=_pk(plan_id)).first()
+    if plan is None:
+        raise Http404(NOT_FOUND)
+    return plan

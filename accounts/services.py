@@ -25,9 +25,9 @@ from django.db import models, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts import keys
+from accounts import keys, tokens
 from accounts.audit import Actor, audit_record, audit_snapshot
-from accounts.models import LIMIT_FIELDS, ApiKey, Membership, Plan, Tenant
+from accounts.models import LIMIT_FIELDS, ApiKey, Membership, PersonalAccessToken, Plan, Tenant
 from accounts.validators import ip_networks
 from config.changes import publish_on_commit
 
@@ -72,6 +72,8 @@ KEY_AUDIT_FIELDS = (
     "allowed_models",
     "allowed_ips",
     *LIMIT_FIELDS,
+    "cache",
+    "cache_ttl",
     "previous_prefix",
     "previous_valid_until",
 )
@@ -114,11 +116,55 @@ def _full_clean(
         raise ValidationError(errors)
 
 
+PLAN_AUDIT_FIELDS = ("name", *LIMIT_FIELDS, "monthly_budget", "allowed_models")
+
+
 @transaction.atomic
-def plan_save(*, plan: Plan) -> Plan:
-    _full_clean(plan, LIMIT_FIELDS, ("monthly_budget",))
+def plan_save(*, plan: Plan, actor: Actor | None = None) -> Plan:
+    """Save a plan. Its allowed models must each be a route or an alias (a typo would refuse every
+    call of every tenant on it with a 403). A plan belongs to no tenant: its audit row is
+    gateway-wide (tenant None)."""
+    errors: dict[str, list[str]] = {}
+    try:
+        _full_clean(plan, LIMIT_FIELDS, ("monthly_budget",))
+    except ValidationError as exc:
+        errors = exc.message_dict
+    if "allowed_models" not in errors:
+        unknown = unknown_model_names(plan.allowed_models)
+        if unknown:
+            errors["allowed_models"] = [unknown_models_sentence(unknown)]
+    if errors:
+        raise ValidationError(errors)
+    stored = Plan.objects.filter(pk=plan.pk).first() if plan.pk else None
+    before = audit_snapshot(stored, PLAN_AUDIT_FIELDS)
     plan.save()
+    after = audit_snapshot(plan, PLAN_AUDIT_FIELDS)
+    if before != after:
+        action = "plan.create" if stored is None else "plan.change"
+        audit_record(tenant=None, actor=actor, action=action, target=plan, before=before, after=after)
     return plan
+
+
+@transaction.atomic
+def plan_delete(*, plan: Plan, actor: Actor | None = None) -> None:
+    """Delete a plan no tenant is on; a plan in use is refused (ValidationError), deleting nothing."""
+    locked = Plan.objects.select_for_update().get(pk=plan.pk)
+    in_use = Tenant.objects.filter(plan=locked).count()
+    if in_use:
+        raise ValidationError(
+            f"The plan “{locked.name}” is in use by {in_use} tenant(s): move them to another plan "
+            "first, then delete it.",
+            code="plan_in_use",
+        )
+    audit_record(
+        tenant=None,
+        actor=actor,
+        action="plan.delete",
+        target=locked,
+        before=audit_snapshot(locked, PLAN_AUDIT_FIELDS),
+        after=None,
+    )
+    locked.delete()
 
 
 @transaction.atomic
@@ -149,6 +195,42 @@ def tenant_save(*, tenant: Tenant, actor: Actor | None = None) -> Tenant:
         action = "tenant.create" if stored is None else "tenant.change"
         audit_record(tenant=tenant, actor=actor, action=action, target=tenant, before=before, after=after)
     return tenant
+
+
+@transaction.atomic
+def tenant_status_set(*, tenant: Tenant, status: str, actor: Actor | None = None) -> Tenant:
+    """Suspend (status "suspended") or resume ("active") a tenant. The row's broadcast
+    (config/changes.py) makes every gateway process drop its cached copy at commit, so a suspended
+    tenant's next call gets 403 `tenant_suspended` everywhere (gateway/auth.py). Setting the status
+    it already has changes nothing and records nothing."""
+    if status not in Tenant.Status.values:
+        raise ValidationError({"status": "Choose active or suspended."})
+    locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if locked.status != status:
+        before = {"status": locked.status}
+        locked.status = status
+        locked.save(update_fields=["status"])
+        action = "tenant.suspend" if status == Tenant.Status.SUSPENDED else "tenant.resume"
+        audit_record(
+            tenant=locked, actor=actor, action=action, target=locked, before=before, after={"status": status}
+        )
+    tenant.status = locked.status
+    return tenant
+
+
+@transaction.atomic
+def operator_view_record(*, tenant: Tenant, user: Any, path: str, method: str) -> None:
+    """An operator opened one of `tenant`'s console pages without being a member (read-only, see
+    accounts.access.tenant_page): every such visit is in the tenant's audit log, naming the page."""
+    audit_record(
+        tenant=tenant,
+        actor=Actor.console(user),
+        action="tenant.operator_view",
+        target=tenant,
+        before=None,
+        after={"path": path[:500], "method": method[:10]},
+        object_repr=path,
+    )
 
 
 def api_keys_looser_than_tenant(
@@ -224,6 +306,8 @@ def api_key_issue(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     concurrency_limit: int | None = None,
+    cache: bool = False,
+    cache_ttl: int | None = None,
     actor: Actor | None = None,
 ) -> IssuedKey:
     try:
@@ -245,6 +329,8 @@ def api_key_issue(
         rpm_limit=rpm_limit,
         tpm_limit=tpm_limit,
         concurrency_limit=concurrency_limit,
+        cache=cache,
+        cache_ttl=cache_ttl,
     )
     return IssuedKey(api_key=api_key_save(api_key=api_key, actor=actor), raw=raw)
 
@@ -393,3 +479,81 @@ def api_key_delete(*, api_key: ApiKey, actor: Actor | None = None) -> None:
         after=None,
     )
     api_key.delete()
+
+
+# --- personal access tokens (the management API, /api/v1/) -------------------------------------------
+
+# A token always expires, at most this far ahead: a forgotten token stops on its own.
+MAX_TOKEN_LIFETIME = timedelta(days=366)
+TOKEN_AUDIT_FIELDS = ("user", "name", "prefix", "expires_at", "revoked_at")
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: PersonalAccessToken
+    raw: str  # shown once, never stored
+
+
+def _token_audit(*, token: PersonalAccessToken, actor: Actor | None, action: str, before: Any) -> None:
+    """A token acts in each of its user's tenants, so its creation and revocation are written to the
+    audit log of each (one row per tenant the user belongs to at that moment)."""
+    after = audit_snapshot(token, TOKEN_AUDIT_FIELDS)
+    for membership in Membership.objects.filter(user_id=token.user_id).select_related("tenant"):
+        audit_record(
+            tenant=membership.tenant, actor=actor, action=action, target=token, before=before, after=after
+        )
+
+
+@transaction.atomic
+def personal_token_create(
+    *, user: Any, name: str, expires_at: datetime, actor: Actor | None = None
+) -> IssuedToken:
+    """A new token for `user`, expiring at `expires_at` (in the future, at most MAX_TOKEN_LIFETIME
+    ahead). Only its prefix and digest are stored; the raw token is returned this once."""
+    now = timezone.now()
+    if not isinstance(expires_at, datetime) or timezone.is_naive(expires_at) or expires_at <= now:
+        raise ValidationError({"expires_at": "The expiry must be a moment in the future."})
+    if expires_at > now + MAX_TOKEN_LIFETIME:
+        raise ValidationError(
+            {"expires_at": f"A token expires at most {MAX_TOKEN_LIFETIME.days} days from now."}
+        )
+    raw, prefix, secret = tokens.generate()
+    token = PersonalAccessToken(
+        user=user,
+        name=(name or "").strip(),
+        prefix=prefix,
+        digest=tokens.digest(secret),
+        expires_at=expires_at,
+    )
+    token.full_clean()
+    token.save()
+    _token_audit(token=token, actor=actor, action="token.create", before=None)
+    return IssuedToken(token=token, raw=raw)
+
+
+@transaction.atomic
+def personal_token_revoke(*, token: PersonalAccessToken, actor: Actor | None = None) -> PersonalAccessToken:
+    """Revoke a token: it stops working at once (it is checked on every call). Revoking a revoked
+    token changes nothing."""
+    locked = PersonalAccessToken.objects.select_for_update().get(pk=token.pk)
+    if locked.revoked_at is not None:
+        token.revoked_at = locked.revoked_at
+        return token
+    before = audit_snapshot(locked, TOKEN_AUDIT_FIELDS)
+    locked.revoked_at = timezone.now()
+    locked.save(update_fields=["revoked_at"])
+    token.revoked_at = locked.revoked_at
+    _token_audit(token=locked, actor=actor, action="token.revoke", before=before)
+    return token
+
+
+def personal_token_touch(*, token: PersonalAccessToken, every: timedelta = timedelta(minutes=1)) -> None:
+    """Note that a token was used: at most one UPDATE per token per `every`, and only the one
+    process whose conditional UPDATE wins writes it (the others find it fresh)."""
+    now = timezone.now()
+    if token.last_used_at is not None and token.last_used_at > now - every:
+        return
+    PersonalAccessToken.objects.filter(pk=token.pk).filter(
+        models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lte=now - every)
+    ).update(last_used_at=now)
+    token.last_used_at = now

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from django.urls import path
 
-from accounts import views, views_audit, views_invitations, views_keys, views_members, views_signing_keys
+from accounts import (
+    views,
+    views_audit,
+    views_invitations,
+    views_keys,
+    views_members,
+    views_signing_keys,
+    views_sso,
+    views_tokens,
+)
 
 app_name = "accounts"
 
@@ -13,8 +22,13 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.login, name="login"),
     path("logout/", views.logout, name="logout"),
+    # Single sign-on (accounts/views_sso.py): 404 unless TOLLHOUSE_OIDC_* configure it.
+    path("oidc/authenticate/", views_sso.oidc_authenticate, name="oidc_authenticate"),
+    path("oidc/callback/", views_sso.oidc_callback, name="oidc_callback"),
     path("account/password/", views.password_change, name="password_change"),
     path("account/password/done/", views.password_change_done, name="password_change_done"),
+    path("account/tokens/", views_tokens.tokens, name="tokens"),
+    path("account/tokens/<str:token_id>/revoke/", views_tokens.token_revoke, name="token_revoke"),
     path("password-reset/", views.password_reset, name="password_reset"),
     path("password-reset/sent/", views.password_reset_done, name="password_reset_done"),
     path("password-reset/<uidb64>/<token>/", views.password_reset_confirm, name="password_reset_confirm"),

@@ -139,6 +139,21 @@ class UsageRecord(models.Model):
     reasoning_tokens = models.PositiveIntegerField(
         default=0, help_text="Reasoning tokens (part of the completion tokens, billed as output)."
     )
+    # Usage event version 3.
+    route_strategy = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        help_text="The routing strategy that chose the deployment (priority, least_latency, least_busy, "
+        "cheapest).",
+    )
+    # Usage event version 3: a response-cache hit costs nothing (`cost` 0); this is what it saved.
+    saved_cost = models.DecimalField(
+        max_digits=20,
+        decimal_places=9,
+        default=0,
+        help_text="A cache hit: what the answer it replayed would have cost (USD); 0 otherwise.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -204,6 +219,9 @@ class UsageSums(models.Model):
     completion_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=24, decimal_places=9, default=0)
     cache_hits = models.BigIntegerField(default=0)
+    saved_cost = models.DecimalField(
+        max_digits=24, decimal_places=9, default=0, help_text="What the cache hits saved (USD)."
+    )
     estimated = models.BigIntegerField(default=0, help_text="Calls whose tokens are the gateway's estimate.")
     streamed = models.BigIntegerField(default=0)
     for _column in histograms.ALL_COLUMNS:
@@ -588,6 +606,8 @@ class RedemptionCode(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     redeemed_at = models.DateTimeField(null=True, blank=True)
     redeemed_by = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # Voided by an operator (its batch, billing.credits.code_batch_void): no longer redeemable.
+    voided_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -35,6 +35,8 @@ urlpatterns = [
         for app in ("billing", "accounts", "gateway")
         if importlib.util.find_spec(f"{app}.ops_urls") is not None
     ],
+    # The management API (/api/v1/), its schema (/api/schema/) and docs (/api/docs/): accounts/api/.
+    path("api/", include("accounts.api.root_urls")),
     # The console: sign-in and the tenant pages of each app (/t/<slug>/...), one URLconf per app.
     path("", include("accounts.urls")),
     path("", include("billing.urls")),

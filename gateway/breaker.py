@@ -35,6 +35,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -396,6 +397,28 @@ class CircuitBreaker:
         self._synced_at = now
         self._open = {deployment: now + remaining / 1_000_000 for deployment, remaining in breakers.items()}
         self._failing = failing
+
+    async def cooling(self) -> set[int]:
+        """The deployments in cooldown now (their breaker open, or another process probing them),
+        as this process knows them: routing skips them (gateway/routing.py)."""
+        await self._sync()
+        if not self._open:
+            return set()
+        now = time.monotonic()
+        return {
+            deployment
+            for deployment, open_until in self._open.items()
+            if now < open_until or now < self._waiting.get(deployment, 0.0)
+        }
+
+    def cooldown_left(self, deployments: Iterable[int]) -> float:
+        """Seconds until the first of these deployments may be tried again (0: one may now)."""
+        now = time.monotonic()
+        waits = [
+            max(self._open.get(deployment, now), self._waiting.get(deployment, now)) - now
+            for deployment in deployments
+        ]
+        return max(min(waits, default=0.0), 0.0)
 
     async def allow(self, deployment_id: int | None) -> bool:
         """May an attempt go to this deployment now? False while its breaker is open; True for the

@@ -256,3 +256,13 @@ def console_page(browser: Any, gateway_server: str, settings: Any) -> Iterator[A
     page = context.new_page()
     yield ConsolePage(page=page, base_url=gateway_server).watch()
     context.close()
+
+
+@pytest.fixture
+def api_client(roles: Any) -> Callable[[str], Any]:
+    """`api_client("viewer")`: a Django test client whose requests carry a personal access token of
+    that visitor (tests/support/api.py: a role, "outsider", "operator", "anonymous", "expired",
+    "revoked"), with CSRF checks on, as a script would call the API."""
+    from tests.support.api import client_with, raw_token
+
+    return lambda visitor: client_with(raw_token(roles, visitor))

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0008_operators_group'),
+        ('accounts', '0011_audit_tenant_optional'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

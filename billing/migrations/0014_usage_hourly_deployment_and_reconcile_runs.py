@@ -26,7 +26,7 @@ def deployment_hours_from_usage_rows(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0012_sqlite_rollup_unique_cells'),
+        ('billing', '0013_redemptioncode_voided_at'),
     ]
 
     operations = [
@@ -272,14 +272,6 @@ class Migration(migrations.Migration):
             options={
                 'constraints': [models.UniqueConstraint(fields=('hour', 'provider', 'deployment_id'), name='usagehourlydeployment_unique_cell')],
             },
-        ),
-        migrations.AddIndex(
-            model_name='usagehourlymodel',
-            index=models.Index(fields=['hour'], include=('requested_model', 'requests', 'cost'), name='usagehourlymodel_hour'),
-        ),
-        migrations.AddIndex(
-            model_name='usagehourlytenant',
-            index=models.Index(fields=['hour'], include=('tenant_id', 'requests', 'cost'), name='usagehourlytenant_hour'),
         ),
         migrations.RunPython(deployment_hours_from_usage_rows, migrations.RunPython.noop),
     ]
