@@ -1548,7 +1548,7 @@ def main(argv: list[str] | None = None) -> int:
         (OUT_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
         rendered = report.render(results)
         # Keep the sections other scripts write (the usage pipeline's, bench/usage.py; the console
-        # pages', bench/pages.py) across hot-path runs.
+        # pages', bench/pages.py; the routing strategies', bench/routing.py) across hot-path runs.
         previous = REPORT_PATH.read_text() if REPORT_PATH.exists() else ""
         if "cache" in results:  # measured in this run: its section, fresh
             import cache
@@ -1573,6 +1573,7 @@ def main(argv: list[str] | None = None) -> int:
             ("<!-- usage:start -->", "<!-- usage:end -->"),
             ("<!-- pages:start -->", "<!-- pages:end -->"),
             *(() if "cache" in results else (("<!-- cache:start -->", "<!-- cache:end -->"),)),
+            ("<!-- routing:start -->", "<!-- routing:end -->"),
         ):
             if start in previous and end in previous:
                 kept = start + previous.split(start, 1)[1].split(end, 1)[0] + end
