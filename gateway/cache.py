@@ -51,7 +51,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from billing.pricing import cost_nanos
 from config import resp
 from config.redis import async_client, redis_key
-from gateway import canonical, errors, governor
+from gateway import canonical, errors, governor, metrics
 from gateway.auth import Limits
 from gateway.dialects.base import Codec, Inbound
 
@@ -220,6 +220,7 @@ def policy(call: Call, wish: Wish, inbound: Inbound, route: RouteInfo) -> Policy
         return None
     if not cacheable(inbound):
         call.cache_status = BYPASS
+        metrics.cache_looked_up(BYPASS)
         return None
     ttl = wish.ttl or key.cache_ttl or settings.TOLLHOUSE_CACHE_TTL_SECONDS
     ttl = min(ttl, settings.TOLLHOUSE_CACHE_MAX_TTL_SECONDS)
@@ -408,7 +409,9 @@ class ResponseCache:
 
     async def lookup(self, policy: Policy) -> Entry | None:
         data = await self.store.get(policy.key)
-        return Entry.loads(data) if data is not None else None
+        entry = Entry.loads(data) if data is not None else None
+        metrics.cache_looked_up(HIT if entry is not None else MISS)
+        return entry
 
     async def put(self, policy: Policy, entry: Entry) -> bool:
         """Store `entry` for `policy.ttl` seconds, unless it is larger than TOLLHOUSE_CACHE_MAX_BYTES."""
