@@ -222,11 +222,17 @@ def policy(call: Call, wish: Wish, inbound: Inbound, route: RouteInfo) -> Policy
         call.cache_status = BYPASS
         metrics.cache_looked_up(BYPASS)
         return None
+    try:
+        request = inbound.canonical()
+    except errors.BadRequest:
+        # What only a pass-through upstream can carry (a content part with no canonical form): such a
+        # call is answered as ever, just not from or into the cache.
+        call.cache_status = BYPASS
+        metrics.cache_looked_up(BYPASS)
+        return None
     ttl = wish.ttl or key.cache_ttl or settings.TOLLHOUSE_CACHE_TTL_SECONDS
     ttl = min(ttl, settings.TOLLHOUSE_CACHE_MAX_TTL_SECONDS)
-    return Policy(
-        key=entry_key(tenant_id=key.tenant_id, route=route.name, request=inbound.canonical()), ttl=ttl
-    )
+    return Policy(key=entry_key(tenant_id=key.tenant_id, route=route.name, request=request), ttl=ttl)
 
 
 # -- entries -------------------------------------------------------------------------------------------
