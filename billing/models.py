@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -147,6 +149,13 @@ class UsageRecord(models.Model):
         help_text="The routing strategy that chose the deployment (priority, least_latency, least_busy, "
         "cheapest).",
     )
+    # Usage event version 3: a response-cache hit costs nothing (`cost` 0); this is what it saved.
+    saved_cost = models.DecimalField(
+        max_digits=20,
+        decimal_places=9,
+        default=Decimal(0),  # a Decimal, so a batch of rows never mixes number types
+        help_text="A cache hit: what the answer it replayed would have cost (USD); 0 otherwise.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -212,6 +221,9 @@ class UsageSums(models.Model):
     completion_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=24, decimal_places=9, default=0)
     cache_hits = models.BigIntegerField(default=0)
+    saved_cost = models.DecimalField(
+        max_digits=24, decimal_places=9, default=0, help_text="What the cache hits saved (USD)."
+    )
     estimated = models.BigIntegerField(default=0, help_text="Calls whose tokens are the gateway's estimate.")
     streamed = models.BigIntegerField(default=0)
     for _column in histograms.ALL_COLUMNS:

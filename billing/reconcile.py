@@ -261,6 +261,7 @@ _ROW_FIELDS = (
     "provider",
     "deployment_id",
     "attempt_log",
+    "saved_cost",
 )
 
 

@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import Field, Model
+from django.db.models import DecimalField, Field, Model
 
 from billing import histograms
 from billing.events import STREAM_BROKEN
@@ -55,7 +55,7 @@ COUNT_COLUMNS: tuple[str, ...] = (
     *histograms.ALL_COLUMNS,
     *GENERATION_COLUMNS,
 )
-SUM_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, "cost")  # what a cell adds up
+SUM_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, "cost", "saved_cost")  # what a cell adds up
 _INDEX = {name: index for index, name in enumerate(COUNT_COLUMNS)}
 _REQUESTS = _INDEX["requests"]
 _PROMPT, _CACHED, _COMPLETION = _INDEX["prompt_tokens"], _INDEX["cached_tokens"], _INDEX["completion_tokens"]
@@ -95,13 +95,15 @@ def _micros(millis: Decimal | None) -> int | None:
 
 
 class Cell:
-    """The sums of one cell: integer counts in COUNT_COLUMNS order, and the cost."""
+    """The sums of one cell: integer counts in COUNT_COLUMNS order, the cost, and what the cache
+    hits saved."""
 
-    __slots__ = ("cost", "counts")
+    __slots__ = ("cost", "counts", "saved_cost")
 
     def __init__(self) -> None:
         self.counts = [0] * len(COUNT_COLUMNS)
         self.cost = Decimal(0)
+        self.saved_cost = Decimal(0)
 
     def add(self, record: UsageRecord) -> None:
         self.add_facts(
@@ -119,6 +121,7 @@ class Cell:
             ttft_us=_micros(record.ttft_ms),
             upstream_us=_micros(record.upstream_latency_ms),
             overhead_us=_micros(record.overhead_ms),
+            saved_cost=record.saved_cost,
         )
 
     def add_facts(
@@ -138,6 +141,7 @@ class Cell:
         upstream_us: int | None,
         overhead_us: int | None,
         cache_write_tokens: int = 0,
+        saved_cost: Decimal = Decimal(0),
     ) -> None:
         """Add one call. For writers that have the facts without a UsageRecord (usage_seed): the
         durations are whole microseconds, as the row's milliseconds (3 decimals) say them."""
@@ -156,6 +160,7 @@ class Cell:
         counts[_ESTIMATED] += estimated
         counts[_STREAMED] += streamed
         self.cost += cost
+        self.saved_cost += saved_cost
         bucket_of = histograms.bucket_of
         if latency_us is not None:
             counts[_LATENCY + bucket_of(latency_us)] += 1
@@ -187,9 +192,10 @@ class Cell:
         for index, count in enumerate(other.counts):
             counts[index] += count
         self.cost += other.cost
+        self.saved_cost += other.saved_cost
 
     def values(self) -> tuple[Any, ...]:
-        return (*self.counts, self.cost)
+        return (*self.counts, self.cost, self.saved_cost)
 
 
 class SessionCell:
@@ -363,14 +369,20 @@ def upsert(
             return
         per_statement = max(1, (connection.features.max_query_params or 999) // len(ordered[0]))
         hour_field = model._meta.get_field("hour")
-        cost_field = model._meta.get_field("cost")
-        assert isinstance(hour_field, Field) and isinstance(cost_field, Field)
+        assert isinstance(hour_field, Field)
+        # The money columns (cost, saved_cost): Decimals, as the backend stores them.
+        money = [
+            (len(keys) + index, field)
+            for index, name in enumerate(sums)
+            if isinstance(field := model._meta.get_field(name), DecimalField)
+        ]
         for start in range(0, len(ordered), per_statement):
             chunk = ordered[start : start + per_statement]
             params: list[Any] = []
             for row in chunk:
                 row[hour_at] = hour_field.get_db_prep_save(row[hour_at], connection)
-                row[-1] = cost_field.get_db_prep_save(row[-1], connection)
+                for at, field in money:
+                    row[at] = field.get_db_prep_save(row[at], connection)
                 params.extend(row)
             cursor.execute(_upsert_sql(model, keys, len(chunk), sums), params)
 
@@ -400,7 +412,7 @@ def session_cells_save(cells: dict[SessionKey, SessionCell]) -> None:
 # (hour, provider, deployment_id): a deployment's hour (0: no deployment).
 DeploymentKey = tuple[datetime, str, int]
 DEPLOYMENT_KEY_COLUMNS = ("hour", "provider", "deployment_id")
-DEPLOYMENT_SUM_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, *ATTEMPT_COLUMNS, "cost")
+DEPLOYMENT_SUM_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, *ATTEMPT_COLUMNS, "cost", "saved_cost")
 _FAILED_ATTEMPT = {0, 408, 429}  # and every 5xx: what says the upstream is unwell
 
 
@@ -423,7 +435,7 @@ class DeploymentCell(Cell):
             attempts[2] += 1
 
     def values(self) -> tuple[Any, ...]:
-        return (*self.counts, *self.attempts, self.cost)
+        return (*self.counts, *self.attempts, self.cost, self.saved_cost)
 
 
 def _deployment_cell(cells: dict[DeploymentKey, DeploymentCell], key: DeploymentKey) -> DeploymentCell:

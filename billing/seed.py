@@ -629,6 +629,7 @@ def cells_copy_save(cells: dict[CellKey, Cell]) -> None:
             ("served_model", "text"),
             *((name, "bigint") for name in COUNT_COLUMNS),
             ("cost", "numeric"),
+            ("saved_cost", "numeric"),
         )
     )
     updates = ", ".join(
@@ -642,7 +643,7 @@ def cells_copy_save(cells: dict[CellKey, Cell]) -> None:
                 copy.write(
                     f"{tenant_id}\t{hour.astimezone(UTC):%Y-%m-%d %H:%M:%S}+00\t{key_id}\t{_copy_text(end_user)}\t"
                     f"{_copy_text(requested)}\t{_copy_text(served)}\t{TAB.join(map(str, cell.counts))}\t"
-                    f"{cell.cost:f}\n"
+                    f"{cell.cost:f}\t{cell.saved_cost:f}\n"
                 )
         cursor.execute(
             f"INSERT INTO {table} ({columns}) SELECT {columns} FROM seed_cells ORDER BY {keys} "  # noqa: S608

@@ -388,10 +388,18 @@ class Executor:
                 body, call.usage, call.served_model = adapter.passthrough_response(
                     dialect=self.codec.name, content=content
                 )
+                if call.cache_recorder is not None:
+                    # The cache keeps the canonical answer: the client's bytes read once more.
+                    try:
+                        call.cache_recorder.answer(adapter.parse_response(content=content))
+                    except ProviderError:
+                        call.cache_recorder.broken = True
             else:
                 response = adapter.parse_response(content=content)
                 call.usage, call.served_model = response.usage, response.model
                 body = self.codec.render_response(response, inbound=self.inbound)
+                if call.cache_recorder is not None:
+                    call.cache_recorder.answer(response)
         except TRANSPORT_ERRORS as exc:
             error = transport_error(exc)
             self._failed_after_open(answer, error)
@@ -406,6 +414,10 @@ class Executor:
         )
         call.first_byte()
         await call.settle()
+        if call.cache_recorder is not None:
+            await call.cache_recorder.keep(
+                served_model=call.served_model, priced_as=deployment.upstream_model
+            )
         return HttpResponse(body, content_type="application/json")
 
     def _failed_after_open(self, answer: Answer, error: ProviderError) -> None:
@@ -464,6 +476,12 @@ class Relay:
         self.served_model = ""
         self.status = answer.response.status_code
         self.error_kind = ""
+        # A miss the response cache waits for (gateway/cache.py): the canonical events of the answer.
+        # A pass-through stream is read a second time, by the adapter's parser, for them.
+        self.recorder = self.call.cache_recorder
+        self.tee: StreamParser | None = None
+        if self.recorder is not None and translator is not None:
+            self.tee = answer.adapter.stream_parser(credential=answer.deployment.provider.credential)
 
     def _events(self, events: list[canonical.StreamEvent]) -> bytes:
         assert self.renderer is not None
@@ -476,13 +494,26 @@ class Relay:
             elif isinstance(event, canonical.UsageUpdate):
                 self.usage = event.usage
             out.append(self.renderer.render(event))
+        if self.recorder is not None:
+            self.recorder.add(events)
         return b"".join(out)
 
     def _feed(self, data: bytes) -> bytes:
         if self.translator is not None:
-            return self.translator.feed(data)
+            out = self.translator.feed(data)
+            self._tee(data)
+            return out
         assert self.parser is not None
         return self._events(self.parser.feed(data))
+
+    def _tee(self, data: bytes | None) -> None:
+        """The pass-through stream's canonical events, for the cache (None: the end of the body)."""
+        if self.tee is None or self.recorder is None:
+            return
+        try:
+            self.recorder.add(self.tee.feed(data) if data is not None else self.tee.finish())
+        except ProviderError:
+            self.recorder.broken, self.tee = True, None
 
     def _finish(self) -> bytes:
         """The end of the upstream's body: what is left, then the terminal event, or raise if the
@@ -491,6 +522,7 @@ class Relay:
             tail = self.translator.finish()
             if not self.translator.done:
                 raise _broken()
+            self._tee(None)
             return tail
         assert self.parser is not None and self.renderer is not None
         tail = self._events(self.parser.finish())
@@ -541,7 +573,15 @@ class Relay:
                     if out:
                         call.first_byte()
                         yield out
-                yield self._finish()
+                tail = self._finish()
+                if self.recorder is not None:
+                    # Complete as the upstream sent it: kept before the last chunk goes out, so the
+                    # client's next call finds it.
+                    await self.recorder.keep(
+                        served_model=self.served_model or getattr(self.translator, "served_model", ""),
+                        priced_as=answer.deployment.upstream_model,
+                    )
+                yield tail
             except ProviderError as exc:
                 yield self._error(exc)
             except TRANSPORT_ERRORS as exc:

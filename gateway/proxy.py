@@ -20,7 +20,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from billing.pricing import TOKENS_PER_PRICE_UNIT, PriceNanos, dollars_to_nanos
-from gateway import bodylog, errors, governor
+from gateway import bodylog, cache, errors, governor
 from gateway.auth import authorize, key_from_headers
 from gateway.calls import CLIENT_CLOSED, Call, estimate_tokens
 from gateway.catalog import DeploymentInfo, RouteInfo
@@ -44,6 +44,8 @@ def _respond(call: Call, response: HttpResponse | StreamingHttpResponse) -> Any:
             response[name] = value
         if call.ticket.capped is not None:
             response["x-tollhouse-budget-capped"] = str(call.ticket.capped)
+    if call.cache_status:
+        response[cache.HEADER] = call.cache_status
     return response
 
 
@@ -218,10 +220,20 @@ async def _handle(
         call.session = inbound.session or session_from_scope(getattr(request, "scope", {}))
         # An end-user token's `sub` wins over the body's `user` (validated above: storable, or absent).
         call.end_user = (call.key.end_user if call.key else "") or inbound.user
+        wish = cache.read_headers(request.headers)
         route = await _route(call, inbound.model)
         if operation == "count_tokens":
             return _respond(call, await count_tokens(call, inbound, route))
+        policy = cache.policy(call, wish, inbound, route)
+        if policy is not None:
+            entry = await runtime.cache.lookup(policy)
+            if entry is not None:
+                return _respond(call, await cache.serve_hit(call, codec, inbound, entry))
+            call.cache_status = cache.MISS
         call.candidates = await _admit(call, request, route, inbound)
+        if policy is not None and (call.ticket is None or call.ticket.capped is None):
+            # An answer lowered to what a budget pays for is not the answer the request asked for.
+            call.cache_recorder = cache.Recorder(runtime.cache, policy)
         return _respond(call, await Executor(call, codec, inbound, route).run())
     except errors.GatewayError as exc:
         call.fail(exc)

@@ -19,6 +19,7 @@ from billing.usage import UsageSink, make_sink
 from config.redis import close_async_client
 from gateway.auth import Authenticator
 from gateway.breaker import CircuitBreaker
+from gateway.cache import ResponseCache
 from gateway.catalog import CatalogCache
 from gateway.governor import Governor
 from gateway.invalidation import Subscriber
@@ -34,6 +35,7 @@ class Runtime:
         self.governor = Governor()
         self.breaker = CircuitBreaker()
         self.router = Router()
+        self.cache = ResponseCache()
         self._sink: UsageSink | None = None
         self._http: httpx.AsyncClient | None = None
         self._background: set[asyncio.Task[Any]] = set()
