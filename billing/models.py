@@ -302,6 +302,12 @@ class UsageHourlyTenant(UsageSums):
         constraints = [
             models.UniqueConstraint(fields=["tenant_id", "hour"], name="usagehourlytenant_unique_hour")
         ]
+        # The operator overview: every tenant's hours of a range, read from the index alone.
+        indexes = [
+            models.Index(
+                fields=["hour"], include=["tenant_id", "requests", "cost"], name="usagehourlytenant_hour"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requests}"
@@ -328,6 +334,12 @@ class UsageHourlyModel(UsageSums):
                 fields=["tenant_id", "hour", "requested_model"],
                 include=COVERED,
                 name="usagehourlymodel_unique_cell",
+            )
+        ]
+        # The operator overview: every tenant's model hours of a range, read from the index alone.
+        indexes = [
+            models.Index(
+                fields=["hour"], include=["requested_model", "requests", "cost"], name="usagehourlymodel_hour"
             )
         ]
 
