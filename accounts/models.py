@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -203,6 +204,17 @@ class ApiKey(models.Model):
     concurrency_limit = _limit(
         "Calls in flight at once; empty = the tenant's. Never looser than the tenant's."
     )
+    # The response cache (gateway/cache.py): opted in per key, or per call by header.
+    cache = models.BooleanField(
+        default=False,
+        help_text="Answer repeated identical requests from the response cache (a hit costs nothing).",
+    )
+    cache_ttl = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Seconds a cached answer is kept; empty = TOLLHOUSE_CACHE_TTL_SECONDS.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -232,6 +244,13 @@ class ApiKey(models.Model):
             raise ValidationError({"allowed_ips": exc.messages}) from exc
         if self.tenant_id is not None:
             self._refuse_looser_than_tenant()
+        if self.cache_ttl is not None and self.cache_ttl > settings.TOLLHOUSE_CACHE_MAX_TTL_SECONDS:
+            raise ValidationError(
+                {
+                    "cache_ttl": f"At most {settings.TOLLHOUSE_CACHE_MAX_TTL_SECONDS} seconds "
+                    "(TOLLHOUSE_CACHE_MAX_TTL_SECONDS)."
+                }
+            )
 
     def _refuse_looser_than_tenant(self) -> None:
         """A key may be tighter than its tenant, never looser: refused, not silently clamped."""
@@ -322,7 +341,12 @@ class AuditEntry(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["tenant", "-created_at", "-id"], name="auditentry_tenant_time")]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at", "-id"], name="auditentry_tenant_time"),
+            # The operator's audit log (/ops/audit/): every tenant's, newest first, and one object's.
+            models.Index(fields=["-created_at", "-id"], name="auditentry_time"),
+            models.Index(fields=["object_type", "object_id", "-created_at"], name="auditentry_object_time"),
+        ]
         verbose_name_plural = "audit entries"
 
     def __str__(self) -> str:

@@ -223,21 +223,61 @@ def _parse_audit_cursor(cursor: str) -> tuple[datetime, int]:
         raise AuditCursorError(cursor[:40]) from None
 
 
-def audit_page(
-    tenant: Tenant, *, object_type: str | None = None, cursor: str = "", size: int = AUDIT_PAGE_SIZE
-) -> AuditPage:
-    """One page of the tenant's audit log, newest first, after `cursor` (keyset: (created_at, id) below
-    the last row shown, read off the (tenant, created_at, id) index; never an OFFSET)."""
-    entries = AuditEntry.objects.filter(tenant=tenant)
-    if object_type:
-        entries = entries.filter(object_type=object_type)
+def _audit_keyset(entries: QuerySet[AuditEntry], cursor: str, size: int) -> AuditPage:
+    """A page of `entries`, newest first, after `cursor` (keyset: (created_at, id) below the last
+    row shown; never an OFFSET)."""
     if cursor:
         when, pk = _parse_audit_cursor(cursor)
         entries = entries.filter(Q(created_at__lt=when) | Q(created_at=when, pk__lt=pk))
-    rows = list(entries.select_related("actor_user").order_by("-created_at", "-id")[: size + 1])
+    rows = list(entries.order_by("-created_at", "-id")[: size + 1])
     more = len(rows) > size
     rows = rows[:size]
     return AuditPage(entries=rows, next_cursor=_audit_cursor(rows[-1]) if more else "")
+
+
+def audit_page(
+    tenant: Tenant, *, object_type: str | None = None, cursor: str = "", size: int = AUDIT_PAGE_SIZE
+) -> AuditPage:
+    """One page of the tenant's audit log, newest first, after `cursor` (read off the
+    (tenant, created_at, id) index)."""
+    entries = AuditEntry.objects.filter(tenant=tenant)
+    if object_type:
+        entries = entries.filter(object_type=object_type)
+    return _audit_keyset(entries.select_related("actor_user"), cursor, size)
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """What the operator's audit log (/ops/audit/) is narrowed to; every part optional."""
+
+    tenant: Tenant | None = None
+    operator_only: bool = False  # only changes that belong to no tenant (the operator's own objects)
+    actor: str = ""  # part of the actor's label, any case ("alice@", "command:", "api:")
+    object_type: str = ""  # exactly, e.g. "accounts.apikey"
+    object_id: str = ""  # exactly
+    start: datetime | None = None  # inclusive
+    end: datetime | None = None  # exclusive
+
+
+def audit_page_all(query: AuditFilter, *, cursor: str = "", size: int = AUDIT_PAGE_SIZE) -> AuditPage:
+    """One page of every tenant's audit log (and the operator's own changes), newest first, after
+    `cursor`, narrowed by `query`. For operators only: the caller checks (accounts.access.operator_page)."""
+    entries = AuditEntry.objects.all()
+    if query.tenant is not None:
+        entries = entries.filter(tenant=query.tenant)
+    elif query.operator_only:
+        entries = entries.filter(tenant__isnull=True)
+    if query.actor:
+        entries = entries.filter(actor__icontains=query.actor)
+    if query.object_type:
+        entries = entries.filter(object_type=query.object_type)
+    if query.object_id:
+        entries = entries.filter(object_id=query.object_id)
+    if query.start is not None:
+        entries = entries.filter(created_at__gte=query.start)
+    if query.end is not None:
+        entries = entries.filter(created_at__lt=query.end)
+    return _audit_keyset(entries.select_related("actor_user", "tenant"), cursor, size)
 
 
 def audit_changes(entry: AuditEntry) -> list[tuple[str, Any, Any]]:

@@ -72,6 +72,8 @@ KEY_AUDIT_FIELDS = (
     "allowed_models",
     "allowed_ips",
     *LIMIT_FIELDS,
+    "cache",
+    "cache_ttl",
     "previous_prefix",
     "previous_valid_until",
 )
@@ -304,6 +306,8 @@ def api_key_issue(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     concurrency_limit: int | None = None,
+    cache: bool = False,
+    cache_ttl: int | None = None,
     actor: Actor | None = None,
 ) -> IssuedKey:
     try:
@@ -325,6 +329,8 @@ def api_key_issue(
         rpm_limit=rpm_limit,
         tpm_limit=tpm_limit,
         concurrency_limit=concurrency_limit,
+        cache=cache,
+        cache_ttl=cache_ttl,
     )
     return IssuedKey(api_key=api_key_save(api_key=api_key, actor=actor), raw=raw)
 

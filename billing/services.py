@@ -283,6 +283,10 @@ def _read_cost(reader: _EventReader, values: dict[str, Any], _: datetime | None)
     values["cost"] = nanos_to_dollars(reader.count("cost_nanos", high=_MAX_COST_NANOS))
 
 
+def _read_saved_cost(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+    values["saved_cost"] = nanos_to_dollars(reader.count("saved_cost_nanos", high=_MAX_COST_NANOS))
+
+
 def _read_created_at(reader: _EventReader, values: dict[str, Any], received_at: datetime | None) -> None:
     values["created_at"] = reader.created_at(received_at)
 
@@ -421,6 +425,8 @@ _READERS: dict[str, _Reader] = {
     "attempt_log": _read_attempt_log,
     "cache_write_tokens": _count("cache_write_tokens"),
     "reasoning_tokens": _count("reasoning_tokens"),
+    "route_strategy": _text("route_strategy"),
+    "saved_cost_nanos": _read_saved_cost,
     "v": _read_version,
 }
 _NOT_COLUMNS = frozenset({"v"})  # read from the event, but not stored as a column of the row
