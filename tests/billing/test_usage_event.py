@@ -114,6 +114,7 @@ def test_every_field_reaches_the_row_and_none_is_lost_on_the_way():
     via = {
         "created_at_us": "created_at",
         "cost_nanos": "cost",
+        "saved_cost_nanos": "saved_cost",
         "latency_us": "latency_ms",
         "ttft_us": "ttft_ms",
         "upstream_latency_us": "upstream_latency_ms",
