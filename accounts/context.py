@@ -88,7 +88,9 @@ def console(request: HttpRequest) -> dict[str, Any]:
                 url = reverse(name)
             except NoReverseMatch:
                 continue
-            context["nav"].append({"label": label, "url": url, "active": current == name})
+            # A section's own pages count as it: "gateway_ops:route_edit" is in "gateway_ops:routes".
+            active = current == name or current.startswith(name.removesuffix("s") + "_")
+            context["nav"].append({"label": label, "url": url, "active": active})
     if tenant is not None and membership is not None:
         current = request.resolver_match.view_name if request.resolver_match else ""
         for label, name, action in NAV:

@@ -34,6 +34,7 @@ class CredentialState:
     kind: str
     label: str  # "stored ••••a1b2", "from env OPENAI_API_KEY (set in this process)", "none"
     env_set: bool = False
+    short: str = ""  # for a table cell: "••••a1b2", "OPENAI_API_KEY (set)"
 
 
 def _tail(value: str) -> str:
@@ -44,13 +45,15 @@ def credential_state(provider: Provider) -> CredentialState:
     if provider.credential_env:
         is_set = bool(os.environ.get(provider.credential_env))
         where = "set" if is_set else "unset"
-        return CredentialState("env", f"from env {provider.credential_env} ({where} in this process)", is_set)
+        label = f"from env {provider.credential_env} ({where} in this process)"
+        return CredentialState("env", label, is_set, f"{provider.credential_env} ({where})")
     if provider.credential_encrypted:
         try:
             plaintext = provider.get_credential()
         except CredentialError:
-            return CredentialState("stored", f"stored {MASK} (cannot be decrypted with this encryption key)")
-        return CredentialState("stored", f"stored {_tail(plaintext)}")
+            label = f"stored {MASK} (cannot be decrypted with this encryption key)"
+            return CredentialState("stored", label, short=f"{MASK} (cannot be decrypted)")
+        return CredentialState("stored", f"stored {_tail(plaintext)}", short=_tail(plaintext))
     return CredentialState("none", "none")
 
 

@@ -19,10 +19,11 @@ from billing.models import ModelPrice
 from billing.selectors import price_in_force, price_schedule, prices_for_models
 from billing.services import model_price_delete, model_price_schedule, model_price_set
 from tests.support.manage import call
-from tests.support.operators import NOT_OPERATORS, OPERATORS, operator_clients
+from tests.support.operators import NOT_OPERATORS, OPERATORS, fast_passwords, operator_clients
 from tests.support.snapshot import db_snapshot
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_passwords")]
+__all__ = ["fast_passwords"]  # a fixture, used by name
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
@@ -244,3 +245,29 @@ def test_the_command_refuses_a_past_date_unless_backdating(frozen):
         datetime(2026, 7, 1, tzinfo=UTC),
     ]
     assert set(AuditEntry.objects.values_list("actor", flat=True)) == {"command:model_price_set"}
+
+
+def test_the_admin_never_backdates_nor_changes_a_price_in_force(client, frozen):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(
+        get_user_model().objects.create_superuser("admin-op", "admin@ops.test", "pw-admin-op-1")
+    )
+    current = old_price()
+    form = {"model": "gpt-4.1", "input_per_mtok": "1", "cached_input_per_mtok": "0", "output_per_mtok": "1",
+            "effective_from_0": "2026-05-01", "effective_from_1": "00:00:00"}  # fmt: skip
+    before = db_snapshot()
+    added = client.post("/admin/billing/modelprice/add/", form)
+    assert added.status_code == 200 and "never retroactive" in added.content.decode()
+    changed = client.post(
+        f"/admin/billing/modelprice/{current.pk}/change/", {**form, "effective_from_0": "2027-01-01"}
+    )
+    assert changed.status_code == 200 and "in force and cannot change" in changed.content.decode()
+    assert client.post(f"/admin/billing/modelprice/{current.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert db_snapshot() == before
+    ok = client.post("/admin/billing/modelprice/add/", {**form, "effective_from_0": "2026-07-01"})
+    assert ok.status_code == 302
+    assert (
+        AuditEntry.objects.get(action="price.create", actor="admin:admin@ops.test").after["model"]
+        == "gpt-4.1"
+    )

@@ -17,12 +17,13 @@ from accounts.models import AuditEntry
 from gateway.models import Provider
 from gateway.services import deployment_upsert, provider_upsert, route_upsert
 from tests.conftest import UPSTREAM_SECRET
-from tests.support.operators import NOT_OPERATORS, OPERATORS, operator_clients
+from tests.support.operators import NOT_OPERATORS, OPERATORS, fast_passwords, operator_clients
 from tests.support.secrets import registry
 from tests.support.snapshot import db_snapshot
 from tests.support.texts import MODEL_ISH
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_passwords")]
+__all__ = ["fast_passwords"]  # a fixture, used by name
 
 # What a browser can post: any text but lone surrogates (not encodable), NULs and controls included.
 TYPED = st.one_of(

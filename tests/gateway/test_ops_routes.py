@@ -19,12 +19,13 @@ from billing.services import model_price_set
 from gateway.models import Deployment, ModelRoute, Provider
 from gateway.services import deployment_upsert, provider_upsert, route_upsert
 from tests.conftest import UPSTREAM_SECRET
-from tests.support.operators import NOT_OPERATORS, OPERATORS, operator_clients
+from tests.support.operators import NOT_OPERATORS, OPERATORS, fast_passwords, operator_clients
 from tests.support.secrets import registry
 from tests.support.snapshot import db_snapshot
 from tests.support.texts import MODEL_ISH
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_passwords")]
+__all__ = ["fast_passwords"]  # a fixture, used by name
 
 
 @pytest.fixture
