@@ -43,7 +43,7 @@ def tenant_page(action: str) -> Callable[[View], View]:
         def wrapped(request: HttpRequest, slug: str, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
-            tenant, membership = tenant_for_user(request.user, slug)
+            tenant, membership = tenant_for_user(request.user, slug, operator_view=True)
             request.tenant = tenant  # type: ignore[attr-defined]
             request.membership = membership  # type: ignore[attr-defined]
             if is_operator_view(membership):

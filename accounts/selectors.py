@@ -36,13 +36,15 @@ def memberships_for_user(user: Any) -> QuerySet[Membership]:
     return Membership.objects.filter(user=user).select_related("tenant").order_by("tenant__name", "tenant_id")
 
 
-def tenant_for_user(user: Any, slug: str) -> tuple[Tenant, Membership]:
+def tenant_for_user(user: Any, slug: str, *, operator_view: bool = False) -> tuple[Tenant, Membership]:
     """The tenant `slug` and the user's membership of it, or Http404 if the user is not a member
     (or not signed in, or the tenant does not exist: the three look the same).
 
-    An operator (accounts.permissions.is_operator) who is not a member gets an operator's view: an
-    unsaved membership with the viewer role (`is_operator_view`), so the permission table lets them
-    see what a viewer sees and change nothing. An operator who is a member keeps their own role."""
+    With `operator_view` (the console's pages, accounts.access.tenant_page, which audits each such
+    visit), an operator (accounts.permissions.is_operator) who is not a member gets an operator's
+    view: an unsaved membership with the viewer role (`is_operator_view`), so the permission table
+    lets them see what a viewer sees and change nothing. An operator who is a member keeps their
+    own role. (The management API's operators use its operator endpoints instead.)"""
     if not getattr(user, "is_authenticated", False) or not isinstance(slug, str) or len(slug) > 100:
         raise Http404(NOT_FOUND)
     membership = (
@@ -52,7 +54,7 @@ def tenant_for_user(user: Any, slug: str) -> tuple[Tenant, Membership]:
     )
     if membership is not None:
         return membership.tenant, membership
-    if is_operator(user):
+    if operator_view and is_operator(user):
         tenant = Tenant.objects.select_related("plan").filter(slug=slug).first()
         if tenant is not None:
             return tenant, Membership(tenant=tenant, user=user, role=Membership.Role.VIEWER)

@@ -35,7 +35,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
-from config.sso import REQUIRED_ENDPOINTS, OidcSettings
+from config.sso import REQUIRED_ENDPOINTS, OidcSettings, provider_url
 
 logger = logging.getLogger(__name__)
 
@@ -67,19 +67,6 @@ def callback_url() -> str:
 
 
 # --- the provider: discovery and keys ------------------------------------------------------------------
-
-
-def _allowed_url(value: Any) -> bool:
-    from urllib.parse import urlsplit
-
-    from config.sso import _loopback
-
-    if not isinstance(value, str):
-        return False
-    parts = urlsplit(value)
-    return bool(parts.hostname) and (
-        parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname or ""))
-    )
 
 
 def _get_json(url: str, *, what: str, timeout: float) -> dict[str, Any]:
@@ -162,7 +149,7 @@ class ProviderCache:
             value = config.endpoints.get(name) or document.get(name)
             if value is None and name == "userinfo_endpoint":
                 continue
-            if not _allowed_url(value):
+            if not provider_url(value):
                 raise broken(f"{name} is missing or not an https URL")
             endpoints[name] = value
         methods = document.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]

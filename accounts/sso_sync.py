@@ -13,7 +13,8 @@ their tenant memberships, read from the verified claims at every sign-in (accoun
   a tenant keeps its last owner) — only memberships that single sign-on made (Membership.source);
   memberships made by hand are left as they are. A tenant or role the claim names that does not
   exist is skipped with a log line, never an error.
-- Every sign-in writes an `sso.sign_in` audit row in each tenant the user is then a member of.
+- Every sign-in writes an `sso.sign_in` audit row in each tenant the user is then a member of (or
+  one gateway-wide row when they are in none); operator role changes are gateway-wide rows.
 """
 
 from __future__ import annotations
@@ -136,13 +137,16 @@ def sso_sign_in(*, config: OidcSettings, claims: dict[str, Any]) -> Any:
     actor = Actor.sso(user)
     if config.operator_claim is not None:
         _sync_operator(
-            identity, granted=bool(claim_values(claims, config.operator_claim) & config.operator_values)
+            identity,
+            granted=bool(claim_values(claims, config.operator_claim) & config.operator_values),
+            actor=actor,
         )
     if config.tenants_claim is not None:
         _sync_memberships(user, claims.get(config.tenants_claim), actor=actor)
     identity.last_sign_in_at = timezone.now()
     identity.save(update_fields=["last_sign_in_at", "operator_from_sso"])
-    for membership in Membership.objects.filter(user=user).select_related("tenant", "user"):
+    memberships = list(Membership.objects.filter(user=user).select_related("tenant", "user"))
+    for membership in memberships:
         audit_record(
             tenant=membership.tenant,
             actor=actor,
@@ -150,6 +154,15 @@ def sso_sign_in(*, config: OidcSettings, claims: dict[str, Any]) -> Any:
             target=membership,
             before=None,
             after={"user": email, "role": membership.role, "via": config.name},
+        )
+    if not memberships:  # an operator, or someone in no tenant yet: in the gateway-wide log
+        audit_record(
+            tenant=None,
+            actor=actor,
+            action="sso.sign_in",
+            target=user,
+            before=None,
+            after={"user": email, "via": config.name},
         )
     logger.info("sso: user#%s signed in (issuer %s)", user.pk, issuer)
     return user
@@ -205,7 +218,9 @@ def _sync_profile(user: Any, *, email: str, name: str) -> None:
         user.save(update_fields=changed)
 
 
-def _sync_operator(identity: SsoIdentity, *, granted: bool) -> None:
+def _sync_operator(identity: SsoIdentity, *, granted: bool, actor: Actor) -> None:
+    """Grant or take back the operator role as the claim says; each change is in the gateway-wide
+    audit log (`operator.grant` / `operator.revoke`)."""
     user = identity.user
     if user.is_superuser:
         return  # always an operator; nothing for single sign-on to grant or take
@@ -217,14 +232,28 @@ def _sync_operator(identity: SsoIdentity, *, granted: bool) -> None:
             user.is_staff = True
             user.save(update_fields=["is_staff"])
         identity.operator_from_sso = True
+        _audit_operator(user, "operator.grant", actor=actor, operator=True)
         logger.warning("sso: user#%s made an operator by the operator claim", user.pk)
     elif not granted and identity.operator_from_sso:
         user.groups.remove(group)
         user.is_staff = False
         user.save(update_fields=["is_staff"])
         identity.operator_from_sso = False
+        _audit_operator(user, "operator.revoke", actor=actor, operator=False)
         logger.warning("sso: user#%s is no longer an operator (the operator claim says so)", user.pk)
     user.__dict__.pop("_tollhouse_is_operator", None)
+
+
+def _audit_operator(user: Any, action: str, *, actor: Actor, operator: bool) -> None:
+    label = user.email or user.get_username()
+    audit_record(
+        tenant=None,
+        actor=actor,
+        action=action,
+        target=user,
+        before={"user": label, "operator": not operator},
+        after={"user": label, "operator": operator},
+    )
 
 
 def _sync_memberships(user: Any, claim: Any, *, actor: Actor) -> None:

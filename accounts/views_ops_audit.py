@@ -24,6 +24,7 @@ OPERATOR_OBJECT_TYPES = {
     "billing.modelprice": "Prices",
     "accounts.plan": "Plans",
     "billing.redemptioncode": "Redemption codes",
+    "auth.user": "Users (operator role, single sign-on)",
 }
 
 

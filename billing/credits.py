@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import Tenant
+from accounts.throttle import LoginThrottle
 from billing.models import CreditEntry, RedemptionCode
 from billing.pots import credits_changed
 from billing.pricing import dollars_to_nanos
@@ -312,6 +313,18 @@ def code_batch_void(*, batch: str, actor: Actor | None = None) -> int:
             object_repr=f"redemption code batch {batch}",
         )
     return voided
+
+
+# Wrong codes: at most this many an hour per tenant and per client address (the sign-in's limiter),
+# counted alike by the credits page and the API (billing/views.py, billing/api/credits.py).
+REDEEM_FAILURES_PER_HOUR = 10
+redeem_throttle = LoginThrottle(limit=REDEEM_FAILURES_PER_HOUR, window_seconds=3600)
+WRONG_CODE = "That code cannot be redeemed: check it and try again."
+
+
+def redeem_counters(*, tenant: Tenant, client_ip: str | None) -> list[str]:
+    """What a redemption attempt counts against: the tenant, and the client's address."""
+    return [f"redeem:tenant:{tenant.pk}", f"redeem:ip:{client_ip or '-'}"]
 
 
 @transaction.atomic

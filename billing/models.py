@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -151,7 +153,7 @@ class UsageRecord(models.Model):
     saved_cost = models.DecimalField(
         max_digits=20,
         decimal_places=9,
-        default=0,
+        default=Decimal(0),  # a Decimal, so a batch of rows never mixes number types
         help_text="A cache hit: what the answer it replayed would have cost (USD); 0 otherwise.",
     )
 
@@ -300,6 +302,12 @@ class UsageHourlyTenant(UsageSums):
         constraints = [
             models.UniqueConstraint(fields=["tenant_id", "hour"], name="usagehourlytenant_unique_hour")
         ]
+        # The operator overview: every tenant's hours of a range, read from the index alone.
+        indexes = [
+            models.Index(
+                fields=["hour"], include=["tenant_id", "requests", "cost"], name="usagehourlytenant_hour"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requests}"
@@ -326,6 +334,12 @@ class UsageHourlyModel(UsageSums):
                 fields=["tenant_id", "hour", "requested_model"],
                 include=COVERED,
                 name="usagehourlymodel_unique_cell",
+            )
+        ]
+        # The operator overview: every tenant's model hours of a range, read from the index alone.
+        indexes = [
+            models.Index(
+                fields=["hour"], include=["requested_model", "requests", "cost"], name="usagehourlymodel_hour"
             )
         ]
 

@@ -412,7 +412,7 @@ def session_cells_save(cells: dict[SessionKey, SessionCell]) -> None:
 # (hour, provider, deployment_id): a deployment's hour (0: no deployment).
 DeploymentKey = tuple[datetime, str, int]
 DEPLOYMENT_KEY_COLUMNS = ("hour", "provider", "deployment_id")
-DEPLOYMENT_SUM_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, *ATTEMPT_COLUMNS, "cost")
+DEPLOYMENT_SUM_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, *ATTEMPT_COLUMNS, "cost", "saved_cost")
 _FAILED_ATTEMPT = {0, 408, 429}  # and every 5xx: what says the upstream is unwell
 
 
@@ -435,7 +435,7 @@ class DeploymentCell(Cell):
             attempts[2] += 1
 
     def values(self) -> tuple[Any, ...]:
-        return (*self.counts, *self.attempts, self.cost)
+        return (*self.counts, *self.attempts, self.cost, self.saved_cost)
 
 
 def _deployment_cell(cells: dict[DeploymentKey, DeploymentCell], key: DeploymentKey) -> DeploymentCell:

@@ -32,11 +32,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.access import can, tenant_page
 from accounts.audit import Actor
-from accounts.throttle import LoginThrottle
 from billing import charts, overview, selectors
 from billing.alerts import budget_webhook_test_send
 from billing.budgets import budget_delete, budget_set
-from billing.credits import code_redeem, credit_balance
+from billing.credits import WRONG_CODE, code_redeem, credit_balance, redeem_counters, redeem_throttle
 from billing.forms import BudgetForm, RangeForm, RedeemForm, UsageFilterForm
 from billing.models import Budget
 from config import clientip
@@ -264,11 +263,6 @@ def budget_webhook_test(
 
 # --- credits ------------------------------------------------------------------------------------------
 
-# Wrong codes: at most this many an hour per tenant and per client address (the sign-in's limiter).
-REDEEM_FAILURES_PER_HOUR = 10
-_redeem_throttle = LoginThrottle(limit=REDEEM_FAILURES_PER_HOUR, window_seconds=3600)
-WRONG_CODE = "That code cannot be redeemed: check it and try again."
-
 
 @require_http_methods(["GET", "POST"])
 @tenant_page("credits.view")
@@ -278,10 +272,10 @@ def credits_page(request: HttpRequest, *, tenant: Any, membership: Any) -> HttpR
     if request.method == "POST":
         if not can(membership, "credits.redeem"):
             return HttpResponse("Your role may not redeem codes.", status=403)
-        counters = [f"redeem:tenant:{tenant.pk}", f"redeem:ip:{clientip.from_meta(request.META) or '-'}"]
-        if any(_redeem_throttle.failures(counter) >= _redeem_throttle.limit for counter in counters):
+        counters = redeem_counters(tenant=tenant, client_ip=clientip.from_meta(request.META))
+        if any(redeem_throttle.failures(counter) >= redeem_throttle.limit for counter in counters):
             response = HttpResponse("Too many wrong codes. Try again later.", status=429)
-            response["Retry-After"] = str(_redeem_throttle.retry_after())
+            response["Retry-After"] = str(redeem_throttle.retry_after())
             return response
         form = RedeemForm(request.POST)
         if form.is_valid():
@@ -293,7 +287,7 @@ def credits_page(request: HttpRequest, *, tenant: Any, membership: Any) -> HttpR
                 # Unknown, expired and already redeemed read alike: a guesser learns nothing.
                 form.add_error("code", WRONG_CODE)
                 for counter in counters:
-                    _redeem_throttle.failed(counter)
+                    redeem_throttle.failed(counter)
             else:
                 messages.success(request, f"Redeemed: {entry.amount.normalize():f} USD added.")
                 return redirect("billing:credits", slug=tenant.slug)

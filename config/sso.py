@@ -59,15 +59,21 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def provider_url(value: object) -> bool:
+    """Is `value` a URL the provider may be reached at: https, or plain http on loopback only (a
+    provider the tests or a developer run locally)? Used for the settings and for what discovery says."""
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    host = parts.hostname or ""
+    return bool(host) and (parts.scheme == "https" or (parts.scheme == "http" and _loopback(host)))
+
+
 def _url(env: EnvReader, name: str) -> str | None:
-    """An https URL; plain http only on loopback (a provider the tests or a developer run locally)."""
     value = env.raw(name)
     if value is None:
         return None
-    parts = urlsplit(value)
-    if parts.scheme == "https" and parts.hostname:
-        return value
-    if parts.scheme == "http" and parts.hostname and _loopback(parts.hostname):
+    if provider_url(value):
         return value
     env.errors.append(f"{name} must be an https:// URL (plain http only on loopback), not {value[:200]!r}.")
     return None

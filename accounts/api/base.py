@@ -71,6 +71,12 @@ class ApiView(GenericAPIView):  # type: ignore[type-arg]
     # A service's ValidationError field -> the request field it is reported as (the API's name).
     service_fields: ClassVar[dict[str, str]] = {}
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # An id in the path (`<int:key_id>`) that no row can have (a bigint holds below 2**63): 404.
+        if any(isinstance(value, int) and not 0 < value < 2**63 for value in kwargs.values()):
+            raise NotFound("No such object.")
+
     def get_exception_handler(self) -> Callable[..., Response]:
         return exception_handler
 

@@ -90,8 +90,7 @@ def _first_error(detail: Any, path: str = "") -> tuple[str | None, str, str]:
             if value:  # a list of per-item errors has empty entries for the good items
                 inner = f"{path}.{index}" if isinstance(value, dict | list) and path else path
                 return _first_error(value, inner)
-    code = getattr(detail, "code", None) or "invalid"
-    return (path or None), str(detail), "invalid" if code in ("invalid", "required", "null") else str(code)
+    return (path or None), str(detail), str(getattr(detail, "code", None) or "invalid")
 
 
 def _django_validation(exc: DjangoValidationError) -> tuple[str | None, str]:

@@ -148,6 +148,10 @@ def test_the_operator_claim_makes_an_operator_and_takes_it_back(oidc, tenants):
     user = sso_user()
     assert not user.is_staff and not is_operator(user)
     assert not user.groups.filter(name=OPERATOR_GROUP).exists()
+    # Gateway-wide audit rows (no tenant): each change of the role, and each sign-in of someone in no tenant.
+    rows = AuditEntry.objects.filter(tenant=None, actor=f"sso:{EMAIL}").order_by("id")
+    assert [row.action for row in rows] == ["operator.grant", "sso.sign_in", "operator.revoke", "sso.sign_in"]
+    assert rows[0].after == {"user": EMAIL, "operator": True} and rows[0].object_id == str(user.pk)
 
 
 def test_the_operator_claim_never_takes_away_a_role_given_by_hand(oidc, tenants):
@@ -170,6 +174,13 @@ def test_an_operator_signed_in_through_sso_reaches_the_operator_pages(oidc):
     from accounts.context import ops_home_url
 
     assert client.get(ops_home_url()).status_code == 200
+    # The operator's audit log shows how they became one.
+    audit = client.get("/ops/audit/?type=auth.user")
+    assert (
+        audit.status_code == 200
+        and b"operator.grant" in audit.content
+        and f"sso:{EMAIL}".encode() in audit.content
+    )
     # Without the claim, the same person gets the 404 everyone else gets.
     oidc.behaviour.claims = claims(groups=[])
     other = Client()
@@ -343,6 +354,13 @@ def test_a_discovery_document_of_another_issuer_is_refused(oidc, settings):
     response = Client().get("/oidc/authenticate/")
     assert response.status_code == 502
     assert b"misconfigured" in response.content
+
+
+def test_a_discovery_document_with_a_plain_http_endpoint_is_refused(oidc, monkeypatch):
+    document = {**oidc.discovery(), "token_endpoint": "http://tokens.example/token"}
+    monkeypatch.setattr(oidc, "discovery", lambda: document)
+    response = Client().get("/oidc/authenticate/")
+    assert response.status_code == 502 and b"misconfigured" in response.content
 
 
 def test_failed_callbacks_count_against_the_sign_in_limit(oidc, tenants):

@@ -4,10 +4,15 @@ client that sends `anthropic-version`, in Anthropic's paged one."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import anthropic
 import httpx
 import openai
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from accounts.services import api_key_issue
 from gateway.models import Deployment, ModelRoute
@@ -70,6 +75,18 @@ def test_it_shows_a_key_only_what_it_may_use(gateway_server, catalog):
     assert {m.id for m in openai_sdk(gateway_server, wide).models.list()} == {"gpt-4.1", "gpt4"}
     with pytest.raises(openai.AuthenticationError):
         openai_sdk(gateway_server, "th-nope").models.retrieve("gpt-4.1")
+    anonymous = httpx.get(f"{gateway_server}/v1/models/gpt-4.1")
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["type"] == "authentication_error"
+
+
+def test_the_plan_limits_the_list_too(gateway_server, catalog):
+    from accounts.services import plan_save
+
+    plan = catalog.globex.plan
+    plan.allowed_models = ["claude-sonnet-4.5", SLASHED]
+    plan_save(plan=plan)
+    listed = {m.id for m in openai_sdk(gateway_server, catalog.globex_key).models.list()}
+    assert listed == {"claude-sonnet-4.5", SLASHED, "llama"}
 
 
 def test_it_answers_anthropics_sdk_in_anthropics_shape_page_by_page(gateway_server, catalog):
@@ -104,3 +121,42 @@ def test_it_refuses_bad_paging_in_anthropics_error_shape(gateway_server, catalog
         )
     empty = httpx.get(f"{gateway_server}/v1/models?after_id=zzzz", headers=headers).json()
     assert empty == {"data": [], "has_more": False, "first_id": None, "last_id": None}
+
+
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(name=st.text(min_size=1, max_size=60), anthropic_version=st.booleans())
+def test_any_model_id_gets_the_model_or_a_404_in_the_clients_shape(
+    gateway_server, catalog, name, anthropic_version
+):
+    headers = {"Authorization": f"Bearer {catalog.key}"}
+    if anthropic_version:
+        headers["anthropic-version"] = "2023-06-01"
+    response = httpx.get(f"{gateway_server}/v1/models/{quote(name, safe='')}", headers=headers, timeout=10)
+    assert response.status_code in (200, 404), (name, response.status_code, response.text[:300])
+    body = response.json()
+    if response.status_code == 200:
+        assert body["id"] == name
+    elif anthropic_version:
+        assert body["type"] == "error" and body["error"]["type"] == "not_found_error"
+    else:
+        assert body["error"]["code"] == "model_not_found"
+
+
+def test_a_synced_catalog_file_is_what_the_list_shows(gateway_server, world, tmp_path):
+    from tests.support.manage import call
+
+    path = tmp_path / "catalog.toml"
+    path.write_text(
+        '[routes."team-model"]\naliases = ["tm"]\ncontext_window = 64000\nmax_output_tokens = 4000\n'
+        '[[routes."team-model".deployments]]\nprovider = "mock"\nmodel = "gpt-4.1"\n'
+    )
+    call("catalog_sync", str(path))
+    models = {m.id: m for m in openai_sdk(gateway_server, world.key).models.list()}
+    assert models["team-model"].model_extra == {
+        "context_window": 64000, "max_output_tokens": 4000, "aliases": ["tm"],
+    }  # fmt: skip
+    assert models["tm"].model_extra["alias_of"] == "team-model"
+    reply = openai_sdk(gateway_server, world.key).chat.completions.create(
+        model="tm", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert reply.choices[0].message.content

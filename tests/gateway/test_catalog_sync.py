@@ -454,3 +454,23 @@ def test_any_valid_catalog_synced_twice_changes_nothing_the_second_time(tmp_path
         assert not second.plan.changes and not second.applied, second.plan.render()
         assert db_snapshot() == before
         transaction.set_rollback(True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_as_a_process_it_exits_1_with_each_line_on_stderr_and_no_traceback(write):
+    from tests.support.manage import run
+
+    bad = BASE.replace("output = 8.00", "output = -8.00").replace(
+        'kind = "openai-compatible"', 'kind = "vllm"'
+    )
+    result = run("catalog_sync", write(bad))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "CommandError: Refused, nothing changed:"
+    assert [line.split(": ", 1)[0].rsplit(":", 1)[1] for line in lines[1:]] == [
+        str(line_of(bad, 'kind = "vllm"')),
+        str(line_of(bad, "output = -8.00")),
+    ]
+    ok = run("catalog_sync", write(BASE), "--dry-run")
+    assert ok.returncode == 0 and "Dry run: 8 added" in ok.stdout
+    assert not Provider.objects.exists()
