@@ -31,6 +31,19 @@ def _price_field(help_text: str, *, required: bool = True) -> serializers.Decima
     return usd_field(help_text, min_value=Decimal(0), max_value=services.MAX_PRICE, **extra)
 
 
+def _printable(value: str) -> None:
+    if not value.isprintable():
+        raise serializers.ValidationError("Use printable characters only.")
+
+
+def model_id(help_text: str) -> serializers.CharField:
+    """A model id: one line of printable text (a lone surrogate, which JSON's "\\ud800" makes,
+    could not even be stored)."""
+    field = text_field(200, help_text=help_text)
+    field.validators.append(_printable)
+    return field
+
+
 class PriceSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     state = serializers.SerializerMethodField()
     input_per_mtok = usd_field("USD per million input tokens.", read_only=True)
@@ -58,7 +71,7 @@ class PriceSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 
 
 class PriceWriteSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    model = text_field(200, help_text="The upstream model id, as a deployment names it.")
+    model = model_id("The upstream model id, as a deployment names it.")
     effective_from = serializers.DateTimeField(
         required=False, allow_null=True, default=None, help_text="Now or later; omitted or null: now."
     )

@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from accounts.api.base import OperatorApiView
 from accounts.api.errors import BadRequest
 from accounts.api.fields import MAX_INT, limit_field, name_list, text_field
+from billing.api.prices import model_id
 from gateway import selectors, services
 from gateway.connection import DEFAULT_PROMPT, provider_test
 from gateway.forms_ops import MAX_CREDENTIAL_CHARS
@@ -158,7 +159,7 @@ class ProviderDetailView(OperatorApiView):
 
 
 class ConnectionTestSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    model = text_field(200, help_text="The upstream model id to ask for one token.")
+    model = model_id("The upstream model id to ask for one token.")
     prompt = text_field(500, required=False, default=DEFAULT_PROMPT)
 
 
@@ -285,7 +286,7 @@ class DeploymentWriteSerializer(serializers.Serializer):  # type: ignore[type-ar
         min_value=1, max_value=MAX_INT, help_text="The route's id (on create only)."
     )
     provider = serializers.IntegerField(min_value=1, max_value=MAX_INT, help_text="The provider's id.")
-    upstream_model = text_field(200, help_text="The model id the provider knows.")
+    upstream_model = model_id("The model id the provider knows.")
     priority = serializers.IntegerField(
         min_value=0, max_value=32767, required=False, help_text="Lower first."
     )

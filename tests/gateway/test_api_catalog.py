@@ -187,3 +187,24 @@ def test_the_connection_test_redacts_the_credential(api_client, roles, mock_upst
     assert result["ok"] is False and result["status"] == 503 and "[redacted]" in result["answer"]
     assert UPSTREAM_SECRET not in failed.content.decode()
     assert Deployment.objects.count() == 0  # a test changes nothing
+
+
+def test_a_lone_surrogate_is_a_400_not_a_500(api_client, roles, catalog):
+    client = api_client("operator")
+    route, provider = catalog["route"].pk, catalog["provider"].pk
+    body = f'{{"route": {route}, "provider": {provider}, "upstream_model": "m\\ud800"}}'
+    response = client.post("/api/v1/deployments/", body, content_type=JSON)
+    assert response.status_code == 400 and response.json()["error"]["field"] == "upstream_model"
+    tested = client.post(
+        f"/api/v1/providers/{provider}/test/", '{"model": "m", "prompt": "\\udfff"}', content_type=JSON
+    )
+    assert (
+        tested.status_code == 200
+        and tested.json()["summary"] == "The model id and the prompt must be text (UTF-8)."
+    )
+    priced = client.post(
+        "/api/v1/prices/",
+        '{"model": "\\ud800", "input_per_mtok": "1", "cached_input_per_mtok": "1", "output_per_mtok": "1"}',
+        content_type=JSON,
+    )
+    assert priced.status_code == 400 and priced.json()["error"]["field"] == "model"
