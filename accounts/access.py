@@ -6,6 +6,9 @@ against the permission table (accounts/permissions.py):
 
 - anonymous: redirect to the sign-in page, coming back here after;
 - signed in but not a member of the tenant (or no such tenant): 404, as for any unknown page;
+- an operator who is not a member: the tenant's pages read-only, as a viewer (the permission table),
+  any other method than GET/HEAD refused with 403, and every visit written to the tenant's audit log
+  (`tenant.operator_view`, naming the page) before the view runs;
 - a member whose role lacks the action: 403;
 - otherwise the view runs, in the tenant's time zone, as `view(request, *, tenant, membership, **other_url_kwargs)`, and
   `request.tenant` / `request.membership` are set for the layout (accounts.context.console).
@@ -25,7 +28,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from accounts.permissions import PERMISSIONS, allowed, is_operator
-from accounts.selectors import tenant_for_user
+from accounts.selectors import is_operator_view, tenant_for_user
+from accounts.services import operator_view_record
 
 View = Callable[..., HttpResponse]
 
@@ -39,9 +43,15 @@ def tenant_page(action: str) -> Callable[[View], View]:
         def wrapped(request: HttpRequest, slug: str, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
-            tenant, membership = tenant_for_user(request.user, slug)
+            tenant, membership = tenant_for_user(request.user, slug, operator_view=True)
             request.tenant = tenant  # type: ignore[attr-defined]
             request.membership = membership  # type: ignore[attr-defined]
+            if is_operator_view(membership):
+                operator_view_record(
+                    tenant=tenant, user=request.user, path=request.path, method=request.method or ""
+                )
+                if request.method not in ("GET", "HEAD"):
+                    raise PermissionDenied("An operator views a tenant's console read-only.")
             if not allowed(membership.role, action):
                 raise PermissionDenied(f"Your role ({membership.role}) may not do this here.")
             # Times on tenant pages are shown in the tenant's time zone.

@@ -20,7 +20,17 @@ from django.utils.cache import add_never_cache_headers
 
 from accounts import members, services, signing
 from accounts.audit import Actor
-from accounts.models import LIMIT_FIELDS, ApiKey, AuditEntry, Invitation, Membership, Plan, SigningKey, Tenant
+from accounts.models import (
+    LIMIT_FIELDS,
+    ApiKey,
+    AuditEntry,
+    Invitation,
+    Membership,
+    Plan,
+    SigningKey,
+    SsoIdentity,
+    Tenant,
+)
 from accounts.validators import validate_names
 from config.admin import save_inline_through
 
@@ -126,6 +136,8 @@ class MembershipInline(admin.TabularInline):
     formset = MembershipFormSet
     extra = 0
     autocomplete_fields = ["user"]
+    # "sso": made by single sign-on, which changes or removes it at the person's next sign-in.
+    readonly_fields = ["source"]
 
 
 @admin.register(Tenant)
@@ -401,4 +413,21 @@ class AuditEntryAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SsoIdentity)
+class SsoIdentityAdmin(admin.ModelAdmin):
+    """Who signs in through single sign-on (accounts/sso_sync.py) as which account. Read only;
+    deleting one unlinks it: the person's next sign-in links (or creates) an account again."""
+
+    list_display = ["user", "issuer", "subject", "operator_from_sso", "last_sign_in_at", "created_at"]
+    search_fields = ["user__email", "user__username", "subject"]
+    list_select_related = ["user"]
+    readonly_fields = [f.name for f in SsoIdentity._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

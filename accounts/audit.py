@@ -44,6 +44,13 @@ class Actor:
         return cls(label=f"api:{_user_label(user)}{via}", user=user)
 
     @classmethod
+    def sso(cls, user: Any) -> Actor:
+        """Single sign-on syncing `user`'s memberships from the identity provider's claims: it acts
+        with the provider's authority (as a command does), not with the user's own role, so no
+        `user` is set for the rules to check; the label says whose sign-in it was."""
+        return cls(label=f"sso:{_user_label(user)}")
+
+    @classmethod
     def command(cls, name: str) -> Actor:
         return cls(label=f"command:{name}")
 
@@ -79,15 +86,19 @@ def audit_snapshot(obj: models.Model | None, fields: Iterable[str]) -> dict[str,
 
 def audit_record(
     *,
-    tenant: Tenant,
+    tenant: Tenant | None,
     actor: Actor | None,
     action: str,
     target: models.Model,
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
+    object_repr: str | None = None,
 ) -> AuditEntry:
     """Write one audit row in the caller's transaction (it must run inside one: the row and the
-    change commit or roll back together). `actor` None is recorded as the system."""
+    change commit or roll back together). `actor` None is recorded as the system. `tenant` None is
+    a gateway-wide change made by an operator (a provider, route, deployment, price, plan, a batch of
+    redemption codes); `object_repr` overrides how the object is named (an operator's visit names
+    the page visited)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of the change it records")
     actor = actor or SYSTEM
@@ -99,7 +110,7 @@ def audit_record(
         action=action[:64],
         object_type=target._meta.label_lower[:64],
         object_id=str(target.pk or "")[:64],
-        object_repr=str(target)[:200],
+        object_repr=(str(target) if object_repr is None else object_repr)[:200],
         before=_json(before),
         after=_json(after),
     )

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 
 from accounts.permissions import PERMISSIONS, allowed, is_operator
-from accounts.selectors import memberships_for_user
+from accounts.selectors import is_operator_view, memberships_for_user
 
 # (label, URL name, action): the console's sections in nav order. A section whose URL is not
 # registered (yet) or whose action the role lacks is left out of the nav.
@@ -78,6 +78,8 @@ def console(request: HttpRequest) -> dict[str, Any]:
         "operator": operator,
         "ops": bool(getattr(request, "ops", False)),
         "ops_url": ops_home_url() if operator else None,
+        # An operator looking at a tenant they are not a member of (accounts.selectors.tenant_for_user).
+        "operator_view": tenant is not None and is_operator_view(membership),
     }
     if context["ops"]:
         current = request.resolver_match.view_name if request.resolver_match else ""
@@ -86,7 +88,9 @@ def console(request: HttpRequest) -> dict[str, Any]:
                 url = reverse(name)
             except NoReverseMatch:
                 continue
-            context["nav"].append({"label": label, "url": url, "active": current == name})
+            # A section's own pages count as it: "gateway_ops:route_edit" is in "gateway_ops:routes".
+            active = current == name or current.startswith(name.removesuffix("s") + "_")
+            context["nav"].append({"label": label, "url": url, "active": active})
     if tenant is not None and membership is not None:
         current = request.resolver_match.view_name if request.resolver_match else ""
         for label, name, action in NAV:

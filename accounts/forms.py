@@ -79,6 +79,12 @@ class KeyIssueForm(forms.Form):
     rpm_limit = _limit_field("Requests per minute", "Empty = the tenant's limit.")
     tpm_limit = _limit_field("Tokens per minute", "Empty = the tenant's limit.")
     concurrency_limit = _limit_field("Calls in flight", "Empty = the tenant's limit.")
+    cache = forms.BooleanField(
+        label="Response cache: answer repeated identical requests from the cache",
+        required=False,
+        help_text="A hit costs nothing; a call can still opt out with x-tollhouse-cache: off.",
+    )
+    cache_ttl = _limit_field("Cache TTL (seconds)", "How long an answer is kept; empty = the default.")
     budget = forms.DecimalField(
         label="Budget (USD)",
         required=False,

@@ -3,7 +3,8 @@ member's role; remove a member. The console, the admin and the commands all come
 
 The rules, whoever calls:
 - Owners and admins manage members; only an owner makes someone an owner, or changes or removes an
-  owner. The operator (a superuser) and management commands (no acting user) may do everything.
+  owner. Operators (accounts.permissions.is_operator) and management commands (no acting user) may
+  do everything.
 - A tenant keeps at least one owner. Role changes and removals lock the tenant's row first, so two
   owners demoting each other at the same moment leave one owner, not none.
 - An invitation's link carries a random token that exists only in the email; the row keeps its
@@ -31,7 +32,9 @@ from django.utils import timezone
 
 from accounts.audit import Actor, audit_record
 from accounts.emails import email_send
-from accounts.models import Invitation, Membership, Tenant
+from accounts.models import Invitation, Membership, Plan, Tenant
+from accounts.permissions import is_operator
+from accounts.services import membership_save, tenant_create
 
 Role = Membership.Role
 MANAGER_ROLES = frozenset({Role.OWNER, Role.ADMIN})
@@ -95,9 +98,9 @@ def member_snapshot(membership: Membership) -> dict[str, Any]:
 
 
 def actor_role(tenant: Tenant, user: Any) -> str | None:
-    """The acting user's role in `tenant` for these rules: None (a command) and a superuser count as an
-    owner; someone who is not a member has no role."""
-    if user is None or getattr(user, "is_superuser", False):
+    """The acting user's role in `tenant` for these rules: None (a command) and an operator count as
+    an owner; someone who is not a member has no role."""
+    if user is None or is_operator(user):
         return Role.OWNER
     role: str | None = (
         Membership.objects.filter(tenant=tenant, user=user).values_list("role", flat=True).first()
@@ -125,6 +128,48 @@ def _valid_role(role: str) -> str:
 def _lock_tenant(tenant: Tenant) -> None:
     """Serialise member changes of one tenant (see the module's docstring)."""
     Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk", flat=True).get()
+
+
+# --- a new tenant and its first owner (the operator's tenants page) -----------------------------
+
+
+@transaction.atomic
+def tenant_create_with_owner(
+    *,
+    name: str,
+    slug: str,
+    plan: Plan | None,
+    timezone_name: str,
+    prepaid: bool,
+    owner_email: str,
+    actor: Actor | None = None,
+) -> tuple[Tenant, Membership | Invitation]:
+    """Create a tenant and give it its first owner: an existing account with that address becomes
+    owner at once; anyone else is invited as owner by email. All or nothing: a bad field, a slug
+    taken or an invitation email that cannot be sent leaves no tenant behind."""
+    errors: dict[str, list[str]] = {}
+    address = ""
+    try:
+        address = normalize_email(owner_email)
+    except ValidationError as exc:
+        errors["owner_email"] = exc.message_dict["email"]
+    try:
+        tenant = tenant_create(
+            name=name, slug=slug, plan=plan, timezone_name=timezone_name, prepaid=prepaid, actor=actor
+        )
+    except ValidationError as exc:
+        errors = {**exc.message_dict, **errors}
+    if errors:
+        raise ValidationError(errors)
+    user = get_user_model().objects.filter(email__iexact=address, is_active=True).order_by("pk").first()
+    if user is not None:
+        return tenant, membership_save(
+            membership=Membership(tenant=tenant, user=user, role=Role.OWNER), actor=actor
+        )
+    try:
+        return tenant, invitation_create(tenant=tenant, email=address, role=Role.OWNER, actor=actor)
+    except ValidationError as exc:
+        raise ValidationError({"owner_email": exc.message_dict.get("email", exc.messages)}) from None
 
 
 # --- invitations --------------------------------------------------------------------------------

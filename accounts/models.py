@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -134,7 +135,14 @@ class Membership(models.Model):
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+
+    class Source(models.TextChoices):
+        MANUAL = "manual"  # the console, the admin, an invitation, a command
+        SSO = "sso"  # single sign-on claims (accounts/sso_sync.py): re-synced at each sign-in
+
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
+    # Only memberships that came from single sign-on are changed or removed by it; manual ones stay.
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.MANUAL, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -196,6 +204,17 @@ class ApiKey(models.Model):
     concurrency_limit = _limit(
         "Calls in flight at once; empty = the tenant's. Never looser than the tenant's."
     )
+    # The response cache (gateway/cache.py): opted in per key, or per call by header.
+    cache = models.BooleanField(
+        default=False,
+        help_text="Answer repeated identical requests from the response cache (a hit costs nothing).",
+    )
+    cache_ttl = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Seconds a cached answer is kept; empty = TOLLHOUSE_CACHE_TTL_SECONDS.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -225,6 +244,13 @@ class ApiKey(models.Model):
             raise ValidationError({"allowed_ips": exc.messages}) from exc
         if self.tenant_id is not None:
             self._refuse_looser_than_tenant()
+        if self.cache_ttl is not None and self.cache_ttl > settings.TOLLHOUSE_CACHE_MAX_TTL_SECONDS:
+            raise ValidationError(
+                {
+                    "cache_ttl": f"At most {settings.TOLLHOUSE_CACHE_MAX_TTL_SECONDS} seconds "
+                    "(TOLLHOUSE_CACHE_MAX_TTL_SECONDS)."
+                }
+            )
 
     def _refuse_looser_than_tenant(self) -> None:
         """A key may be tighter than its tenant, never looser: refused, not silently clamped."""
@@ -292,9 +318,13 @@ class SigningKey(models.Model):
 
 class AuditEntry(models.Model):
     """Who changed what in a tenant, with the values before and after; written by
-    `accounts.audit.audit_record` in the same transaction as the change itself."""
+    `accounts.audit.audit_record` in the same transaction as the change itself. A gateway-wide
+    change made by an operator (a provider, route, deployment, price, plan, a batch of redemption
+    codes) belongs to no tenant."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="audit_entries")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_entries"
+    )
     actor_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -311,7 +341,12 @@ class AuditEntry(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["tenant", "-created_at", "-id"], name="auditentry_tenant_time")]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at", "-id"], name="auditentry_tenant_time"),
+            # The operator's audit log (/ops/audit/): every tenant's, newest first, and one object's.
+            models.Index(fields=["-created_at", "-id"], name="auditentry_time"),
+            models.Index(fields=["object_type", "object_id", "-created_at"], name="auditentry_object_time"),
+        ]
         verbose_name_plural = "audit entries"
 
     def __str__(self) -> str:
@@ -400,3 +435,26 @@ class PersonalAccessToken(models.Model):
         if self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+
+class SsoIdentity(models.Model):
+    """A person at an OpenID provider (its `iss` and `sub`), and the account they sign in to."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identities"
+    )
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    # The operator role was granted by the operator claim (accounts/sso_sync.py): it is taken back
+    # when the claim no longer grants it. A role granted by hand is never touched.
+    operator_from_sso = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="ssoidentity_unique")]
+        verbose_name = "SSO identity"
+        verbose_name_plural = "SSO identities"
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.http import Http404
 from django.utils import timezone
 
@@ -20,9 +20,11 @@ from accounts.models import (
     Invitation,
     Membership,
     PersonalAccessToken,
+    Plan,
     SigningKey,
     Tenant,
 )
+from accounts.permissions import is_operator
 
 NOT_FOUND = "No such page."
 
@@ -34,9 +36,15 @@ def memberships_for_user(user: Any) -> QuerySet[Membership]:
     return Membership.objects.filter(user=user).select_related("tenant").order_by("tenant__name", "tenant_id")
 
 
-def tenant_for_user(user: Any, slug: str) -> tuple[Tenant, Membership]:
+def tenant_for_user(user: Any, slug: str, *, operator_view: bool = False) -> tuple[Tenant, Membership]:
     """The tenant `slug` and the user's membership of it, or Http404 if the user is not a member
-    (or not signed in, or the tenant does not exist: the three look the same)."""
+    (or not signed in, or the tenant does not exist: the three look the same).
+
+    With `operator_view` (the console's pages, accounts.access.tenant_page, which audits each such
+    visit), an operator (accounts.permissions.is_operator) who is not a member gets an operator's
+    view: an unsaved membership with the viewer role (`is_operator_view`), so the permission table
+    lets them see what a viewer sees and change nothing. An operator who is a member keeps their
+    own role. (The management API's operators use its operator endpoints instead.)"""
     if not getattr(user, "is_authenticated", False) or not isinstance(slug, str) or len(slug) > 100:
         raise Http404(NOT_FOUND)
     membership = (
@@ -44,9 +52,19 @@ def tenant_for_user(user: Any, slug: str) -> tuple[Tenant, Membership]:
         .filter(user=user, tenant__slug=slug)
         .first()
     )
-    if membership is None:
-        raise Http404(NOT_FOUND)
-    return membership.tenant, membership
+    if membership is not None:
+        return membership.tenant, membership
+    if operator_view and is_operator(user):
+        tenant = Tenant.objects.select_related("plan").filter(slug=slug).first()
+        if tenant is not None:
+            return tenant, Membership(tenant=tenant, user=user, role=Membership.Role.VIEWER)
+    raise Http404(NOT_FOUND)
+
+
+def is_operator_view(membership: Membership | None) -> bool:
+    """Is this the read-only view `tenant_for_user` gives an operator who is not a member? (A real
+    membership is a stored row.)"""
+    return membership is not None and membership.pk is None
 
 
 def _pk(value: Any) -> int:
@@ -205,21 +223,61 @@ def _parse_audit_cursor(cursor: str) -> tuple[datetime, int]:
         raise AuditCursorError(cursor[:40]) from None
 
 
-def audit_page(
-    tenant: Tenant, *, object_type: str | None = None, cursor: str = "", size: int = AUDIT_PAGE_SIZE
-) -> AuditPage:
-    """One page of the tenant's audit log, newest first, after `cursor` (keyset: (created_at, id) below
-    the last row shown, read off the (tenant, created_at, id) index; never an OFFSET)."""
-    entries = AuditEntry.objects.filter(tenant=tenant)
-    if object_type:
-        entries = entries.filter(object_type=object_type)
+def _audit_keyset(entries: QuerySet[AuditEntry], cursor: str, size: int) -> AuditPage:
+    """A page of `entries`, newest first, after `cursor` (keyset: (created_at, id) below the last
+    row shown; never an OFFSET)."""
     if cursor:
         when, pk = _parse_audit_cursor(cursor)
         entries = entries.filter(Q(created_at__lt=when) | Q(created_at=when, pk__lt=pk))
-    rows = list(entries.select_related("actor_user").order_by("-created_at", "-id")[: size + 1])
+    rows = list(entries.order_by("-created_at", "-id")[: size + 1])
     more = len(rows) > size
     rows = rows[:size]
     return AuditPage(entries=rows, next_cursor=_audit_cursor(rows[-1]) if more else "")
+
+
+def audit_page(
+    tenant: Tenant, *, object_type: str | None = None, cursor: str = "", size: int = AUDIT_PAGE_SIZE
+) -> AuditPage:
+    """One page of the tenant's audit log, newest first, after `cursor` (read off the
+    (tenant, created_at, id) index)."""
+    entries = AuditEntry.objects.filter(tenant=tenant)
+    if object_type:
+        entries = entries.filter(object_type=object_type)
+    return _audit_keyset(entries.select_related("actor_user"), cursor, size)
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """What the operator's audit log (/ops/audit/) is narrowed to; every part optional."""
+
+    tenant: Tenant | None = None
+    operator_only: bool = False  # only changes that belong to no tenant (the operator's own objects)
+    actor: str = ""  # part of the actor's label, any case ("alice@", "command:", "api:")
+    object_type: str = ""  # exactly, e.g. "accounts.apikey"
+    object_id: str = ""  # exactly
+    start: datetime | None = None  # inclusive
+    end: datetime | None = None  # exclusive
+
+
+def audit_page_all(query: AuditFilter, *, cursor: str = "", size: int = AUDIT_PAGE_SIZE) -> AuditPage:
+    """One page of every tenant's audit log (and the operator's own changes), newest first, after
+    `cursor`, narrowed by `query`. For operators only: the caller checks (accounts.access.operator_page)."""
+    entries = AuditEntry.objects.all()
+    if query.tenant is not None:
+        entries = entries.filter(tenant=query.tenant)
+    elif query.operator_only:
+        entries = entries.filter(tenant__isnull=True)
+    if query.actor:
+        entries = entries.filter(actor__icontains=query.actor)
+    if query.object_type:
+        entries = entries.filter(object_type=query.object_type)
+    if query.object_id:
+        entries = entries.filter(object_id=query.object_id)
+    if query.start is not None:
+        entries = entries.filter(created_at__gte=query.start)
+    if query.end is not None:
+        entries = entries.filter(created_at__lt=query.end)
+    return _audit_keyset(entries.select_related("actor_user", "tenant"), cursor, size)
 
 
 def audit_changes(entry: AuditEntry) -> list[tuple[str, Any, Any]]:
@@ -256,3 +314,65 @@ def personal_token_for_user(user: Any, token_id: Any) -> PersonalAccessToken:
 def personal_token_by_prefix(prefix: str) -> PersonalAccessToken | None:
     """The API's lookup (accounts/api/authentication.py): the token with this public prefix, with its user."""
     return PersonalAccessToken.objects.select_related("user").filter(prefix=prefix).first()
+
+
+# --- the operator's tenants and plans pages (/ops/) ---------------------------------------------------
+
+TENANT_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class TenantPage:
+    tenants: list[Tenant]
+    next_cursor: str  # "" on the last page
+
+
+def tenants_page(
+    *,
+    search: str = "",
+    status: str = "",
+    plan: Plan | None = None,
+    cursor: str = "",
+    size: int = TENANT_PAGE_SIZE,
+) -> TenantPage:
+    """One page of every tenant, newest first, matching `search` (in the name or the slug), `status`
+    and `plan`; keyset-paginated on the id (`cursor`: the last id shown; Http404 for a bad one)."""
+    tenants = Tenant.objects.select_related("plan")
+    if search:
+        tenants = tenants.filter(Q(name__icontains=search) | Q(slug__icontains=search))
+    if status:
+        tenants = tenants.filter(status=status)
+    if plan is not None:
+        tenants = tenants.filter(plan=plan)
+    if cursor:
+        tenants = tenants.filter(pk__lt=_pk(cursor))
+    rows = list(tenants.order_by("-pk")[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return TenantPage(tenants=rows, next_cursor=str(rows[-1].pk) if more else "")
+
+
+def tenant_for_operator(slug: Any) -> Tenant:
+    """Any tenant, by slug, for an operator's page (accounts.access.operator_page), or Http404."""
+    if not isinstance(slug, str) or len(slug) > 100:
+        raise Http404(NOT_FOUND)
+    tenant = Tenant.objects.select_related("plan").filter(slug=slug).first()
+    if tenant is None:
+        raise Http404(NOT_FOUND)
+    return tenant
+
+
+def tenant_owners(tenant: Tenant) -> list[Membership]:
+    return list(members_of_tenant(tenant).filter(role=Membership.Role.OWNER)[:20])
+
+
+def plans_with_tenants() -> QuerySet[Plan]:
+    """Every plan with how many tenants are on it (`tenant_count`), by name."""
+    return Plan.objects.annotate(tenant_count=Count("tenants")).order_by("name", "pk")
+
+
+def plan_for_operator(plan_id: Any) -> Plan:
+    plan = Plan.objects.filter(pk=_pk(plan_id)).first()
+    if plan is None:
+        raise Http404(NOT_FOUND)
+    return plan

@@ -72,6 +72,8 @@ KEY_AUDIT_FIELDS = (
     "allowed_models",
     "allowed_ips",
     *LIMIT_FIELDS,
+    "cache",
+    "cache_ttl",
     "previous_prefix",
     "previous_valid_until",
 )
@@ -114,11 +116,55 @@ def _full_clean(
         raise ValidationError(errors)
 
 
+PLAN_AUDIT_FIELDS = ("name", *LIMIT_FIELDS, "monthly_budget", "allowed_models")
+
+
 @transaction.atomic
-def plan_save(*, plan: Plan) -> Plan:
-    _full_clean(plan, LIMIT_FIELDS, ("monthly_budget",))
+def plan_save(*, plan: Plan, actor: Actor | None = None) -> Plan:
+    """Save a plan. Its allowed models must each be a route or an alias (a typo would refuse every
+    call of every tenant on it with a 403). A plan belongs to no tenant: its audit row is
+    gateway-wide (tenant None)."""
+    errors: dict[str, list[str]] = {}
+    try:
+        _full_clean(plan, LIMIT_FIELDS, ("monthly_budget",))
+    except ValidationError as exc:
+        errors = exc.message_dict
+    if "allowed_models" not in errors:
+        unknown = unknown_model_names(plan.allowed_models)
+        if unknown:
+            errors["allowed_models"] = [unknown_models_sentence(unknown)]
+    if errors:
+        raise ValidationError(errors)
+    stored = Plan.objects.filter(pk=plan.pk).first() if plan.pk else None
+    before = audit_snapshot(stored, PLAN_AUDIT_FIELDS)
     plan.save()
+    after = audit_snapshot(plan, PLAN_AUDIT_FIELDS)
+    if before != after:
+        action = "plan.create" if stored is None else "plan.change"
+        audit_record(tenant=None, actor=actor, action=action, target=plan, before=before, after=after)
     return plan
+
+
+@transaction.atomic
+def plan_delete(*, plan: Plan, actor: Actor | None = None) -> None:
+    """Delete a plan no tenant is on; a plan in use is refused (ValidationError), deleting nothing."""
+    locked = Plan.objects.select_for_update().get(pk=plan.pk)
+    in_use = Tenant.objects.filter(plan=locked).count()
+    if in_use:
+        raise ValidationError(
+            f"The plan “{locked.name}” is in use by {in_use} tenant(s): move them to another plan "
+            "first, then delete it.",
+            code="plan_in_use",
+        )
+    audit_record(
+        tenant=None,
+        actor=actor,
+        action="plan.delete",
+        target=locked,
+        before=audit_snapshot(locked, PLAN_AUDIT_FIELDS),
+        after=None,
+    )
+    locked.delete()
 
 
 @transaction.atomic
@@ -149,6 +195,42 @@ def tenant_save(*, tenant: Tenant, actor: Actor | None = None) -> Tenant:
         action = "tenant.create" if stored is None else "tenant.change"
         audit_record(tenant=tenant, actor=actor, action=action, target=tenant, before=before, after=after)
     return tenant
+
+
+@transaction.atomic
+def tenant_status_set(*, tenant: Tenant, status: str, actor: Actor | None = None) -> Tenant:
+    """Suspend (status "suspended") or resume ("active") a tenant. The row's broadcast
+    (config/changes.py) makes every gateway process drop its cached copy at commit, so a suspended
+    tenant's next call gets 403 `tenant_suspended` everywhere (gateway/auth.py). Setting the status
+    it already has changes nothing and records nothing."""
+    if status not in Tenant.Status.values:
+        raise ValidationError({"status": "Choose active or suspended."})
+    locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if locked.status != status:
+        before = {"status": locked.status}
+        locked.status = status
+        locked.save(update_fields=["status"])
+        action = "tenant.suspend" if status == Tenant.Status.SUSPENDED else "tenant.resume"
+        audit_record(
+            tenant=locked, actor=actor, action=action, target=locked, before=before, after={"status": status}
+        )
+    tenant.status = locked.status
+    return tenant
+
+
+@transaction.atomic
+def operator_view_record(*, tenant: Tenant, user: Any, path: str, method: str) -> None:
+    """An operator opened one of `tenant`'s console pages without being a member (read-only, see
+    accounts.access.tenant_page): every such visit is in the tenant's audit log, naming the page."""
+    audit_record(
+        tenant=tenant,
+        actor=Actor.console(user),
+        action="tenant.operator_view",
+        target=tenant,
+        before=None,
+        after={"path": path[:500], "method": method[:10]},
+        object_repr=path,
+    )
 
 
 def api_keys_looser_than_tenant(
@@ -224,6 +306,8 @@ def api_key_issue(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     concurrency_limit: int | None = None,
+    cache: bool = False,
+    cache_ttl: int | None = None,
     actor: Actor | None = None,
 ) -> IssuedKey:
     try:
@@ -245,6 +329,8 @@ def api_key_issue(
         rpm_limit=rpm_limit,
         tpm_limit=tpm_limit,
         concurrency_limit=concurrency_limit,
+        cache=cache,
+        cache_ttl=cache_ttl,
     )
     return IssuedKey(api_key=api_key_save(api_key=api_key, actor=actor), raw=raw)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -55,15 +56,19 @@ class LoginThrottle:
         return redis_key("login", ip, str(slot))
 
     def failures(self, ip: str) -> int:
+        """Failures in the sliding window ending now: this slot's count plus the previous slot's,
+        weighted by how much of it the window still covers (rounded up). A fixed window alone would
+        let a guesser spend the limit at the end of one slot and again at the start of the next."""
         slot = self._slot()
+        elapsed = (time.time() % self.window) / self.window
         if settings.REDIS_URL:
             try:
-                value = sync_client().get(self._key(ip, slot))
+                current, previous = sync_client().mget(self._key(ip, slot), self._key(ip, slot - 1))
                 self._redis_ok()
-                return int(value or 0)  # type: ignore[arg-type]
+                return int(current or 0) + math.ceil(int(previous or 0) * (1 - elapsed))  # type: ignore[arg-type]
             except (redis.RedisError, OSError) as exc:
                 self._redis_failed(exc)
-        return self._local.get((ip, slot), 0)
+        return self._local.get((ip, slot), 0) + math.ceil(self._local.get((ip, slot - 1), 0) * (1 - elapsed))
 
     def failed(self, ip: str) -> int:
         """Count one more for `ip` in this window; the count so far (this one included)."""
@@ -127,21 +132,39 @@ def login_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.method != "POST":
             return view(request, *args, **kwargs)
-        throttle = login_throttle()
-        counters = login_counters(request)
-        if any(throttle.failures(counter) >= throttle.limit for counter in counters):
-            response = HttpResponse(
-                "Too many failed sign-in attempts from your address or for this account. Try again later.",
-                status=429,
-                content_type="text/plain; charset=utf-8",
-            )
-            response["Retry-After"] = str(throttle.retry_after())
-            return response
-        response = view(request, *args, **kwargs)
-        if response.status_code != 302:
-            for counter in counters:
-                throttle.failed(counter)
+        return _counted(view, request, login_counters(request), *args, **kwargs)
+
+    return wrapped
+
+
+def _counted(
+    view: Callable[..., HttpResponse], request: HttpRequest, counters: list[str], *args: Any, **kwargs: Any
+) -> HttpResponse:
+    """Refuse with 429 when a counter is over the limit; else run the view, and count each counter
+    once if it did not sign in (a sign-in answers with a redirect)."""
+    throttle = login_throttle()
+    if any(throttle.failures(counter) >= throttle.limit for counter in counters):
+        response = HttpResponse(
+            "Too many failed sign-in attempts from your address or for this account. Try again later.",
+            status=429,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["Retry-After"] = str(throttle.retry_after())
         return response
+    response = view(request, *args, **kwargs)
+    if response.status_code != 302:
+        for counter in counters:
+            throttle.failed(counter)
+    return response
+
+
+def sso_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wrap the single sign-on callback: it counts against the same per-address limit as a password
+    sign-in (TOLLHOUSE_LOGIN_RATE). A callback that does not sign in (a refused token, a replayed
+    or forged state) is a failed attempt; over the limit, 429 before the provider is asked anything."""
+
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return _counted(view, request, [clientip.from_meta(request.META) or "-"], *args, **kwargs)
 
     return wrapped
 

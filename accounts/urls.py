@@ -12,6 +12,7 @@ from accounts import (
     views_keys,
     views_members,
     views_signing_keys,
+    views_sso,
     views_tokens,
 )
 
@@ -21,6 +22,9 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.login, name="login"),
     path("logout/", views.logout, name="logout"),
+    # Single sign-on (accounts/views_sso.py): 404 unless TOLLHOUSE_OIDC_* configure it.
+    path("oidc/authenticate/", views_sso.oidc_authenticate, name="oidc_authenticate"),
+    path("oidc/callback/", views_sso.oidc_callback, name="oidc_callback"),
     path("account/password/", views.password_change, name="password_change"),
     path("account/password/done/", views.password_change_done, name="password_change_done"),
     path("account/tokens/", views_tokens.tokens, name="tokens"),

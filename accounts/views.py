@@ -6,24 +6,45 @@ Tenant pages (keys, members, signing keys, audit) are in accounts/views_*.py; ea
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
 
 from accounts.context import ops_home_url, tenant_home_url
 from accounts.forms import SignInForm
 from accounts.permissions import is_operator
 from accounts.selectors import memberships_for_user
+from accounts.sso import sso_settings
 from accounts.throttle import login_throttled
 
-login = login_throttled(
-    auth_views.LoginView.as_view(  # type: ignore[arg-type]
-        template_name="accounts/login.html", authentication_form=SignInForm, redirect_authenticated_user=True
-    )
-)
+
+class LoginView(auth_views.LoginView):
+    """The sign-in page; with single sign-on on, it also offers "Sign in with <provider>"."""
+
+    template_name = "accounts/login.html"
+    authentication_form = SignInForm  # type: ignore[assignment]
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        config = sso_settings()
+        if config is not None:
+            url = reverse("accounts:oidc_authenticate")
+            next_url = context.get("next")
+            context["sso"] = {
+                "name": config.name,
+                "url": f"{url}?{urlencode({'next': next_url})}" if next_url else url,
+            }
+        return context
+
+
+login = login_throttled(LoginView.as_view())  # type: ignore[arg-type]
 logout = auth_views.LogoutView.as_view()  # POST only (Django 5)
 
 password_change = auth_views.PasswordChangeView.as_view(

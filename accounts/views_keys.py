@@ -66,6 +66,8 @@ def key_issue(request: HttpRequest, *, tenant: Tenant, membership: Membership) -
                 rpm_limit=data["rpm_limit"],
                 tpm_limit=data["tpm_limit"],
                 concurrency_limit=data["concurrency_limit"],
+                cache=data["cache"],
+                cache_ttl=data["cache_ttl"],
                 budget_usd=data["budget"],
                 budget_period=data["budget_period"],
                 budget_hard=data["budget_hard"],

@@ -1,12 +1,16 @@
-"""Console page benchmarks (issue 13): server time of every billing page, each JSON endpoint and the
-CSV export's first byte, for 24 h / 7 d / 30 d ranges over a tenant with millions of usage rows, and
-the CSV of a million rows with its peak memory. Writes the "console pages" section of REPORT.md.
+"""Console page benchmarks (issues 13 and 15): server time of every billing page, each JSON endpoint
+and the CSV export's first byte, for 24 h / 7 d / 30 d ranges over a tenant with millions of usage
+rows, and the CSV of a million rows with its peak memory; then every operator page (/ops/) of
+accounts.context.OPS_NAV that exists (found by reversing its URL names). Writes the "console pages"
+section of REPORT.md.
 
     .venv/bin/python bench/pages.py [--database th_billui_bench] [--seed ROWS] [--csv-rows 1000000]
 
-The database must exist; with --seed it is dropped, created, migrated and seeded with `manage.py
-usage_seed` (tenant `bench`, America/Los_Angeles, 35 days, 20 keys, 6 models; 10 M rows take about
-6 minutes here). Requests go through Django's test client in this process (the whole middleware
+The database must exist; with --seed it is dropped, created, migrated and seeded: the demo catalog
+(the mock provider's routes and deployments, so usage names real deployments), tenant `bench`
+(America/Los_Angeles) with ROWS rows by `manage.py usage_seed` (35 days, 20 keys, 6 models; 10 M rows
+take about 6 minutes here), and OTHER_TENANTS smaller tenants for the operator overview's split by
+tenant. The operator pages run over an audit log of AUDIT_ROWS entries across the tenants. Requests go through Django's test client in this process (the whole middleware
 stack, the view, the template; no network): the time is the server's. Each figure is the median
 (and the worst) of 7 warm runs. The CSV runs in a child process that reads the streamed response
 chunk by chunk and samples its own RSS every 100,000 rows.
@@ -28,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "bench" / "REPORT.md"
 START, END = "<!-- pages:start -->", "<!-- pages:end -->"
 RUNS = 7
+OTHER_TENANTS = 8  # besides `bench`, for the operator overview's top tenants and "others"
+OTHER_ROWS = 100_000  # usage rows of each
+AUDIT_ROWS = 200_000  # audit entries across the tenants, for /ops/audit/
 
 
 def setup_django(database: str) -> None:
@@ -50,6 +57,13 @@ def seed(database: str, rows: int) -> None:
     subprocess.run(["createdb", *psql, database], check=True)
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], check=True, env=env)
+    # The demo catalog: usage_seed then names the routes' real deployments (the operator overview's
+    # provider and deployment figures); the mock's address is never called here.
+    catalog = (
+        "from gateway.services import demo_models_install, provider_upsert; "
+        "demo_models_install(provider=provider_upsert(name='mock', kind='mock', base_url='http://127.0.0.1:9/v1'))"
+    )
+    subprocess.run([*manage, "shell", "-c", catalog], check=True, env=env)
     subprocess.run(
         [*manage, "tenant_create", "bench", "--timezone", "America/Los_Angeles"], check=True, env=env
     )
@@ -59,6 +73,15 @@ def seed(database: str, rows: int) -> None:
         check=True,
         env=env,
     )  # fmt: skip
+    for number in range(1, OTHER_TENANTS + 1):
+        slug = f"bench-{number}"
+        subprocess.run([*manage, "tenant_create", slug], check=True, env=env)
+        subprocess.run(
+            [*manage, "usage_seed", "--tenant", slug, "--rows", str(OTHER_ROWS), "--days", "35", "--keys", "3",
+             "--models", "4"],
+            check=True,
+            env=env,
+        )  # fmt: skip
     subprocess.run(["psql", *psql, database, "-c", "VACUUM ANALYZE"], check=True)
 
 
@@ -158,6 +181,93 @@ def pages(tenant, user) -> list[tuple[str, str, float, float, float]]:  # type: 
     return results
 
 
+def prepare_operator() -> object:
+    """A superuser, and an audit log of AUDIT_ROWS entries spread over the tenants and a month (made
+    once; bulk-inserted: only the page's reads are measured)."""
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from accounts.models import AuditEntry, Tenant
+
+    user = get_user_model().objects.filter(username="bench-operator").first()
+    if user is None:
+        user = get_user_model().objects.create_superuser("bench-operator", "operator@bench.test", None)
+    missing = AUDIT_ROWS - AuditEntry.objects.count()
+    if missing > 0:
+        tenants = list(Tenant.objects.order_by("pk"))
+        now = timezone.now()
+        actors = ["console:owner@bench.test", "api:ci@bench.test", "command:key_issue", "admin:operator"]
+        rows = [
+            AuditEntry(
+                tenant=tenants[n % len(tenants)],
+                actor=actors[n % len(actors)],
+                action=("key.issue", "budget.update", "member.role", "key.revoke")[n % 4],
+                object_type=("accounts.apikey", "billing.budget", "accounts.membership", "accounts.apikey")[
+                    n % 4
+                ],
+                object_id=str(n % 5000),
+                object_repr=f"bench object {n % 5000}",
+                before={"status": "active"},
+                after={"status": "revoked"},
+                created_at=now - timedelta(seconds=n * 13),
+            )
+            for n in range(missing)
+        ]
+        AuditEntry.objects.bulk_create(rows, batch_size=5000)
+    return user
+
+
+def ops_pages(user) -> list[tuple[str, str, float, float, float]]:  # type: ignore[no-untyped-def]
+    """Every operator page of OPS_NAV that is registered (the overview for each range, the audit log
+    with its filters and its second page too)."""
+    from django.test import Client
+    from django.urls import NoReverseMatch, reverse
+
+    from accounts.context import OPS_NAV
+
+    client = Client()
+    client.force_login(user)
+    results = []
+    for label, name in OPS_NAV:
+        try:
+            url = reverse(name)
+        except NoReverseMatch:
+            print(f"(operator page {name} is not registered: skipped)")
+            continue
+        if name == "billing_ops:overview":
+            for preset in ("24h", "7d", "30d"):
+                results.append(
+                    (
+                        preset,
+                        f"ops {label.lower()} {url}",
+                        *timed(lambda p=preset, u=url: client.get(f"{u}?range={p}")),
+                    )
+                )
+            continue
+        results.append(("-", f"ops {label.lower()} {url}", *timed(lambda url=url: client.get(url))))
+        if name == "accounts_ops:audit":
+            second = client.get(url).context["next_url"]
+            for what, query in (
+                ("tenant", "?tenant=bench"),
+                ("actor", "?actor=api:"),
+                ("object", "?type=accounts.apikey&object_id=42"),
+                ("7 days of one tenant", "?tenant=bench-1&first=" + _days_ago(7)),
+                ("page 2 (keyset)", second),
+            ):
+                results.append(
+                    ("-", f"ops {label.lower()}, {what}", *timed(lambda q=query, u=url: client.get(u + q)))
+                )
+    return results
+
+
+def _days_ago(days: int) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC) - timedelta(days=days)).date().isoformat()
+
+
 CHILD = r"""
 import json, os, sys, time, resource
 sys.path.insert(0, {root!r})
@@ -233,15 +343,17 @@ def csv_million(database: str, target: int) -> dict[str, object]:
 def write_report(results, big, rows_total: int, load: str) -> str:  # type: ignore[no-untyped-def]
     lines = [
         START,
-        "## Console pages (issue 13)",
+        "## Console pages (issues 13 and 15)",
         "",
-        f"`bench/pages.py` on {rows_total:,} usage rows of one tenant (`usage_seed`, 35 days, 20 keys, 6 models,",
-        "America/Los_Angeles), PostgreSQL 15 on the shared 2-core box of this report. Server time through",
+        f"`bench/pages.py` on {rows_total:,} usage rows: tenant `bench` (`usage_seed`, 35 days, 20 keys, 6 models,",
+        f"America/Los_Angeles) and {OTHER_TENANTS} tenants of {OTHER_ROWS:,} rows each; the operator pages (`ops ...`)",
+        f"over every tenant, with an audit log of {AUDIT_ROWS:,} entries. PostgreSQL 15 on the shared 2-core box of this report. Server time through",
         f"Django's test client (middleware, view, template): median, best and worst of {RUNS} warm runs.",
         f"Load average while it ran: {load} (other work shared the 2 cores; the best run is closer to an",
         "idle box). Pages read the hourly rollups (tenant, model and key hours; the cells only for a model x",
         "key pick and the top end users) and keyset pages of the raw rows; the CSV streams one keyset query",
-        "per 2,000 rows. Target: every page < 300 ms, CSV first byte < 500 ms.",
+        "per 2,000 rows; the operator overview reads the tenant, model and provider x deployment hours of",
+        "every tenant. Target: every page < 300 ms, CSV first byte < 500 ms.",
         "",
         "| range | page / endpoint | median ms | best ms | worst ms |",
         "|---|---|---|---|---|",
@@ -277,24 +389,36 @@ def report_from_log(log: str, rows_total: int, load: str) -> str:
 
 
 def main() -> None:
+    global OTHER_TENANTS, OTHER_ROWS, AUDIT_ROWS
     parser = argparse.ArgumentParser()
     parser.add_argument("--database", default="th_billui_bench")
     parser.add_argument("--seed", type=int, default=0, help="drop, create and seed this many rows first")
     parser.add_argument("--csv-rows", type=int, default=1_000_000)
+    parser.add_argument("--other-tenants", type=int, default=OTHER_TENANTS)
+    parser.add_argument("--other-rows", type=int, default=OTHER_ROWS)
+    parser.add_argument("--audit-rows", type=int, default=AUDIT_ROWS)
     args = parser.parse_args()
+    OTHER_TENANTS, OTHER_ROWS, AUDIT_ROWS = args.other_tenants, args.other_rows, args.audit_rows
     if args.seed:
         seed(args.database, args.seed)
     setup_django(args.database)
     from billing.models import UsageRecord
 
     tenant, user = prepare()
-    load_before = os.getloadavg()[0]
+    operator = prepare_operator()
+    load_before = os.getloadavg()
     results = pages(tenant, user)
     for preset, name, median, best, worst in results:
-        print(f"{preset:4} {name:40} {median:8.1f} {best:8.1f} {worst:8.1f}")
+        print(f"{preset:4} {name:40} {median:8.1f} {best:8.1f} {worst:8.1f}", flush=True)
+    operator_results = ops_pages(operator)
+    for preset, name, median, best, worst in operator_results:
+        print(f"{preset:4} {name:40} {median:8.1f} {best:8.1f} {worst:8.1f}", flush=True)
+    results += operator_results
     big = csv_million(args.database, args.csv_rows)
     print(big)
-    load = f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    load = "{:.2f}, {:.2f}, {:.2f} (1, 5, 15 min) at the start; {:.2f}, {:.2f}, {:.2f} at the end".format(
+        *load_before, *os.getloadavg()
+    )
     section = write_report(results, big, UsageRecord.objects.count(), load)
     text = REPORT.read_text() if REPORT.exists() else "# Benchmark report\n"
     if START in text and END in text:

@@ -1258,6 +1258,27 @@ end
             "direct_errors": direct["errors"] + sdirect["errors"],
         }
 
+    # -- the response cache (issue 16) ---------------------------------------------------------------
+    def cache_hits(self) -> None:
+        """bench/cache.py's scenarios (a cache hit next to the plain path) on the main gateway."""
+        import cache  # bench/cache.py imports this module
+
+        measure = cache.CacheBench(
+            self,
+            requests=self.plan.dialect_requests,
+            stream_requests=self.plan.dialect_stream_requests,
+            tput_s=self.plan.dialect_tput_s,
+        )
+        measure.setup()
+        rows: list[dict[str, Any]] = []
+        for number in range(1, self.plan.compare_rounds + 1):
+            rows += measure.round(number)
+        self.results["cache"] = {
+            "rows": rows,
+            "summary": cache.summarise(rows),
+            "tput_s": self.plan.dialect_tput_s,
+        }
+
     # -- before / after ------------------------------------------------------------------------------
     def before_after(self) -> None:
         """--baseline: REV and this checkout in interleaved rounds, one gateway at a time on core 0.
@@ -1470,6 +1491,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.check_gateway_alive()
             phase("dialects", bench.dialect_paths)
             bench.check_gateway_alive()
+            phase("response cache", bench.cache_hits)
+            bench.check_gateway_alive()
             bench.results["usage_stream_len"] = bench.r().xlen(USAGE_STREAM)
             phase("usage drain", bench.drain)
             bench.governed_ledger()
@@ -1525,11 +1548,32 @@ def main(argv: list[str] | None = None) -> int:
         (OUT_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
         rendered = report.render(results)
         # Keep the sections other scripts write (the usage pipeline's, bench/usage.py; the console
-        # pages', bench/pages.py) across hot-path runs.
+        # pages', bench/pages.py; the routing strategies', bench/routing.py) across hot-path runs.
         previous = REPORT_PATH.read_text() if REPORT_PATH.exists() else ""
+        if "cache" in results:  # measured in this run: its section, fresh
+            import cache
+
+            rendered = (
+                rendered.rstrip("\n")
+                + "\n\n"
+                + cache.section(
+                    results["cache"]["summary"],
+                    {
+                        "mode": plan.name,
+                        "rounds": plan.compare_rounds,
+                        "generated_at": results["meta"]["generated_at"],
+                        "loadavg_start": results["meta"]["loadavg_start"],
+                        "loadavg_end": results["meta"]["loadavg_end"],
+                        "tput_s": results["cache"]["tput_s"],
+                    },
+                )
+                + "\n"
+            )
         for start, end in (
             ("<!-- usage:start -->", "<!-- usage:end -->"),
             ("<!-- pages:start -->", "<!-- pages:end -->"),
+            *(() if "cache" in results else (("<!-- cache:start -->", "<!-- cache:end -->"),)),
+            ("<!-- routing:start -->", "<!-- routing:end -->"),
         ):
             if start in previous and end in previous:
                 kept = start + previous.split(start, 1)[1].split(end, 1)[0] + end

@@ -16,6 +16,7 @@ from django.contrib import admin
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.db.models import QuerySet, UniqueConstraint
 from django.http import HttpRequest
+from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.validators import non_negative
@@ -94,6 +95,19 @@ class ModelPriceForm(forms.ModelForm):
         for name in services.PRICE_FIELDS:
             self.fields[name].validators.append(non_negative)
 
+    def clean(self) -> dict[str, Any]:
+        # Never retroactive, as in the operator console (billing.services.model_price_schedule).
+        cleaned = super().clean() or {}
+        now = timezone.now()
+        if self.instance.pk is not None and self.instance.effective_from <= now:
+            raise forms.ValidationError(
+                "This price is in force and cannot change: add a new price from a future date."
+            )
+        moment = cleaned.get("effective_from")
+        if moment is not None and moment < now:
+            self.add_error("effective_from", "Must be now or later: a price change is never retroactive.")
+        return cleaned
+
 
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
@@ -112,7 +126,18 @@ class ModelPriceAdmin(admin.ModelAdmin):
     search_fields = ["model"]
 
     def save_model(self, request: HttpRequest, obj: ModelPrice, form: forms.ModelForm, change: bool) -> None:
-        services.model_price_save(price=obj)
+        services.model_price_save(price=obj, actor=Actor.admin(request.user))
+
+    def has_delete_permission(self, request: HttpRequest, obj: ModelPrice | None = None) -> bool:
+        # A price in force is never withdrawn (it priced calls already); a scheduled one may be.
+        if obj is not None and obj.effective_from <= timezone.now():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # it would not ask each price whether it is in force
+        return actions
 
 
 @admin.register(UsageRecord)

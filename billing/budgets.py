@@ -213,6 +213,8 @@ def api_key_issue_with_budget(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     concurrency_limit: int | None = None,
+    cache: bool = False,
+    cache_ttl: int | None = None,
     budget_usd: Decimal | None = None,
     budget_period: str | None = None,
     budget_hard: bool = True,
@@ -236,6 +238,8 @@ def api_key_issue_with_budget(
                 rpm_limit=rpm_limit,
                 tpm_limit=tpm_limit,
                 concurrency_limit=concurrency_limit,
+                cache=cache,
+                cache_ttl=cache_ttl,
             )
     except ValidationError as exc:
         errors.update(exc.message_dict)

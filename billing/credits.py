@@ -19,6 +19,7 @@ import hmac
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -159,10 +160,23 @@ def not_prepaid_sentence(tenant: Tenant) -> str:
 
 @transaction.atomic
 def credit_topup(
-    *, tenant: Tenant, usd: Decimal, note: str = "", created_by: Any = None, actor: Actor | None = None
+    *,
+    tenant: Tenant,
+    usd: Decimal,
+    note: str = "",
+    created_by: Any = None,
+    actor: Actor | None = None,
+    start_prepaid: bool = False,
 ) -> CreditEntry:
     """A top-up of a tenant on prepaid credits (credit_add); refused for a tenant that is not, whose
-    balance nothing reads: an operator who paid it in would believe it bought calls."""
+    balance nothing reads: an operator who paid it in would believe it bought calls. With
+    `start_prepaid`, a tenant not yet on prepaid credits is put on them in the same transaction
+    (from then on its calls are refused when the balance cannot cover them)."""
+    if start_prepaid and not tenant.prepaid:
+        from accounts.services import tenant_save
+
+        tenant.prepaid = True
+        tenant_save(tenant=tenant, actor=actor)
     if not tenant.prepaid:
         raise ValidationError(not_prepaid_sentence(tenant), code="not_prepaid")
     return credit_add(
@@ -205,12 +219,36 @@ def _code_hint(body: str) -> str:
     return f"{CODE_TAG}-{body[:CODE_GROUP]}"
 
 
-@transaction.atomic
+@dataclass(frozen=True)
+class CodeBatch:
+    batch: str
+    codes: list[str]  # the raw codes: returned this once, never stored
+
+
 def redeem_codes_create(
     *, usd: Decimal, count: int, expires_at: datetime | None = None, created_by: Any = None
 ) -> list[str]:
     """Create `count` single-use codes worth `usd` each, as one batch; returns the raw codes, which
     are not stored anywhere (only their digests and first characters are)."""
+    return code_batch_create(usd=usd, count=count, expires_at=expires_at, created_by=created_by).codes
+
+
+CODE_BATCH_AUDIT = "codes.create"
+
+
+@transaction.atomic
+def code_batch_create(
+    *,
+    usd: Decimal,
+    count: int,
+    expires_at: datetime | None = None,
+    created_by: Any = None,
+    actor: Actor | None = None,
+) -> CodeBatch:
+    """`redeem_codes_create`, returning the batch's name with the codes, and written to the audit log
+    (gateway-wide: a batch belongs to no tenant until its codes are redeemed)."""
+    if created_by is None and actor is not None:
+        created_by = actor.user
     amount = _usd(usd, what="The value of a code")
     if amount <= 0:
         raise ValidationError(f"The value of a code must be greater than 0, not {usd}.")
@@ -240,9 +278,41 @@ def redeem_codes_create(
         # The digests are fresh random values: checking each one's uniqueness would cost a query
         # per code for nothing (the unique index still holds).
         code.full_clean(validate_unique=False)
-    RedemptionCode.objects.bulk_create(codes, batch_size=1000)
+    created = RedemptionCode.objects.bulk_create(codes, batch_size=1000)
+    audit_record(
+        tenant=None,
+        actor=actor,
+        action=CODE_BATCH_AUDIT,
+        target=created[0],
+        before=None,
+        after={"batch": batch, "count": count, "amount": usd_text(amount), "expires_at": expires_at},
+        object_repr=f"redemption code batch {batch}",
+    )
     logger.info("redemption codes: batch %s of %d codes worth %s USD each", batch, count, amount)
-    return [_code_text(body) for body in bodies]
+    return CodeBatch(batch=batch, codes=[_code_text(body) for body in bodies])
+
+
+@transaction.atomic
+def code_batch_void(*, batch: str, actor: Actor | None = None) -> int:
+    """Void a batch: its codes not yet redeemed can no longer be redeemed (`code_redeem` refuses
+    them as it refuses an unknown code). Codes already redeemed keep their ledger lines. Returns
+    how many codes this voided (0 for a batch already voided); ValidationError for no such batch."""
+    codes = RedemptionCode.objects.filter(batch=batch)
+    first = codes.order_by("pk").first()
+    if not isinstance(batch, str) or first is None:
+        raise ValidationError("There is no such batch of redemption codes.", code="unknown_batch")
+    voided = codes.filter(redeemed_at__isnull=True, voided_at__isnull=True).update(voided_at=timezone.now())
+    if voided:
+        audit_record(
+            tenant=None,
+            actor=actor,
+            action="codes.void",
+            target=first,
+            before=None,
+            after={"batch": batch, "voided": voided},
+            object_repr=f"redemption code batch {batch}",
+        )
+    return voided
 
 
 # Wrong codes: at most this many an hour per tenant and per client address (the sign-in's limiter),
@@ -261,7 +331,7 @@ def redeem_counters(*, tenant: Tenant, client_ip: str | None) -> list[str]:
 def code_redeem(*, tenant: Tenant, code: str, actor: Actor | None = None) -> CreditEntry:
     """Redeem a code for a tenant: its value becomes a `redemption` line of the tenant's ledger.
 
-    A malformed, unknown, expired or already redeemed code raises ValidationError (one sentence
+    A malformed, unknown (or voided), expired or already redeemed code raises ValidationError (one sentence
     each) and changes nothing. Of concurrent attempts at one code, exactly one succeeds.
     """
     body = _code_body(code)
@@ -270,12 +340,14 @@ def code_redeem(*, tenant: Tenant, code: str, actor: Actor | None = None) -> Cre
     digest = _code_digest(body)
     now = timezone.now()
     claimed = (
-        RedemptionCode.objects.filter(digest=digest, redeemed_at__isnull=True)
+        RedemptionCode.objects.filter(digest=digest, redeemed_at__isnull=True, voided_at__isnull=True)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         .update(redeemed_at=now, redeemed_by=tenant)
     )
     if not claimed:
         found = RedemptionCode.objects.filter(digest=digest).first()
+        if found is not None and found.voided_at is not None:
+            found = None  # a voided code reads as an unknown one
         if found is not None and found.redeemed_at is not None:
             raise ValidationError("That redemption code has already been redeemed.", code="redeemed")
         if found is not None and found.expires_at is not None and found.expires_at <= now:

@@ -23,7 +23,9 @@ from typing import Any, TypedDict
 # Version 2 (issue 14) added ingress, upstream_format, session, attempt_log, cache_write_tokens and
 # reasoning_tokens. A version 1 event (an older gateway during a rolling upgrade) has none of them:
 # the reader gives each its default, and `ingress` the dialect its endpoint implies.
-VERSION = 2
+# Version 3 (issue 16) added route_strategy (a version 2 event reads it as "") and saved_cost_nanos:
+# what a response-cache hit would have cost (0 in a version 2 event).
+VERSION = 3
 
 # The client dialects (gateway codecs) and the upstream wire formats (gateway adapters), as stored.
 INGRESS_DIALECTS = ("openai_chat", "openai_embeddings", "openai_responses", "anthropic_messages")
@@ -108,6 +110,12 @@ class UsageEvent:
     cache_write_tokens: int = 0
     # Reasoning / thinking tokens: informational, already counted (and billed) in completion_tokens.
     reasoning_tokens: int = 0
+    # Version 3. The routing strategy of the route the client asked for (ModelRoute.Strategy:
+    # priority, least_latency, least_busy, cheapest) that chose `deployment_id`; "" before routing.
+    route_strategy: str = ""
+    # Version 3. A response-cache hit (`cache_hit`) costs nothing; this is what the answer it
+    # replayed would cost now (the stored answer's tokens at its model's price in force): 0 otherwise.
+    saved_cost_nanos: int = 0
     v: int = VERSION
 
     def wire(self) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -139,6 +141,21 @@ class UsageRecord(models.Model):
     reasoning_tokens = models.PositiveIntegerField(
         default=0, help_text="Reasoning tokens (part of the completion tokens, billed as output)."
     )
+    # Usage event version 3.
+    route_strategy = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        help_text="The routing strategy that chose the deployment (priority, least_latency, least_busy, "
+        "cheapest).",
+    )
+    # Usage event version 3: a response-cache hit costs nothing (`cost` 0); this is what it saved.
+    saved_cost = models.DecimalField(
+        max_digits=20,
+        decimal_places=9,
+        default=Decimal(0),  # a Decimal, so a batch of rows never mixes number types
+        help_text="A cache hit: what the answer it replayed would have cost (USD); 0 otherwise.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -204,6 +221,9 @@ class UsageSums(models.Model):
     completion_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=24, decimal_places=9, default=0)
     cache_hits = models.BigIntegerField(default=0)
+    saved_cost = models.DecimalField(
+        max_digits=24, decimal_places=9, default=0, help_text="What the cache hits saved (USD)."
+    )
     estimated = models.BigIntegerField(default=0, help_text="Calls whose tokens are the gateway's estimate.")
     streamed = models.BigIntegerField(default=0)
     for _column in histograms.ALL_COLUMNS:
@@ -282,6 +302,12 @@ class UsageHourlyTenant(UsageSums):
         constraints = [
             models.UniqueConstraint(fields=["tenant_id", "hour"], name="usagehourlytenant_unique_hour")
         ]
+        # The operator overview: every tenant's hours of a range, read from the index alone.
+        indexes = [
+            models.Index(
+                fields=["hour"], include=["tenant_id", "requests", "cost"], name="usagehourlytenant_hour"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requests}"
@@ -310,6 +336,12 @@ class UsageHourlyModel(UsageSums):
                 name="usagehourlymodel_unique_cell",
             )
         ]
+        # The operator overview: every tenant's model hours of a range, read from the index alone.
+        indexes = [
+            models.Index(
+                fields=["hour"], include=["requested_model", "requests", "cost"], name="usagehourlymodel_hour"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h {self.requested_model} {self.requests}"
@@ -332,6 +364,72 @@ class UsageHourlyKey(UsageSums):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.hour:%Y-%m-%d %H}h key {self.api_key_id} {self.requests}"
+
+
+# Upstream attempts a deployment-hour counts (billing.rollups.DeploymentCell): every try the executor
+# made of the deployment (a usage row's attempt log), those that failed (no answer, 408, 429, 5xx),
+# and the upstream's rate-limit refusals (429) among them.
+ATTEMPT_COLUMNS = ("upstream_attempts", "upstream_failures", "upstream_429s")
+
+
+class UsageHourlyDeployment(UsageSums):
+    """The usage of an hour per provider and deployment (the operator overview's health charts).
+
+    The calls (`UsageSums`: counts, errors by class, tokens, cost, latency histograms) are counted
+    under what served them: the row's `provider` and `deployment_id` (0: none, a call refused before
+    routing). The upstream attempts (ATTEMPT_COLUMNS) are counted under the deployment each attempt
+    went to, from the row's attempt log; an attempt at a deployment other than the one that served
+    the call (a fallback's earlier tries) counts under that deployment with provider "" (the usage
+    row names only the serving provider), so per deployment the attempt columns sum over providers.
+
+    Written by the usage writer with the other rollups, in the transaction that inserts the rows;
+    re-derived by usage_reconcile like them; no foreign keys (the gateway's deployments live in
+    `gateway`, which billing does not import).
+    """
+
+    hour = models.DateTimeField()
+    provider = models.CharField(max_length=100, blank=True, default="")
+    deployment_id = models.BigIntegerField(default=0)
+    upstream_attempts = models.BigIntegerField(default=0)
+    upstream_failures = models.BigIntegerField(
+        default=0, help_text="Attempts that got no answer, a 408, a 429 or a 5xx."
+    )
+    upstream_429s = models.BigIntegerField(default=0, help_text="Attempts the upstream refused with 429.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "provider", "deployment_id"], name="usagehourlydeployment_unique_cell"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.hour:%Y-%m-%d %H}h {self.provider or '-'} deployment {self.deployment_id} {self.requests}"
+        )
+
+
+class ReconcileRun(models.Model):
+    """One run of `usage_reconcile` (the daily task, or the command): when, from which hour, how many
+    differences and the first of them. The operator overview shows the last one."""
+
+    ran_at = models.DateTimeField(db_index=True)
+    since = models.DateTimeField(help_text="The first hour compared.")
+    source = models.CharField(max_length=16, help_text="task or command")
+    fixed = models.BooleanField(default=False, help_text="Run with --fix: the differences were repaired.")
+    differences = models.PositiveIntegerField(default=0)
+    first_lines = models.JSONField(default=list, blank=True, help_text="The first differences, as printed.")
+    seconds = models.DecimalField(max_digits=10, decimal_places=3, default=0)
+
+    class Meta:
+        ordering = ["-ran_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"reconcile {self.ran_at:%Y-%m-%d %H:%M} {self.differences} differences"
+
+    @property
+    def ok(self) -> bool:
+        return self.differences == 0
 
 
 class UsageHourlySession(models.Model):
@@ -510,6 +608,8 @@ class RedemptionCode(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     redeemed_at = models.DateTimeField(null=True, blank=True)
     redeemed_by = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # Voided by an operator (its batch, billing.credits.code_batch_void): no longer redeemable.
+    voided_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -332,15 +332,16 @@ def _hours_between(start: datetime, end: datetime) -> tuple[datetime, ...]:
 
 def overview_range(
     *,
-    tenant: Tenant,
+    tenant: Tenant | None,
     preset: str = "7d",
     first_day: date | None = None,
     last_day: date | None = None,
     now: datetime | None = None,
 ) -> Range:
-    """The range a console overview shows. `preset` "custom" takes `first_day` to `last_day`
-    (local dates, both included); RangeError says what is wrong with them."""
-    zone = ZoneInfo(tenant.timezone)
+    """The range a console overview shows, in the tenant's time zone (no tenant: the operator's
+    overview, in UTC). `preset` "custom" takes `first_day` to `last_day` (local dates, both
+    included); RangeError says what is wrong with them."""
+    zone = ZoneInfo(tenant.timezone) if tenant is not None else ZoneInfo("UTC")
     now = now or timezone.now()
     if preset == "24h":
         end = _hour_start(now) + timedelta(hours=1)
@@ -394,6 +395,8 @@ class Traffic:
     prompt_tokens: int
     completion_tokens: int
     cost: Decimal
+    cache_hits: int = 0  # calls answered from the response cache (they cost nothing) ...
+    saved_cost: Decimal = Decimal(0)  # ... and what they would have cost
 
     @property
     def error_count(self) -> int:
@@ -402,8 +405,11 @@ class Traffic:
 
 def traffic_series(*, tenant: Tenant, span: Range) -> list[Traffic]:
     """Every bucket of the range, oldest first (a bucket without calls reads zero)."""
-    sums = {name: Sum(name) for name in ("requests", *ERROR_CLASSES, "prompt_tokens", "completion_tokens")}
-    rows = _bucketed(_tenant_hours(tenant), span, **sums, usd=Sum("cost"))
+    sums = {
+        name: Sum(name)
+        for name in ("requests", *ERROR_CLASSES, "prompt_tokens", "completion_tokens", "cache_hits")
+    }
+    rows = _bucketed(_tenant_hours(tenant), span, **sums, usd=Sum("cost"), saved=Sum("saved_cost"))
     series = []
     for key in span.keys:
         row = rows.get((key,))
@@ -415,6 +421,8 @@ def traffic_series(*, tenant: Tenant, span: Range) -> list[Traffic]:
                 prompt_tokens=int(row["prompt_tokens"]) if row else 0,
                 completion_tokens=int(row["completion_tokens"]) if row else 0,
                 cost=Decimal(row["usd"]) if row else Decimal(0),
+                cache_hits=int(row["cache_hits"]) if row else 0,
+                saved_cost=Decimal(row["saved"]) if row else Decimal(0),
             )
         )
     return series

@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -40,7 +41,9 @@ from django.utils import timezone
 from billing import pots
 from billing.models import (
     CreditEntry,
+    ReconcileRun,
     UsageHourly,
+    UsageHourlyDeployment,
     UsageHourlyKey,
     UsageHourlyModel,
     UsageHourlySession,
@@ -48,6 +51,8 @@ from billing.models import (
     UsageRecord,
 )
 from billing.rollups import (
+    DEPLOYMENT_KEY_COLUMNS,
+    DEPLOYMENT_SUM_COLUMNS,
     DERIVED,
     KEY_COLUMNS,
     SESSION_KEY_COLUMNS,
@@ -55,9 +60,12 @@ from billing.rollups import (
     SUM_COLUMNS,
     Cell,
     CellKey,
+    DeploymentCell,
+    DeploymentKey,
     SessionCell,
     SessionKey,
     cell_key,
+    deployment_cell_add,
     hour_of,
     upsert,
 )
@@ -250,6 +258,10 @@ _ROW_FIELDS = (
     "upstream_latency_ms",
     "overhead_ms",
     "credits",
+    "provider",
+    "deployment_id",
+    "attempt_log",
+    "saved_cost",
 )
 
 
@@ -265,17 +277,18 @@ def _first_hour(since: datetime | None) -> datetime:
 
 @dataclass
 class _Raw:
-    """What the raw rows say the rollups hold: their cells, and their sessions' hours."""
+    """What the raw rows say the rollups hold: their cells, their sessions' and deployments' hours."""
 
     cells: dict[CellKey, Cell]
     sessions: dict[SessionKey, SessionCell]
+    deployments: dict[DeploymentKey, DeploymentCell]
 
 
 def _raw_cells(first_hour: datetime) -> _Raw:
     """The rollups of the raw rows from `first_hour` on, in one pass over them (the writer's own
     arithmetic: billing.rollups.Cell and SessionCell)."""
     rows = UsageRecord.objects.filter(created_at__gte=first_hour).only(*_ROW_FIELDS).order_by()
-    raw = _Raw(cells={}, sessions={})
+    raw = _Raw(cells={}, sessions={}, deployments={})
     for record in rows.iterator(chunk_size=5000):
         key = cell_key(record)
         cell = raw.cells.get(key)
@@ -288,6 +301,7 @@ def _raw_cells(first_hour: datetime) -> _Raw:
             if session is None:
                 session = raw.sessions[session_key] = SessionCell()
             session.add(record)
+        deployment_cell_add(raw.deployments, record)
     return raw
 
 
@@ -313,6 +327,9 @@ def _describe_cell(model: type[Model], key: tuple[Any, ...]) -> str:
     if model is UsageHourlyKey:
         tenant_id, hour, api_key_id = key
         return f"key rollup {hour:%Y-%m-%d %H}:00Z tenant {tenant_id} key {api_key_id or '-'}"
+    if model is UsageHourlyDeployment:
+        hour, provider, deployment_id = key
+        return f"deployment rollup {hour:%Y-%m-%d %H}:00Z provider {provider or '-'!r} deployment {deployment_id or '-'}"
     if model is UsageHourlySession:
         tenant_id, hour, session = key
         return f"session rollup {hour:%Y-%m-%d %H}:00Z tenant {tenant_id} session {session!r}"
@@ -323,7 +340,7 @@ def _describe_cell(model: type[Model], key: tuple[Any, ...]) -> str:
 
 def _cell_differences(
     model: type[Model],
-    raw: dict[Any, Cell] | dict[Any, SessionCell],
+    raw: dict[Any, Cell] | dict[Any, SessionCell] | dict[Any, DeploymentCell],
     stored: dict[Any, tuple[Any, ...]],
     sums: tuple[str, ...],
 ) -> list[str]:
@@ -354,13 +371,14 @@ _TABLES: tuple[
         type[Model],
         tuple[str, ...],
         tuple[str, ...],
-        Callable[[_Raw], dict[Any, Cell] | dict[Any, SessionCell]],
+        Callable[[_Raw], dict[Any, Cell] | dict[Any, SessionCell] | dict[Any, DeploymentCell]],
     ],
     ...,
 ] = (
     (UsageHourly, KEY_COLUMNS, SUM_COLUMNS, lambda raw: raw.cells),
     *((model, keys, SUM_COLUMNS, _derived(derive)) for model, keys, derive in DERIVED),
     (UsageHourlySession, SESSION_KEY_COLUMNS, SESSION_SUM_COLUMNS, lambda raw: raw.sessions),
+    (UsageHourlyDeployment, DEPLOYMENT_KEY_COLUMNS, DEPLOYMENT_SUM_COLUMNS, lambda raw: raw.deployments),
 )
 
 
@@ -462,3 +480,23 @@ def usage_reconcile(*, since: datetime | None = None, fix: bool = False) -> list
         differences += _credit_differences(first_hour, fix=fix)
     differences += [f"budget counter {difference}" for difference in counters_reconcile(fix=fix)]
     return differences
+
+
+# --- the record of each run (the operator overview's "last reconcile") --------------------------------
+
+FIRST_LINES = 20  # differences kept with a run's record (the log has them all)
+
+
+def reconcile_run_save(
+    *, since: datetime | None, differences: list[str], fixed: bool, source: str, seconds: float
+) -> ReconcileRun:
+    """Record a usage_reconcile run: when, from which hour, how many differences, the first lines."""
+    return ReconcileRun.objects.create(
+        ran_at=timezone.now(),
+        since=_first_hour(since),
+        source=source,
+        fixed=fixed,
+        differences=len(differences),
+        first_lines=[line[:500] for line in differences[:FIRST_LINES]],
+        seconds=Decimal(f"{seconds:.3f}"),
+    )

@@ -3,7 +3,8 @@
 `rollups_add(records)` adds usage rows to their hour's cells (UsageHourly: tenant × key × end user
 × requested × served model × hour), to their tenant's, requested model's and key's hour
 (UsageHourlyTenant, UsageHourlyModel, UsageHourlyKey: `DERIVED`) and, for calls that named an agent
-session, to their session's hour (UsageHourlySession), one upsert each. The usage
+session, to their session's hour (UsageHourlySession), and to their provider's and deployment's
+hour (UsageHourlyDeployment, with the upstream attempts of their attempt logs), one upsert each. The usage
 writer calls it in the transaction that inserts those rows, with only the rows the insert reported
 as new (`INSERT … ON CONFLICT DO NOTHING RETURNING`), so each call is counted exactly once and
 the rollups can never disagree with the raw rows. `cells_of(records)` is the same arithmetic
@@ -21,14 +22,16 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import Field, Model
+from django.db.models import DecimalField, Field, Model
 
 from billing import histograms
 from billing.events import STREAM_BROKEN
 from billing.models import (
+    ATTEMPT_COLUMNS,
     ERROR_CLASSES,
     GENERATION_COLUMNS,
     UsageHourly,
+    UsageHourlyDeployment,
     UsageHourlyKey,
     UsageHourlyModel,
     UsageHourlySession,
@@ -52,7 +55,7 @@ COUNT_COLUMNS: tuple[str, ...] = (
     *histograms.ALL_COLUMNS,
     *GENERATION_COLUMNS,
 )
-SUM_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, "cost")  # what a cell adds up
+SUM_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, "cost", "saved_cost")  # what a cell adds up
 _INDEX = {name: index for index, name in enumerate(COUNT_COLUMNS)}
 _REQUESTS = _INDEX["requests"]
 _PROMPT, _CACHED, _COMPLETION = _INDEX["prompt_tokens"], _INDEX["cached_tokens"], _INDEX["completion_tokens"]
@@ -92,13 +95,15 @@ def _micros(millis: Decimal | None) -> int | None:
 
 
 class Cell:
-    """The sums of one cell: integer counts in COUNT_COLUMNS order, and the cost."""
+    """The sums of one cell: integer counts in COUNT_COLUMNS order, the cost, and what the cache
+    hits saved."""
 
-    __slots__ = ("cost", "counts")
+    __slots__ = ("cost", "counts", "saved_cost")
 
     def __init__(self) -> None:
         self.counts = [0] * len(COUNT_COLUMNS)
         self.cost = Decimal(0)
+        self.saved_cost = Decimal(0)
 
     def add(self, record: UsageRecord) -> None:
         self.add_facts(
@@ -116,6 +121,7 @@ class Cell:
             ttft_us=_micros(record.ttft_ms),
             upstream_us=_micros(record.upstream_latency_ms),
             overhead_us=_micros(record.overhead_ms),
+            saved_cost=record.saved_cost,
         )
 
     def add_facts(
@@ -135,6 +141,7 @@ class Cell:
         upstream_us: int | None,
         overhead_us: int | None,
         cache_write_tokens: int = 0,
+        saved_cost: Decimal = Decimal(0),
     ) -> None:
         """Add one call. For writers that have the facts without a UsageRecord (usage_seed): the
         durations are whole microseconds, as the row's milliseconds (3 decimals) say them."""
@@ -153,6 +160,7 @@ class Cell:
         counts[_ESTIMATED] += estimated
         counts[_STREAMED] += streamed
         self.cost += cost
+        self.saved_cost += saved_cost
         bucket_of = histograms.bucket_of
         if latency_us is not None:
             counts[_LATENCY + bucket_of(latency_us)] += 1
@@ -184,9 +192,10 @@ class Cell:
         for index, count in enumerate(other.counts):
             counts[index] += count
         self.cost += other.cost
+        self.saved_cost += other.saved_cost
 
     def values(self) -> tuple[Any, ...]:
-        return (*self.counts, self.cost)
+        return (*self.counts, self.cost, self.saved_cost)
 
 
 class SessionCell:
@@ -335,7 +344,10 @@ def _upsert_sql(model: type[Model], keys: tuple[str, ...], rows: int, sums: tupl
 def upsert(
     model: type[Model],
     keys: tuple[str, ...],
-    cells: dict[Any, Cell] | dict[Any, SessionCell] | dict[Any, Cell | SessionCell],
+    cells: dict[Any, Cell]
+    | dict[Any, SessionCell]
+    | dict[Any, Cell | SessionCell]
+    | dict[Any, DeploymentCell],
     sums: tuple[str, ...] = SUM_COLUMNS,
 ) -> None:
     """Add cells (keyed by `keys`' values, summing `sums`) to a rollup table, creating the new ones,
@@ -357,14 +369,20 @@ def upsert(
             return
         per_statement = max(1, (connection.features.max_query_params or 999) // len(ordered[0]))
         hour_field = model._meta.get_field("hour")
-        cost_field = model._meta.get_field("cost")
-        assert isinstance(hour_field, Field) and isinstance(cost_field, Field)
+        assert isinstance(hour_field, Field)
+        # The money columns (cost, saved_cost): Decimals, as the backend stores them.
+        money = [
+            (len(keys) + index, field)
+            for index, name in enumerate(sums)
+            if isinstance(field := model._meta.get_field(name), DecimalField)
+        ]
         for start in range(0, len(ordered), per_statement):
             chunk = ordered[start : start + per_statement]
             params: list[Any] = []
             for row in chunk:
                 row[hour_at] = hour_field.get_db_prep_save(row[hour_at], connection)
-                row[-1] = cost_field.get_db_prep_save(row[-1], connection)
+                for at, field in money:
+                    row[at] = field.get_db_prep_save(row[at], connection)
                 params.extend(row)
             cursor.execute(_upsert_sql(model, keys, len(chunk), sums), params)
 
@@ -389,8 +407,75 @@ def session_cells_save(cells: dict[SessionKey, SessionCell]) -> None:
     upsert(UsageHourlySession, SESSION_KEY_COLUMNS, cells, SESSION_SUM_COLUMNS)
 
 
+# --- provider × deployment hours (UsageHourlyDeployment) ---------------------------------------------
+
+# (hour, provider, deployment_id): a deployment's hour (0: no deployment).
+DeploymentKey = tuple[datetime, str, int]
+DEPLOYMENT_KEY_COLUMNS = ("hour", "provider", "deployment_id")
+DEPLOYMENT_SUM_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, *ATTEMPT_COLUMNS, "cost", "saved_cost")
+_FAILED_ATTEMPT = {0, 408, 429}  # and every 5xx: what says the upstream is unwell
+
+
+class DeploymentCell(Cell):
+    """A deployment-hour: the calls it served (a Cell) and the upstream attempts it got
+    (ATTEMPT_COLUMNS order)."""
+
+    __slots__ = ("attempts",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = [0] * len(ATTEMPT_COLUMNS)
+
+    def add_attempt(self, status: int) -> None:
+        attempts = self.attempts
+        attempts[0] += 1
+        if status in _FAILED_ATTEMPT or status >= 500:
+            attempts[1] += 1
+        if status == 429:
+            attempts[2] += 1
+
+    def values(self) -> tuple[Any, ...]:
+        return (*self.counts, *self.attempts, self.cost, self.saved_cost)
+
+
+def _deployment_cell(cells: dict[DeploymentKey, DeploymentCell], key: DeploymentKey) -> DeploymentCell:
+    cell = cells.get(key)
+    if cell is None:
+        cell = cells[key] = DeploymentCell()
+    return cell
+
+
+def deployment_cell_add(cells: dict[DeploymentKey, DeploymentCell], record: UsageRecord) -> None:
+    """Add a usage row to its deployment-hour (what served it), and each of its upstream attempts to
+    the hour of the deployment it went to (see UsageHourlyDeployment for the provider of those)."""
+    hour = hour_of(record.created_at)
+    served = record.deployment_id or 0
+    _deployment_cell(cells, (hour, record.provider, served)).add(record)
+    for attempt in record.attempt_log or ():
+        deployment = attempt.get("deployment_id") if isinstance(attempt, dict) else None
+        if not isinstance(deployment, int):
+            continue
+        status = attempt.get("status")
+        provider = record.provider if deployment == served else ""
+        _deployment_cell(cells, (hour, provider, deployment)).add_attempt(
+            status if isinstance(status, int) else 0
+        )
+
+
+def deployment_cells_of(records: Iterable[UsageRecord]) -> dict[DeploymentKey, DeploymentCell]:
+    cells: dict[DeploymentKey, DeploymentCell] = {}
+    for record in records:
+        deployment_cell_add(cells, record)
+    return cells
+
+
+def deployment_cells_save(cells: dict[DeploymentKey, DeploymentCell]) -> None:
+    upsert(UsageHourlyDeployment, DEPLOYMENT_KEY_COLUMNS, cells, DEPLOYMENT_SUM_COLUMNS)
+
+
 def rollups_add(records: Iterable[UsageRecord]) -> None:
     """Add usage rows, newly inserted in the current transaction, to their hourly cells."""
     rows = list(records)
     cells_save(cells_of(rows))
     session_cells_save(session_cells_of(rows))
+    deployment_cells_save(deployment_cells_of(rows))

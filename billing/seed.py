@@ -17,7 +17,8 @@ in minutes. What makes it realistic:
 The rows are written in `created_at` order, spread over the last `days` days; request ids are
 `seed-<run>-<n>`, so a seeded row is never mistaken for a real call and two runs never collide.
 The rollups come from `billing.rollups.Cell.add_facts` (the arithmetic of the live writer) and
-are added with `billing.rollups.cells_save` in the transaction of their rows: reconciliation finds
+are added with `billing.rollups.cells_save` (and the provider × deployment hours with
+`deployment_cells_save`) in the transaction of their rows: reconciliation finds
 the two tables in agreement, and seeding twice adds up. PostgreSQL gets the rows by COPY (about
 200,000 rows a transaction); other databases by bulk insert (slow, for tests only).
 """
@@ -47,7 +48,10 @@ from billing.rollups import (
     SUM_COLUMNS,
     Cell,
     CellKey,
+    DeploymentCell,
+    DeploymentKey,
     cells_save,
+    deployment_cells_save,
     derived_cells_save,
 )
 
@@ -566,6 +570,21 @@ class _Chunk:
             _add_to_cells(cells, hour, models, row)
         self.rows += len(rows)
 
+    def deployment_cells(self) -> dict[DeploymentKey, DeploymentCell]:
+        """The provider × deployment hours of the chunk's cells: a seeded model has one provider and
+        deployment, so each cell (requested → served model) belongs wholly to one. Seeded calls have
+        no attempt log: no upstream attempts are counted, as usage_reconcile derives from the rows."""
+        served = {(model.requested, model.served): model for model in self.models}
+        deployments: dict[DeploymentKey, DeploymentCell] = {}
+        for (_, hour, _, _, requested, served_model), cell in self.cells.items():
+            model = served[(requested, served_model)]
+            key = (hour, model.provider, model.deployment_id or 0)
+            total = deployments.get(key)
+            if total is None:
+                total = deployments[key] = DeploymentCell()
+            total.merge(cell)
+        return deployments
+
     def commit(self) -> None:
         """End the COPY, add the rollups and commit; an error rolls the whole chunk back."""
         with self._transaction:
@@ -577,6 +596,7 @@ class _Chunk:
             else:
                 UsageRecord.objects.bulk_create(self.records, batch_size=500)
                 cells_save(self.cells)
+            deployment_cells_save(self.deployment_cells())
 
     def abort(self, exc: BaseException) -> None:
         """Roll the chunk back (the COPY is abandoned with the error)."""
@@ -609,6 +629,7 @@ def cells_copy_save(cells: dict[CellKey, Cell]) -> None:
             ("served_model", "text"),
             *((name, "bigint") for name in COUNT_COLUMNS),
             ("cost", "numeric"),
+            ("saved_cost", "numeric"),
         )
     )
     updates = ", ".join(
@@ -622,7 +643,7 @@ def cells_copy_save(cells: dict[CellKey, Cell]) -> None:
                 copy.write(
                     f"{tenant_id}\t{hour.astimezone(UTC):%Y-%m-%d %H:%M:%S}+00\t{key_id}\t{_copy_text(end_user)}\t"
                     f"{_copy_text(requested)}\t{_copy_text(served)}\t{TAB.join(map(str, cell.counts))}\t"
-                    f"{cell.cost:f}\n"
+                    f"{cell.cost:f}\t{cell.saved_cost:f}\n"
                 )
         cursor.execute(
             f"INSERT INTO {table} ({columns}) SELECT {columns} FROM seed_cells ORDER BY {keys} "  # noqa: S608

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.apps import apps
-from django.db.models import Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
@@ -26,6 +27,7 @@ from billing.models import (
     BudgetAlert,
     CreditEntry,
     ModelPrice,
+    RedemptionCode,
     UsageHourly,
     UsageHourlyKey,
     UsageHourlySession,
@@ -146,6 +148,48 @@ def price_in_force(schedule: list[tuple[datetime, PriceNanos]], at: datetime) ->
         if effective_from <= at:
             return price
     return None
+
+
+@dataclass(frozen=True)
+class PriceView:
+    """An upstream model's price in force at a moment, and the next one scheduled after it."""
+
+    model: str
+    in_force: ModelPrice | None
+    next: ModelPrice | None
+
+
+def prices_for_models(models: Iterable[str], *, at: datetime) -> dict[str, PriceView]:
+    """The price in force at `at` and the next scheduled one of each model named, in one query."""
+    names = sorted(set(models))
+    found: dict[str, PriceView] = {name: PriceView(name, None, None) for name in names}
+    # The prices of a model are few (one per price change): newest first, the first at or before
+    # `at` is in force and the one read just before it is the next.
+    for price in ModelPrice.objects.filter(model__in=names).order_by("model", "-effective_from"):
+        view = found[price.model]
+        if view.in_force is not None:
+            continue
+        if price.effective_from <= at:
+            found[price.model] = PriceView(price.model, price, view.next)
+        else:
+            found[price.model] = PriceView(price.model, None, price)
+    return found
+
+
+def price_models_page(*, after: str = "", search: str = "", limit: int = 50) -> tuple[list[str], bool]:
+    """Upstream model ids with a price, by name, from after `after` (keyset): (page, is there more)."""
+    query = ModelPrice.objects.order_by("model").values_list("model", flat=True).distinct()
+    if after:
+        query = query.filter(model__gt=after)
+    if search:
+        query = query.filter(model__icontains=search)
+    names = list(query[: limit + 1])
+    return names[:limit], len(names) > limit
+
+
+def price_history(model: str) -> QuerySet[ModelPrice]:
+    history: QuerySet[ModelPrice] = ModelPrice.objects.filter(model=model).order_by("-effective_from")
+    return history
 
 
 def usage_for_tenant(*, tenant_id: int) -> QuerySet[UsageRecord]:
@@ -697,3 +741,81 @@ def usage_by_session(*, tenant_id: int, since: datetime, until: datetime) -> lis
         )
         for row in rows
     ]
+
+
+# --- the operator's tenants page ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TenantMonth:
+    spend: Decimal
+    requests: int
+
+
+def tenants_this_month(tenants: list[Tenant], *, now: datetime | None = None) -> dict[int, TenantMonth]:
+    """Spend and requests of each tenant in its current calendar month (in its time zone, as a
+    monthly budget counts), from the tenant-hour rollup: one query for the lot, reading about 720
+    rows per tenant off its (tenant_id, hour) index however many calls there were."""
+    now = now or timezone.now()
+    by_start: dict[datetime, list[int]] = {}
+    for tenant in tenants:
+        by_start.setdefault(window("month", tenant.timezone, now).start, []).append(tenant.pk)
+    if not by_start:
+        return {}
+    where = Q()
+    for start, ids in by_start.items():
+        where |= Q(tenant_id__in=ids, hour__gte=start)
+    rows = (
+        UsageHourlyTenant.objects.filter(where)
+        .values("tenant_id")
+        .annotate(spend=Sum("cost"), calls=Sum("requests"))
+        .order_by()
+    )
+    return {
+        row["tenant_id"]: TenantMonth(spend=Decimal(row["spend"] or 0), requests=int(row["calls"] or 0))
+        for row in rows
+    }
+
+
+# --- the operator's redemption code batches (/ops/codes/) -------------------------------------------
+
+CODE_BATCH_PAGE_SIZE = 50
+_BATCH_NAME = re.compile(r"[0-9A-Za-z-]{1,32}")
+
+
+@dataclass(frozen=True)
+class CodeBatchPage:
+    batches: list[
+        dict[str, Any]
+    ]  # batch, count, redeemed, voided, amount, expires_at, created_at, created_by
+    next_cursor: str  # "" on the last page
+
+
+def code_batches_page(*, cursor: str = "", size: int = CODE_BATCH_PAGE_SIZE) -> CodeBatchPage:
+    """Redemption code batches, newest first (a batch's name starts with its creation time), each
+    with how many codes it has, were redeemed and were voided; keyset-paginated on the name
+    (`cursor`: the last name shown; BadCursor for one this page did not make)."""
+    codes = RedemptionCode.objects.all()
+    if cursor:
+        if not _BATCH_NAME.fullmatch(cursor):
+            raise BadCursor("Bad page cursor.")
+        codes = codes.filter(batch__lt=cursor)
+    rows: list[dict[str, Any]] = [
+        dict(row)
+        for row in codes.values("batch")
+        .annotate(
+            count=Count("pk"),
+            redeemed=Count("pk", filter=Q(redeemed_at__isnull=False)),
+            voided=Count("pk", filter=Q(voided_at__isnull=False)),
+            amount=Max("amount"),
+            expires_at=Max("expires_at"),
+            created_at=Min("created_at"),
+            created_by=Max("created_by__email"),
+        )
+        .order_by("-batch")[: size + 1]
+    ]
+    more = len(rows) > size
+    rows = rows[:size]
+    for row in rows:
+        row["open"] = row["count"] - row["redeemed"] - row["voided"]
+    return CodeBatchPage(batches=rows, next_cursor=rows[-1]["batch"] if more else "")

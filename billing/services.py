@@ -17,7 +17,9 @@ import orjson
 from django.core.exceptions import ValidationError
 from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import CharField, JSONField
+from django.utils import timezone
 
+from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import Tenant
 from billing import events
 from billing.models import CreditEntry, ModelPrice, UsageRecord
@@ -281,6 +283,10 @@ def _read_cost(reader: _EventReader, values: dict[str, Any], _: datetime | None)
     values["cost"] = nanos_to_dollars(reader.count("cost_nanos", high=_MAX_COST_NANOS))
 
 
+def _read_saved_cost(reader: _EventReader, values: dict[str, Any], _: datetime | None) -> None:
+    values["saved_cost"] = nanos_to_dollars(reader.count("saved_cost_nanos", high=_MAX_COST_NANOS))
+
+
 def _read_created_at(reader: _EventReader, values: dict[str, Any], received_at: datetime | None) -> None:
     values["created_at"] = reader.created_at(received_at)
 
@@ -419,6 +425,8 @@ _READERS: dict[str, _Reader] = {
     "attempt_log": _read_attempt_log,
     "cache_write_tokens": _count("cache_write_tokens"),
     "reasoning_tokens": _count("reasoning_tokens"),
+    "route_strategy": _text("route_strategy"),
+    "saved_cost_nanos": _read_saved_cost,
     "v": _read_version,
 }
 _NOT_COLUMNS = frozenset({"v"})  # read from the event, but not stored as a column of the row
@@ -708,6 +716,18 @@ def usage_records_insert(*, events: Iterable[object]) -> int:
     return outcome.written
 
 
+# Far above any real price per million tokens: a typo of a few extra digits is refused, not stored.
+MAX_PRICE = Decimal(1_000_000)
+PRICE_FIELDS = (
+    "input_per_mtok",
+    "cached_input_per_mtok",
+    "output_per_mtok",
+    "cache_write_per_mtok",
+    "cache_write_1h_per_mtok",
+)
+PRICE_AUDIT_FIELDS = ("model", "effective_from", *PRICE_FIELDS)
+
+
 @transaction.atomic
 def model_price_set(
     *,
@@ -718,10 +738,15 @@ def model_price_set(
     effective_from: datetime,
     cache_write_per_mtok: Decimal | None = None,
     cache_write_1h_per_mtok: Decimal | None = None,
+    actor: Actor | None = None,
 ) -> ModelPrice:
-    """Record the price of a model from a date; an existing price for that exact date is replaced.
-    A cache-write price of None: cache writes cost what input costs (the 1-hour one: the cache-write
-    price)."""
+    """Record the price of a model from a date, past dates included; an existing price for that
+    exact date is replaced. A cache-write price of None: cache writes cost what input costs (the
+    1-hour one: the cache-write price).
+
+    This loads a price history (the demo's and the catalog's list prices, `model_price_set
+    --backdate`); a price change made by an operator goes through `model_price_schedule`, which
+    never changes what is in force."""
     price = ModelPrice.objects.select_for_update().filter(model=model, effective_from=effective_from).first()
     price = price or ModelPrice(model=model, effective_from=effective_from)
     price.input_per_mtok = input_per_mtok
@@ -729,28 +754,103 @@ def model_price_set(
     price.output_per_mtok = output_per_mtok
     price.cache_write_per_mtok = cache_write_per_mtok
     price.cache_write_1h_per_mtok = cache_write_1h_per_mtok
-    return model_price_save(price=price)
+    return model_price_save(price=price, actor=actor)
 
 
-PRICE_FIELDS = (
-    "input_per_mtok",
-    "cached_input_per_mtok",
-    "output_per_mtok",
-    "cache_write_per_mtok",
-    "cache_write_1h_per_mtok",
-)
+def _not_in_force(price: ModelPrice, now: datetime, action: str) -> None:
+    if price.pk is not None and price.effective_from <= now:
+        raise ValidationError(
+            f"This price has been in force since {price.effective_from:%Y-%m-%d %H:%M} UTC and cannot be "
+            f"{action}: schedule a new price from a future date instead.",
+            code="price_in_force",
+        )
 
 
 @transaction.atomic
-def model_price_save(*, price: ModelPrice) -> ModelPrice:
-    """Save a price as it is on the instance: each price zero or more, at most 9 decimal places."""
-    errors = {
-        name: "Must be zero or more."
-        for name in PRICE_FIELDS
-        if isinstance(getattr(price, name), Decimal | int) and getattr(price, name) < 0
-    }
+def model_price_schedule(
+    *,
+    model: str,
+    input_per_mtok: Decimal,
+    cached_input_per_mtok: Decimal,
+    output_per_mtok: Decimal,
+    effective_from: datetime | None = None,
+    cache_write_per_mtok: Decimal | None = None,
+    cache_write_1h_per_mtok: Decimal | None = None,
+    price: ModelPrice | None = None,
+    actor: Actor | None = None,
+) -> ModelPrice:
+    """An operator's price change, never retroactive: in force from `effective_from`, which must be
+    now or later by the server's clock (None: from now). `price` (a scheduled price that is not yet in
+    force) is edited instead of adding one; a price in force is never changed. A new price at the
+    moment of a scheduled one replaces it."""
+    now = timezone.now()
+    moment = now if effective_from is None else effective_from
+    if moment < now:
+        raise ValidationError(
+            {
+                "effective_from": ValidationError(
+                    "Must be now or later: a price change is never retroactive "
+                    f"(server time {now:%Y-%m-%d %H:%M} UTC).",
+                    code="retroactive",
+                )
+            }
+        )
+    if price is None:
+        price = ModelPrice.objects.select_for_update().filter(model=model, effective_from=moment).first()
+        price = price or ModelPrice(model=model, effective_from=moment)
+    else:
+        price = ModelPrice.objects.select_for_update().get(pk=price.pk)
+        _not_in_force(price, now, "changed")
+        clash = ModelPrice.objects.filter(model=model, effective_from=moment).exclude(pk=price.pk).exists()
+        if clash:
+            raise ValidationError(
+                {
+                    "effective_from": ValidationError(
+                        "Another price of this model starts at that moment.", code="taken"
+                    )
+                }
+            )
+        price.model, price.effective_from = model, moment
+    price.input_per_mtok = input_per_mtok
+    price.cached_input_per_mtok = cached_input_per_mtok
+    price.output_per_mtok = output_per_mtok
+    price.cache_write_per_mtok = cache_write_per_mtok
+    price.cache_write_1h_per_mtok = cache_write_1h_per_mtok
+    return model_price_save(price=price, actor=actor)
+
+
+@transaction.atomic
+def model_price_delete(*, price: ModelPrice, actor: Actor | None = None) -> None:
+    """Withdraw a scheduled price before it takes effect; a price in force is never deleted."""
+    locked = ModelPrice.objects.select_for_update().filter(pk=price.pk).first()
+    if locked is None:
+        return
+    _not_in_force(locked, timezone.now(), "deleted")
+    before = audit_snapshot(locked, PRICE_AUDIT_FIELDS)
+    audit_record(tenant=None, actor=actor, action="price.delete", target=locked, before=before, after=None)
+    locked.delete()
+
+
+@transaction.atomic
+def model_price_save(*, price: ModelPrice, actor: Actor | None = None) -> ModelPrice:
+    """Save a price as it is on the instance: each price zero or more (at most MAX_PRICE), at most 9
+    decimal places. Audited."""
+    errors = {}
+    for name in PRICE_FIELDS:
+        value = getattr(price, name)
+        if not isinstance(value, Decimal | int) or not Decimal(value).is_finite():
+            continue  # full_clean() names what is wrong with it
+        if value < 0:
+            errors[name] = "Must be zero or more."
+        elif value > MAX_PRICE:
+            errors[name] = f"Must be at most {MAX_PRICE} USD per million tokens."
     if errors:  # clearer than the check constraint's own message, which full_clean() would give
         raise ValidationError(errors)
+    stored = ModelPrice.objects.filter(pk=price.pk).first() if price.pk else None
     price.full_clean()
     price.save()
+    before, after = audit_snapshot(stored, PRICE_AUDIT_FIELDS), audit_snapshot(price, PRICE_AUDIT_FIELDS)
+    if before != after:
+        action = "price.create" if stored is None else "price.update"
+        audit_record(tenant=None, actor=actor, action=action, target=price, before=before, after=after)
     return price

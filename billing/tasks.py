@@ -59,10 +59,20 @@ def usage_purge() -> int:
 @shared_task(name="billing.tasks.usage_reconcile", ignore_result=True)
 def usage_reconcile() -> int:
     """Beat (daily): raw rows vs rollups vs budget counters vs credit ledger over the last two
-    days; each difference is logged, nothing is changed. Returns how many differences."""
+    days; each difference is logged, nothing is changed, and the run is recorded (ReconcileRun: the
+    operator overview shows the last one). Returns how many differences."""
+    from billing.reconcile import reconcile_run_save
     from billing.reconcile import usage_reconcile as reconcile
 
+    began = time.perf_counter()
     differences = reconcile(since=None, fix=False)
+    reconcile_run_save(
+        since=None,
+        differences=differences,
+        fixed=False,
+        source="task",
+        seconds=time.perf_counter() - began,
+    )
     for difference in differences:
         logger.error("usage reconcile: %s", difference)
     if not differences:

@@ -34,6 +34,7 @@ import os
 import socket
 import time
 from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
@@ -392,3 +393,66 @@ def usage_drain(*, batch_size: int = 1000, claim_idle_ms: int | None = None, max
         return written
     finally:
         client.close()
+
+
+# --- what the operator overview shows of the pipeline -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineState:
+    """The usage stream now (as /metrics reads it, config/metrics.py): events not yet in the
+    database, how many a drain holds unacknowledged, how many no drain has read, the age of the
+    oldest event still waiting and of the oldest pending one, and the dead letters set aside."""
+
+    length: int
+    pending: int
+    unread: int
+    oldest_age_seconds: float | None  # None: the stream is empty
+    oldest_pending_age_seconds: float | None  # None: nothing pending
+    dead_letters: int
+
+
+def _age_seconds(entry_id: Any, now_ms: int) -> float:
+    millis = int(_text_of(entry_id).split("-")[0])
+    return max(now_ms - millis, 0) / 1000
+
+
+def _text_of(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def pipeline_state() -> PipelineState:
+    """Read the stream's state in one round trip (blocking: for the console). Needs REDIS_URL; a
+    Redis error propagates (the caller says Redis could not be read)."""
+    client = worker_client()
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.xlen(stream_key())
+        pipe.xinfo_groups(stream_key())
+        pipe.xrange(stream_key(), count=1)
+        pipe.xpending(stream_key(), GROUP)
+        pipe.xlen(dead_letter_key())
+        pipe.time()
+        length, groups, first, pending, dead, now = pipe.execute(raise_on_error=False)
+    finally:
+        client.close()
+    for result in (length, dead, now):
+        if isinstance(result, Exception):
+            raise result
+    # XINFO GROUPS / XPENDING on a stream nobody wrote to yet (or without the group): none pending.
+    groups = groups if isinstance(groups, list) else []
+    pending = pending if isinstance(pending, dict) else {}
+    now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
+    waiting = int(pending.get("pending") or 0)
+    lag = next((group.get("lag") for group in groups if _text_of(group.get("name")) == GROUP), None)
+    return PipelineState(
+        length=int(length),
+        pending=waiting,
+        # Drained entries are deleted: what is left is either pending, or not read yet.
+        unread=int(lag) if lag is not None else max(int(length) - waiting, 0),
+        oldest_age_seconds=_age_seconds(first[0][0], now_ms) if isinstance(first, list) and first else None,
+        oldest_pending_age_seconds=_age_seconds(pending["min"], now_ms)
+        if waiting and pending.get("min")
+        else None,
+        dead_letters=int(dead),
+    )

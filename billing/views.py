@@ -99,6 +99,8 @@ def overview_page(request: HttpRequest, *, tenant: Any, membership: Any) -> Http
         "public_url": settings.TOLLHOUSE_PUBLIC_URL,
         "keys_url": reverse("accounts:keys", args=[tenant.slug]),
         "total_cost": total_cost,
+        "saved_cost": sum((bucket.saved_cost for bucket in traffic), start=Decimal(0)),
+        "cache_hits": sum(bucket.cache_hits for bucket in traffic),
         "requests": f"{requests:,}",
         "errors": errors,
         "error_rate": round(errors * 100 / requests, 2) if requests else None,

@@ -73,6 +73,18 @@ class EnvReader:
             return default
         return parsed
 
+    def fraction(self, name: str, default: float) -> float:
+        """A share between 0 and 1 (both included), such as 0.05."""
+        value = self.raw(name)
+        try:
+            parsed = default if value is None else float(value)
+        except ValueError:
+            parsed = -1.0
+        if not 0 <= parsed <= 1:  # NaN fails this too
+            self.errors.append(f"{name} must be a number between 0 and 1, such as 0.05, not {value!r}.")
+            return default
+        return parsed
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.raw(name)
         if value is None:

@@ -25,6 +25,7 @@ from cryptography.fernet import Fernet
 
 from config.env import EnvReader
 from config.logs import FORMATS, LEVELS, logging_config
+from config.sso import read_oidc
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = EnvReader()
@@ -417,6 +418,9 @@ TOLLHOUSE_REDIS_FAILURE = env.choice("TOLLHOUSE_REDIS_FAILURE", "closed", ("clos
 TOLLHOUSE_BREAKER_FAILURES = env.integer("TOLLHOUSE_BREAKER_FAILURES", 5, minimum=1)
 TOLLHOUSE_BREAKER_WINDOW_SECONDS = env.seconds("TOLLHOUSE_BREAKER_WINDOW_SECONDS", 30.0, maximum=3600)
 TOLLHOUSE_BREAKER_COOLDOWN_SECONDS = env.seconds("TOLLHOUSE_BREAKER_COOLDOWN_SECONDS", 30.0, maximum=3600)
+# Routing (gateway/routing.py): the share of a least_latency route's calls sent to another deployment
+# than the fastest, so one that was slow and recovered is measured again.
+TOLLHOUSE_ROUTING_EXPLORE = env.fraction("TOLLHOUSE_ROUTING_EXPLORE", 0.05)
 # Who may read /metrics (config/metrics.py): a bearer token, an IP allow-list, or both (both are then
 # required). With neither, loopback only. The token is never logged or shown, not even in an error.
 TOLLHOUSE_METRICS_TOKEN = env.raw("TOLLHOUSE_METRICS_TOKEN")
@@ -459,6 +463,10 @@ LOGIN_URL = "accounts:login"
 AUTHENTICATION_BACKENDS = ["accounts.backends.EmailOrUsernameBackend"]
 LOGIN_REDIRECT_URL = "accounts:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
+# Single sign-on with OpenID Connect (accounts/sso.py): off unless TOLLHOUSE_OIDC_* are set
+# (config/sso.py). Its backend signs in only through /oidc/callback/, and only while it is on.
+TOLLHOUSE_OIDC = read_oidc(env)
+AUTHENTICATION_BACKENDS += ["accounts.sso.OidcBackend"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 REST_FRAMEWORK = {
@@ -514,6 +522,15 @@ LOGGING = logging_config(
 # cut at this many bytes, and the rows are deleted after this many days.
 TOLLHOUSE_BODY_LOG_MAX_BYTES = env.integer("TOLLHOUSE_BODY_LOG_MAX_BYTES", 64 * 1024, minimum=1024)
 TOLLHOUSE_BODY_LOG_RETENTION_DAYS = env.integer("TOLLHOUSE_BODY_LOG_RETENTION_DAYS", 7, minimum=1)
+# The response cache (gateway/cache.py), opted in per key (ApiKey.cache) or per call
+# (`x-tollhouse-cache: on`): how long an answer is kept unless the key or the call says otherwise,
+# the longest a key or a call may ask for (`x-tollhouse-cache-ttl`), and the largest answer stored
+# (bigger ones are answered, not stored). In Redis when REDIS_URL is set, else in this process (the
+# last TOLLHOUSE_CACHE_LOCAL_ENTRIES answers).
+TOLLHOUSE_CACHE_TTL_SECONDS = env.integer("TOLLHOUSE_CACHE_TTL_SECONDS", 3600, minimum=1)
+TOLLHOUSE_CACHE_MAX_TTL_SECONDS = env.integer("TOLLHOUSE_CACHE_MAX_TTL_SECONDS", 7 * 86400, minimum=1)
+TOLLHOUSE_CACHE_MAX_BYTES = env.integer("TOLLHOUSE_CACHE_MAX_BYTES", 256 * 1024, minimum=1)
+TOLLHOUSE_CACHE_LOCAL_ENTRIES = env.integer("TOLLHOUSE_CACHE_LOCAL_ENTRIES", 1000, minimum=1)
 
 TOLLHOUSE_CONFIG_ERRORS = env.errors
 TOLLHOUSE_CONFIG_WARNINGS = env.warnings

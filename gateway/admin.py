@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
 
+from accounts.audit import Actor
 from config.admin import ReadOnlyAdmin, save_inline_through
 from gateway import services
 from gateway.models import BodyLog, Deployment, ModelRoute, Provider
@@ -52,7 +53,7 @@ class ProviderAdmin(admin.ModelAdmin):
             credential = ""
         elif form.cleaned_data.get("credential"):
             credential = form.cleaned_data["credential"]
-        services.provider_save(provider=obj, credential=credential)
+        services.provider_save(provider=obj, credential=credential, actor=Actor.admin(request.user))
 
 
 class DeploymentInline(admin.TabularInline):
@@ -67,12 +68,17 @@ class ModelRouteAdmin(admin.ModelAdmin):
     inlines = [DeploymentInline]
 
     def save_model(self, request: HttpRequest, obj: ModelRoute, form: ModelForm, change: bool) -> None:
-        services.route_save(route=obj)
+        services.route_save(route=obj, actor=Actor.admin(request.user))
 
     def save_formset(
         self, request: HttpRequest, form: ModelForm, formset: BaseInlineFormSet, change: bool
     ) -> None:
-        save_inline_through(formset, lambda deployment: services.deployment_save(deployment=deployment))
+        actor = Actor.admin(request.user)
+        save_inline_through(
+            formset,
+            lambda deployment: services.deployment_save(deployment=deployment, actor=actor),
+            lambda deployment: services.deployment_delete(deployment=deployment, actor=actor),
+        )
 
 
 @admin.register(BodyLog)

@@ -49,9 +49,20 @@ class GatewayHandler:
     ) -> None:
         self.routes = routes  # path -> (the one method it answers, view)
         self.codecs = codecs or {}  # path -> the codec whose shape its errors take (default OpenAI's)
+        # A templated path (`/v1/models/{model}`) answers every non-empty rest after its prefix.
+        self.prefixes = {path[: path.index("{")]: path for path in routes if "{" in path}
+
+    def route_of(self, path: str) -> str | None:
+        """The registered route (as written in the table) that answers `path`, if any."""
+        if path in self.routes:
+            return path
+        for prefix, route in self.prefixes.items():
+            if path.startswith(prefix) and len(path) > len(prefix):
+                return route
+        return None
 
     def handles(self, scope: Scope) -> bool:
-        return scope["type"] in ("http", "websocket") and scope["path"] in self.routes
+        return scope["type"] in ("http", "websocket") and self.route_of(scope["path"]) is not None
 
     async def refuse_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket handshake (a server with WebSockets on): refused before it is accepted, with
@@ -62,7 +73,7 @@ class GatewayHandler:
         if "websocket.http.response" not in (scope.get("extensions") or {}):
             await send({"type": "websocket.close", "code": 1008})
             return
-        codec = self.codecs.get(scope["path"])
+        codec = self.codecs.get(self.route_of(scope["path"]) or "")
         error = _upgrade_refused()
         response = codec.error_response(error) if codec is not None else error.response()
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
@@ -75,8 +86,9 @@ class GatewayHandler:
         if scope["type"] == "websocket":
             await self.refuse_websocket(scope, receive, send)
             return
-        method, view = self.routes[scope["path"]]
-        codec = self.codecs.get(scope["path"])
+        route = self.route_of(scope["path"]) or scope["path"]
+        method, view = self.routes[route]
+        codec = self.codecs.get(route)
         if _wants_websocket(scope):
             # Codex tries a WebSocket on /v1/responses first; 426 is the one answer it takes as
             # "not supported here" and falls back to HTTP streaming at once, with no retries

@@ -107,6 +107,8 @@ class KeyInfo:
     tenant_slug: str = ""
     body_logging: bool = False  # the tenant keeps its calls' bodies (gateway/bodylog.py)
     plan: str = ""  # the tenant's plan name (a metrics label)
+    cache: bool = False  # the key opted in to the response cache (gateway/cache.py)
+    cache_ttl: int | None = None  # its answers' time to live; None: TOLLHOUSE_CACHE_TTL_SECONDS
 
     def model_allowed(self, name: str) -> bool:
         return self.allowed_models is None or name in self.allowed_models
@@ -207,6 +209,8 @@ def _read_key(prefix: str) -> KeyInfo | None:
         key_limits=own.within(policy["tenant_limits"]),  # type: ignore[arg-type]
         label=f"th-{prefix}…",
         prefix=prefix,
+        cache=api_key.cache,
+        cache_ttl=api_key.cache_ttl,
         **policy,  # type: ignore[arg-type]
     )
 

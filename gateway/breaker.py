@@ -35,6 +35,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -397,6 +398,28 @@ class CircuitBreaker:
         self._open = {deployment: now + remaining / 1_000_000 for deployment, remaining in breakers.items()}
         self._failing = failing
 
+    async def cooling(self) -> set[int]:
+        """The deployments in cooldown now (their breaker open, or another process probing them),
+        as this process knows them: routing skips them (gateway/routing.py)."""
+        await self._sync()
+        if not self._open:
+            return set()
+        now = time.monotonic()
+        return {
+            deployment
+            for deployment, open_until in self._open.items()
+            if now < open_until or now < self._waiting.get(deployment, 0.0)
+        }
+
+    def cooldown_left(self, deployments: Iterable[int]) -> float:
+        """Seconds until the first of these deployments may be tried again (0: one may now)."""
+        now = time.monotonic()
+        waits = [
+            max(self._open.get(deployment, now), self._waiting.get(deployment, now)) - now
+            for deployment in deployments
+        ]
+        return max(min(waits, default=0.0), 0.0)
+
     async def allow(self, deployment_id: int | None) -> bool:
         """May an attempt go to this deployment now? False while its breaker is open; True for the
         one probe of a half-open breaker (this process then holds it until `record`)."""
@@ -479,3 +502,67 @@ class CircuitBreaker:
     def local_open_count(self) -> int:
         """Breakers open or half-open in this process's own store (embedded mode: all of them)."""
         return sum(1 for breaker in self.local.breakers.values() if breaker.open_until is not None)
+
+
+# -- what the operator console reads ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BreakerView:
+    """A breaker that holds traffic back now: open (cooling down for `remaining_seconds` more) or
+    half-open (its cooldown is over: the next call, in any process, is its probe)."""
+
+    deployment_id: int
+    state: str  # OPEN or HALF_OPEN
+    remaining_seconds: float  # 0 when half-open
+
+
+@dataclass(frozen=True)
+class BreakerStates:
+    shared: bool  # True: read from Redis (every process's); False: this process's own (embedded)
+    breakers: list[BreakerView]
+    failing: set[int]  # deployments with a run of failures going (not yet enough to open)
+
+
+def _views(opened: dict[int, int]) -> list[BreakerView]:
+    return sorted(
+        (
+            BreakerView(deployment, OPEN if remaining > 0 else HALF_OPEN, max(remaining, 0) / 1_000_000)
+            for deployment, remaining in opened.items()
+        ),
+        key=lambda view: (view.state != OPEN, -view.remaining_seconds, view.deployment_id),
+    )
+
+
+def breaker_states() -> BreakerStates:
+    """Every breaker open or half-open now, by Redis's clock (blocking: for the operator console,
+    not the hot path). Without REDIS_URL the breakers are this process's (the embedded default runs
+    the console and the gateway in one process). A Redis error propagates: the caller says so."""
+    if not settings.REDIS_URL:
+        from gateway.runtime import runtime
+
+        local = runtime.breaker.local
+        now = LocalStore._now()
+        opened = {
+            deployment: breaker.open_until - now
+            for deployment, breaker in local.breakers.items()
+            if breaker.open_until is not None
+        }
+        failing = {deployment for deployment, breaker in local.breakers.items() if breaker.failures}
+        return BreakerStates(shared=False, breakers=_views(opened), failing=failing)
+    from config.redis import sync_client
+
+    client = sync_client()
+    try:
+        pipe = client.pipeline(transaction=True)  # one instant: MULTI/EXEC
+        pipe.hgetall(open_key())
+        pipe.hkeys(fails_key())
+        pipe.time()
+        raw_open, raw_failing, (seconds, micros) = pipe.execute()
+    finally:
+        client.close()
+    now = int(seconds) * 1_000_000 + int(micros)
+    opened = {int(_text(key)): int(float(_text(value))) - now for key, value in raw_open.items()}
+    return BreakerStates(
+        shared=True, breakers=_views(opened), failing={int(_text(key)) for key in raw_failing}
+    )

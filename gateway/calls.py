@@ -11,6 +11,7 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import orjson
 from django.http import HttpRequest
@@ -26,6 +27,9 @@ from gateway.catalog import Catalog, DeploymentInfo
 from gateway.governor import Ticket
 from gateway.providers import ProviderError, Usage
 from gateway.runtime import runtime
+
+if TYPE_CHECKING:
+    from gateway.cache import Recorder
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ class Call:
         self.end_user = ""
         self.deployment: DeploymentInfo | None = None
         self.candidates: list[DeploymentInfo] | None = None  # in the order admission left them
+        self.route_strategy = ""  # the strategy that ordered them (ModelRoute.Strategy)
         self.ticket: Ticket | None = None  # what admission took (rate limits, reservations)
         self.served_model = ""
         self.usage = Usage()
@@ -71,6 +76,12 @@ class Call:
         self.limit = ""  # which limit refused the call (a metrics label), if one did
         self.refused_by_budget: int | None = None  # the Budget row that refused it (402), if one did
         self.ledger = True  # False: a call that costs nothing and leaves no usage row (count_tokens)
+        # The response cache (gateway/cache.py): hit / miss / bypass for the answer's header ("": not
+        # used), a hit's saved cost, and a miss's recorder of the answer to store.
+        self.cache_status = ""
+        self.cache_hit = False
+        self.saved_nanos = 0
+        self.cache_recorder: Recorder | None = None
         self._settled = False
 
     @property
@@ -154,7 +165,7 @@ class Call:
             status=self.status,
             error_type=self.error_type,
             streamed=self.streamed,
-            cache_hit=False,
+            cache_hit=self.cache_hit,
             attempts=self.attempts,
             latency_us=latency_ns // 1000,
             ttft_us=self.ttft_ns // 1000 if self.ttft_ns is not None else None,
@@ -170,6 +181,8 @@ class Call:
             attempt_log=tuple(self.attempt_log),
             cache_write_tokens=self.usage.cache_write_tokens,
             reasoning_tokens=self.usage.reasoning_tokens,
+            route_strategy=self.route_strategy,
+            saved_cost_nanos=self.saved_nanos,
         )
 
     async def settle(self) -> None:

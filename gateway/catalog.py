@@ -7,7 +7,6 @@ process; building it is the only database read routing ever does.
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -53,17 +52,10 @@ class RouteInfo:
     deployments: tuple[DeploymentInfo, ...]
     max_output_tokens: int = 4096
     fallbacks: tuple[str, ...] = ()  # route names, tried in order when this route's deployments fail
-
-    def candidates(self) -> list[DeploymentInfo]:
-        """Deployments in the order to try: by priority; within a priority, weighted random."""
-        ordered: list[DeploymentInfo] = []
-        for priority in sorted({d.priority for d in self.deployments}):
-            group = [d for d in self.deployments if d.priority == priority]
-            while group:
-                pick = random.choices(group, weights=[max(d.weight, 1) for d in group])[0]
-                ordered.append(pick)
-                group.remove(pick)
-        return ordered
+    aliases: tuple[str, ...] = ()  # other names of this route (what /v1/models lists)
+    context_window: int | None = None  # tokens in and out per call, where the catalog knows it
+    created: int = 0  # when the route was added (epoch seconds), for /v1/models
+    strategy: str = "priority"  # ModelRoute.Strategy: how gateway/routing.py orders the deployments
 
 
 @dataclass(frozen=True)
@@ -121,6 +113,10 @@ def _build_catalog() -> Catalog:
             deployments=tuple(deployments.get(route.id, ())),
             max_output_tokens=route.max_output_tokens,
             fallbacks=tuple(name for name in route.fallbacks if name != route.name),
+            aliases=tuple(route.aliases),
+            context_window=route.context_window,
+            created=int(route.created_at.timestamp()),
+            strategy=route.strategy,
         )
         names.append(route.name)
         for alias in route.aliases:

@@ -1,11 +1,15 @@
 """Step 6 and 7 of the request path: ONE executor for every upstream attempt, JSON or stream.
 
-For each deployment the route offers (in admission's order), then each of the route's fallback
-routes' deployments:
+The candidates come from ONE ordering step, `candidates`: the route's deployments in its strategy's
+order (gateway/routing.py: priority-then-weighted, least-latency, least-busy, cheapest), those in
+cooldown apart, after the others. For each deployment the route offers (in admission's order), then
+each of the route's fallback routes' deployments (ordered by the same step):
 - the circuit breaker is asked first (gateway/breaker.py, shared through Redis): a deployment in
   cooldown is skipped, and every outcome is reported back to it;
 - a fallback deployment with its own rpm / tpm caps is checked against them again
-  (governor.deployment_room) before it is tried;
+  (governor.deployment_wait) before it is tried: one at its cap is skipped;
+- nothing left to try: 429 with the soonest Retry-After when deployments were skipped at their
+  caps, 503 when they were all in cooldown (the last upstream failure, when one was tried);
 - the adapter builds the request: the client's bytes untouched when the upstream speaks the client's
   dialect (pass-through), else translated through the canonical request;
 - timeouts: connect, first byte (response headers and, for a stream, its first chunk), stream idle
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -43,6 +48,7 @@ from gateway.catalog import DeploymentInfo, RouteInfo
 from gateway.dialects.base import Codec, Inbound, StreamRenderer
 from gateway.providers import Adapter, ProviderError, StreamParser, StreamTranslator, adapter_for
 from gateway.providers.base import UpstreamRequest, redact_credential
+from gateway.routing import EXPECTED_OUTPUT_TOKENS
 from gateway.runtime import runtime
 
 logger = logging.getLogger(__name__)
@@ -97,6 +103,29 @@ def backoff_seconds(attempt: int, retry_after: str | None) -> float:
     return wait
 
 
+def candidates(
+    call: Call, inbound: Inbound, route: RouteInfo, *, cooling: set[int]
+) -> tuple[list[DeploymentInfo], list[DeploymentInfo]]:
+    """The one candidate-ordering step: `route`'s deployments in its strategy's order, and apart
+    those in cooldown. The call's route names the strategy on the usage row."""
+    if not call.route_strategy:
+        call.route_strategy = route.strategy
+    catalog, at = call.catalog, call.started_at
+    if inbound.output_field:
+        asked = inbound.max_output_tokens
+        output = asked if isinstance(asked, int) and asked > 0 else EXPECTED_OUTPUT_TOKENS
+        output = min(output, route.max_output_tokens) * inbound.n
+    else:
+        output = 0  # embeddings write nothing
+    return runtime.router.order(
+        route,
+        cooling=cooling,
+        price_of=(lambda model: catalog.price(model, at)) if catalog is not None else None,
+        prompt_tokens=estimate_tokens(call.prompt_chars),
+        output_tokens=output,
+    )
+
+
 class Answer:
     """An upstream's successful answer, opened but (for a stream) not read beyond its first chunk."""
 
@@ -118,14 +147,19 @@ class Executor:
         self.inbound = inbound
         self.route = route
         self.deadline = time.monotonic() + settings.TOLLHOUSE_CALL_DEADLINE_SECONDS
+        self._cooling: set[int] = set()
 
     # -- which deployments, in which order -----------------------------------------------------
+
+    def _ordered(self, route: RouteInfo) -> list[DeploymentInfo]:
+        available, cooled = candidates(self.call, self.inbound, route, cooling=self._cooling)
+        return available + cooled
 
     def _deployments(self) -> Iterator[tuple[DeploymentInfo, bool]]:
         """(deployment, is a fallback beyond admission's pick) in the order to try."""
         call = self.call
-        candidates = call.candidates if call.candidates is not None else self.route.candidates()
-        yield from ((d, index > 0) for index, d in enumerate(candidates))
+        ordered = call.candidates if call.candidates is not None else self._ordered(self.route)
+        yield from ((d, index > 0) for index, d in enumerate(ordered))
         catalog = call.catalog
         if catalog is None or call.key is None:
             return
@@ -133,7 +167,7 @@ class Executor:
             route = catalog.route(name)
             if route is None or not call.key.model_allowed(route.name):
                 continue
-            yield from ((d, True) for d in route.candidates())
+            yield from ((d, True) for d in self._ordered(route))
 
     def _adapter(self, deployment: DeploymentInfo) -> Adapter | None:
         adapter = adapter_for(deployment.provider.kind)
@@ -166,6 +200,10 @@ class Executor:
     async def run(self) -> HttpResponse | StreamingHttpResponse:
         last: ProviderError | None = None
         tried: set[int] = set()
+        cooled: list[int] = []  # skipped: in cooldown
+        waits: list[int] = []  # skipped at their caps: µs until each has room
+        if self.route.fallbacks:
+            self._cooling = await runtime.breaker.cooling()
         for deployment, fallback in self._deployments():
             if deployment.id in tried:
                 continue
@@ -180,15 +218,21 @@ class Executor:
                     started_ns=time.perf_counter_ns(),
                     error_type="circuit_open",
                 )
+                cooled.append(deployment.id)
                 continue
-            if fallback and not await self._has_room(deployment):
+            wait = await self._wait(deployment) if fallback else 0
+            if wait:
                 self.call.attempted(
                     deployment_id=deployment.id,
                     status=0,
                     started_ns=time.perf_counter_ns(),
                     error_type="deployment_limit",
                 )
+                waits.append(wait)
                 continue
+            ticket = self.call.ticket
+            if ticket is not None and ticket.busy is not None:
+                await runtime.governor.busy_move(ticket, deployment.id)
             try:
                 answer = await self._try(adapter, deployment)
             except ProviderError as exc:
@@ -203,17 +247,33 @@ class Executor:
             if self.inbound.stream:
                 return self._stream(answer)
             return await self._json(answer)
-        raise (
-            as_gateway_error(last)
-            if last
-            else errors.UpstreamFailed("No provider could serve this model.", code="no_deployment")
-        )
+        if last is not None:
+            raise as_gateway_error(last)
+        if waits:
+            retry = max(1, math.ceil(min(waits) / 1_000_000))
+            raise errors.RateLimited(
+                "Rate limit reached for every upstream deployment of this model. "
+                f"Please try again in {retry}s.",
+                type="requests",
+                headers={"Retry-After": str(retry)},
+            )
+        if cooled:
+            retry = max(1, math.ceil(runtime.breaker.cooldown_left(cooled)))
+            raise errors.ServiceUnavailable(
+                "Every provider of this model is cooling down after repeated failures. "
+                f"Please try again in {retry}s.",
+                code="deployments_unavailable",
+                headers={"Retry-After": str(retry)},
+            )
+        raise errors.UpstreamFailed("No provider could serve this model.", code="no_deployment")
 
-    async def _has_room(self, deployment: DeploymentInfo) -> bool:
+    async def _wait(self, deployment: DeploymentInfo) -> int:
+        """0 if the deployment is within its own caps (its request then counted), else the µs
+        until it has room."""
         ticket = self.call.ticket
         if ticket is None or not (deployment.rpm_limit or deployment.tpm_limit):
-            return True
-        return await runtime.governor.deployment_room(ticket, deployment)
+            return 0
+        return await runtime.governor.deployment_wait(ticket, deployment)
 
     async def _try(self, adapter: Adapter, deployment: DeploymentInfo) -> Answer:
         """One deployment: its tries, with backoff between them. Raises the last failure."""
@@ -256,6 +316,8 @@ class Executor:
                 await asyncio.sleep(wait)
                 continue
             await runtime.breaker.record(deployment.id, ok=True)
+            # Time to first byte (the answer's head; a stream's first chunk): least_latency's measure.
+            runtime.router.latency.observe(deployment.id, (time.perf_counter_ns() - started) // 1000)
             return answer
 
     async def _open(self, adapter: Adapter, deployment: DeploymentInfo, started: int) -> Answer:
@@ -326,10 +388,18 @@ class Executor:
                 body, call.usage, call.served_model = adapter.passthrough_response(
                     dialect=self.codec.name, content=content
                 )
+                if call.cache_recorder is not None:
+                    # The cache keeps the canonical answer: the client's bytes read once more.
+                    try:
+                        call.cache_recorder.answer(adapter.parse_response(content=content))
+                    except ProviderError:
+                        call.cache_recorder.broken = True
             else:
                 response = adapter.parse_response(content=content)
                 call.usage, call.served_model = response.usage, response.model
                 body = self.codec.render_response(response, inbound=self.inbound)
+                if call.cache_recorder is not None:
+                    call.cache_recorder.answer(response)
         except TRANSPORT_ERRORS as exc:
             error = transport_error(exc)
             self._failed_after_open(answer, error)
@@ -344,6 +414,10 @@ class Executor:
         )
         call.first_byte()
         await call.settle()
+        if call.cache_recorder is not None:
+            await call.cache_recorder.keep(
+                served_model=call.served_model, priced_as=deployment.upstream_model
+            )
         return HttpResponse(body, content_type="application/json")
 
     def _failed_after_open(self, answer: Answer, error: ProviderError) -> None:
@@ -402,6 +476,12 @@ class Relay:
         self.served_model = ""
         self.status = answer.response.status_code
         self.error_kind = ""
+        # A miss the response cache waits for (gateway/cache.py): the canonical events of the answer.
+        # A pass-through stream is read a second time, by the adapter's parser, for them.
+        self.recorder = self.call.cache_recorder
+        self.tee: StreamParser | None = None
+        if self.recorder is not None and translator is not None:
+            self.tee = answer.adapter.stream_parser(credential=answer.deployment.provider.credential)
 
     def _events(self, events: list[canonical.StreamEvent]) -> bytes:
         assert self.renderer is not None
@@ -414,13 +494,26 @@ class Relay:
             elif isinstance(event, canonical.UsageUpdate):
                 self.usage = event.usage
             out.append(self.renderer.render(event))
+        if self.recorder is not None:
+            self.recorder.add(events)
         return b"".join(out)
 
     def _feed(self, data: bytes) -> bytes:
         if self.translator is not None:
-            return self.translator.feed(data)
+            out = self.translator.feed(data)
+            self._tee(data)
+            return out
         assert self.parser is not None
         return self._events(self.parser.feed(data))
+
+    def _tee(self, data: bytes | None) -> None:
+        """The pass-through stream's canonical events, for the cache (None: the end of the body)."""
+        if self.tee is None or self.recorder is None:
+            return
+        try:
+            self.recorder.add(self.tee.feed(data) if data is not None else self.tee.finish())
+        except ProviderError:
+            self.recorder.broken, self.tee = True, None
 
     def _finish(self) -> bytes:
         """The end of the upstream's body: what is left, then the terminal event, or raise if the
@@ -429,6 +522,7 @@ class Relay:
             tail = self.translator.finish()
             if not self.translator.done:
                 raise _broken()
+            self._tee(None)
             return tail
         assert self.parser is not None and self.renderer is not None
         tail = self._events(self.parser.finish())
@@ -479,7 +573,15 @@ class Relay:
                     if out:
                         call.first_byte()
                         yield out
-                yield self._finish()
+                tail = self._finish()
+                if self.recorder is not None:
+                    # Complete as the upstream sent it: kept before the last chunk goes out, so the
+                    # client's next call finds it.
+                    await self.recorder.keep(
+                        served_model=self.served_model or getattr(self.translator, "served_model", ""),
+                        priced_as=answer.deployment.upstream_model,
+                    )
+                yield tail
             except ProviderError as exc:
                 yield self._error(exc)
             except TRANSPORT_ERRORS as exc:
@@ -558,7 +660,7 @@ async def count_tokens(call: Call, inbound: Inbound, route: RouteInfo) -> HttpRe
     the prompt's text, tool names, descriptions and schemas (gateway.calls.estimate_tokens). Free:
     no admission, no usage row (`call.ledger` is off)."""
     request = inbound.canonical()
-    for deployment in route.candidates():
+    for deployment in candidates(call, inbound, route, cooling=set())[0]:
         adapter = adapter_for(deployment.provider.kind)
         if adapter is None:
             continue

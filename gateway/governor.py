@@ -79,8 +79,8 @@ end
 local rid, lease = ARGV[1], tonumber(ARGV[2])
 local n_rate, n_dep, n_pots = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local prompt_cost, per_token, want = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local max_cost = tonumber(ARGV[9])
-local k, a = 1, 10
+local max_cost, busy = tonumber(ARGV[9]), tonumber(ARGV[10])
+local k, a = 1, 11
 local req, tok = nil, nil
 local sets, conc_adds = {}, {}
 
@@ -119,41 +119,57 @@ for i = 1, n_rate do
   end
 end
 
-local chosen, refusal = -1, nil
+-- The deployments, in the route's order: the first with room is chosen; with `busy` (a least_busy
+-- route), the one with room and the fewest calls in flight (its sorted set of leases, as for
+-- concurrency), the first of those on a tie. None with room: refused with the soonest wait.
+local chosen, fewest, chosen_set, chosen_busy, soonest = -1, nil, nil, nil, nil
 for j = 1, n_dep do
   local rpm_key, tpm_key = KEYS[k], KEYS[k + 1]
   local rpm, tpm = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local busy_key = nil
   k = k + 2
   a = a + 2
-  if chosen < 0 then
-    local ok, set = true, nil
+  if busy == 1 then
+    busy_key = KEYS[k]
+    k = k + 1
+  end
+  if chosen < 0 or busy_key then
+    local wait, set = nil, nil
     if rpm > 0 then
       local T = interval(rpm)
       local tat = tat_of(rpm_key)
       if tat - now > (rpm - 1) * T then
-        ok = false
-        refusal = refusal or {'requests', rpm, tat - now - (rpm - 1) * T}
+        wait = {'requests', rpm, tat - now - (rpm - 1) * T}
       else
         set = {rpm_key, tat + T}
       end
     end
-    if ok and tpm > 0 then
+    if not wait and tpm > 0 then
       local T = interval(tpm)
       local used = tat_of(tpm_key) - now
       if used >= tpm * T then
-        ok = false
-        refusal = refusal or {'tokens', tpm, used - tpm * T + T}
+        wait = {'tokens', tpm, used - tpm * T + T}
       end
     end
-    if ok then
-      chosen = j - 1
-      if set then table.insert(sets, set) end
+    if wait then
+      if soonest == nil or wait[3] < soonest[3] then soonest = wait end
+    else
+      local load = 0
+      if busy_key then
+        redis.call('ZREMRANGEBYSCORE', busy_key, '-inf', now)
+        load = redis.call('ZCARD', busy_key)
+      end
+      if chosen < 0 or load < fewest then
+        chosen, fewest, chosen_set, chosen_busy = j - 1, load, set, busy_key
+      end
     end
   end
 end
 if n_dep > 0 and chosen < 0 then
-  return {'rate', refusal[1], 'deployment', refusal[2], fmt(refusal[3])}
+  return {'rate', soonest[1], 'deployment', soonest[2], fmt(soonest[3])}
 end
+if chosen_set then table.insert(sets, chosen_set) end
+if chosen_busy then table.insert(conc_adds, chosen_busy) end
 
 -- `bounded`: headroom holds a real bound (max cost or a pot's); a pot already overdrawn has a
 -- negative one, which must not read as "no bound yet".
@@ -316,6 +332,9 @@ class Request:
     per_token: int  # nano-dollars per output token, rounded up
     want_tokens: int  # output tokens the call may write
     max_cost: int | None  # x-tollhouse-max-cost, in nano-dollars
+    # A least_busy route: of the deployments with room, the one with the fewest calls in flight is
+    # chosen, and the call is marked in flight there (released at settlement, or when it moves on).
+    busy: bool = False
 
 
 @dataclass
@@ -331,6 +350,7 @@ class Ticket:
     reserved: int = 0
     capped: int | None = None  # output tokens the call was lowered to
     deployment: int = -1  # index of the candidate deployment with room, -1: no deployment limits
+    busy: tuple[int, str] | None = None  # (deployment, its in-flight set) the call is counted in
     headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
 
@@ -366,8 +386,9 @@ def _refusal(result: list[Any], request: Request) -> errors.GatewayError:
         retry = max(1, math.ceil(float(result[4]) / 1_000_000))
         unit = "requests per min (RPM)" if which == "requests" else "tokens per min (TPM)"
         if name == "deployment":
+            # Every deployment of the route is at its cap: the soonest of them frees up then.
             message = (
-                f"Rate limit reached for the upstream deployment of this model on {unit}: Limit {limit}. "
+                f"Rate limit reached for every upstream deployment of this model on {unit}: Limit {limit}. "
                 f"Please try again in {retry}s."
             )
         else:
@@ -447,7 +468,8 @@ class LuaScript:
 
 
 # A fallback to a deployment admission did not pick: its own rpm / tpm caps checked again (and its
-# rpm counted), in one round trip. KEYS: rpm key, tpm key; ARGV: rpm, tpm (0: none). 1: room.
+# rpm counted), in one round trip. KEYS: rpm key, tpm key; ARGV: rpm, tpm (0: none). 0: room (and
+# counted), else the µs until it has room.
 _DEPLOYMENT_ROOM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -460,14 +482,27 @@ local function tat_of(key)
 end
 if tpm > 0 then
   local T = math.ceil(WINDOW / tpm)
-  if tat_of(KEYS[2]) - now >= tpm * T then return 0 end
+  local used = tat_of(KEYS[2]) - now
+  if used >= tpm * T then return string.format('%.0f', used - tpm * T + T) end
 end
 if rpm > 0 then
   local T = math.ceil(WINDOW / rpm)
   local tat = tat_of(KEYS[1])
-  if tat - now > (rpm - 1) * T then return 0 end
+  if tat - now > (rpm - 1) * T then return string.format('%.0f', tat - now - (rpm - 1) * T) end
   redis.call('SET', KEYS[1], string.format('%.0f', tat + T), 'PX', math.ceil((tat + T - now) / 1000) + 1000)
 end
+return 0
+"""
+
+# A call of a least_busy route moves on to another deployment: its in-flight mark moves with it.
+# KEYS: the old set, the new one; ARGV: request id, lease µs.
+_BUSY_MOVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local lease = tonumber(ARGV[2])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], string.format('%.0f', now + lease), ARGV[1])
+redis.call('PEXPIRE', KEYS[2], math.ceil(lease / 1000) + 1000)
 return 1
 """
 
@@ -478,6 +513,7 @@ class RedisBackend:
     def __init__(self) -> None:
         self._admit = LuaScript(_ADMIT)
         self._room = LuaScript(_DEPLOYMENT_ROOM)
+        self._busy_move = LuaScript(_BUSY_MOVE)
         self._settle = LuaScript(_SETTLE)
         self._init = LuaScript(_INIT_POT)
 
@@ -493,13 +529,16 @@ class RedisBackend:
             request.per_token,
             request.want_tokens,
             -1 if request.max_cost is None else request.max_cost,
+            1 if request.busy else 0,
         ]
         for subject in request.subjects:
             keys.extend(subject.keys)
             limits = subject.limits
             args.extend([limits.rpm or 0, limits.tpm or 0, limits.concurrency or 0, subject.name])
-        for _, rpm_key, tpm_key, rpm, tpm in request.deployments:
+        for deployment_id, rpm_key, tpm_key, rpm, tpm in request.deployments:
             keys.extend([rpm_key, tpm_key])
+            if request.busy:
+                keys.append(busy_key(deployment_id))
             args.extend([rpm or 0, tpm or 0])
         for pot in request.pots:
             keys.extend([pot.key, pot.expiry_key])
@@ -516,8 +555,11 @@ class RedisBackend:
             raise _refusal(result, request)
         return _ticket(self, request, result)
 
-    async def deployment_room(self, rpm_key: str, tpm_key: str, rpm: int, tpm: int) -> bool:
-        return int(await self._room(keys=[rpm_key, tpm_key], args=[rpm, tpm])) == 1
+    async def deployment_wait(self, rpm_key: str, tpm_key: str, rpm: int, tpm: int) -> int:
+        return int(_text(await self._room(keys=[rpm_key, tpm_key], args=[rpm, tpm])))
+
+    async def busy_move(self, request_id: str, old: str, new: str, lease_us: int) -> None:
+        await self._busy_move(keys=[old, new], args=[request_id, lease_us])
 
     async def _create_pot(self, pot: Pot) -> None:
         spent, credit = await run_db(lambda: pot_store.derive(pot.meta))
@@ -575,6 +617,10 @@ def _ticket(backend: Any, request: Request, result: list[Any]) -> Ticket:
         if tpm:
             ticket.deployment_tpm[deployment_id] = (tpm_key, tpm)
     ticket.deployment = int(result[1])
+    if request.busy and ticket.deployment >= 0:
+        chosen = request.deployments[ticket.deployment][0]
+        ticket.busy = (chosen, busy_key(chosen))
+        ticket.concurrency.append(ticket.busy[1])  # released at settlement, like a concurrency slot
     ticket.reserved = int(result[2])
     if ticket.reserved:
         ticket.pots = list(request.pots)
@@ -653,31 +699,45 @@ class LocalBackend:
                 if len(members) >= limits.concurrency:
                     raise _refusal(["concurrency", subject.name, limits.concurrency], request)
                 conc.append(conc_key)
-        chosen, refusal = -1, None
-        for index, (_, rpm_key, tpm_key, rpm, tpm) in enumerate(request.deployments):
-            ok, pending = True, None
+        chosen, fewest, chosen_set, chosen_busy = -1, 0, None, ""
+        soonest: list[Any] | None = None
+        for index, (deployment_id, rpm_key, tpm_key, rpm, tpm) in enumerate(request.deployments):
+            wait: list[Any] | None = None
+            pending = None
             if rpm:
                 step = math.ceil(WINDOW_US / rpm)
                 tat = self._tat(rpm_key, now)
                 if tat - now > (rpm - 1) * step:
-                    ok = False
-                    refusal = refusal or ["rate", "requests", "deployment", rpm, tat - now - (rpm - 1) * step]
+                    wait = ["rate", "requests", "deployment", rpm, tat - now - (rpm - 1) * step]
                 else:
                     pending = (rpm_key, tat + step)
-            if ok and tpm:
+            if wait is None and tpm:
                 step = math.ceil(WINDOW_US / tpm)
                 used = self._tat(tpm_key, now) - now
                 if used >= tpm * step:
-                    ok = False
-                    refusal = refusal or ["rate", "tokens", "deployment", tpm, used - tpm * step + step]
-            if ok:
-                chosen = index
-                if pending:
-                    sets.append(pending)
+                    wait = ["rate", "tokens", "deployment", tpm, used - tpm * step + step]
+            if wait is not None:
+                if soonest is None or wait[4] < soonest[4]:
+                    soonest = wait
+                continue
+            load, key = 0, ""
+            if request.busy:
+                key = busy_key(deployment_id)
+                members = self.inflight.setdefault(key, {})
+                for rid in [rid for rid, expiry in members.items() if expiry <= now]:
+                    del members[rid]
+                load = len(members)
+            if chosen < 0 or load < fewest:
+                chosen, fewest, chosen_set, chosen_busy = index, load, pending, key
+            if not request.busy:
                 break
         if request.deployments and chosen < 0:
-            assert refusal is not None
-            raise _refusal(refusal, request)
+            assert soonest is not None
+            raise _refusal(soonest, request)
+        if chosen_set:
+            sets.append(chosen_set)
+        if chosen_busy:
+            conc.append(chosen_busy)
         headroom = request.max_cost  # None: no bound yet (a pot's may be negative: overdrawn)
         tight = -1
         for index, pot in enumerate(request.pots):
@@ -709,17 +769,24 @@ class LocalBackend:
         t = tok or (-1, -1, -1)
         return _ticket(self, request, ["ok", chosen, reserve, capped, *r, *t])
 
-    async def deployment_room(self, rpm_key: str, tpm_key: str, rpm: int, tpm: int) -> bool:
+    async def deployment_wait(self, rpm_key: str, tpm_key: str, rpm: int, tpm: int) -> int:
         now = self._now()
-        if tpm and self._tat(tpm_key, now) - now >= tpm * math.ceil(WINDOW_US / tpm):
-            return False
+        if tpm:
+            step = math.ceil(WINDOW_US / tpm)
+            used = self._tat(tpm_key, now) - now
+            if used >= tpm * step:
+                return used - tpm * step + step
         if rpm:
             step = math.ceil(WINDOW_US / rpm)
             tat = self._tat(rpm_key, now)
             if tat - now > (rpm - 1) * step:
-                return False
+                return tat - now - (rpm - 1) * step
             self.tat[rpm_key] = tat + step
-        return True
+        return 0
+
+    async def busy_move(self, request_id: str, old: str, new: str, lease_us: int) -> None:
+        self.inflight.get(old, {}).pop(request_id, None)
+        self.inflight.setdefault(new, {})[request_id] = self._now() + lease_us
 
     async def _load(self, pot: Pot) -> None:
         state = self.pots.get(pot.key)
@@ -828,20 +895,35 @@ class Governor:
             self._failed(exc)
             return False
 
-    async def deployment_room(self, ticket: Ticket, deployment: Any) -> bool:
-        """Whether `deployment` (a catalog.DeploymentInfo admission did not pick: a fallback) is
-        within its own rpm / tpm caps; if so its request is counted, and its tokens will be at
-        settlement. Unreachable Redis: the deployment is tried (its upstream enforces its quota)."""
+    async def deployment_wait(self, ticket: Ticket, deployment: Any) -> int:
+        """0 if `deployment` (a catalog.DeploymentInfo admission did not pick: a fallback) is within
+        its own rpm / tpm caps (its request is then counted, and its tokens will be at settlement),
+        else the µs until it has room. Unreachable Redis: 0, the deployment is tried (its upstream
+        enforces its quota)."""
         rpm_key, tpm_key = deployment_counters(deployment.id)
         rpm, tpm = deployment.rpm_limit or 0, deployment.tpm_limit or 0
         try:
-            room = bool(await ticket.backend.deployment_room(rpm_key, tpm_key, rpm, tpm))
+            wait = int(await ticket.backend.deployment_wait(rpm_key, tpm_key, rpm, tpm))
         except (redis.RedisError, OSError) as exc:
             self._failed(exc)
-            return True
-        if room and tpm:
+            return 0
+        if not wait and tpm:
             ticket.deployment_tpm[deployment.id] = (tpm_key, tpm)
-        return room
+        return wait
+
+    async def busy_move(self, ticket: Ticket, deployment_id: int) -> None:
+        """A least_busy call moves on to another deployment: count it in flight there instead."""
+        if ticket.busy is None or ticket.busy[0] == deployment_id or ticket.settled:
+            return
+        old, new = ticket.busy[1], busy_key(deployment_id)
+        ticket.busy = (deployment_id, new)
+        ticket.concurrency = [new if key == old else key for key in ticket.concurrency]
+        try:
+            await ticket.backend.busy_move(
+                ticket.request_id, old, new, int(settings.TOLLHOUSE_LEASE_SECONDS * 1_000_000)
+            )
+        except (redis.RedisError, OSError) as exc:
+            self._failed(exc)  # the old mark expires with its lease
 
     def _failed(self, exc: Exception) -> None:
         now = time.monotonic()
@@ -897,6 +979,11 @@ def rate_subjects(key: KeyInfo, end_user: str) -> list[Subject]:
 
 def deployment_counters(deployment_id: int) -> tuple[str, str]:
     return redis_key("rl", "d", str(deployment_id), "r"), redis_key("rl", "d", str(deployment_id), "t")
+
+
+def busy_key(deployment_id: int) -> str:
+    """The calls in flight on a deployment (least_busy routes): a sorted set of leases, by expiry."""
+    return redis_key("rl", "d", str(deployment_id), "b")
 
 
 _PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly"}

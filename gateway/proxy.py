@@ -20,14 +20,14 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from billing.pricing import TOKENS_PER_PRICE_UNIT, PriceNanos, dollars_to_nanos
-from gateway import bodylog, errors, governor
+from gateway import bodylog, cache, errors, governor
 from gateway.auth import authorize, key_from_headers
 from gateway.calls import CLIENT_CLOSED, Call, estimate_tokens
 from gateway.catalog import DeploymentInfo, RouteInfo
 from gateway.dialects import Codec, Inbound
 from gateway.dialects.base import session_from_scope
 from gateway.dialects.fields import read_json_body
-from gateway.executor import Executor, count_tokens
+from gateway.executor import Executor, candidates, count_tokens
 from gateway.providers import Adapter
 from gateway.providers.base import UpstreamRequest
 from gateway.runtime import runtime
@@ -44,6 +44,8 @@ def _respond(call: Call, response: HttpResponse | StreamingHttpResponse) -> Any:
             response[name] = value
         if call.ticket.capped is not None:
             response["x-tollhouse-budget-capped"] = str(call.ticket.capped)
+    if call.cache_status:
+        response[cache.HEADER] = call.cache_status
     return response
 
 
@@ -129,32 +131,34 @@ def _output_tokens(inbound: Inbound, route: RouteInfo) -> int:
 async def _admit(
     call: Call, request: HttpRequest, route: RouteInfo, inbound: Inbound
 ) -> list[DeploymentInfo]:
-    """Step 4: rate limits, concurrency, deployment quotas and the worst-case cost reserved against
-    every hard budget and the credit balance, in one round trip. Returns the deployments to try.
+    """Step 4 and 5: the route's deployments in its strategy's order (those in cooldown last), then
+    rate limits, concurrency, deployment quotas (a deployment at its cap is skipped; all at their
+    caps: 429 with the soonest Retry-After; a least_busy route's pick) and the worst-case cost
+    reserved against every hard budget and the credit balance, in one round trip. Returns the
+    deployments to try.
 
     When what is left pays for the prompt but not for the longest answer, the call goes ahead with
     its output lowered to what it pays for (`x-tollhouse-budget-capped`), instead of a refusal."""
     key = call.key
     assert key is not None
-    candidates = route.candidates()
+    ordered, cooled = candidates(call, inbound, route, cooling=await runtime.breaker.cooling())
     max_cost = _max_cost(request)
     subjects = governor.rate_subjects(key, call.end_user)
+    busy = route.strategy == "least_busy" and len(ordered) > 1
     deployments = [
         (d.id, *governor.deployment_counters(d.id), d.rpm_limit, d.tpm_limit)
-        for d in candidates
-        if d.rpm_limit or d.tpm_limit
+        for d in ordered
+        if d.rpm_limit or d.tpm_limit or busy
     ]
-    if deployments and len(deployments) != len(candidates):
+    if deployments and len(deployments) != len(ordered):
         # A deployment without a quota always has room: only those ahead of it can be skipped.
-        deployments = [
-            (d.id, *governor.deployment_counters(d.id), d.rpm_limit, d.tpm_limit) for d in candidates
-        ]
+        deployments = [(d.id, *governor.deployment_counters(d.id), d.rpm_limit, d.tpm_limit) for d in ordered]
     pots = governor.budget_pots(key, call.end_user, call.started_at)
     if not (subjects or deployments or pots or max_cost is not None):
-        return candidates  # nothing governs this call: no round trip
+        return ordered + cooled  # nothing governs this call: no round trip
     prompt_cost = per_token = want = 0
     if pots or max_cost is not None:
-        input_price, output_price = _prices(call, candidates)
+        input_price, output_price = _prices(call, ordered + cooled)
         # Every token of a prompt is at least one byte of the request: an upper bound that needs no
         # tokenizer (it over-reserves for English text by about 4x; settlement corrects it).
         prompt_tokens = len(request.body)
@@ -173,14 +177,18 @@ async def _admit(
             per_token=per_token,
             want_tokens=want,
             max_cost=max_cost,
+            busy=busy,
         )
     )
     call.ticket = ticket
     if ticket.capped is not None and inbound.output_field:
         inbound.cap_output(ticket.capped)
-    if ticket.deployment > 0:
-        return candidates[ticket.deployment :]
-    return candidates
+    if busy:  # the least busy first, then the others (each checked against its caps if tried)
+        chosen = ordered[ticket.deployment]
+        return [chosen, *(d for d in ordered if d is not chosen), *cooled]
+    if ticket.deployment > 0:  # those ahead of it are at their caps
+        return ordered[ticket.deployment :] + cooled
+    return ordered + cooled
 
 
 async def handle(
@@ -212,10 +220,20 @@ async def _handle(
         call.session = inbound.session or session_from_scope(getattr(request, "scope", {}))
         # An end-user token's `sub` wins over the body's `user` (validated above: storable, or absent).
         call.end_user = (call.key.end_user if call.key else "") or inbound.user
+        wish = cache.read_headers(request.headers)
         route = await _route(call, inbound.model)
         if operation == "count_tokens":
             return _respond(call, await count_tokens(call, inbound, route))
+        policy = cache.policy(call, wish, inbound, route)
+        if policy is not None:
+            entry = await runtime.cache.lookup(policy)
+            if entry is not None:
+                return _respond(call, await cache.serve_hit(call, codec, inbound, entry))
+            call.cache_status = cache.MISS
         call.candidates = await _admit(call, request, route, inbound)
+        if policy is not None and (call.ticket is None or call.ticket.capped is None):
+            # An answer lowered to what a budget pays for is not the answer the request asked for.
+            call.cache_recorder = cache.Recorder(runtime.cache, policy)
         return _respond(call, await Executor(call, codec, inbound, route).run())
     except errors.GatewayError as exc:
         call.fail(exc)

@@ -19,9 +19,11 @@ from billing.usage import UsageSink, make_sink
 from config.redis import close_async_client
 from gateway.auth import Authenticator
 from gateway.breaker import CircuitBreaker
+from gateway.cache import ResponseCache
 from gateway.catalog import CatalogCache
 from gateway.governor import Governor
 from gateway.invalidation import Subscriber
+from gateway.routing import Router
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ class Runtime:
         self.catalog = CatalogCache()
         self.governor = Governor()
         self.breaker = CircuitBreaker()
+        self.router = Router()
+        self.cache = ResponseCache()
         self._sink: UsageSink | None = None
         self._http: httpx.AsyncClient | None = None
         self._background: set[asyncio.Task[Any]] = set()

@@ -7,6 +7,10 @@ from gateway import views
 from gateway.dialects import ENDPOINTS
 
 urlpatterns = [
-    path(endpoint.route.path.removeprefix("/v1/"), views.view_for(endpoint), name=endpoint.route.operation)
+    path(
+        endpoint.route.path.removeprefix("/v1/").replace("{model}", "<path:model>"),
+        views.view_for(endpoint),
+        name=endpoint.route.operation,
+    )
     for endpoint in ENDPOINTS
 ]

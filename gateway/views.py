@@ -11,9 +11,9 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 
 from config import clientip
-from gateway import errors
+from gateway import errors, modellist
 from gateway.auth import authorize, key_from_headers
-from gateway.dialects import Codec, Endpoint
+from gateway.dialects import MODEL, Codec, Endpoint, codec_named
 from gateway.proxy import handle
 from gateway.runtime import runtime
 
@@ -77,29 +77,57 @@ class DialectView(GatewayView):
 
 
 class ModelsView(GatewayView):
-    """The models the calling key may use (aliases included), in OpenAI's list shape."""
+    """The models the calling key may use, aliases included (gateway/modellist.py): OpenAI's list,
+    or Anthropic's (paged) for a client that sends `anthropic-version`."""
 
-    async def get(self, request: Request) -> HttpResponse:
-        headers = request._request.headers
+    async def get(self, request: Request, model: str | None = None) -> HttpResponse:
+        anthropic = "anthropic-version" in request._request.headers
         try:
-            ip = clientip.from_meta(request._request.META)
-            key = await runtime.authenticator.authenticate(
-                key_from_headers(headers.get("authorization"), headers.get("x-api-key")), ip
-            )
-            authorize(key, ip)
+            key = await _caller(request)
+            catalog = await runtime.catalog.get()
+            entries = modellist.model_entries(catalog, key)
+            if anthropic:
+                body = modellist.anthropic_page(entries, request._request.GET)
+            else:
+                body = modellist.openai_list(entries)
         except errors.GatewayError as exc:
-            return exc.response()
-        catalog = await runtime.catalog.get()
-        names = sorted(
-            name
-            for name in catalog.routes
-            if key.model_allowed(catalog.routes[name].name) or key.model_allowed(name)
-        )
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "tollhouse"} for name in names]
-        return HttpResponse(orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+            return _error(exc, anthropic=anthropic)
+        return HttpResponse(orjson.dumps(body), content_type="application/json")
+
+
+class ModelView(GatewayView):
+    """One model of that list, in the same shape: GET /v1/models/{model}."""
+
+    async def get(self, request: Request, model: str | None = None) -> HttpResponse:
+        anthropic = "anthropic-version" in request._request.headers
+        # The ASGI handler passes no URL arguments: the id is the rest of the path (it may hold a /).
+        name = request._request.path.removeprefix(MODEL.path.removesuffix("{model}"))
+        try:
+            key = await _caller(request)
+            entry = modellist.model_entry(await runtime.catalog.get(), key, name)
+        except errors.GatewayError as exc:
+            return _error(exc, anthropic=anthropic)
+        body = entry.anthropic() if anthropic else entry.openai()
+        return HttpResponse(orjson.dumps(body), content_type="application/json")
+
+
+async def _caller(request: Request) -> Any:
+    headers = request._request.headers
+    ip = clientip.from_meta(request._request.META)
+    key = await runtime.authenticator.authenticate(
+        key_from_headers(headers.get("authorization"), headers.get("x-api-key")), ip
+    )
+    authorize(key, ip)
+    return key
+
+
+def _error(error: errors.GatewayError, *, anthropic: bool) -> HttpResponse:
+    return codec_named("anthropic_messages").error_response(error) if anthropic else error.response()
 
 
 def view_for(endpoint: Endpoint) -> Any:
+    if endpoint.route is MODEL:
+        return ModelView.as_view()
     if endpoint.codec is None:
         return ModelsView.as_view()
     return DialectView.as_view(codec=endpoint.codec, operation=endpoint.route.operation)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from accounts.api import keys, me, members, signing_keys
+from accounts.api import keys, me, members, signing_keys, tenants
 
 app_name = "accounts_api"
 
@@ -12,6 +12,10 @@ T = "tenants/<slug:slug>/"
 
 urlpatterns = [
     path("me/", me.MeView.as_view(), name="me"),
+    # Operator endpoints (404 for everyone else): every tenant.
+    path("tenants/", tenants.TenantListView.as_view(), name="tenants"),
+    path(T, tenants.TenantDetailView.as_view(), name="tenant"),
+    path(f"{T}topup/", tenants.TenantTopupView.as_view(), name="tenant_topup"),
     path(f"{T}keys/", keys.KeyListView.as_view(), name="keys"),
     path(f"{T}keys/<int:key_id>/", keys.KeyDetailView.as_view(), name="key"),
     path(f"{T}keys/<int:key_id>/rotate/", keys.KeyRotateView.as_view(), name="key_rotate"),

@@ -19,19 +19,23 @@ CODECS: dict[str, Codec] = {
     codec.name: codec for codec in (OpenAIChat(), OpenAIEmbeddings(), AnthropicMessages(), OpenAIResponses())
 }
 
-# The one /v1 route that is not a model call: the catalog, in OpenAI's list shape.
+# The /v1 routes that are not model calls: the catalog (in OpenAI's list shape, or Anthropic's when
+# asked with an `anthropic-version` header), and one model of it. `{model}` is the rest of the path
+# (a model id may hold a `/`).
 MODELS = Route("/v1/models", "GET", "models")
+MODEL = Route("/v1/models/{model}", "GET", "model")
 
 
 @dataclass(frozen=True)
 class Endpoint:
     route: Route
-    codec: Codec | None  # None: /v1/models
+    codec: Codec | None  # None: /v1/models and /v1/models/{model}
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     *(Endpoint(route, codec) for codec in CODECS.values() for route in codec.routes),
     Endpoint(MODELS, None),
+    Endpoint(MODEL, None),
 )
 
 # The usage row's `endpoint` values, and the metrics label's (anything else is "other").
@@ -46,6 +50,7 @@ __all__ = [
     "CODECS",
     "ENDPOINTS",
     "ENDPOINT_LABELS",
+    "MODEL",
     "MODELS",
     "Codec",
     "Endpoint",

@@ -24,6 +24,10 @@ Endpoints
 ``GET  /v1/models``            the configured model ids (``GET /v1/models/{id}`` retrieves one).
 ``GET  /_mock/requests``       the last 200 requests, newest last (method, path, lower-cased
                                headers, parsed JSON body or null); ``DELETE`` clears the log.
+``PUT  /_mock/delays``         ``{"model": M, "ttft_ms": X}``: answers for model M (chat, Messages,
+                               Responses, Gemini) wait X ms before their first byte unless a
+                               ``ttft_ms`` directive says otherwise (0 removes it; ``DELETE``
+                               removes all): a slow deployment, and its recovery, for routing tests.
 Anything else is an OpenAI-shaped 404 (Google-shaped under /v1beta; 405 for a known path with the
 wrong method). Every response echoes the request's ``X-Request-ID``. If ``MockConfig.api_key`` is
 set, every API path requires it the way its format sends it (OpenAI: bearer, 401; Anthropic: 401

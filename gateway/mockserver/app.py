@@ -23,6 +23,7 @@ from gateway.mockserver.config import (
     FAULT_KEYS_KEPT,
     HANG_MAX_S,
     HANG_POLL_S,
+    MAX_DELAY_MS,
     REQUEST_LOG_SIZE,
     MockConfig,
 )
@@ -58,6 +59,8 @@ class _MockProvider:
         self._fault_counts: collections.OrderedDict[str, int] = collections.OrderedDict()
         # Resolved on shutdown so hung requests end promptly instead of stalling runner.cleanup().
         self._shutdown: asyncio.Future[None] | None = None
+        # A delay before the first byte per model (PUT /_mock/delays), for a slow "deployment".
+        self.model_ttft_ms: dict[str, float] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -187,7 +190,10 @@ class _MockProvider:
         except _BadRequest as exc:
             return wire.error(400, exc.message, param=exc.param)
         directives = plan.directives
-        if (early := await self._pre_response_faults(request, wire, directives, plan.ttft_s)) is not None:
+        ttft_s = plan.ttft_s
+        if directives.ttft_ms is None and plan.model in self.model_ttft_ms:
+            ttft_s = self.model_ttft_ms[plan.model] / 1000.0
+        if (early := await self._pre_response_faults(request, wire, directives, ttft_s)) is not None:
             return early
         echo = self._quote_credential(request, wire) if directives.echo_credential else None
         if plan.stream and not directives.ignore_stream:
@@ -348,6 +354,26 @@ class _MockProvider:
     async def get_requests(self, request: web.Request) -> web.StreamResponse:
         return _json_response(orjson.dumps({"requests": list(self.log)}))
 
+    async def put_delay(self, request: web.Request) -> web.StreamResponse:
+        """`{"model": M, "ttft_ms": X}`: answers for model M wait X ms before their first byte
+        (a ttft_ms directive still wins); X = 0 removes the delay."""
+        try:
+            body = orjson.loads(await request.read())
+            model, ttft_ms = body["model"], float(body["ttft_ms"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return _error_response(400, 'expected {"model": "...", "ttft_ms": 0..600000}')
+        if not isinstance(model, str) or not 0 <= ttft_ms <= MAX_DELAY_MS:
+            return _error_response(400, 'expected {"model": "...", "ttft_ms": 0..600000}')
+        if ttft_ms:
+            self.model_ttft_ms[model] = ttft_ms
+        else:
+            self.model_ttft_ms.pop(model, None)
+        return _json_response(orjson.dumps({"delays": self.model_ttft_ms}))
+
+    async def clear_delays(self, request: web.Request) -> web.StreamResponse:
+        self.model_ttft_ms.clear()
+        return _json_response(orjson.dumps({"delays": {}}))
+
     async def clear_requests(self, request: web.Request) -> web.StreamResponse:
         cleared = len(self.log)
         self.log.clear()
@@ -363,6 +389,7 @@ _KNOWN_PATHS = frozenset(
         "/v1/messages/count_tokens",
         "/v1/responses",
         "/_mock/requests",
+        "/_mock/delays",
     }
 )
 _CHAT = _ChatWire()
@@ -389,6 +416,8 @@ def build_app(config: MockConfig = DEFAULT_CONFIG) -> web.Application:
     router.add_get("/v1/models/{model}", provider.retrieve_model, allow_head=False)
     router.add_get("/_mock/requests", provider.get_requests, allow_head=False)
     router.add_delete("/_mock/requests", provider.clear_requests)
+    router.add_put("/_mock/delays", provider.put_delay)
+    router.add_delete("/_mock/delays", provider.clear_delays)
     # Registered last: everything unmatched (and wrong methods on known paths) gets an
     # OpenAI-shaped error instead of aiohttp's plain-text one.
     router.add_route("*", "/{tail:.*}", provider.not_found)

@@ -47,6 +47,28 @@ def test_it_issues_a_key_and_prints_it_alone_on_the_last_line(tenant):
     assert raw not in output.stderr
 
 
+def test_it_issues_a_key_with_the_response_cache(tenant):
+    call("key_issue", "--tenant", "acme", "--cache", "--cache-ttl", "90")
+    key = ApiKey.objects.get()
+    assert (key.cache, key.cache_ttl) == (True, 90)
+    assert _read_key(key.prefix).cache is True and _read_key(key.prefix).cache_ttl == 90
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (["--cache-ttl", "90"], "--cache-ttl goes with --cache."),
+        (["--cache", "--cache-ttl", "0"], "--cache-ttl must be a whole number greater than 0"),
+        (["--cache", "--cache-ttl", "99999999"], "--cache-ttl: At most"),
+    ],
+)
+def test_it_refuses_a_bad_cache_ttl(tenant, args, sentence):
+    with pytest.raises(CommandError) as failure:
+        call("key_issue", "--tenant", "acme", *args)
+    assert sentence in str(failure.value)
+    assert not ApiKey.objects.exists()
+
+
 def test_it_reads_a_bare_date_as_midnight_utc_and_defaults_the_rest(tenant):
     call("key_issue", "--tenant", "acme", "--expires", "2099-03-01")
     key = ApiKey.objects.get()

@@ -125,6 +125,26 @@ def test_managers_issue_a_key_with_a_budget_and_see_the_secret_once(console_clie
     assert raw.encode() not in client.get(f"/t/acme/keys/{key.pk}/").content
 
 
+def test_a_key_issued_with_the_response_cache_says_so_on_its_page(console_client):
+    client = console_client("admin")
+    assert "Response cache" in client.get("/t/acme/keys/new/").content.decode()
+    response = issue(client, name="cached", cache="on", cache_ttl="120")
+    assert response.status_code == 200, response.context["form"].errors
+    key = ApiKey.objects.get(name="cached")
+    assert (key.cache, key.cache_ttl) == (True, 120)
+    assert "on, answers kept 120 s" in client.get(f"/t/acme/keys/{key.pk}/").content.decode()
+    audit = AuditEntry.objects.get(action="key.issue", object_id=str(key.pk))
+    assert audit.after["cache"] is True and audit.after["cache_ttl"] == 120
+
+
+def test_a_cache_ttl_past_the_maximum_is_an_inline_error(console_client, settings):
+    settings.TOLLHOUSE_CACHE_MAX_TTL_SECONDS = 600
+    response = issue(console_client("owner"), name="cached", cache="on", cache_ttl="601")
+    assert response.status_code == 400
+    assert "At most 600 seconds" in str(response.context["form"].errors["cache_ttl"])
+    assert not ApiKey.objects.filter(name="cached").exists()
+
+
 @pytest.mark.parametrize("role", READ_ONLY)
 def test_members_and_viewers_may_not_issue(console_client, role):
     client = console_client(role)

@@ -92,6 +92,37 @@ def test_it_throttles_sign_in_per_account_across_addresses(roles, settings):
         login_throttle.cache_clear()
 
 
+def test_the_window_slides_so_a_slot_boundary_gives_no_fresh_allowance(roles, settings):
+    # Three failures in the last second of one minute and a guess in the first second of the next:
+    # a fixed window would start counting afresh; the sliding window still counts them.
+    import datetime as dt
+
+    import time_machine
+
+    from accounts.throttle import login_throttle
+
+    settings.TOLLHOUSE_LOGIN_RATE = "3/m"
+    login_throttle.cache_clear()
+    try:
+        with time_machine.travel(dt.datetime(2026, 5, 1, 12, 0, 59, tzinfo=dt.UTC), tick=False) as clock:
+            for number in range(3):
+                client = Client(REMOTE_ADDR=f"198.51.100.{number + 1}")
+                assert sign_in(client, "owner@acme.test", "nope").status_code == 200
+            clock.move_to(dt.datetime(2026, 5, 1, 12, 1, 1, tzinfo=dt.UTC))
+            assert (
+                sign_in(Client(REMOTE_ADDR="198.51.100.9"), "owner@acme.test", roles.password).status_code
+                == 429
+            )
+            # A whole window later the failures have slid out.
+            clock.move_to(dt.datetime(2026, 5, 1, 12, 2, 1, tzinfo=dt.UTC))
+            assert (
+                sign_in(Client(REMOTE_ADDR="198.51.100.9"), "owner@acme.test", roles.password).status_code
+                == 302
+            )
+    finally:
+        login_throttle.cache_clear()
+
+
 def test_it_signs_out_with_post_only(console_client):
     client = console_client("owner")
     assert client.get("/logout/").status_code == 405

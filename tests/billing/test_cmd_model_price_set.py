@@ -21,7 +21,7 @@ PRICES = ["--input", "3", "--cached-input", "0.3", "--output", "15"]
 def test_it_sets_a_price_with_cache_write_rates_that_the_gateway_prices_calls_with():
     output = call(
         "model_price_set", "claude-sonnet-4.5", *PRICES, "--cache-write", "3.75", "--cache-write-1h", "6",
-        "--from", "2026-01-01",
+        "--from", "2026-01-01", "--backdate",
     )  # fmt: skip
     assert output.stdout == (
         "claude-sonnet-4.5 from 2026-01-01 00:00Z: input 3, cached input 0.3, output 15; cache writes "
@@ -50,9 +50,10 @@ def test_without_cache_write_rates_writes_cost_what_input_costs_and_a_new_date_k
         "8",
         "--from",
         "2026-01-01",
+        "--backdate",
     )
     output = call("model_price_set", "gpt-4.1", "--input", "1", "--cached-input", "0.25", "--output", "4",
-                  "--from", "2026-03-01T12:00Z")  # fmt: skip
+                  "--from", "2026-03-01T12:00Z", "--backdate")  # fmt: skip
     assert output.stdout.endswith("; cache writes as input (USD per million tokens).\n")
     assert ModelPrice.objects.count() == 2
     schedule = price_schedule()["gpt-4.1"]
@@ -60,7 +61,7 @@ def test_without_cache_write_rates_writes_cost_what_input_costs_and_a_new_date_k
     assert price_in_force(schedule, datetime(2026, 3, 2, tzinfo=UTC)).cache_write_rate == 1_000_000_000
     # The same moment again replaces that price, not adds one.
     call("model_price_set", "gpt-4.1", "--input", "1.5", "--cached-input", "0.25", "--output", "4",
-         "--from", "2026-03-01T12:00:00+00:00")  # fmt: skip
+         "--from", "2026-03-01T12:00:00+00:00", "--backdate")  # fmt: skip
     assert ModelPrice.objects.count() == 2
 
 

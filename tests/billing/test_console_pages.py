@@ -62,6 +62,23 @@ def test_the_overview_shows_the_charts_data_and_tops(console_client, seeded):
     assert all(isinstance(v, str) for v in spend) and sum(Decimal(v) for v in spend) == Decimal("0.5")
 
 
+def test_the_overview_shows_what_the_response_cache_saved_this_tenant_only(console_client, roles):
+    now = timezone.now()
+    save(
+        record(roles.tenant, now - timedelta(hours=1), cost=Decimal("0.25")),
+        record(roles.tenant, now - timedelta(hours=1), cost=Decimal(0), cache_hit=True,
+               saved_cost=Decimal("0.25")),
+        record(roles.tenant, now - timedelta(hours=3), cost=Decimal(0), cache_hit=True,
+               saved_cost=Decimal("0.000000007")),
+        record(roles.other, now - timedelta(hours=1), cost=Decimal(0), cache_hit=True, saved_cost=Decimal(9)),
+    )  # fmt: skip
+    response = console_client("viewer").get("/t/acme/")
+    assert response.context["saved_cost"] == Decimal("0.250000007") and response.context["cache_hits"] == 2
+    body = response.content.decode()
+    assert "Saved by the cache" in body and "2 cache hits" in body
+    assert response.context["total_cost"] == Decimal("0.25")
+
+
 def test_an_empty_tenant_sees_how_to_make_its_first_call(console_client, roles, settings):
     settings.TOLLHOUSE_PUBLIC_URL = "https://gw.example"
     body = console_client("member").get("/t/acme/").content.decode()

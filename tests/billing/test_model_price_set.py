@@ -58,7 +58,7 @@ def test_the_admin_refuses_a_bad_price(client):
         "input_per_mtok": "-2",
         "cached_input_per_mtok": "0.5",
         "output_per_mtok": "8.0000000001",
-        "effective_from_0": "2025-01-01",
+        "effective_from_0": "2099-01-01",
         "effective_from_1": "00:00:00",
     }
     response = client.post("/admin/billing/modelprice/add/", form)
@@ -102,7 +102,7 @@ def test_the_admin_sets_a_cache_write_price_and_refuses_a_negative_one(client):
         "output_per_mtok": "15",
         "cache_write_per_mtok": "-1",
         "cache_write_1h_per_mtok": "",
-        "effective_from_0": "2025-01-01",
+        "effective_from_0": "2099-01-01",
         "effective_from_1": "00:00:00",
     }
     response = client.post("/admin/billing/modelprice/add/", form)

@@ -55,6 +55,7 @@ def full_event(**overrides) -> UsageEvent:
         ),
         cache_write_tokens=13,
         reasoning_tokens=21,
+        saved_cost_nanos=987_654_321,
     )
     values.update(overrides)
     return UsageEvent(**values)
@@ -103,6 +104,7 @@ def test_every_field_reaches_the_row_and_none_is_lost_on_the_way():
     }
     assert {name: getattr(record, name) for name in expected} == expected
     assert str(record.cost) == "0.123456789"
+    assert str(record.saved_cost) == "0.987654321"
     assert int(record.created_at.timestamp() * 1_000_000) == event.created_at_us
     assert (record.latency_ms, record.ttft_ms, record.upstream_latency_ms, record.overhead_ms) == (
         Decimal("1234.567"),
@@ -114,6 +116,7 @@ def test_every_field_reaches_the_row_and_none_is_lost_on_the_way():
     via = {
         "created_at_us": "created_at",
         "cost_nanos": "cost",
+        "saved_cost_nanos": "saved_cost",
         "latency_us": "latency_ms",
         "ttft_us": "ttft_ms",
         "upstream_latency_us": "upstream_latency_ms",

@@ -193,14 +193,13 @@ def test_a_failing_deployment_is_cooled_down_in_two_processes_and_probed_back(
     assert [attempts_of(row)[0][:2] for row in rows] == [(flaky.id, 0), (flaky.id, 0)]
     assert all(attempts_of(row)[-1] == (steady.id, 200, "") for row in rows)
 
-    # Cooled down in both processes at once: neither sends it traffic (seen within a second).
+    # Cooled down in both processes at once: neither sends it traffic (seen within a second). Routing
+    # puts a deployment in cooldown after every other one, so the calls go straight to the mock.
     time.sleep(1.1)
     for client in (one, two, one, two):
         ask(client, "tokens=3")
     rows = usage_rows(6)[2:]
-    assert all(attempts_of(row) == [(flaky.id, 0, "circuit_open"), (steady.id, 200, "")] for row in rows), [
-        attempts_of(row) for row in rows
-    ]
+    assert all(attempts_of(row) == [(steady.id, 200, "")] for row in rows), [attempts_of(row) for row in rows]
 
     # The upstream comes back. After the cooldown one call probes it, the breaker closes, and both
     # processes send it their traffic again (it comes first).

@@ -478,7 +478,7 @@ def test_the_first_deployment_with_room_is_chosen_and_all_full_is_a_429(gov):
     refusal = gov.refused(ask(deployments=[first, second]))
     assert (refusal.status, refusal.type) == (429, "requests")
     assert refusal.message.startswith(
-        "Rate limit reached for the upstream deployment of this model on requests per min (RPM): Limit 2."
+        "Rate limit reached for every upstream deployment of this model on requests per min (RPM): Limit 2."
     )
     # One without a quota (as gateway/proxy.py lists it after limited ones) always has room.
     unlimited = deployment(13)
@@ -495,12 +495,15 @@ def test_a_deployment_full_of_tokens_is_skipped_after_settlement_counts_them(gov
     gov.settle(ticket, tokens=1_100, deployment=22)
     refusal = gov.refused(ask(deployments=[first, second]))
     assert refusal.type == "tokens"
-    assert "upstream deployment of this model on tokens per min (TPM): Limit 100." in refusal.message
+    # Both full: the refusal names the one that frees up first (1,000 tpm: 7 s; 100 tpm: 54 s).
+    assert "every upstream deployment of this model on tokens per min (TPM): Limit 1000." in refusal.message
+    assert refusal.headers["Retry-After"] in {"6", "7"}
 
 
 def test_a_fallback_deployment_is_held_to_its_own_caps(gov):
-    """The executor falls back to a deployment admission did not pick: Governor.deployment_room
-    checks (and counts) that deployment's own rpm, and its tpm once settlement counted tokens."""
+    """The executor falls back to a deployment admission did not pick: Governor.deployment_wait
+    checks (and counts) that deployment's own rpm, and its tpm once settlement counted tokens, and
+    says how long until it has room."""
     governor = Governor()
     ticket = gov.admit(ask(deployments=[deployment(41)]))
     ticket.backend = gov.backend
@@ -508,15 +511,15 @@ def test_a_fallback_deployment_is_held_to_its_own_caps(gov):
     by_requests = SimpleNamespace(id=ids[0], rpm_limit=1, tpm_limit=None)
     by_tokens = SimpleNamespace(id=ids[1], rpm_limit=None, tpm_limit=100)
 
-    def room(target: Any) -> bool:
-        return gov.loop.run_until_complete(governor.deployment_room(ticket, target))
+    def wait(target: Any) -> int:
+        return gov.loop.run_until_complete(governor.deployment_wait(ticket, target))
 
-    assert room(by_requests) is True  # its one request a minute
-    assert room(by_requests) is False  # spent: the fallback skips it
-    assert room(by_tokens) is True
+    assert wait(by_requests) == 0  # its one request a minute
+    assert 59_000_000 < wait(by_requests) <= 60_000_000  # spent: the fallback skips it for a minute
+    assert wait(by_tokens) == 0
     assert ticket.deployment_tpm[by_tokens.id][1] == 100
     gov.settle(ticket, tokens=150, deployment=by_tokens.id)  # counted on the fallback that served
-    assert room(by_tokens) is False
+    assert wait(by_tokens) > 0
 
 
 # -- a property: a hard budget is never exceeded, and settles to the ledger -----------------------------

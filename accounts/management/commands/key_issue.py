@@ -69,6 +69,7 @@ OPTIONS = {
     "period": "--period",
     "expires_at": "--expires",
     "allowed_ips": "--ips",
+    "cache_ttl": "--cache-ttl",
 }
 
 
@@ -95,6 +96,14 @@ class Command(OperatorCommand):
         parser.add_argument(
             "--ips", metavar="CIDR,...", help="Client IPs or CIDR ranges allowed (default: any)."
         )
+        parser.add_argument(
+            "--cache",
+            action="store_true",
+            help="Answer repeated identical requests from the response cache (a hit costs nothing).",
+        )
+        parser.add_argument(
+            "--cache-ttl", metavar="SECONDS", help="How long a cached answer is kept (with --cache)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         name: str = options["name"]
@@ -120,6 +129,9 @@ class Command(OperatorCommand):
             allowed_ips = validate_allowed_ips(ips or [])
         except ValidationError as exc:
             raise CommandError(f"--ips: {' '.join(exc.messages)}") from None
+        cache_ttl = positive_int("--cache-ttl", options["cache_ttl"])
+        if cache_ttl is not None and not options["cache"]:
+            raise CommandError("--cache-ttl goes with --cache.")
         tenant = tenant_named(options["tenant"])
 
         try:
@@ -133,6 +145,8 @@ class Command(OperatorCommand):
                 rpm_limit=rpm,
                 tpm_limit=tpm,
                 concurrency_limit=concurrency,
+                cache=options["cache"],
+                cache_ttl=cache_ttl,
                 budget_usd=budget,
                 budget_period=period,
                 budget_hard=not options["soft"],

@@ -17,7 +17,6 @@ from django.db import transaction
 
 from accounts.audit import Actor
 from accounts.management.commands._cli import command_error, positive_decimal, tenant_named
-from accounts.services import tenant_save
 from billing.credits import MAX_CREDIT_USD, USD_PLACES, credit_balance, credit_topup, usd_text
 from config.command import OperatorCommand
 
@@ -43,11 +42,12 @@ class Command(OperatorCommand):
         try:
             with transaction.atomic():
                 started = options["start_prepaid"] and not tenant.prepaid
-                if started:
-                    tenant.prepaid = True
-                    tenant_save(tenant=tenant, actor=Actor.command("credits_topup"))
                 credit_topup(
-                    tenant=tenant, usd=usd, note=options["note"], actor=Actor.command("credits_topup")
+                    tenant=tenant,
+                    usd=usd,
+                    note=options["note"],
+                    actor=Actor.command("credits_topup"),
+                    start_prepaid=options["start_prepaid"],
                 )
                 balance = credit_balance(tenant)
         except ValidationError as exc:

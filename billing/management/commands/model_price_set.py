@@ -1,8 +1,11 @@
 """`manage.py model_price_set MODEL --input USD --cached-input USD --output USD [--cache-write USD]
-[--cache-write-1h USD] [--from ISO]`: the price of an upstream model id, per million tokens.
+[--cache-write-1h USD] [--from ISO] [--backdate]`: the price of an upstream model id, per million tokens.
 
-Writes through billing.services.model_price_set, as the admin does (a price already set for that
-exact moment is replaced), so every gateway's price cache hears of it at once. Without
+A price change is never retroactive: `--from` must be now or later (server time), as in the
+operator console; it writes through billing.services.model_price_schedule (a price scheduled for
+that exact moment is replaced; a price in force never changes), so every gateway's price cache hears
+of it at once. `--backdate` loads a price history instead (a fresh install, prices from before the
+gateway recorded any call of the model): any date, through billing.services.model_price_set. Without
 `--cache-write`, tokens written to the provider's prompt cache cost what input costs; without
 `--cache-write-1h`, one-hour cache writes cost the cache-write price. `--from` (an ISO 8601 date or
 time, UTC unless it says otherwise) defaults to now. Bad input exits 1 with one sentence and stores
@@ -19,12 +22,11 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
+from accounts.audit import Actor
 from accounts.management.commands._cli import command_error
-from billing.services import model_price_set
+from billing.services import MAX_PRICE, model_price_schedule, model_price_set
 from config.command import OperatorCommand
 
-# Far above any real price per million tokens: a typo of a few extra digits is refused, not stored.
-MAX_PRICE = Decimal(1_000_000)
 OPTIONS = {
     "input_per_mtok": "--input",
     "cached_input_per_mtok": "--cached-input",
@@ -90,7 +92,13 @@ class Command(OperatorCommand):
             help="Cache writes with a one-hour lifetime (default: the cache-write price).",
         )
         parser.add_argument(
-            "--from", dest="effective_from", metavar="ISO", help="In force from (default: now)."
+            "--from", dest="effective_from", metavar="ISO", help="In force from (default: now); now or later."
+        )
+        parser.add_argument(
+            "--backdate",
+            action="store_true",
+            help="Allow a --from in the past (loading a price history): the price of that moment is "
+            "set even if it is in force.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -98,19 +106,21 @@ class Command(OperatorCommand):
         cached_price = _price("--cached-input", options["cached_input"])
         output_price = _price("--output", options["output"])
         assert input_price is not None and cached_price is not None and output_price is not None  # required
-        effective_from = (
-            _moment(options["effective_from"]) if options["effective_from"] is not None else timezone.now()
-        )
+        prices = {
+            "model": options["model"],
+            "input_per_mtok": input_price,
+            "cached_input_per_mtok": cached_price,
+            "output_per_mtok": output_price,
+            "cache_write_per_mtok": _price("--cache-write", options["cache_write"]),
+            "cache_write_1h_per_mtok": _price("--cache-write-1h", options["cache_write_1h"]),
+        }
+        moment = _moment(options["effective_from"]) if options["effective_from"] is not None else None
+        actor = Actor.command("model_price_set")
         try:
-            price = model_price_set(
-                model=options["model"],
-                input_per_mtok=input_price,
-                cached_input_per_mtok=cached_price,
-                output_per_mtok=output_price,
-                cache_write_per_mtok=_price("--cache-write", options["cache_write"]),
-                cache_write_1h_per_mtok=_price("--cache-write-1h", options["cache_write_1h"]),
-                effective_from=effective_from,
-            )
+            if options["backdate"]:
+                price = model_price_set(**prices, effective_from=moment or timezone.now(), actor=actor)
+            else:
+                price = model_price_schedule(**prices, effective_from=moment, actor=actor)
         except ValidationError as exc:
             raise command_error(exc, OPTIONS) from None
         writes = (

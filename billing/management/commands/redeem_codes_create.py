@@ -12,9 +12,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 
+from accounts.audit import Actor
 from accounts.management.commands._cli import command_error, positive_decimal, positive_int
 from accounts.management.commands.key_issue import parse_expiry
-from billing.credits import MAX_CODES_PER_BATCH, MAX_CREDIT_USD, USD_PLACES, redeem_codes_create, usd_text
+from billing.credits import MAX_CODES_PER_BATCH, MAX_CREDIT_USD, USD_PLACES, code_batch_create, usd_text
 from config.command import OperatorCommand
 
 
@@ -42,7 +43,9 @@ class Command(OperatorCommand):
             raise CommandError(f"--count must be at most {MAX_CODES_PER_BATCH}, not {options['count']!r}.")
         expires_at = parse_expiry(options["expires"])
         try:
-            codes = redeem_codes_create(usd=usd, count=count, expires_at=expires_at)
+            codes = code_batch_create(
+                usd=usd, count=count, expires_at=expires_at, actor=Actor.command("redeem_codes_create")
+            ).codes
         except ValidationError as exc:
             raise command_error(exc) from None
         self.stdout.write("\n".join(codes))

@@ -6,18 +6,20 @@ agree. `--since` (an ISO 8601 date or time; UTC unless it says otherwise) is whe
 starts, rounded down to its hour (default: the last two days); hours whose raw rows the retention
 has purged are not compared. `--fix` re-derives the rollups and the counters from the raw rows (and
 adds missing credit charges), prints what it repaired, compares again and exits 0 only when
-nothing differs any more.
+nothing differs any more. Each run is recorded (billing.models.ReconcileRun), for the operator
+overview's "last reconcile".
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from datetime import UTC, date, datetime
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from billing.reconcile import usage_reconcile
+from billing.reconcile import reconcile_run_save, usage_reconcile
 from config.command import OperatorCommand
 
 
@@ -49,7 +51,16 @@ class Command(OperatorCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         since = _moment(options["since"]) if options["since"] is not None else None
+        began = time.perf_counter()
         differences = usage_reconcile(since=since, fix=options["fix"])
+        # Recorded (the operator overview shows the last run): what was found, before any repair.
+        reconcile_run_save(
+            since=since,
+            differences=differences,
+            fixed=options["fix"],
+            source="command",
+            seconds=time.perf_counter() - began,
+        )
         if options["fix"] and differences:
             # Exit 0 only when the repair holds: compare again.
             remaining = usage_reconcile(since=since, fix=False)

@@ -58,9 +58,10 @@ class Command(OperatorCommand):
 Tollhouse demo is ready.
 
   API key (shown once): {demo.raw_key}
-  Models: gpt-4.1 (alias gpt4), claude-sonnet-4.5, gemini-2.5-flash, deepseek-v3.2, text-embedding-3-small
-  Served by the bundled mock provider at {options["mock_url"]} (claude-sonnet-4.5 in Anthropic's
-  wire format, gemini-2.5-flash in Gemini's, the others in OpenAI's); real providers registered: {real}
+  Models: the default catalog's (gateway/catalog.toml) at their list prices, e.g. gpt-4.1 (alias gpt4),
+  gpt-5, claude-sonnet-4.5, gemini-2.5-flash, deepseek-v3.2; GET {url}/v1/models lists them all.
+  Served by the bundled mock provider at {options["mock_url"]} (Claude models in Anthropic's wire
+  format, Gemini models in Gemini's, the others in OpenAI's); real providers registered: {real}
 
 Console (keys, spend, budgets, usage of the demo tenant): {url}/login/
 {owner_line}
