@@ -496,12 +496,14 @@ class IssuedToken:
 
 def _token_audit(*, token: PersonalAccessToken, actor: Actor | None, action: str, before: Any) -> None:
     """A token acts in each of its user's tenants, so its creation and revocation are written to the
-    audit log of each (one row per tenant the user belongs to at that moment)."""
+    audit log of each (one row per tenant the user belongs to at that moment); for a user in no
+    tenant (an operator), one gateway-wide row (the operator's audit log)."""
     after = audit_snapshot(token, TOKEN_AUDIT_FIELDS)
-    for membership in Membership.objects.filter(user_id=token.user_id).select_related("tenant"):
-        audit_record(
-            tenant=membership.tenant, actor=actor, action=action, target=token, before=before, after=after
-        )
+    tenants: list[Tenant | None] = [
+        m.tenant for m in Membership.objects.filter(user_id=token.user_id).select_related("tenant")
+    ]
+    for tenant in tenants or [None]:
+        audit_record(tenant=tenant, actor=actor, action=action, target=token, before=before, after=after)
 
 
 @transaction.atomic

@@ -498,6 +498,16 @@ def catalog_apply(
     return SyncResult(plan, applied=True)
 
 
+def list_prices(*, at: datetime | None = None) -> dict[str, PriceSpec]:
+    """The default catalog's list price in force at `at` (default now) for each upstream model id."""
+    moment = at or timezone.now()
+    found: dict[str, PriceSpec] = {}
+    for price in sorted(catalog_load(DEFAULT_CATALOG).prices, key=lambda p: p.effective_from):
+        if price.effective_from <= moment:
+            found[price.model] = price
+    return found
+
+
 # Which of the demo's mock providers stands in for each kind of upstream: (name, kind, path under
 # the mock's URL). The mock speaks every wire format, so `make run` exercises translation.
 DEMO_MOCKS = {

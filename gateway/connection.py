@@ -66,6 +66,14 @@ def _clip(text: str) -> str:
     return text if len(text) <= ANSWER_CHARS else text[:ANSWER_CHARS] + "…"
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, as JSON's "\ud800" decodes
+        return False
+    return True
+
+
 def provider_test(*, provider: Provider, model: str, prompt: str = DEFAULT_PROMPT) -> ConnectionResult:
     """Ask `model` of `provider` for one token of an answer to `prompt`; never raises for what the
     upstream (or the network) does."""
@@ -83,6 +91,8 @@ def provider_test(*, provider: Provider, model: str, prompt: str = DEFAULT_PROMP
         )
         return ConnectionResult(ok, model, status, elapsed, summary, _clip(answer))
 
+    if not _encodable(model) or not _encodable(prompt):
+        return result(False, 0, "The model id and the prompt must be text (UTF-8).")
     adapter = adapter_for(provider.kind)
     if adapter is None:
         return result(False, 0, f"No adapter for the provider kind {provider.kind!r}.")
@@ -96,7 +106,10 @@ def provider_test(*, provider: Provider, model: str, prompt: str = DEFAULT_PROMP
         messages=[canonical.Message(role=canonical.Role.USER, content=[canonical.TextPart(prompt)])],
         max_output_tokens=1,
     )
-    upstream = adapter.build_request(deployment=deployment, request=request, request_id="connection-test")
+    try:
+        upstream = adapter.build_request(deployment=deployment, request=request, request_id="connection-test")
+    except ProviderError as exc:
+        return result(False, 0, exc.message)
     info = deployment.provider
     wait = min(info.first_byte_timeout, info.total_timeout, MAX_WAIT_SECONDS)
     timeout = httpx.Timeout(
@@ -107,7 +120,7 @@ def provider_test(*, provider: Provider, model: str, prompt: str = DEFAULT_PROMP
             response = client.post(upstream.url, content=upstream.content, headers=upstream.headers)
     except httpx.TimeoutException:
         return result(False, 0, f"The upstream did not answer within {wait:g} s.")
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: a model id no URL can hold
         reason = redact(f"{type(exc).__name__}: {exc}", credential=credential)
         return result(False, 0, f"Could not reach the upstream ({reason}).")
     body = redact_credential(response.content, credential).decode("utf-8", "replace")

@@ -48,13 +48,15 @@ def providers(request: HttpRequest) -> HttpResponse:
     rows = list(selectors.providers_for_ops())
     pairs = list(Deployment.objects.values_list("id", "provider_id"))
     states = selectors.breaker_states(deployment_id for deployment_id, _ in pairs)
-    cooling: dict[int, int] = {}
+    counts: dict[tuple[int, str], int] = {}  # (provider, breaker state) -> deployments
     for deployment_id, provider_id in pairs:
         if deployment_id in states:
-            cooling[provider_id] = cooling.get(provider_id, 0) + 1
+            key = (provider_id, states[deployment_id].state)
+            counts[key] = counts.get(key, 0) + 1
     for provider in rows:
         provider.credential_state = selectors.credential_state(provider)  # type: ignore[attr-defined]
-        provider.cooling = cooling.get(provider.pk, 0)  # type: ignore[attr-defined]
+        provider.cooling = counts.get((provider.pk, "open"), 0)  # type: ignore[attr-defined]
+        provider.probing = counts.get((provider.pk, "half_open"), 0)  # type: ignore[attr-defined]
     return render(request, "gateway/ops_providers.html", {"rows": rows})
 
 

@@ -37,6 +37,7 @@ class BudgetSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     amount = usd_field("USD per period.")
     thresholds = serializers.ListField(child=serializers.IntegerField(), help_text="Alert percentages.")
     emails = serializers.ListField(child=serializers.CharField())
+    webhook_url = serializers.CharField(help_text="Where alerts are POSTed; empty for none.")
     status = serializers.SerializerMethodField()
 
     class Meta:

@@ -65,6 +65,7 @@ def test_the_operator_suspends_tops_up_and_resumes(console_page, world):
             assert time.monotonic() < deadline, "the second process still serves a suspended tenant"
             time.sleep(0.05)
 
+        console_page.screenshot("ops-tenant-detail")
         # Top up globex, which is not on prepaid credits yet: the box puts it on them.
         console_page.goto("/ops/tenants/globex/")
         page.fill("#topup #id_amount", "37.25")

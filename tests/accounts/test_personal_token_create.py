@@ -67,3 +67,12 @@ def test_create_and_revoke_are_audited_in_each_of_the_users_tenants(roles):
         ("globex", "token.revoke"),
     ]
     assert all(row.actor == "console:owner@acme.test" for row in rows)
+
+
+def test_an_operator_in_no_tenant_gets_one_gateway_wide_row():
+    from django.contrib.auth import get_user_model
+
+    operator = get_user_model().objects.create_superuser("op", "op@ops.test", "pw-op-12345")
+    personal_token_create(user=operator, name="ops", expires_at=timezone.now() + timedelta(days=1))
+    row = AuditEntry.objects.get(action="token.create")
+    assert row.tenant is None and row.object_type == "accounts.personalaccesstoken"

@@ -67,8 +67,10 @@ def test_weighted_routing_splits_2000_calls_across_two_processes_by_weight(world
     responses = asyncio.run(fire(gateways, world.key, [body(route.name)] * 2_000, concurrency=24))
     counts = split(responses)
     assert set(counts) == {a, b, c}  # the priority-1 deployment only when the others fail
+    # Each within ±5 percentage points of its weight's share (a weighted draw per call: one standard
+    # deviation is about 1.1 points here, so this never fails by chance; equal shares would).
     for model, share in ((a, 0.5), (b, 0.3), (c, 0.2)):
-        assert abs(counts[model] / 2_000 - share) <= 0.05 * share, counts  # within ±5 % of its weight
+        assert abs(counts[model] / 2_000 - share) <= 0.05, counts
 
 
 def test_least_latency_leaves_a_slow_deployment_and_comes_back_when_it_recovers(world, gateways, mock_delays):

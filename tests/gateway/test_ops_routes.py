@@ -302,3 +302,25 @@ def test_a_route_change_reaches_a_second_gateway_process(clients, mock_upstream,
         while ask("gpt4o-alias") != 200:
             assert time.monotonic() < deadline, "the second process never heard of the new alias"
             time.sleep(0.1)
+
+
+def test_deployments_in_cooldown_are_shown_as_every_process_sees_them(clients, provider):
+    from config.redis import sync_client
+    from gateway.breaker import open_key
+
+    route = route_upsert(name="gpt-4.1")
+    cooling = deployment_upsert(route=route, provider=provider, upstream_model="a")
+    other = provider_upsert(name="other", kind="mock", base_url="http://127.0.0.1:9/v1")
+    probing = deployment_upsert(route=route, provider=other, upstream_model="b")
+    redis = sync_client()
+    seconds, micros = redis.time()
+    now_us = int(seconds) * 1_000_000 + int(micros)
+    # What gateway/breaker.py's scripts write: the moment each breaker's cooldown ends, in µs.
+    redis.hset(
+        open_key(), mapping={str(cooling.pk): str(now_us + 90_000_000), str(probing.pk): str(now_us - 1)}
+    )
+    page = clients["operator"].get(f"/ops/routes/{route.pk}/").content.decode()
+    assert "cooling down, 89 s" in page or "cooling down, 90 s" in page
+    assert '<span class="badge warn">probing</span>' in page
+    listing = clients["operator"].get("/ops/providers/").content.decode()
+    assert listing.count("1 cooling down</span>") == 1 and listing.count("1 probing</span>") == 1

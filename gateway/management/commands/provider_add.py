@@ -3,8 +3,8 @@
 
 The credential is read from the environment variable named by --credential-env, never from the
 command line, so it lands in neither the shell history nor `ps`. Each model in --models gets a route
-of the same public name served by this provider; a model with a known list price
-(gateway.services.DEMO_MODELS) is priced, any other is recorded at zero cost until a price is set in
+of the same public name served by this provider; a model with a list price in the default catalog
+(gateway/catalog.toml) is priced, any other is recorded at zero cost until a price is set in
 the admin, and the command says so. Run it again to change a provider: omitted options keep their
 current values. Bad input exits 1 with one sentence and changes nothing.
 """
@@ -21,13 +21,15 @@ from django.core.management.base import CommandError, CommandParser
 from django.core.validators import validate_slug
 from django.db import transaction
 
+from accounts.audit import Actor
 from accounts.management.commands._cli import command_error, csv_list, positive_decimal
 from billing.selectors import price_schedule
 from billing.services import model_price_set
 from config.command import OperatorCommand
+from gateway.catalogsync import list_prices
 from gateway.models import Provider
 from gateway.providers import ADAPTERS
-from gateway.services import DEMO_MODELS, PRICES_FROM, deployment_upsert, provider_upsert, route_upsert
+from gateway.services import deployment_upsert, provider_upsert, route_upsert
 
 
 class Command(OperatorCommand):
@@ -88,6 +90,7 @@ class Command(OperatorCommand):
         )
 
         priced = price_schedule()
+        known = list_prices()  # the default catalog's (gateway/catalog.toml)
         unpriced: list[str] = []
         shared: list[str] = []
         try:
@@ -105,14 +108,17 @@ class Command(OperatorCommand):
                     shared += [f"{model} ({d.provider.name})" for d in others.select_related("provider")]
                     if model in priced:
                         continue  # an operator's price (or an earlier list price) stays as it is
-                    if model in DEMO_MODELS:
-                        inp, cached, out = (Decimal(value) for value in DEMO_MODELS[model])
+                    if model in known:
+                        listed = known[model]
                         model_price_set(
                             model=model,
-                            input_per_mtok=inp,
-                            cached_input_per_mtok=cached,
-                            output_per_mtok=out,
-                            effective_from=PRICES_FROM,
+                            input_per_mtok=listed.input,
+                            cached_input_per_mtok=listed.cached_input,
+                            output_per_mtok=listed.output,
+                            cache_write_per_mtok=listed.cache_write,
+                            cache_write_1h_per_mtok=listed.cache_write_1h,
+                            effective_from=listed.effective_from,
+                            actor=Actor.command("provider_add"),
                         )
                     else:
                         unpriced.append(model)
