@@ -490,7 +490,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"Role": "accounts.models.Membership.Role"},
+    # Two models have a `status` with different choices: name each set (else the names collide).
+    "ENUM_NAME_OVERRIDES": {
+        "Role": "accounts.models.Membership.Role",
+        "TenantStatusEnum": "accounts.models.Tenant.Status",
+        "ApiKeyStatusEnum": "accounts.models.ApiKey.Status",
+    },
     "PREPROCESSING_HOOKS": ["accounts.api.schema.only_management_api"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

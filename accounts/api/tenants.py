@@ -98,7 +98,7 @@ class TenantDetailSerializer(TenantSerializer):
 
 class TenantFiltersSerializer(serializers.Serializer):  # type: ignore[type-arg]
     q = text_field(100, required=False, default="", help_text="Part of the name or the slug.")
-    status = serializers.ChoiceField(choices=Tenant.Status.values, required=False, default="")
+    status = serializers.ChoiceField(choices=Tenant.Status.choices, required=False, default="")
     plan = text_field(100, required=False, default="", help_text="A plan's name.")
 
 
@@ -153,7 +153,7 @@ class TenantUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     body_logging = serializers.BooleanField(required=False)
     prepaid = serializers.BooleanField(required=False)
     status = serializers.ChoiceField(
-        choices=Tenant.Status.values,
+        choices=Tenant.Status.choices,
         required=False,
         help_text="suspended: every gateway refuses its calls at once (403 tenant_suspended); active: resume.",
     )
