@@ -138,7 +138,9 @@ def test_schemathesis_finds_no_5xx_and_no_answer_off_the_schema(gateway_server, 
     assert statuses.get(200, 0) + statuses.get(201, 0) > tenant_total // 10, statuses  # real work was done
     # An owner is no operator: every operator endpoint is 404 (or 400/401/405/415/429 before it
     # looks), never a 2xx.
-    assert operator_statuses and not any(200 <= status < 300 for status in operator_statuses), operator_statuses
+    assert operator_statuses and not any(200 <= status < 300 for status in operator_statuses), (
+        operator_statuses
+    )
     assert set(statuses) <= {200, 201, 204, 400, 401, 403, 404, 405, 409, 415, 429}, statuses
 
 
