@@ -148,6 +148,11 @@ class Health:
     latency: list[int] = field(default_factory=lambda: [0] * histograms.BUCKETS)
     deployment_id: int = 0
     state: str = ""  # breaker: "open", "half_open", "failing" or "" (closed)
+    # A deployment's route, its routing strategy and the deployment's share (%) of the calls the
+    # route's deployments served in the range: how the strategy split the traffic.
+    route: str = ""
+    strategy: str = ""
+    share: float | None = None
 
     def add(self, row: dict[str, Any]) -> None:
         self.requests += int(row["n"])

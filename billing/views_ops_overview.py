@@ -62,8 +62,19 @@ def overview_page(request: HttpRequest) -> HttpResponse:
     labels = deployment_labels([*ops_overview.deployment_ids(span=span), *breakers.states])
     names = {pk: str(label) for pk, label in labels.items()}
     health = ops_overview.provider_health(span=span, deployment_names=names)
+    # How each route's strategy split its calls between its deployments (issue 16): a deployment's
+    # share of the calls its route's deployments served in the range.
+    route_calls: dict[str, int] = {}
     for deployment in health.deployments:
         deployment.state = breakers.states.get(deployment.deployment_id, "")
+        label = labels.get(deployment.deployment_id)
+        deployment.route = label.route if label else ""
+        deployment.strategy = label.strategy.replace("_", " ") if label else ""
+        if label:
+            route_calls[label.route] = route_calls.get(label.route, 0) + deployment.requests
+    for deployment in health.deployments:
+        total = route_calls.get(deployment.route, 0)
+        deployment.share = round(deployment.requests * 100 / total, 1) if total else None
     days, alert_counts = ops_overview.alerts_per_day(span=span)
     requests = sum(n for _, n, _ in tenants.totals)
     errors = sum(provider.errors for provider in health.providers)

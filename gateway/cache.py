@@ -51,7 +51,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from billing.pricing import cost_nanos
 from config import resp
 from config.redis import async_client, redis_key
-from gateway import canonical, errors, governor
+from gateway import canonical, errors, governor, metrics
 from gateway.auth import Limits
 from gateway.dialects.base import Codec, Inbound
 
@@ -220,12 +220,19 @@ def policy(call: Call, wish: Wish, inbound: Inbound, route: RouteInfo) -> Policy
         return None
     if not cacheable(inbound):
         call.cache_status = BYPASS
+        metrics.cache_looked_up(BYPASS)
+        return None
+    try:
+        request = inbound.canonical()
+    except errors.BadRequest:
+        # What only a pass-through upstream can carry (a content part with no canonical form): such a
+        # call is answered as ever, just not from or into the cache.
+        call.cache_status = BYPASS
+        metrics.cache_looked_up(BYPASS)
         return None
     ttl = wish.ttl or key.cache_ttl or settings.TOLLHOUSE_CACHE_TTL_SECONDS
     ttl = min(ttl, settings.TOLLHOUSE_CACHE_MAX_TTL_SECONDS)
-    return Policy(
-        key=entry_key(tenant_id=key.tenant_id, route=route.name, request=inbound.canonical()), ttl=ttl
-    )
+    return Policy(key=entry_key(tenant_id=key.tenant_id, route=route.name, request=request), ttl=ttl)
 
 
 # -- entries -------------------------------------------------------------------------------------------
@@ -408,7 +415,9 @@ class ResponseCache:
 
     async def lookup(self, policy: Policy) -> Entry | None:
         data = await self.store.get(policy.key)
-        return Entry.loads(data) if data is not None else None
+        entry = Entry.loads(data) if data is not None else None
+        metrics.cache_looked_up(HIT if entry is not None else MISS)
+        return entry
 
     async def put(self, policy: Policy, entry: Entry) -> bool:
         """Store `entry` for `policy.ttl` seconds, unless it is larger than TOLLHOUSE_CACHE_MAX_BYTES."""

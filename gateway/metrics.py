@@ -118,6 +118,16 @@ COST_NANODOLLARS = Counter(
     "Cost of model calls in billionths of a USD: exact (integers) up to 9 million USD per series and process.",
     ["endpoint", "model", "plan"],
 )
+CACHE_LOOKUPS = Counter(
+    "tollhouse_cache_lookups",
+    "Calls that used the response cache, by result: hit, miss, or bypass (opted in, but not cacheable).",
+    ["result"],
+)
+CACHE_SAVED_NANODOLLARS = Counter(
+    "tollhouse_cache_saved_nanodollars",
+    "What the response cache's hits would have cost, in billionths of a USD.",
+    ["endpoint", "model", "plan"],
+)
 REFUSALS = Counter(
     "tollhouse_refusals",
     "Calls refused by a rate limit (requests, tokens, concurrency), a budget, prepaid credits or a "
@@ -346,6 +356,9 @@ def call_settled(event: Mapping[str, Any], *, plan: str, limit: str = "") -> Non
     if cost:
         series.nanos.inc(cost)
         series.dollars.inc(cost / 1e9)
+    saved = _number(event.get("saved_cost_nanos"))
+    if saved:
+        CACHE_SAVED_NANODOLLARS.labels(endpoint, model, plan_label).inc(saved)
 
     series.latency.observe(_number(event.get("latency_us")) / 1e6)
     series.overhead.observe(_number(event.get("overhead_us")) / 1e6)
@@ -383,6 +396,14 @@ def call_unidentified(*, endpoint: str, status: int) -> None:
     if child is None:
         child = _unidentified[key] = UNIDENTIFIED.labels(*key)
     child.inc()
+
+
+_CACHE_RESULTS = ("hit", "miss", "bypass")
+
+
+def cache_looked_up(result: str) -> None:
+    """A call used the response cache (gateway/cache.py): `result` hit, miss or bypass."""
+    CACHE_LOOKUPS.labels(result if result in _CACHE_RESULTS else OTHER).inc()
 
 
 def upstream_failed(provider: str, kind: str) -> None:

@@ -20,6 +20,7 @@ class DeploymentLabel:
     provider: str
     upstream_model: str
     enabled: bool
+    strategy: str = ""  # the route's ModelRoute.Strategy, which decides its deployments' split
 
     def __str__(self) -> str:
         return f"{self.route} → {self.provider}/{self.upstream_model}"
@@ -31,11 +32,11 @@ def deployment_labels(ids: Iterable[int]) -> dict[int, DeploymentLabel]:
     if not wanted:
         return {}
     rows = Deployment.objects.filter(pk__in=wanted).values_list(
-        "pk", "route__name", "provider__name", "upstream_model", "enabled"
+        "pk", "route__name", "provider__name", "upstream_model", "enabled", "route__strategy"
     )
     return {
-        pk: DeploymentLabel(pk, route, provider, model, enabled)
-        for pk, route, provider, model, enabled in rows
+        pk: DeploymentLabel(pk, route, provider, model, enabled, strategy)
+        for pk, route, provider, model, enabled, strategy in rows
     }
 
 

@@ -63,6 +63,8 @@ class ApiKeySerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
             "rpm_limit",
             "tpm_limit",
             "concurrency_limit",
+            "cache",
+            "cache_ttl",
             "usage",
         ]
         read_only_fields = fields
@@ -83,6 +85,10 @@ class ApiKeyIssueSerializer(serializers.Serializer):  # type: ignore[type-arg]
     rpm_limit = limit_field("Requests per minute; null = the tenant's.")
     tpm_limit = limit_field("Tokens per minute; null = the tenant's.")
     concurrency_limit = limit_field("Calls in flight at once; null = the tenant's.")
+    cache = serializers.BooleanField(
+        required=False, default=False, help_text="Answer repeated identical requests from the response cache."
+    )
+    cache_ttl = limit_field("Seconds a cached answer is kept; null = TOLLHOUSE_CACHE_TTL_SECONDS.")
     budget = usd_field(
         "The key's own budget in USD; null = none.", required=False, allow_null=True, default=None
     )
@@ -138,6 +144,8 @@ class KeyListView(TenantApiView):
             rpm_limit=data["rpm_limit"],
             tpm_limit=data["tpm_limit"],
             concurrency_limit=data["concurrency_limit"],
+            cache=data["cache"],
+            cache_ttl=data["cache_ttl"],
             budget_usd=data["budget"],
             budget_period=data["budget_period"],
             budget_hard=data["budget_hard"],

@@ -34,7 +34,7 @@
         var digits = Math.abs(v) >= 1 || v === 0 ? 2 : Math.abs(v) >= 0.01 ? 4 : 6;
         return "$" + v.toLocaleString("en-US", { minimumFractionDigits: Math.min(digits, 2), maximumFractionDigits: digits });
       case "ms":
-        return v >= 10000 ? (v / 1000).toLocaleString("en-US", { maximumFractionDigits: 1 }) + " s"
+        return v >= 1000 ? (v / 1000).toLocaleString("en-US", { maximumFractionDigits: 1 }) + " s"
                            : v.toLocaleString("en-US", { maximumFractionDigits: 0 }) + " ms";
       case "%":
         return v.toLocaleString("en-US", { maximumFractionDigits: 1 }) + " %";

@@ -89,6 +89,9 @@ def test_it_issues_a_key_with_limits_and_a_budget(api_client, roles):
         ({"name": "x", "budget": "-1", "budget_period": "day"}, "budget"),
         ({"name": "x", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
         ({"name": "x\x00"}, "name"),
+        ({"name": "x", "cache": True, "cache_ttl": 0}, "cache_ttl"),
+        ({"name": "x", "cache": True, "cache_ttl": 10**8}, "cache_ttl"),
+        ({"name": "x", "cache": "maybe"}, "cache"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_field_and_stores_nothing(api_client, body, field):
@@ -97,6 +100,18 @@ def test_bad_input_is_a_400_naming_the_field_and_stores_nothing(api_client, body
     assert response.json()["error"]["field"] == field
     assert not ApiKey.objects.exists()
     assert not AuditEntry.objects.filter(action="key.issue").exists()
+
+
+def test_it_issues_a_key_with_the_response_cache(api_client, roles):
+    response = api_client("owner").post(
+        KEYS, {"name": "cached", "cache": True, "cache_ttl": 300}, content_type="application/json"
+    )
+    assert response.status_code == 201, response.content
+    assert (response.json()["key"]["cache"], response.json()["key"]["cache_ttl"]) == (True, 300)
+    key = ApiKey.objects.get(name="cached")
+    assert (key.cache, key.cache_ttl) == (True, 300)
+    listed = api_client("viewer").get(KEYS).json()["results"][0]
+    assert (listed["cache"], listed["cache_ttl"]) == (True, 300)
 
 
 def test_a_body_that_is_not_json_is_refused(api_client):

@@ -187,6 +187,8 @@ def test_it_shows_spend_requests_errors_latency_and_upstream_429s_of_real_calls(
     assert served.rate_limited == 1 and served.attempts == 8 and served.failures == 4
     assert served.state == "failing"  # a run of 3 failures: not enough to open its breaker (5)
     assert str(deployment.route.name) in served.name and "mock/gpt-4.1" in served.name
+    # The route's strategy and how it split the route's calls (the one deployment served them all).
+    assert (served.route, served.strategy, served.share) == ("gpt-4.1", "priority", 100.0)
     limited = chart(response, "rate-limited-data")
     assert [sum(series["data"]) for series in limited["series"]] == [1]
     errors = chart(response, "provider-errors-data")
@@ -289,3 +291,27 @@ def test_it_counts_the_budget_alerts_sent_across_tenants(world, gateway_server, 
     assert alert.tenant == "Acme" and alert.threshold == 50
     html = response.content.decode()
     assert "Latest budget alerts" in html and "monthly $0.000001" in html
+
+
+@pytest.mark.django_db
+def test_each_deployment_shows_its_routes_strategy_and_its_share_of_the_routes_calls(world, client):
+    from django.utils import timezone
+
+    from gateway.models import ModelRoute
+
+    route = ModelRoute.objects.create(name="split-route", strategy=ModelRoute.Strategy.LEAST_LATENCY)
+    fast = Deployment.objects.create(route=route, provider=world.provider, upstream_model="gpt-4.1", weight=1)
+    slow = Deployment.objects.create(route=route, provider=world.provider, upstream_model="gpt-4.1-mini")
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    for deployment, calls in ((fast, 30), (slow, 10)):
+        UsageHourlyDeployment.objects.create(
+            hour=hour, provider="mock", deployment_id=deployment.pk, requests=calls, upstream_attempts=calls
+        )
+    client.force_login(world.operator)
+    response = client.get("/ops/?range=24h")
+    assert response.status_code == 200
+    rows = {row.deployment_id: row for row in response.context["health"].deployments}
+    assert (rows[fast.pk].strategy, rows[fast.pk].share) == ("least latency", 75.0)
+    assert (rows[slow.pk].strategy, rows[slow.pk].share) == ("least latency", 25.0)
+    html = response.content.decode()
+    assert "least latency" in html and "75.0 %" in html and "25.0 %" in html

@@ -4,6 +4,7 @@ tests; the cache through the live gateway is tests/e2e/test_cache_sdk.py)."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import httpx
 import orjson
@@ -21,6 +22,7 @@ from gateway.cache import (
     complete,
     entry_key,
     events_of,
+    policy,
     read_headers,
 )
 from gateway.dialects import codec_named
@@ -91,6 +93,27 @@ def test_it_caches_only_what_a_canonical_answer_can_carry():
         body={"model": "m", "input": "Hi"}, headers={}, operation="embeddings"
     )
     assert not cacheable(embeddings)
+
+
+def test_a_call_opts_in_by_key_or_header_and_bypasses_what_has_no_canonical_form(settings):
+    settings.TOLLHOUSE_CACHE_TTL_SECONDS, settings.TOLLHOUSE_CACHE_MAX_TTL_SECONDS = 100, 500
+    route = SimpleNamespace(name="gpt-4.1")
+
+    def decide(inbound, *, key_cache=False, key_ttl=None, on=None, ttl=None):
+        call = SimpleNamespace(
+            key=SimpleNamespace(tenant_id=3, cache=key_cache, cache_ttl=key_ttl), cache_status=""
+        )
+        return policy(call, Wish(on=on, ttl=ttl), inbound, route), call.cache_status
+
+    assert decide(chat()) == (None, "")
+    assert decide(chat(), key_cache=True, on=False) == (None, "")
+    found, status = decide(chat(), key_cache=True)
+    assert (found.ttl, status) == (100, "") and found.key == key_of(chat(), tenant=3)
+    assert decide(chat(), on=True, key_ttl=50)[0].ttl == 50
+    assert decide(chat(), on=True, key_ttl=50, ttl=400)[0].ttl == 400
+    assert decide(chat(n=2), on=True) == (None, "bypass")
+    audio = [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]
+    assert decide(chat(messages=[{"role": "user", "content": audio}]), on=True) == (None, "bypass")
 
 
 # -- entries ------------------------------------------------------------------------------------------

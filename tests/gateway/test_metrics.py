@@ -319,6 +319,17 @@ def render() -> bytes:
     return exposition()
 
 
+def test_it_counts_the_response_caches_lookups_and_what_its_hits_saved():
+    hits = value("tollhouse_cache_lookups_total", result="hit")
+    metrics.cache_looked_up("hit")
+    metrics.cache_looked_up("something else")
+    assert value("tollhouse_cache_lookups_total", result="hit") == hits + 1
+    labels = {"endpoint": "chat.completions", "model": "gpt-4.1", "plan": "Team"}
+    saved = value("tollhouse_cache_saved_nanodollars_total", **labels)
+    metrics.call_settled(event(cache_hit=True, cost_nanos=0, saved_cost_nanos=1234), plan="Team")
+    assert value("tollhouse_cache_saved_nanodollars_total", **labels) == saved + 1234
+
+
 def test_every_metric_follows_prometheus_conventions():
     from prometheus_client.parser import text_string_to_metric_families
 
