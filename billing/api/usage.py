@@ -108,10 +108,18 @@ def field_type(field: serializers.Field) -> Any:  # type: ignore[type-arg]
 # --- series -------------------------------------------------------------------------------------------
 
 
+def _measure(help_text: str = "") -> serializers.DecimalField:
+    """A time or a speed (not money, which is `usd_field`): a JSON number with one decimal, rounded
+    once here from the histogram's interpolation, never carried as a binary float."""
+    return serializers.DecimalField(
+        max_digits=16, decimal_places=1, coerce_to_string=False, allow_null=True, help_text=help_text
+    )
+
+
 class Percentiles(serializers.Serializer):  # type: ignore[type-arg]
-    p50 = serializers.FloatField(allow_null=True)
-    p95 = serializers.FloatField(allow_null=True)
-    p99 = serializers.FloatField(allow_null=True)
+    p50 = _measure("Milliseconds.")
+    p95 = _measure("Milliseconds.")
+    p99 = _measure("Milliseconds.")
 
 
 class ErrorCountsSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -128,9 +136,7 @@ class SeriesBucketSerializer(serializers.Serializer):  # type: ignore[type-arg]
     cost = usd_field("USD.")
     latency_ms = Percentiles()
     ttft_ms = Percentiles(help_text="Time to first token (streams).")
-    tokens_per_second = serializers.FloatField(
-        allow_null=True, help_text="Output speed of completed streams."
-    )
+    tokens_per_second = _measure("Output speed of completed streams (completion tokens per second).")
 
 
 class SeriesSerializer(serializers.Serializer):  # type: ignore[type-arg]
