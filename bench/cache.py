@@ -83,6 +83,7 @@ class CacheBench:
         request = urllib.request.Request(
             call["url"], data=call["body"], headers=call["headers"], method="POST"
         )
+        self.bench.gateway_requests += 1  # the usage check counts every call the gateway answered
         with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
             return response.headers.get("x-tollhouse-cache")
@@ -102,7 +103,9 @@ class CacheBench:
             url=call["url"], body=call["body"], headers=call["headers"], done_marker=call["done_marker"],
             stream=stream, **kwargs,
         )  # fmt: skip
-        return loadgen.run(spec).summary()
+        result = loadgen.run(spec)
+        self.bench.gateway_requests += result.completed + result.warmup_completed
+        return result.summary()
 
     def round(self, number: int) -> list[dict[str, Any]]:
         rows = []

@@ -216,11 +216,19 @@ def render(r: dict[str, Any]) -> str:
                 for k, v in mem.items()
             ],
         )  # fmt: skip
+        calls, events = r.get("gateway_requests_before_drain"), r.get("usage_stream_len")
+        drained = (r.get("drain") or {}).get("rows")
+        if calls is None or events is None:
+            flag = "not compared"
+        elif calls == events == (drained if drained is not None else events):
+            flag = "**equal**"
+        else:
+            flag = f"**MISMATCH** ({events - calls:+,} events against the calls)"
         lines += [
             "",
-            f"Requests counted by the clients: {_f(r.get('gateway_requests_client_count'))}; usage events in "
-            f"`th:usage:stream` (XLEN, one per call; nothing drains it during the bench): "
-            f"{_f(r.get('usage_stream_len'))}.",
+            f"Usage rows against calls (main gateway, everything up to the drain): {_f(calls)} calls counted by the "
+            f"clients (warm-ups and sanity calls included), {_f(events)} usage events in `th:usage:stream` (XLEN, "
+            f"one per call; nothing drains it during the bench), {_f(drained)} rows written by the drain: {flag}.",
             "",
         ]
 
@@ -281,49 +289,9 @@ def render(r: dict[str, Any]) -> str:
             "",
         ]
 
-    # -- profile -----------------------------------------------------------------------------------
-    prof = r.get("profile")
-    if prof:
-        lines += ["## Where the time goes", ""]
-        if "error" in prof:
-            lines += [f"Profiling failed: {prof['error']}", ""]
-        else:
-            lines += [
-                f"`py-spy record --gil --rate {prof['rate_hz']}` attached to the gateway for "
-                f"{prof['seconds']} s of c=32 load with {prof.get('key', 'the demo key')} "
-                f"({_f(prof['load_rps'], 1)} req/s while sampled; "
-                f"{_f(prof['samples'])} samples). Only samples where a thread held the GIL count, i.e. "
-                "Python code running; time in C that releases the GIL (socket syscalls, epoll) is not "
-                "attributed. Raw collapsed stacks: `bench/out/pyspy.raw`.",
-                "",
-                "Top functions by own time (innermost frame):",
-                "",
-            ]
-            lines += _table(
-                ["#", "Function (file)", "samples", "share"],
-                [[str(i + 1), f"`{row['frame']}`", _f(row["samples"]), _pct(row["share"])]
-                 for i, row in enumerate(prof["own"])],
-            )  # fmt: skip
-            lines += ["", "Own time by package:", ""]
-            lines += _table(
-                ["Package", "samples", "share"],
-                [[row["frame"], _f(row["samples"]), _pct(row["share"])] for row in prof["packages"]],
-            )
-            gov = prof.get("governor")
-            if gov:
-                shares = ", ".join(f"{row['frame']} {_pct(row['share'])}" for row in gov["packages"])
-                lines += [
-                    "",
-                    f"Governance (stacks through `{gov['file']}`: admission and settlement) was on "
-                    f"**{_pct(gov['share'])}** of the samples ({_f(gov['samples'])}); their own time by package: "
-                    f"{shares}.",
-                ]
-            lines += ["", "Largest inclusive frames (below the event-loop roots):", ""]
-            lines += _table(
-                ["Function (file)", "samples", "share"],
-                [[f"`{row['frame']}`", _f(row["samples"]), _pct(row["share"])] for row in prof["inclusive"]],
-            )
-            lines.append("")
+    # -- profile (the main gateway's, without --baseline; with it, inside the before/after section) -------
+    if r.get("profile"):
+        lines += _profiles(r["profile"], None, heading="##")
 
     # -- method ------------------------------------------------------------------------------------
     lines += [
@@ -363,27 +331,44 @@ def _signed(value: Any, digits: int = 1, unit: str = " %") -> str:
 
 
 def _before_after(ba: dict[str, Any] | None) -> list[str]:
-    """The --baseline section: each round, the medians and changes, the spread, and the verdict."""
+    """The --baseline section: before | after | ceiling per round and as medians with their spreads,
+    the verdict, Redis round trips, the usage check."""
     if not ba:
         return []
     base = ba["baseline"]
     rev = base["short"]
     lines = [
-        f"## Before / after ({rev} vs this checkout)",
+        f"## Before / after ({rev} vs this checkout, and the Python ceiling)",
         "",
-        f'The gateway as it was at `{rev}` ("{base["subject"]}") measured against this checkout in the same '
-        f"run, in {ba['rounds_per_side']} interleaved rounds (before, after, before, after, ...). Each round "
-        "starts a fresh gateway, runs "
-        f"{_f(ba['latency_requests'])} concurrency-1 requests after {_f(ba['latency_warmup'])} warm-up (with "
-        f"the same run straight to the mock just before, for the overhead), then {ba['tput_s']} s at c=32 "
-        f"after {ba['tput_warmup_s']} s warm-up, and stops it. Only one gateway runs at a time: both are "
-        "pinned to core 0, and an idle one still wakes up every second (its Redis pub/sub listener).",
+        f'The gateway as it was at `{rev}` ("{base["subject"]}") measured against this checkout and against the '
+        f"Python ceiling in the same run, in {ba['rounds_per_side']} interleaved rounds; the order of the three "
+        "rotates from round to round (before, after, ceiling; then after, ceiling, before; ...), so drift of the "
+        "machine hits all alike. Each round starts a fresh process per side, pinned to core 0, and stops it "
+        "afterwards: only one runs at a time (an idle gateway still wakes up every second for its Redis pub/sub "
+        "listener). Per side and round, all with the **governed key** (rpm, tpm and concurrency limits and a hard "
+        "budget, each side's own, issued by its own `manage.py key_issue` / `budget_set`; the ceiling forwards the "
+        "same bytes):",
+        "",
+        f"1. c=1 JSON: {_f(ba['latency_requests'])} calls after {_f(ba['latency_warmup'])} warm-up straight to the "
+        "mock, then the same through the side (overhead = side − direct percentile, p50 / p90 / p99).",
+        f"2. c=1 streams: {_f(ba['stream_requests'])} after {_f(ba['stream_warmup'])} warm-up, straight and through "
+        f"(`{ba['stream_prompt']}`: the mock waits before the first token; TTFT overhead = side − direct).",
+        f"3. c=32 JSON for {ba['tput_s']} s after {ba['tput_warmup_s']} s warm-up: req/s, the server's CPU time per "
+        "call (utime + stime from /proc over the run), Redis's CPU per call (`INFO cpu`), and Redis round-trip "
+        "times probed during the run (`bench/redisrtt.py` on core 1: a PING and a no-op EVALSHA every 5 ms).",
+        "4. Gateways only: c=32 JSON with the demo key (bare: nothing governs it), for governed / bare; the order "
+        "of the governed and the bare c=32 runs alternates from round to round.",
         "",
         f"- Before: `{base['command']}` in `git archive {rev}` with its own venv "
         f"(`{base['venv']}`, {'reused' if base['venv_reused'] else 'built in ' + _f(base['install_s'], 0) + ' s'}),"
         f" database `{base['database']}` migrated by that tree, Redis prefix `{base['redis_prefix']}` on the "
-        "same Redis db, its own demo key, the same mock provider.",
+        "same Redis db, its own demo key and governed key, the same mock provider.",
         f"- After: `{ba['current_command']}` (this checkout, the same settings as above).",
+        f"- Ceiling: `{ba.get('ceiling_command', 'bench/ceiling.py')}`: a raw ASGI app (no Django, no auth, no "
+        "accounting) that POSTs the body to the mock's `/v1/chat/completions` through one shared "
+        "`aiohttp.ClientSession` and relays status, content-type and body (streams chunk by chunk), served like "
+        "the gateway (uvicorn, uvloop, httptools, one worker, access log off). It is the most a Python "
+        "pass-through reaches on this machine.",
     ]
     diff = base.get("packages_differing") or {}
     versions = ", ".join(f"{k} {v}" for k, v in diff.get("versions", {}).items()) or "none"
@@ -399,57 +384,238 @@ def _before_after(ba: dict[str, Any] | None) -> list[str]:
     )
     lines.append("")
 
+    labels = {"before": f"before ({rev})", "after": "after (this checkout)", "ceiling": "ceiling"}
     rows = []
     for row in ba.get("rounds", []):
-        label = f"before ({rev})" if row["side"] == "before" else "after (this checkout)"
         rows.append([
-            str(row["round"]), label, _f(row["overhead_p50_ms"], 3), _f(row["overhead_p99_ms"], 3),
-            f"**{_f(row['rps'], 1)}**", _f(row["p99_ms"], 2), _f(row["cpu_ms_per_request"], 3),
+            str(row["round"]), labels[row["side"]], str(row.get("position", "")),
+            _f(row["overhead_p50_ms"], 3), _f(row.get("overhead_p90_ms"), 3), _f(row["overhead_p99_ms"], 3),
+            _f(row.get("ttft_overhead_p50_ms"), 3), f"**{_f(row['rps'], 1)}**", _f(row["cpu_ms_per_request"], 3),
+            _f(row.get("bare_rps"), 1), _f(row.get("governed_bare_ratio"), 3), _f(row.get("rps_vs_ceiling"), 3),
+            f"{_f(row.get('redis_ping_p50_us'), 0)} / {_f(row.get('redis_ping_p99_us'), 0)}",
             _f(row["rss_mb"], 1), _f(row["errors"]),
         ])  # fmt: skip
     lines += _table(
-        ["Round", "Gateway", "overhead p50 ms", "overhead p99 ms", "c=32 req/s", "c=32 p99 ms",
-         "gateway CPU ms/req", "RSS MB after", "errors"],
+        ["Round", "Side", "order", "overhead p50 ms", "p90 ms", "p99 ms", "TTFT overhead p50 ms",
+         "governed c=32 req/s", "CPU ms/call", "bare c=32 req/s", "governed / bare", "req/s / ceiling's",
+         "Redis PING p50 / p99 µs", "RSS MB", "errors"],
         rows,
     )  # fmt: skip
     summary = ba.get("summary")
     if not summary:
         return [*lines, "", "No round completed.", ""]
-    b, a, ch = summary["before"], summary["after"], summary["change_pct"]
+    b, a, c, ch = summary["before"], summary["after"], summary["ceiling"], summary["change_pct"]
 
-    def spread(metric: str) -> str:
-        before, after = b.get(f"{metric}_spread_pct"), a.get(f"{metric}_spread_pct")
-        return f"{_f(before, 1)} % / {_f(after, 1)} %"
+    def figure(
+        label: str, metric: str, digits: int, *, bold: bool = False, gateways_only: bool = False
+    ) -> list[str]:
+        def cell(side: dict[str, Any]) -> str:
+            text = _f(side.get(metric), digits)
+            return f"**{text}**" if bold and text != "n/a" else text
+
+        spreads = " / ".join(
+            _f(s.get(f"{metric}_spread_pct"), 1) for s in ((b, a) if gateways_only else (b, a, c))
+        )
+        return [
+            label, cell(b), cell(a), "—" if gateways_only else cell(c), _signed(ch.get(metric)),
+            spreads + " %",
+        ]  # fmt: skip
 
     median_rows = [
-        ["c=32 req/s", f"**{_f(b['rps'], 1)}**", f"**{_f(a['rps'], 1)}**", f"**{_signed(ch['rps'])}**",
-         spread("rps")],
-        ["Overhead p50 at c=1 (ms)", _f(b["overhead_p50_ms"], 3), _f(a["overhead_p50_ms"], 3),
-         f"{_signed(ch['overhead_p50_ms_delta'], 3, ' ms')} ({_signed(ch['overhead_p50_ms'])})",
-         spread("overhead_p50_ms")],
-        ["Overhead p99 at c=1 (ms)", _f(b["overhead_p99_ms"], 3), _f(a["overhead_p99_ms"], 3),
-         _signed(ch["overhead_p99_ms"]), spread("overhead_p99_ms")],
-        ["c=32 p99 latency (ms)", _f(b["p99_ms"], 2), _f(a["p99_ms"], 2), _signed(ch["p99_ms"]), spread("p99_ms")],
-        ["Gateway CPU per request (ms)", _f(b["cpu_ms_per_request"], 3), _f(a["cpu_ms_per_request"], 3),
-         _signed(ch["cpu_ms_per_request"]), spread("cpu_ms_per_request")],
-        ["RSS after the round (MB)", _f(b["rss_mb"], 1), _f(a["rss_mb"], 1), _signed(ch["rss_mb"]), spread("rss_mb")],
-        ["Errors (all rounds)", _f(b["errors"]), _f(a["errors"]), "", ""],
+        figure("Overhead p50 at c=1, governed JSON (ms)", "overhead_p50_ms", 3, bold=True),
+        figure("Overhead p90 at c=1 (ms)", "overhead_p90_ms", 3),
+        figure("Overhead p99 at c=1 (ms)", "overhead_p99_ms", 3, bold=True),
+        figure("TTFT overhead p50 at c=1, governed stream (ms)", "ttft_overhead_p50_ms", 3, bold=True),
+        figure("TTFT overhead p99 at c=1 (ms)", "ttft_overhead_p99_ms", 3),
+        figure("Governed JSON at c=32 (req/s)", "rps", 1, bold=True),
+        figure("Governed c=32 p99 latency (ms)", "p99_ms", 2),
+        figure("Server CPU per governed call at c=32 (ms)", "cpu_ms_per_request", 3, bold=True),
+        figure("Server CPU used at c=32 (cores)", "cores", 2),
+        figure("Bare JSON at c=32 (req/s)", "bare_rps", 1, gateways_only=True),
+        figure("Server CPU per bare call at c=32 (ms)", "bare_cpu_ms_per_request", 3, gateways_only=True),
+        figure("Governed / bare req/s at c=32 (median of per-round ratios)", "governed_bare_ratio", 3,
+            bold=True, gateways_only=True),
+        figure("Governed req/s / the ceiling's of the same round", "rps_vs_ceiling", 3, bold=True,
+            gateways_only=True),
+        figure("Redis PING round trip during governed c=32, p50 (µs)", "redis_ping_p50_us", 0),
+        figure("Redis PING round trip, p99 (µs)", "redis_ping_p99_us", 0),
+        figure("Redis no-op EVALSHA round trip, p50 (µs)", "redis_evalsha_p50_us", 0),
+        figure("Redis no-op EVALSHA round trip, p99 (µs)", "redis_evalsha_p99_us", 0),
+        figure("Redis CPU per governed call at c=32 (µs)", "redis_cpu_us_per_request", 1),
+        figure("RSS after the round (MB)", "rss_mb", 1),
+        ["Errors, all rounds (governed answers not 200 with x-ratelimit-*)",
+         f"{_f(b['errors'])} ({_f(b['governed_bad_answers'])})", f"{_f(a['errors'])} ({_f(a['governed_bad_answers'])})",
+         _f(c["errors"]), "", ""],
     ]  # fmt: skip
-    lines += ["", "Medians over the rounds; spread = (max − min) / median of each side's rounds:", ""]
-    lines += _table(
-        ["", f"before ({rev})", "after (this checkout)", "change", "spread before / after"], median_rows
-    )
-    noise = summary.get("noise_pct")
     lines += [
         "",
-        "Run-to-run spread of c=32 throughput, measured in this run: before "
-        f"{_f(b['rps_spread_pct'], 1)} %, after {_f(a['rps_spread_pct'], 1)} %; the verdict allows the larger, "
-        f"{_f(noise, 1)} %. The overhead p50 varied by {_f(b['overhead_p50_ms_range'], 3)} ms (before) and "
-        f"{_f(a['overhead_p50_ms_range'], 3)} ms (after) between rounds.",
-        "",
-        f"Verdict: {summary['verdict']}",
+        "Medians over the rounds; change = after against before; spread = (max − min) / median of each side's "
+        "rounds (before / after / ceiling):",
         "",
     ]
+    lines += _table(
+        ["Figure", f"before ({rev})", "after (this checkout)", "ceiling", "change", "spread"], median_rows
+    )
+    noise = summary.get("noise_pct")
+    cpu_rounds = ", ".join(f"{v:.3f}" for v in summary.get("cpu_ratio_per_round", [])) or "n/a"
+    lines += [
+        "",
+        f"- **Gateway CPU per governed call at c=32, after / before: {_f(summary.get('cpu_ratio'), 3)}** "
+        f"(ratio of the medians; per round {cpu_rounds}).",
+        f"- **Governed req/s at c=32, after / the ceiling's: {_f(summary.get('ceiling_fraction'), 3)}** "
+        f"({_f(a['rps'], 1)} against {_f(c['rps'], 1)} req/s; the ceiling spends {_f(c['cpu_ms_per_request'], 3)} "
+        f"ms of CPU per call and adds {_f(c['overhead_p50_ms'], 3)} ms at p50 at c=1).",
+        f"- Redis round trips are measured apart from the gateway's CPU: during the governed c=32 runs of this "
+        f"checkout a PING took {_f(a['redis_ping_p50_us'], 0)} µs at p50 ({_f(a['redis_ping_p99_us'], 0)} µs at "
+        f"p99) and a no-op EVALSHA {_f(a['redis_evalsha_p50_us'], 0)} µs ({_f(a['redis_evalsha_p99_us'], 0)} µs), "
+        f"against {_f(c['redis_ping_p50_us'], 0)} µs for a PING during the ceiling's runs (Redis idle but for the "
+        "probe). The probe runs on core 1 with the mock and the load generator, so its figures include that "
+        "core's wake-up delays: an upper bound of what the gateway's event loop waits per round trip, time in "
+        "which it spends no CPU (the CPU per call above does not contain it).",
+        f"- Run-to-run spread of governed c=32 throughput, measured in this run: before "
+        f"{_f(b['rps_spread_pct'], 1)} %, after {_f(a['rps_spread_pct'], 1)} %, ceiling "
+        f"{_f(c['rps_spread_pct'], 1)} %; the verdict allows the larger of the gateways', {_f(noise, 1)} %. The "
+        f"overhead p50 varied by {_f(b['overhead_p50_ms_range'], 3)} ms (before), "
+        f"{_f(a['overhead_p50_ms_range'], 3)} ms (after) and {_f(c['overhead_p50_ms_range'], 3)} ms (ceiling) "
+        "between rounds.",
+    ]
+    lines += _usage_check(ba.get("usage_check"), rev)
+    lines += ["", f"Verdict: {summary['verdict']}", ""]
+    lines += _profiles(ba.get("profile"), rev)
+    return lines
+
+
+def _usage_check(check: dict[str, Any] | None, rev: str) -> list[str]:
+    if not check:
+        return []
+    out = []
+    for name, label in (("after", "this checkout"), ("before", rev)):
+        c = check.get(name)
+        if not c:
+            continue
+        rows = (
+            f", {_f(c['usage_rows'])} usage rows written by the drain (`usage_drain`)"
+            if "usage_rows" in c
+            else ""
+        )
+        flag = "equal" if c["equal"] else "**MISMATCH**"
+        out.append(
+            f"{label}: {_f(c['calls'])} calls counted by the clients (warm-ups and profiles included), "
+            f"{_f(c['usage_events'])} usage events in its stream{rows}: {flag}"
+        )
+    return ["- Usage rows against calls, over this section's rounds — " + "; ".join(out) + "."] if out else []
+
+
+def _profile_cell(profile: dict[str, Any] | None, category: str) -> str:
+    if not profile or "error" in profile:
+        return "n/a"
+    for row in profile.get("categories", []):
+        if row["category"] == category:
+            return f"{row['share']:.1%} ({_f(row['samples'])})" if row["samples"] else "—"
+    return "n/a"
+
+
+def _profiles(profiles: dict[str, Any] | None, rev: str | None, heading: str = "###") -> list[str]:
+    """py-spy summaries by category (issue 17): before | after, the governed JSON path and a stream."""
+    if not profiles:
+        return []
+    columns = [
+        (side, kind)
+        for side in ("before", "after")
+        for kind in ("json", "stream")
+        if side in profiles and kind in profiles[side]
+    ]
+    if not columns:
+        return []
+    ok = [profiles[s][k] for s, k in columns if "error" not in profiles[s][k]]
+    any_profile = ok[0] if ok else None
+    side_label = {"before": f"before ({rev})" if rev else "before", "after": "after (this checkout)"}
+    if rev is None:
+        side_label["after"] = "this checkout"
+    kind_label = {"json": "governed JSON c=32", "stream": "governed stream c=32"}
+    lines = [f"{heading} Where the time goes (py-spy)", ""]
+    if any_profile is None:
+        errors = "; ".join(profiles[s][k]["error"] for s, k in columns)
+        return [*lines, f"Profiling failed: {errors}", ""]
+    lines += [
+        f"`py-spy record --gil --rate {any_profile['rate_hz']}` attached to the gateway for "
+        f"{any_profile['seconds']} s of c=32 load with the governed key, once on the JSON path and once on "
+        "streams (`[mock ttft_ms=1 chunk_ms=1 tokens=32]`: small delays, so the stream is not all idle), "
+        + (
+            "on a fresh process per side after the usual warm-up"
+            if rev
+            else "on the main gateway after its other phases"
+        )
+        + ". Only samples where a thread held the GIL count (Python "
+        "running; time in C that releases the GIL, socket syscalls and epoll, is not attributed). Each sampled "
+        "stack goes to one category, that of its deepest frame matching a rule (`bench/pyspy.py`, `RULES`): "
+        "generic helpers (asyncio, orjson, hmac, Django's request object...) and the Redis client "
+        "(`config/resp.py`, redis-py) have no rule, so their time is their caller's — the admission script's "
+        'round trip is admission, the settlement script\'s settlement. "Redis client" holds only stacks with '
+        'no categorised caller (the pub/sub listener, the reply callback); "view dispatch" is Django\'s view '
+        'wrapper, DRF/adrf and `gateway/views.py` and the proxy\'s `handle`; "event loop" is asyncio/uvloop '
+        "with nothing else on the stack. Raw stacks: `bench/out/pyspy-*.raw`.",
+        "",
+    ]
+    header = ["Category", *(f"{side_label[s]}, {kind_label[k]}" for s, k in columns)]
+    table = []
+    from_pyspy = [row["category"] for row in any_profile["categories"]]
+    for category in from_pyspy:
+        table.append([category, *(_profile_cell(profiles[s][k], category) for s, k in columns)])
+    table.append(
+        ["**samples** (load while sampled)"]
+        + [
+            f"{_f(profiles[s][k].get('samples'))} ({_f(profiles[s][k].get('load_rps'), 0)} req/s)"
+            if "error" not in profiles[s][k]
+            else profiles[s][k]["error"]
+            for s, k in columns
+        ]
+    )
+    table.append(
+        ["Stacks through the Redis client (any category)"]
+        + [
+            f"{profiles[s][k]['redis_client_inclusive']['share']:.1%}"
+            if "error" not in profiles[s][k]
+            else "n/a"
+            for s, k in columns
+        ]
+    )
+    lines += ["Share of the samples per category (samples):", ""]
+    lines += _table(header, table)
+
+    shown = [(s, k) for s, k in columns if s == "after" and "error" not in profiles[s][k]]
+    if shown:
+        lines += ["", f"Top 3 frames by self time inside each category, {side_label['after']}:", ""]
+        top_rows = []
+        for category in from_pyspy:
+            cells = []
+            for s, k in shown:
+                row = next(r for r in profiles[s][k]["categories"] if r["category"] == category)
+                cells.append("<br>".join(f"`{t['frame']}` {t['share']:.1%}" for t in row["top"]) or "—")
+            top_rows.append([category, *cells])
+        lines += _table(["Category", *(kind_label[k] for _, k in shown)], top_rows)
+        for s, k in shown:
+            prof = profiles[s][k]
+            lines += ["", f"Top 25 frames by self time, {side_label[s]}, {kind_label[k]}:", ""]
+            lines += _table(
+                ["#", "Function (file)", "category", "samples", "share"],
+                [
+                    [str(i + 1), f"`{r['frame']}`", r["category"], _f(r["samples"]), f"{r['share']:.1%}"]
+                    for i, r in enumerate(prof["top_self"])
+                ],
+            )
+        json_prof = profiles.get("after", {}).get("json", {})
+        if json_prof.get("inclusive"):
+            lines += [
+                "",
+                f"Largest inclusive frames (below the event-loop roots), {side_label['after']}, JSON:",
+                "",
+            ]
+            lines += _table(
+                ["Function (file)", "samples", "share"],
+                [[f"`{r['frame']}`", _f(r["samples"]), _pct(r["share"])] for r in json_prof["inclusive"]],
+            )
+    lines.append("")
     return lines
 
 
@@ -520,8 +686,8 @@ def _dialects(dl: dict[str, Any] | None, ba: dict[str, Any] | None) -> list[str]
         rev = ba["baseline"]["short"] if ba else "?"
         lines += [
             "",
-            f"The plain chat path before the dialects (`{rev}`) and after (this checkout), from the before / after "
-            f"section above (fresh processes, interleaved): c=32 {_f(b['rps'], 1)} → {_f(a['rps'], 1)} req/s "
+            f"The chat path with the governed key before (`{rev}`) and after (this checkout), from the before / "
+            f"after section above (fresh processes, interleaved): c=32 {_f(b['rps'], 1)} → {_f(a['rps'], 1)} req/s "
             f"({_signed(ch['rps'])}; spreads {_f(b['rps_spread_pct'], 1)} % / {_f(a['rps_spread_pct'], 1)} %), "
             f"overhead p50 {_f(b['overhead_p50_ms'], 3)} → {_f(a['overhead_p50_ms'], 3)} ms, CPU per request "
             f"{_f(b['cpu_ms_per_request'], 3)} → {_f(a['cpu_ms_per_request'], 3)} ms. {summary_ba['verdict']}",

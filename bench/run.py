@@ -71,16 +71,24 @@ BASE_DB_NAME = "tollhouse_bench_base"
 BASE_REDIS_PREFIX = "thbase:"
 
 GATEWAY_CORE, LOAD_CORE = 0, 1
+PYSPY_RATE_HZ = 200
 MODEL = "gpt-4.1"
 # The mock answers 16 tokens at once by default; the directive makes the body self-describing.
 PROMPT = "Say hello in one sentence. [mock tokens=16]"
 STREAM_PROMPT = "Count slowly. [mock ttft_ms=20 chunk_ms=2 tokens=32]"
+# The streamed profile at c=32: small delays, so the stream is not all idle waiting for the mock.
+PROFILE_STREAM_PROMPT = "Count quickly. [mock ttft_ms=1 chunk_ms=1 tokens=32]"
 
-TARGET_OVERHEAD_P50_MS = 2.5
-TARGET_OVERHEAD_P99_MS = 10.0
 TARGET_RPS_C32 = 400.0
-TARGET_RSS_MB = 200.0
 TARGET_RSS_AFTER_REQUESTS = 20_000
+# Issue 17 (governed path, this checkout; replacing the bare path's 2.5 ms / 10 ms, 200 MB and 0.90).
+TARGET_OVERHEAD_P50_MS = 0.5
+TARGET_OVERHEAD_P99_MS = 2.0
+TARGET_TTFT_OVERHEAD_P50_MS = 1.0
+TARGET_RSS_MB = 150.0
+TARGET_CPU_RATIO = 0.5  # governed CPU per call at c=32, after / before
+TARGET_CEILING_FRACTION = 1 / 3  # governed req/s at c=32 / the Python ceiling's
+TARGET_METRICS_SHARE_PCT = 2.0  # the "metrics" category of the governed JSON profile
 
 # Issue 6: the governed path next to the bare one. The governed key belongs to the demo tenant (the
 # slug gateway.services.demo_prepare gives it) and has every kind of limit, set so high that the
@@ -88,7 +96,7 @@ TARGET_RSS_AFTER_REQUESTS = 20_000
 DEMO_TENANT = "demo"
 GOVERNED_KEY_OPTIONS = ("--rpm", "1000000", "--tpm", "1000000000", "--concurrency", "100000")
 GOVERNED_BUDGET_OPTIONS = ("--usd", "1000000", "--period", "month")  # hard (no --soft)
-TARGET_GOVERNED_RPS_RATIO = 0.90  # governed / bare req/s at c=32
+TARGET_GOVERNED_RPS_RATIO = 0.95  # governed / bare req/s at c=32
 TARGET_GOVERNED_EXTRA_P50_MS = 0.3  # governed minus bare overhead p50 at c=1
 RATELIMIT_HEADERS = tuple(
     f"x-ratelimit-{what}-{unit}"
@@ -125,12 +133,16 @@ class Plan:
     dialect_stream_requests: int = 40
     dialect_stream_warmup: int = 5
     dialect_tput_s: int = 6
+    # --baseline, per side and round: c=1 streams (and warm-up) for the TTFT overhead.
+    ba_stream_requests: int = 60
+    ba_stream_warmup: int = 5
 
 
 FULL = Plan("full", 200, 2000, 20, 200, 3, 15, 10, TARGET_RSS_AFTER_REQUESTS, 100.0, 10, 3, 10, 500)
 QUICK = Plan(
-    "quick", 20, 200, 5, 20, 1, 2, 1, TARGET_RSS_AFTER_REQUESTS // 10, 10.0, 3, 2, 2, 50, 100, 10, 8, 2, 2
-)
+    "quick", 20, 200, 5, 20, 1, 2, 1, TARGET_RSS_AFTER_REQUESTS // 10, 10.0, 3, 2, 2, 50, 100, 10, 8, 2, 2,
+    ba_stream_requests=10, ba_stream_warmup=2,
+)  # fmt: skip
 
 
 class SetupError(Exception):
@@ -139,15 +151,33 @@ class SetupError(Exception):
 
 @dataclass
 class Side:
-    """One gateway of the before/after comparison: how it starts, and where it listens once started."""
+    """One server of the before/after comparison: how it starts, and where it listens once started."""
 
-    name: str  # "before" (the baseline REV) or "after" (this checkout)
+    name: str  # "before" (the baseline REV), "after" (this checkout) or "ceiling" (bench/ceiling.py)
     command: Callable[[int], list[str]]  # argv for a port, unpinned
     shown: str  # the command as the report shows it
     cwd: Path
     env: dict[str, str]
-    api_key: str = ""
+    api_key: str = ""  # the demo key: the bare path
+    governed_key: str = ""  # limits and a hard budget: the governed path
     url: str = ""
+    kind: str = "gateway"  # or "ceiling": no keys, no accounting, only the pass-through
+    usage_stream: str = ""  # the side's usage stream in Redis (gateways only)
+
+
+def ceiling_command(python: str, mock_url: str, port: int) -> list[str]:
+    """bench/ceiling.py: raw ASGI + one aiohttp session, served like the gateway (uvicorn, uvloop,
+    httptools, one worker, no access log)."""
+    return [
+        python,
+        str(BENCH_DIR / "ceiling.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--mock-url",
+        mock_url,
+    ]
 
 
 def serve_command(python: str, port: int) -> list[str]:
@@ -211,6 +241,8 @@ class Bench:
     baseline_rev: str | None = None
     baseline_tree: baseline.BaselineTree | None = None
     sides: dict[str, Side] = field(default_factory=dict)
+    side_calls: Counter[str] = field(default_factory=Counter)  # per before/after side, warm-ups included
+    profile_sides: bool = False  # --baseline: py-spy on the before and after sides (once each)
 
     # -- helpers -------------------------------------------------------------------------------------
     def core(self, core: int) -> int | None:
@@ -230,31 +262,42 @@ class Bench:
         assert self.redis is not None
         return self.redis
 
-    def body(self, *, stream: bool) -> bytes:
-        prompt = STREAM_PROMPT if stream else PROMPT
+    def body(self, *, stream: bool, prompt: str | None = None) -> bytes:
+        prompt = prompt or (STREAM_PROMPT if stream else PROMPT)
         return json.dumps(
             {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": stream}
         ).encode()
 
     def headers(self, target: str = "gateway") -> dict[str, str]:
         # Sent to the mock as well, so both paths carry the same request bytes (the demo key's).
-        if target in self.sides:
-            key = self.sides[target].api_key
+        side, _, path = target.partition("/")
+        if side in self.sides:
+            key = self.sides[side].governed_key if path == "governed" else self.sides[side].api_key
         else:
             key = self.governed_key if target == "governed" else self.api_key
         return {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
 
     def url(self, target: str) -> str:
         """target: "gateway" (the main one, demo key), "governed" (the main one, governed key),
-        "mock", or a before/after side's name."""
+        "mock", or a before/after side's name ("after": its demo key; "after/governed": its governed
+        key; "ceiling": the Python ceiling, which forwards whatever key it gets)."""
         base = {"gateway": self.gateway_url, "governed": self.gateway_url, "mock": self.mock_url}.get(target)
-        return (base if base is not None else self.sides[target].url) + "/v1/chat/completions"
+        return (
+            base if base is not None else self.sides[target.partition("/")[0]].url
+        ) + "/v1/chat/completions"
+
+    def count_calls(self, target: str, calls: int) -> None:
+        """Calls as the clients count them (warm-ups included), per gateway: the usage events must match."""
+        if target in GATEWAY_TARGETS:
+            self.gateway_requests += calls
+        side = target.partition("/")[0]
+        if side in self.sides:
+            self.side_calls[side] += calls
 
     def load(self, target: str, **kwargs: Any) -> loadgen.LoadResult:
         spec = loadgen.LoadSpec(url=self.url(target), headers=self.headers(target), **kwargs)
         result = loadgen.run(spec)
-        if target in GATEWAY_TARGETS:
-            self.gateway_requests += result.completed + result.warmup_completed
+        self.count_calls(target, result.completed + result.warmup_completed)
         return result
 
     def sample(self) -> Sample:
@@ -393,16 +436,25 @@ class Bench:
             "VIRTUAL_ENV": str(tree.venv),
         }
         python = str(tree.python)
-        self._manage("migrate", "--noinput", "-v", "0", python=python, cwd=tree.src, env=env)
+        where: dict[str, Any] = {"python": python, "cwd": tree.src, "env": env}
+        self._manage("migrate", "--noinput", "-v", "0", **where)
         has_serve = (tree.src / "config" / "management" / "commands" / "serve.py").exists()
         command = serve_command if has_serve else uvicorn_command
+        api_key = self._demo_key(**where)
+        try:
+            # The same governed key as this checkout's, issued by that tree's own manage.py commands.
+            governed_key, _, _ = self._issue_governed_key(**where)
+        except SetupError as exc:
+            raise SetupError(f"the baseline {rev} cannot issue the governed key: {exc}") from exc
         self.sides["before"] = Side(
             name="before",
             command=functools.partial(command, python),
             shown=shown_command(command(python, 0), "python", self.core(GATEWAY_CORE)),
             cwd=tree.src,
             env=env,
-            api_key=self._demo_key(python=python, cwd=tree.src, env=env),
+            api_key=api_key,
+            governed_key=governed_key,
+            usage_stream=BASE_REDIS_PREFIX + "usage:stream",
         )
         self.sides["after"] = Side(
             name="after",
@@ -411,6 +463,23 @@ class Bench:
             cwd=ROOT,
             env=self.env,
             api_key=self.api_key,
+            governed_key=self.governed_key,
+            usage_stream=USAGE_STREAM,
+        )
+        # The Python ceiling: the same request bytes as the after side's governed calls (it forwards
+        # the key untouched; the mock accepts any).
+        ceiling = functools.partial(ceiling_command, PYTHON, self.mock_url)
+        self.sides["ceiling"] = Side(
+            name="ceiling",
+            command=ceiling,
+            shown=shown_command(ceiling(0), shown_python(PYTHON), self.core(GATEWAY_CORE)).replace(
+                self.mock_url, "MOCK_URL"
+            ),
+            cwd=ROOT,
+            env=self.env,
+            api_key=self.governed_key,
+            governed_key=self.governed_key,
+            kind="ceiling",
         )
 
     def _demo_key(self, **where: Any) -> str:
@@ -430,30 +499,33 @@ class Bench:
 
     def _governed_key(self) -> None:
         """A second key of the demo tenant with rpm, tpm and concurrency limits and a hard budget."""
+        self.governed_key, self.governed_prefix, info = self._issue_governed_key()
+        self.results["governed_key"] = info
+
+    def _issue_governed_key(self, **where: Any) -> tuple[str, str, dict[str, Any]]:
+        """`manage.py key_issue` + `budget_set` (GOVERNED_KEY_OPTIONS, GOVERNED_BUDGET_OPTIONS) in the
+        tree and database ``where`` names (this checkout's by default): (key, prefix, description)."""
         issue = ("key_issue", "--tenant", DEMO_TENANT, "--name", "bench-governed", *GOVERNED_KEY_OPTIONS)
-        lines = self._manage(*issue).strip().splitlines()
+        lines = self._manage(*issue, **where).strip().splitlines()
         match = re.search(r"\(prefix (th-[A-Za-z0-9]+)\)", "\n".join(lines[:-1]))
         if not lines or not lines[-1].startswith("th-") or match is None:
             # Never echo the output: it holds a secret when only the prefix line is missing.
             raise SetupError("`manage.py key_issue` did not print a prefix and a key on its last line")
-        self.governed_key, self.governed_prefix = lines[-1], match.group(1)
-        budget = (
-            "budget_set",
-            "--tenant",
-            DEMO_TENANT,
-            "--key",
-            self.governed_prefix,
-            *GOVERNED_BUDGET_OPTIONS,
+        key, prefix = lines[-1], match.group(1)
+        budget = ("budget_set", "--tenant", DEMO_TENANT, "--key", prefix, *GOVERNED_BUDGET_OPTIONS)
+        said = self._manage(*budget, **where).strip()
+        return (
+            key,
+            prefix,
+            {
+                "prefix": prefix,
+                "commands": [
+                    "manage.py " + " ".join(issue),
+                    "manage.py " + " ".join(budget[:4]) + " PREFIX " + " ".join(budget[5:]),
+                ],
+                "budget_set_said": said.splitlines()[-1] if said else "",
+            },
         )
-        said = self._manage(*budget).strip()
-        self.results["governed_key"] = {
-            "prefix": self.governed_prefix,
-            "commands": [
-                "manage.py " + " ".join(issue),
-                "manage.py " + " ".join(budget[:4]) + " PREFIX " + " ".join(budget[5:]),
-            ],
-            "budget_set_said": said.splitlines()[-1] if said else "",
-        }
 
     def _fresh_database(self, name: str) -> None:
         try:
@@ -763,8 +835,7 @@ end
         w = json.loads(match.group(1))
         transport = {k: w[k] for k in ("connect", "read", "write", "timeout") if w[k]}
         elapsed = w["duration_us"] / 1e6
-        if target in GATEWAY_TARGETS:
-            self.gateway_requests += w["requests"]
+        self.count_calls(target, w["requests"])
         return {
             "tool": "wrk",
             "concurrency": concurrency,
@@ -799,49 +870,55 @@ end
         self.memory("end")
 
     def profile(self) -> None:
-        """Where the time goes: py-spy attached to the gateway during a c=32 run (with the governed
-        key when a governed target was missed: its profile holds the bare path too)."""
-        target = "gateway"
-        if any(t["passed"] is False and t["name"].startswith("Governed") for t in self.results["targets"]):
-            target = "governed"
+        """Where the time goes (issue 17): py-spy on the main gateway (this checkout), the governed
+        JSON path at c=32 and a governed stream at c=32 (without --baseline; with it, the before and
+        after sides are profiled the same way in before_after)."""
+        self.results["profile"] = {"after": self._profile_process(self.gateway_pid, "governed", "main")}
+
+    def _profile_process(self, pid: int, target: str, label: str) -> dict[str, Any]:
+        """py-spy attached to a running gateway: the governed JSON path at c=32, then a governed
+        stream at c=32 (PROFILE_STREAM_PROMPT: small delays), each profile_s seconds."""
         pyspy_bin = VENV_BIN / "py-spy"
         if not pyspy_bin.exists():
             subprocess.run([PYTHON, "-m", "pip", "install", "-q", "py-spy"], capture_output=True, timeout=180)
         if not pyspy_bin.exists():
-            self.results["profile"] = {"error": "py-spy is not installed and `pip install py-spy` failed"}
-            return
-        raw_path = OUT_DIR / "pyspy.raw"
-        raw_path.unlink(missing_ok=True)
-        seconds = self.plan.profile_s
-        # --gil keeps only samples where a thread held the GIL, i.e. Python was running; without
-        # it, idle executor threads parked in queue.get() would swamp the picture.
-        argv = [str(pyspy_bin), "record", "--pid", str(self.gateway_pid), "--duration", str(seconds)]
-        argv += ["--rate", "200", "--gil", "--format", "raw", "--output", str(raw_path)]
-        spy = self.groups.start("py-spy", procs.pinned(argv, self.core(LOAD_CORE)), env=os.environ, cwd=ROOT,
-                                log_path=OUT_DIR / "pyspy.log")  # fmt: skip
-        time.sleep(0.5)  # let py-spy attach before the load starts
-        load = self._run_load(target, 32, seconds + 1)
-        try:
-            spy.proc.wait(timeout=30)
-        finally:
-            self.groups.stop(spy)
-        if not raw_path.exists():
-            self.results["profile"] = {"error": f"py-spy wrote nothing: {procs.tail(spy.log_path, 5)}"}
-            return
-        raw = raw_path.read_text()
-        summary = pyspy.summarise(raw)
-        if target == "governed":
-            summary["governor"] = pyspy.within(raw, "gateway/governor.py")
-        summary.update(
-            {
+            return {"error": "py-spy is not installed and `pip install py-spy` failed"}
+        out: dict[str, Any] = {}
+        for kind in ("json", "stream"):
+            raw_path = OUT_DIR / f"pyspy-{label}-{kind}.raw"
+            raw_path.unlink(missing_ok=True)
+            seconds = self.plan.profile_s
+            # --gil keeps only samples where a thread held the GIL, i.e. Python was running; without
+            # it, idle executor threads parked in queue.get() would swamp the picture.
+            argv = [str(pyspy_bin), "record", "--pid", str(pid), "--duration", str(seconds)]
+            argv += ["--rate", str(PYSPY_RATE_HZ), "--gil", "--format", "raw", "--output", str(raw_path)]
+            spy = self.groups.start(
+                "py-spy", procs.pinned(argv, self.core(LOAD_CORE)), env=os.environ, cwd=ROOT,
+                log_path=OUT_DIR / f"pyspy-{label}-{kind}.log",
+            )  # fmt: skip
+            time.sleep(0.5)  # let py-spy attach before the load starts
+            if kind == "json":
+                rps = self._run_load(target, 32, seconds + 1)["rps"]
+            else:
+                body = self.body(stream=True, prompt=PROFILE_STREAM_PROMPT)
+                rps = self.load(target, body=body, stream=True, concurrency=32, duration_s=seconds + 1).rps
+            try:
+                spy.proc.wait(timeout=30)
+            finally:
+                self.groups.stop(spy)
+            if not raw_path.exists():
+                out[kind] = {"error": f"py-spy wrote nothing: {procs.tail(spy.log_path, 5)}"}
+                continue
+            raw = raw_path.read_text()
+            out[kind] = {
+                **pyspy.categorise(raw),
+                "inclusive": pyspy.summarise(raw)["inclusive"],
                 "seconds": seconds,
-                "rate_hz": 200,
-                "load_rps": load["rps"],
-                "raw_file": "out/pyspy.raw",
-                "key": "the governed key" if target == "governed" else "the demo key (bare path)",
+                "rate_hz": PYSPY_RATE_HZ,
+                "load_rps": round(rps, 1),
+                "raw_file": f"out/{raw_path.name}",
             }
-        )
-        self.results["profile"] = summary
+        return out
 
     # -- governed path next to the bare path ---------------------------------------------------------
     def governed_vs_bare(self) -> None:
@@ -1014,6 +1091,9 @@ end
 
     # -- evaluation ----------------------------------------------------------------------------------
     def evaluate(self) -> list[dict[str, Any]]:
+        """The targets. Issue 17's come from the before/after section (this checkout's side) when
+        --baseline was given, else from the main gateway's phases (the CPU and ceiling ones then
+        need --baseline and read n/a)."""
         res = self.results
         targets: list[dict[str, Any]] = []
 
@@ -1032,28 +1112,86 @@ end
                  "passed": passed, "note": note}
             )  # fmt: skip
 
-        overhead = res.get("latency_c1", {}).get("overhead_ms", {})
-        add("Gateway overhead p50 at c=1", overhead.get("p50"), "<=", TARGET_OVERHEAD_P50_MS, "ms")
-        add("Gateway overhead p99 at c=1", overhead.get("p99"), "<=", TARGET_OVERHEAD_P99_MS, "ms")
-        c32 = res.get("throughput", {}).get("gateway_c32", {})
-        add("Throughput at c=32", c32.get("rps"), ">=", TARGET_RPS_C32, "req/s")
-        add("Errors at c=32", c32.get("errors"), "==", 0, "errors")
+        ba = res.get("before_after", {}).get("summary")
+        gov = res.get("governed", {}).get("summary")
+        if ba:
+            after, before, ceiling = ba["after"], ba["before"], ba["ceiling"]
+            source = "before/after section, this checkout (median of its rounds)"
+            add(
+                "Gateway CPU per governed call at c=32, after / before",
+                ba["cpu_ratio"],
+                "<=",
+                TARGET_CPU_RATIO,
+                "x",
+                f"{_ms(after['cpu_ms_per_request'])} after vs {_ms(before['cpu_ms_per_request'])} before (medians); "
+                "per round: " + (", ".join(f"{v:.3f}" for v in ba["cpu_ratio_per_round"]) or "n/a"),
+            )
+            add(
+                "Governed req/s at c=32 / the Python ceiling's",
+                ba["ceiling_fraction"],
+                ">=",
+                round(TARGET_CEILING_FRACTION, 3),
+                "x",
+                f"{_rps(after['rps'])} vs the ceiling's {_rps(ceiling['rps'])} (medians): needs ≥ "
+                f"{_rps(ceiling['rps'] * TARGET_CEILING_FRACTION if ceiling['rps'] else None)}",
+            )
+            overhead = {p: after[f"overhead_{p}_ms"] for p in ("p50", "p99")}
+            ttft, ttft_note = after["ttft_overhead_p50_ms"], source
+            ratio, ratio_note = (
+                after["governed_bare_ratio"],
+                source
+                + (
+                    f"; the governed-vs-bare phase (one process) says {gov['rps_ratio']['median']:.3f}"
+                    if gov
+                    else ""
+                ),
+            )
+        else:
+            add("Gateway CPU per governed call at c=32, after / before", None, "<=", TARGET_CPU_RATIO, "x",
+                "needs --baseline")  # fmt: skip
+            add("Governed req/s at c=32 / the Python ceiling's", None, ">=", round(TARGET_CEILING_FRACTION, 3),
+                "x", "needs --baseline (the ceiling is measured there)")  # fmt: skip
+            source = "the governed-vs-bare phase, governed path"
+            g = gov["governed"] if gov else {}
+            overhead = {p: g.get(f"overhead_{p}_ms") for p in ("p50", "p99")}
+            ttft = res.get("streaming_c1", {}).get("ttft_overhead_ms", {}).get("p50")
+            ttft_note = "the streaming phase, bare path (the governed stream is measured with --baseline)"
+            ratio = gov["rps_ratio"]["median"] if gov else None
+            ratio_note = (
+                governed.rounds_note(gov["rps_ratio"]["per_round"], ">=", TARGET_GOVERNED_RPS_RATIO, 3)
+                if gov
+                else ""
+            )
+        add("Governed overhead p50 at c=1", overhead["p50"], "<=", TARGET_OVERHEAD_P50_MS, "ms", source)
+        add("Governed overhead p99 at c=1", overhead["p99"], "<=", TARGET_OVERHEAD_P99_MS, "ms", source)
+        add("TTFT overhead p50 at c=1", ttft, "<=", TARGET_TTFT_OVERHEAD_P50_MS, "ms", ttft_note)
+        add("Governed / bare throughput at c=32", ratio, ">=", TARGET_GOVERNED_RPS_RATIO, "x", ratio_note)
+
         end = res.get("memory", {}).get("end", {})
         count = end.get("gateway_requests", 0)
         note = "" if count >= TARGET_RSS_AFTER_REQUESTS else f"measured after {count:,} requests, not 20,000"
-        add("Gateway RSS after 20k requests", end.get("rss_mb"), "<=", TARGET_RSS_MB, "MB", note)
+        add("Gateway RSS after the soak", end.get("rss_mb"), "<=", TARGET_RSS_MB, "MB", note)
 
-        gov = res.get("governed", {}).get("summary")
+        profile = res.get("before_after", {}).get("profile", {}).get("after") or res.get("profile", {}).get(
+            "after"
+        )
+        share = pyspy.category_share(profile.get("json", {}), "metrics") if profile else None
+        add(
+            "Metrics share of the gateway's CPU (governed JSON profile at c=32)",
+            round(share * 100, 2) if share is not None else None,
+            "<=",
+            TARGET_METRICS_SHARE_PCT,
+            "%",
+            "py-spy samples in the 'metrics' category"
+            if share is not None
+            else "needs a profile (--profile or --baseline)",
+        )
+
+        c32 = res.get("throughput", {}).get("gateway_c32", {})
+        add("Throughput at c=32 (bare path, main gateway)", c32.get("rps"), ">=", TARGET_RPS_C32, "req/s")
+        add("Errors at c=32 (bare path, main gateway)", c32.get("errors"), "==", 0, "errors")
         if gov:
-            ratio, extra = gov["rps_ratio"], gov["extra_overhead_p50_ms"]
-            add(
-                "Governed / bare throughput at c=32",
-                ratio["median"],
-                ">=",
-                TARGET_GOVERNED_RPS_RATIO,
-                "x",
-                governed.rounds_note(ratio["per_round"], ">=", TARGET_GOVERNED_RPS_RATIO, 3),
-            )
+            extra = gov["extra_overhead_p50_ms"]
             add(
                 "Governed − bare overhead p50 at c=1",
                 extra["median"],
@@ -1062,14 +1200,43 @@ end
                 "ms",
                 governed.rounds_note(extra["per_round"], "<=", TARGET_GOVERNED_EXTRA_P50_MS, 3, unit=" ms"),
             )
+            bad = gov["governed_bad_answers"] + (ba["after"]["governed_bad_answers"] if ba else 0)
+            add("Governed calls not 200 or without x-ratelimit-* headers", bad, "==", 0, "calls")
+        usage = self.usage_check()
+        if usage is not None:
             add(
-                "Governed calls not 200 or without x-ratelimit-* headers",
-                gov["governed_bad_answers"],
+                "Usage events − calls counted by the clients",
+                usage["difference"],
                 "==",
                 0,
                 "calls",
+                usage["note"],
             )
         return targets
+
+    def usage_check(self) -> dict[str, Any] | None:
+        """Usage events (and rows) against the calls the clients counted: this checkout's before/after
+        side when --baseline ran, else the main gateway (XLEN just before the drain)."""
+        check = self.results.get("before_after", {}).get("usage_check", {}).get("after")
+        if check:
+            rows = check.get("usage_rows")
+            worst = max(
+                (check["usage_events"], rows or check["usage_events"]), key=lambda n: abs(n - check["calls"])
+            )
+            return {
+                "difference": worst - check["calls"],
+                "note": f"this checkout's before/after side: {check['calls']:,} calls, {check['usage_events']:,} "
+                f"usage events" + (f", {rows:,} usage rows after the drain" if rows is not None else ""),
+            }
+        events = self.results.get("usage_stream_len")
+        if events is None:
+            return None
+        calls = self.results.get("gateway_requests_before_drain", self.gateway_requests)
+        return {
+            "difference": events - calls,
+            "note": f"main gateway: {calls:,} calls, {events:,} usage events in the stream before the drain, "
+            f"{self.results.get('drain', {}).get('rows', 0):,} rows drained",
+        }
 
     def capacity(self) -> dict[str, Any]:
         runs = self.results.get("throughput", {})
@@ -1281,12 +1448,16 @@ end
 
     # -- before / after ------------------------------------------------------------------------------
     def before_after(self) -> None:
-        """--baseline: REV and this checkout in interleaved rounds, one gateway at a time on core 0.
+        """--baseline: REV, this checkout and the Python ceiling in interleaved rounds, one server at a
+        time on core 0.
 
-        Only one gateway runs at a time: both are pinned to core 0, and an idle gateway is not quite
+        Only one server runs at a time: all are pinned to core 0, and an idle gateway is not quite
         idle (its config-change listener polls Redis pub/sub every second and pings when quiet), so it
-        would tax whichever one is measured. Each round starts a fresh process per side, so the spread between rounds also
-        covers process-to-process variation, which a single long-lived process would hide.
+        would tax whichever one is measured. Each round starts a fresh process per side, so the spread
+        between rounds also covers process-to-process variation, which a single long-lived process
+        would hide. The order of the sides rotates from round to round (before, after, ceiling; then
+        after, ceiling, before; ...), so drift of the shared machine hits all alike. After the rounds,
+        with profiling on, each gateway side is started once more and profiled with py-spy.
         """
         tree = self.baseline_tree
         assert tree is not None
@@ -1304,73 +1475,236 @@ end
                 ),
             },
             "current_command": self.sides["after"].shown,
+            "ceiling_command": self.sides["ceiling"].shown,
+            "sides": list(compare.SIDES),
             "rounds_per_side": plan.compare_rounds,
             "latency_requests": plan.latency_requests,
             "latency_warmup": plan.latency_warmup,
+            "stream_requests": plan.ba_stream_requests,
+            "stream_warmup": plan.ba_stream_warmup,
+            "stream_prompt": STREAM_PROMPT,
             "tput_warmup_s": plan.tput_warmup_s,
             "tput_s": plan.compare_tput_s,
             "rounds": [],
         }
         self.results["before_after"] = section
+        streams = {name: side.usage_stream for name, side in self.sides.items() if side.usage_stream}
+        events_start = {name: int(self.r().xlen(key)) for name, key in streams.items()}
+        calls_start = {name: self.side_calls[name] for name in streams}
+        names = list(compare.SIDES)
         for number in range(1, plan.compare_rounds + 1):
-            for name in ("before", "after"):  # interleaved, so drift of the machine hits both
+            shift = (number - 1) % len(names)
+            order = names[shift:] + names[:shift]
+            for position, name in enumerate(order, 1):
                 print(f"[bench]   round {number}/{plan.compare_rounds}: {name} ...", flush=True)
-                section["rounds"].append(self._measure_side(self.sides[name], number))
+                row = self._measure_side(self.sides[name], number)
+                row["position"] = position
+                section["rounds"].append(row)
                 # Summarised as it goes: a run cut short still reports the rounds it has.
                 section["summary"] = compare.summarise(section["rounds"], rev=tree.short)
+        if self.profile_sides:
+            section["profile"] = {}
+            for name in ("before", "after"):
+                print(f"[bench]   profile: {name} (py-spy, governed JSON and stream at c=32) ...", flush=True)
+                section["profile"][name] = self._profile_side(self.sides[name])
+        section["usage_check"] = self._usage_check(streams, events_start, calls_start)
+
+    def _usage_check(
+        self, streams: dict[str, str], events_start: dict[str, int], calls_start: dict[str, int]
+    ) -> dict[str, Any]:
+        """Usage events of each gateway side (XLEN of its stream over before_after) against the calls its
+        clients counted; for this checkout also the rows the real drain writes from them."""
+        check: dict[str, Any] = {}
+        for name, key in streams.items():
+            events = int(self.r().xlen(key)) - events_start[name]
+            calls = self.side_calls[name] - calls_start[name]
+            check[name] = {"calls": calls, "usage_events": events, "equal": events == calls}
+        after = check.get("after")
+        if after is not None:
+            before_rows = self.results.get("drain", {}).get("usage_rows_total")
+            code = (
+                "import json; from billing.usage import usage_drain; from billing.models import UsageRecord\n"
+                "n = 0\n"
+                "while True:\n"
+                "    w = usage_drain(batch_size=500, max_batches=20); n += w\n"
+                "    if not w: break\n"
+                "print(json.dumps({'rows': n, 'total': UsageRecord.objects.count()}))"
+            )
+            try:
+                out = json.loads(self._manage("shell", "-c", code).strip().splitlines()[-1])
+            except (SetupError, ValueError, IndexError) as exc:
+                after["drain_error"] = str(exc)[-300:]
+            else:
+                after["rows_drained"] = out["rows"]
+                if before_rows is not None:
+                    after["usage_rows"] = out["total"] - before_rows
+                    after["equal"] = after["equal"] and after["usage_rows"] == after["calls"]
+        return check
+
+    def _profile_side(self, side: Side) -> dict[str, Any]:
+        """A fresh process of one gateway side, warmed up at c=32, then profiled (governed JSON, stream)."""
+        log_path = OUT_DIR / f"profile-{side.name}.log"
+        managed, side.url = self._launch(
+            f"gateway-{side.name}", side.command(procs.free_port()), side.cwd, side.env, log_path
+        )
+        target = f"{side.name}/governed"
+        try:
+            if self.plan.tput_warmup_s:
+                self._run_load(target, 32, self.plan.tput_warmup_s)
+            return self._profile_process(managed.proc.pid, target, side.name)
+        finally:
+            self.groups.stop(managed)
+
+    @contextlib.contextmanager
+    def redis_rtt(self) -> Iterator[dict[str, Any]]:
+        """Redis round-trip times while the block runs (bench/redisrtt.py, a child pinned to core 1)."""
+        argv = [PYTHON, str(BENCH_DIR / "redisrtt.py"), "--url", REDIS_URL, "--duration", "600"]
+        out: dict[str, Any] = {}
+        probe = self.groups.start(
+            "redis-rtt", procs.pinned(argv, self.core(LOAD_CORE)), env=os.environ, cwd=ROOT,
+            log_path=OUT_DIR / "redisrtt.log", stdout_pipe=True,
+        )  # fmt: skip
+        try:
+            if procs.read_line(probe.proc, timeout_s=15) != "ready":
+                out["error"] = f"the Redis probe did not start: {procs.tail(probe.log_path, 5)}"
+            yield out
+        finally:
+            if "error" not in out and probe.proc.poll() is None:
+                probe.proc.send_signal(signal.SIGTERM)
+                line = procs.read_line(probe.proc, timeout_s=15)
+                try:
+                    out.update(json.loads(line or ""))
+                except ValueError:
+                    out["error"] = f"the Redis probe printed {line!r}"
+            self.groups.stop(probe)
+
+    def _c32(self, target: str, pid: int, warmup_s: float, *, probe: bool) -> dict[str, Any]:
+        """c=32 on one before/after side after a warm-up: req/s, latency, the server's CPU per call,
+        Redis's CPU per call, and (probe) Redis round-trip times taken during the run."""
+        if warmup_s:
+            self._run_load(target, 32, warmup_s)
+        cpu_a, redis_a = procs.cpu_seconds(pid), self._redis_cpu()
+        probing: contextlib.AbstractContextManager[dict[str, Any]] = (
+            self.redis_rtt() if probe else contextlib.nullcontext({})
+        )
+        with probing as rtt:
+            tput = self._run_load(target, 32, self.plan.compare_tput_s)
+        cpu_s, redis_s = procs.cpu_seconds(pid) - cpu_a, self._redis_cpu() - redis_a
+        done = tput["completed"]
+        return {
+            **tput,
+            "cpu_ms_per_request": round(cpu_s * 1000 / done, 3) if done else None,
+            "cores": round(cpu_s / tput["elapsed_s"], 3) if tput["elapsed_s"] else None,
+            "redis_cpu_us_per_request": round(redis_s * 1e6 / done, 1) if done else None,
+            "redis_rtt": rtt,
+        }
+
+    def _redis_cpu(self) -> float:
+        cpu = self.r().info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
     def _measure_side(self, side: Side, number: int) -> dict[str, Any]:
-        """One round of one side: c=1 overhead against the mock, then c=32 throughput; a fresh process."""
-        plan, body = self.plan, self.body(stream=False)
+        """One round of one side, a fresh process: c=1 governed JSON against the mock (overhead), c=1
+        governed streams against the mock (TTFT overhead), c=32 governed JSON (req/s, CPU per call,
+        Redis round trips) and, for a gateway, c=32 bare JSON (governed / bare)."""
+        plan = self.plan
+        body, stream_body = self.body(stream=False), self.body(stream=True)
         log_path = OUT_DIR / f"compare-{side.name}-{number}.log"
         managed, side.url = self._launch(
             f"gateway-{side.name}", side.command(procs.free_port()), side.cwd, side.env, log_path
         )
+        gateway = side.kind == "gateway"
+        governed = f"{side.name}/governed" if gateway else side.name
+        pid = managed.proc.pid
         try:
             counts = {"requests": plan.latency_requests, "warmup_requests": plan.latency_warmup}
             direct = self.load("mock", body=body, **counts).summary()
-            c1 = self.load(side.name, body=body, **counts).summary()
-            if plan.tput_warmup_s:
-                self._run_load(side.name, 32, plan.tput_warmup_s)
-            cpu_before = procs.cpu_seconds(managed.proc.pid)
-            tput = self._run_load(side.name, 32, plan.compare_tput_s)
-            cpu_s = procs.cpu_seconds(managed.proc.pid) - cpu_before
-            rss_mb = round(procs.rss_kb(managed.proc.pid) / 1024, 1)
+            c1 = self.load(governed, body=body, expect_headers=RATELIMIT_HEADERS, **counts).summary()
+            scounts = {"requests": plan.ba_stream_requests, "warmup_requests": plan.ba_stream_warmup}
+            sdirect = self.load("mock", body=stream_body, stream=True, **scounts).summary()
+            sgw = self.load(governed, body=stream_body, stream=True, **scounts).summary()
+            runs: dict[str, dict[str, Any]] = {}
+            # The governed and the bare c=32 runs alternate their order from round to round; the
+            # first one warms the process up, the second needs only its key's first calls.
+            paths = ("governed", "bare") if number % 2 else ("bare", "governed")
+            for i, path in enumerate(paths if gateway else ("governed",)):
+                warmup = plan.tput_warmup_s if i == 0 else 1
+                target = governed if path == "governed" else side.name
+                runs[path] = self._c32(target, pid, warmup, probe=path == "governed")
+            rss_mb = round(procs.rss_kb(pid) / 1024, 1)
             exited = managed.proc.poll() is not None
         finally:
             self.groups.stop(managed)
         if exited:
             raise RuntimeError(
-                f"the {side.name} gateway exited during round {number}:\n{procs.tail(log_path)}"
+                f"the {side.name} server exited during round {number}:\n{procs.tail(log_path)}"
             )
         d, g = direct["latency_ms"], c1["latency_ms"]
+        sd, sg = sdirect.get("ttft_ms", {}), sgw.get("ttft_ms", {})
 
-        def overhead(p: str) -> float | None:
-            return round(g[p] - d[p], 3) if p in g and p in d else None
+        def diff(a: dict[str, float], b: dict[str, float], p: str) -> float | None:
+            return round(b[p] - a[p], 3) if p in a and p in b else None
 
-        return {
+        gov, bare = runs["governed"], runs.get("bare")
+        rtt = gov["redis_rtt"]
+        row: dict[str, Any] = {
             "round": number,
             "side": side.name,
             "direct_p50_ms": d.get("p50"),
             "gateway_p50_ms": g.get("p50"),
-            "overhead_p50_ms": overhead("p50"),
-            "overhead_p99_ms": overhead("p99"),
-            "rps": tput["rps"],
-            "completed": tput["completed"],
-            "p50_ms": tput["latency_ms"].get("p50"),
-            "p99_ms": tput["latency_ms"].get("p99"),
-            "errors": tput["errors"] + c1["errors"],
-            "tool": tput["tool"],
-            "cpu_ms_per_request": round(cpu_s * 1000 / tput["completed"], 3) if tput["completed"] else None,
+            "overhead_p50_ms": diff(d, g, "p50"),
+            "overhead_p90_ms": diff(d, g, "p90"),
+            "overhead_p99_ms": diff(d, g, "p99"),
+            "direct_ttft_p50_ms": sd.get("p50"),
+            "ttft_overhead_p50_ms": diff(sd, sg, "p50"),
+            "ttft_overhead_p99_ms": diff(sd, sg, "p99"),
+            "rps": gov["rps"],
+            "completed": gov["completed"],
+            "p50_ms": gov["latency_ms"].get("p50"),
+            "p99_ms": gov["latency_ms"].get("p99"),
+            "cpu_ms_per_request": gov["cpu_ms_per_request"],
+            "cores": gov["cores"],
+            "redis_cpu_us_per_request": gov["redis_cpu_us_per_request"],
+            "redis_ping_p50_us": rtt.get("ping_us", {}).get("p50"),
+            "redis_ping_p99_us": rtt.get("ping_us", {}).get("p99"),
+            "redis_evalsha_p50_us": rtt.get("evalsha_us", {}).get("p50"),
+            "redis_evalsha_p99_us": rtt.get("evalsha_us", {}).get("p99"),
+            "redis_rtt_samples": rtt.get("samples"),
+            "redis_rtt_error": rtt.get("error"),
+            "errors": gov["errors"] + c1["errors"] + sgw["errors"] + (bare["errors"] if bare else 0),
+            "direct_errors": direct["errors"] + sdirect["errors"],
+            "tool": gov["tool"],
             "rss_mb": rss_mb,
             "log": f"out/{log_path.name}",
             "log_error_lines": self.gateway_log(log_path)["error_lines"],
         }
+        if gateway and bare is not None:
+            # Governed answers that were not 200 with every x-ratelimit-* header (c=1 and c=32).
+            c1_ok = c1["completed"] - c1["errors"]
+            row["governed_bad_answers"] = (
+                c1["errors"]
+                + (c1_ok - c1["with_headers"])
+                + gov["errors"]
+                + (gov["ok"] - gov["with_ratelimit_headers"])
+            )
+            row["bare_rps"] = bare["rps"]
+            row["bare_cpu_ms_per_request"] = bare["cpu_ms_per_request"]
+            row["governed_bare_ratio"] = round(gov["rps"] / bare["rps"], 3) if bare["rps"] else None
+            row["c32_order"] = list(paths)
+        return row
 
     def gateway_log(self, path: Path = OUT_DIR / "gateway.log") -> dict[str, Any]:
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
         errors = [ln for ln in lines if re.search(r"ERROR|Traceback|Exception", ln)]
         return {"lines": len(lines), "error_lines": len(errors), "tail": lines[-15:]}
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} ms"
+
+
+def _rps(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f} req/s"
 
 
 # --- machine description --------------------------------------------------------------------------
@@ -1427,7 +1761,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="about 10x smaller: a smoke run")
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy even if a target is missed")
     parser.add_argument(
-        "--profile", action="store_true", help="profile with py-spy even if every target passes"
+        "--profile",
+        action="store_true",
+        help="profile with py-spy even if every target passes (always done with --baseline, on both sides)",
     )
     parser.add_argument(
         "--baseline",
@@ -1467,6 +1803,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with procs.ProcessGroups() as groups:
         bench = Bench(plan=plan, groups=groups, pin=pin, baseline_rev=args.baseline)
+        # --baseline profiles the before and after sides (in before_after) unless --no-profile.
+        bench.profile_sides = bool(args.baseline) and not args.no_profile
 
         def phase(name: str, fn: Callable[[], None]) -> None:
             t = time.monotonic()
@@ -1494,11 +1832,12 @@ def main(argv: list[str] | None = None) -> int:
             phase("response cache", bench.cache_hits)
             bench.check_gateway_alive()
             bench.results["usage_stream_len"] = bench.r().xlen(USAGE_STREAM)
+            bench.results["gateway_requests_before_drain"] = bench.gateway_requests
             phase("usage drain", bench.drain)
             bench.governed_ledger()
             bench.results["targets"] = bench.evaluate()
             missed = any(t["passed"] is False for t in bench.results["targets"])
-            if (missed and not args.no_profile) or args.profile:
+            if not args.baseline and ((missed and not args.no_profile) or args.profile):
                 phase("profile", bench.profile)
             busy.append(bench.busy_sample())
             if args.baseline:
@@ -1521,7 +1860,7 @@ def main(argv: list[str] | None = None) -> int:
                 baseline.cleanup(BASELINE_DIR)  # the exported tree; its venv stays cached
 
         results = bench.results
-        results.setdefault("targets", bench.evaluate())
+        results["targets"] = bench.evaluate()  # with everything measured (profiles, before/after)
         results["capacity"] = bench.capacity()
         results["errors"] = errors
         results["gateway_log"] = log_summary
