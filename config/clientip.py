@@ -19,8 +19,9 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 from typing import Any
 
 from asgiref.sync import markcoroutinefunction
-from django.conf import settings
 from django.http import HttpRequest
+
+from config.hot import hot
 
 Network = IPv4Network | IPv6Network
 # More hops than any real proxy chain; a longer header is read only this far from the right.
@@ -68,7 +69,7 @@ def resolve(remote: str | None, forwarded_for: str | None) -> str | None:
     peer = parse_ip(remote)
     if peer is None:
         return None
-    networks: tuple[Network, ...] = settings.TOLLHOUSE_TRUSTED_PROXIES
+    networks: tuple[Network, ...] = hot.TOLLHOUSE_TRUSTED_PROXIES
     if not networks or not forwarded_for or not _trusted(peer, networks):
         return str(peer)
     return str(_client_hop(peer, forwarded_for, networks)[0])
@@ -85,7 +86,7 @@ def forwarded_scheme(
     value the client sent itself, left of what the proxies added, is never the one read.
     """
     peer = parse_ip(remote)
-    networks: tuple[Network, ...] = settings.TOLLHOUSE_TRUSTED_PROXIES
+    networks: tuple[Network, ...] = hot.TOLLHOUSE_TRUSTED_PROXIES
     if peer is None or not networks or not forwarded_proto or not _trusted(peer, networks):
         return None
     schemes = forwarded_proto.rsplit(",", MAX_FORWARDED_HOPS)[-MAX_FORWARDED_HOPS:]

@@ -223,6 +223,7 @@ def _merged(*groups: Iterable[Metric]) -> _Families:
 
 def exposition() -> bytes:
     """The text exposition (format 0.0.4) of everything above. Blocking: files and Redis."""
+    gateway_metrics.flush()  # this process's calls of the last quarter second, not yet written
     # First: it may count a scrape error. Without Redis the breakers are this one process's.
     from_redis = redis_families() if settings.REDIS_URL else [_local_breakers()]
     if gateway_metrics.multiprocess():

@@ -20,12 +20,13 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from django.conf import settings
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
+
+from config.hot import hot
 
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
     weakref.WeakKeyDictionary()
@@ -33,7 +34,7 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Re
 
 
 def redis_key(*parts: str) -> str:
-    return settings.TOLLHOUSE_REDIS_PREFIX + ":".join(parts)
+    return hot.TOLLHOUSE_REDIS_PREFIX + ":".join(parts)
 
 
 def redis_db() -> int:
@@ -47,9 +48,9 @@ def _db_of(url: str) -> int:
 
 
 def _url() -> str:
-    if not settings.REDIS_URL:
+    if not hot.REDIS_URL:
         raise RuntimeError("REDIS_URL is not configured")
-    return str(settings.REDIS_URL)
+    return str(hot.REDIS_URL)
 
 
 def client_options(timeout: float) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def sync_client() -> redis.Redis:
     # One retry, on a connection error only: a pooled connection that Redis closed meanwhile fails
     # at once and the retry gets a fresh one; a timeout is not retried (it would double its cost).
     retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-    return redis.Redis.from_url(_url(), retry=retry, **client_options(settings.TOLLHOUSE_REDIS_TIMEOUT))
+    return redis.Redis.from_url(_url(), retry=retry, **client_options(hot.TOLLHOUSE_REDIS_TIMEOUT))
 
 
 _governor_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
@@ -77,14 +78,14 @@ _governor_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis
 
 def async_client() -> aioredis.Redis:
     """The async client of the running loop (an asyncio pool cannot be shared across loops)."""
-    return _loop_client(_async_clients, settings.TOLLHOUSE_REDIS_TIMEOUT)
+    return _loop_client(_async_clients, hot.TOLLHOUSE_REDIS_TIMEOUT)
 
 
 def governor_client() -> aioredis.Redis:
     """The client of admission and settlement (gateway/governor.py). Its timeout is longer than the
     usage sink's: the sink has a fallback for a slow Redis, while a call refused because a busy
     process waited a quarter of a second for its turn would be a false 503."""
-    return _loop_client(_governor_clients, settings.TOLLHOUSE_GOVERNOR_REDIS_TIMEOUT)
+    return _loop_client(_governor_clients, hot.TOLLHOUSE_GOVERNOR_REDIS_TIMEOUT)
 
 
 def _loop_client(
@@ -103,9 +104,7 @@ def _loop_client(
 def worker_client() -> redis.Redis:
     """A client for a Celery task (the caller closes it): longer timeout, a few retries."""
     retry = Retry(ExponentialBackoff(cap=1.0, base=0.1), 2)
-    return redis.Redis.from_url(
-        _url(), retry=retry, **client_options(settings.TOLLHOUSE_REDIS_WORKER_TIMEOUT)
-    )
+    return redis.Redis.from_url(_url(), retry=retry, **client_options(hot.TOLLHOUSE_REDIS_WORKER_TIMEOUT))
 
 
 async def close_async_client() -> None:

@@ -55,13 +55,46 @@ def _error(message: str) -> redis.exceptions.RedisError:
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        # In the order sent: each command's future and the loop time it times out at.
+        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
+        self.outgoing: list[bytes] = []  # commands of this loop iteration, written together
+        self.sweep: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         self.transport = transport  # type: ignore[assignment]
+
+    def send(self, loop: asyncio.AbstractEventLoop, command: bytes, timeout: float) -> asyncio.Future[Any]:
+        """Queue a command: the commands of one loop iteration go out in one write (at c=32 several
+        calls admit in the same iteration: one system call instead of one each)."""
+        future: asyncio.Future[Any] = loop.create_future()
+        self.waiting.append((future, loop.time() + timeout))
+        if not self.outgoing:
+            loop.call_soon(self._write)
+        self.outgoing.append(command)
+        if self.sweep is None:
+            self.sweep = loop.call_at(loop.time() + timeout, self._expire, loop)
+        return future
+
+    def _write(self) -> None:
+        data = b"".join(self.outgoing)
+        self.outgoing.clear()
+        if self.transport is not None and self.lost is None:
+            self.transport.write(data)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Time out every command past its time (one timer for all of them, not one per command:
+        the deadlines are in sending order, so only the oldest ones can be due)."""
+        self.sweep = None
+        now = loop.time()
+        for future, deadline in self.waiting:
+            if deadline > now:
+                self.sweep = loop.call_at(deadline, self._expire, loop)
+                return
+            if not future.done():
+                future.set_exception(redis.exceptions.TimeoutError("Redis did not answer in time"))
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -75,7 +108,7 @@ class _Protocol(asyncio.Protocol):
                 return
             if reply is False:
                 return
-            future = self.waiting.popleft()
+            future = self.waiting.popleft()[0]
             if future.done():
                 continue  # its command timed out; the reply is dropped in order
             if isinstance(reply, hiredis.ReplyError):
@@ -88,8 +121,12 @@ class _Protocol(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         self.lost = error
+        self.outgoing.clear()
+        if self.sweep is not None:
+            self.sweep.cancel()
+            self.sweep = None
         while self.waiting:
-            future = self.waiting.popleft()
+            future = self.waiting.popleft()[0]
             if not future.done():
                 future.set_exception(error)
 
@@ -135,17 +172,10 @@ class RespClient:
             return protocol
 
     async def call(self, *parts: Any) -> Any:
-        protocol = await self._connection()
-        assert protocol.transport is not None
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        protocol.waiting.append(future)
-        protocol.transport.write(_pack(parts))
-        timer = loop.call_later(self.timeout, _expire, future)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connection()
+        return await protocol.send(asyncio.get_running_loop(), _pack(parts), self.timeout)
 
     def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:
@@ -153,24 +183,33 @@ class RespClient:
         self._protocol = None
 
 
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(redis.exceptions.TimeoutError("Redis did not answer in time"))
-
-
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RespClient] = weakref.WeakKeyDictionary()
+
+
+# The last loop asked about and its client: a server has one loop, so the weak dictionary (a hash of
+# the loop and a weak reference per call) is only consulted when the loop changes.
+_last: tuple[asyncio.AbstractEventLoop, RespClient] | None = None
 
 
 def loop_client(url: str, *, timeout: float) -> RespClient:
     """The running event loop's client for `url` (an asyncio connection belongs to one loop)."""
+    global _last
     loop = asyncio.get_running_loop()
+    last = _last
+    if last is not None and last[0] is loop:
+        return last[1]
     client = _clients.get(loop)
     if client is None:
         client = _clients[loop] = RespClient(url, timeout=timeout)
+    _last = (loop, client)
     return client
 
 
 def close_loop_client() -> None:
-    client = _clients.pop(asyncio.get_running_loop(), None)
+    global _last
+    loop = asyncio.get_running_loop()
+    if _last is not None and _last[0] is loop:
+        _last = None
+    client = _clients.pop(loop, None)
     if client is not None:
         client.close()

@@ -19,16 +19,15 @@ admin, the console, /v1 paths that are not API routes) goes to Django's handler.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponseBase
 
+from config.hot import hot
 from gateway import errors
 from gateway.dialects.base import Codec
 
@@ -96,24 +95,29 @@ class GatewayHandler:
             await self._send_error(send, _upgrade_refused(), codec)
             return
         if scope["method"] != method:
-            await self._send_error(send, _method_not_allowed(scope["method"], method), codec)
+            await self._send_error(send, errors.method_not_allowed(scope["method"], method), codec)
             return
         try:
             body = await self._read_body(receive)
         except ClientGone:
             return
         request = ASGIRequest(scope, io.BytesIO(body))
-        respond = asyncio.ensure_future(self._respond(view, request, send))
-        listen = asyncio.ensure_future(self._listen_for_disconnect(receive))
-        await asyncio.wait((respond, listen), return_when=asyncio.FIRST_COMPLETED)
-        if not respond.done():
-            # The client went away: cancel the view (and with it the upstream call).
-            respond.cancel()
-        else:
-            listen.cancel()
-        for task in (respond, listen):
-            with contextlib.suppress(asyncio.CancelledError, ClientGone):
-                await task
+        # The view runs in this task; one watcher task cancels it if the client goes away (and with
+        # it the upstream call). One task per call, not two: a task is a visible cost per call.
+        this = asyncio.current_task()
+        assert this is not None
+        watcher = _Watcher(this)
+        listen = asyncio.ensure_future(watcher.listen(receive))
+        try:
+            await self._respond(view, request, send)
+        except asyncio.CancelledError:
+            if not watcher.cancelled:
+                raise  # the server's own cancellation (shutdown), not the client leaving
+            this.uncancel()
+        finally:
+            watcher.done = True
+            if not listen.done():
+                listen.cancel()
 
     async def _send_error(self, send: Send, error: errors.GatewayError, codec: Codec | None) -> None:
         response = codec.error_response(error) if codec is not None else error.response()
@@ -122,7 +126,7 @@ class GatewayHandler:
         await send({"type": "http.response.body", "body": response.content})
 
     async def _read_body(self, receive: Receive) -> bytes:
-        keep = settings.TOLLHOUSE_MAX_BODY_BYTES + 1
+        keep = hot.TOLLHOUSE_MAX_BODY_BYTES + 1
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -135,12 +139,6 @@ class GatewayHandler:
                 size += len(chunks[-1])
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-    async def _listen_for_disconnect(self, receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
 
     async def _respond(self, view: Callable[..., Any], request: ASGIRequest, send: Send) -> None:
         try:
@@ -164,6 +162,26 @@ class GatewayHandler:
             response.close()
 
 
+class _Watcher:
+    """Waits for the client's disconnect while the view runs, and cancels the view's task then."""
+
+    __slots__ = ("cancelled", "done", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.cancelled = False  # set when this watcher cancelled the view
+        self.done = False  # the view has finished: a late disconnect must cancel nothing
+
+    async def listen(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not self.done:
+                    self.cancelled = True
+                    self.task.cancel()
+                return
+
+
 def _wants_websocket(scope: Scope) -> bool:
     """An HTTP request asking to become a WebSocket (the server runs with WebSockets off, so the
     upgrade reaches us as a plain request)."""
@@ -179,18 +197,6 @@ def _upgrade_refused() -> errors.GatewayError:
         code="websocket_not_supported",
     )
     error.status, error.type = 426, "invalid_request_error"
-    return error
-
-
-def _method_not_allowed(method: str, allowed: str) -> errors.GatewayError:
-    # The method is client text echoed back: keep it to what a method can look like.
-    shown = method[:20] if method.isascii() and method.isalpha() else "this method"
-    error = errors.GatewayError(
-        f"{shown} is not allowed on this route; use {allowed}.",
-        code="method_not_allowed",
-        headers={"Allow": allowed},
-    )
-    error.status, error.type = 405, "invalid_request_error"
     return error
 
 

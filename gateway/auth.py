@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
-from django.conf import settings
 from django.utils import timezone
 
 from accounts import keys
@@ -20,6 +19,7 @@ from accounts.selectors import api_key_by_prefix
 from billing.models import Budget
 from billing.pricing import dollars_to_nanos
 from config import clientip
+from config.hot import hot
 from gateway import errors
 from gateway.db import run_db
 from gateway.strangers import FailedAuthCounter
@@ -227,9 +227,7 @@ class Authenticator:
         self.failures = FailedAuthCounter()
         self.end_users = EndUserTokens()  # a JWT signed by the tenant instead of an API key
         # Unknown prefixes are cached too (as None), so a repeated fake key costs one lookup per TTL.
-        self.cache: TTLCache[str, KeyInfo | None] = TTLCache(
-            ttl=settings.TOLLHOUSE_CACHE_TTL, loader=_load_key
-        )
+        self.cache: TTLCache[str, KeyInfo | None] = TTLCache(ttl=hot.TOLLHOUSE_CACHE_TTL, loader=_load_key)
 
     async def authenticate(self, raw: str | None, client_ip: str | None) -> KeyInfo:
         """Who is calling: the key's facts, or a GatewayError. A failure to identify the key is counted

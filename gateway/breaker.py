@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
-from django.conf import settings
 
+from config.hot import hot
 from config.redis import redis_key
 from gateway import metrics
 from gateway.governor import LuaScript
@@ -66,9 +66,9 @@ class Policy:
     @classmethod
     def from_settings(cls) -> Policy:
         return cls(
-            failures=settings.TOLLHOUSE_BREAKER_FAILURES,
-            window_us=_micros(settings.TOLLHOUSE_BREAKER_WINDOW_SECONDS),
-            cooldown_us=_micros(settings.TOLLHOUSE_BREAKER_COOLDOWN_SECONDS),
+            failures=hot.TOLLHOUSE_BREAKER_FAILURES,
+            window_us=_micros(hot.TOLLHOUSE_BREAKER_WINDOW_SECONDS),
+            cooldown_us=_micros(hot.TOLLHOUSE_BREAKER_COOLDOWN_SECONDS),
         )
 
 
@@ -345,7 +345,7 @@ class CircuitBreaker:
         return self._policy or Policy.from_settings()
 
     def _store(self) -> Store:
-        if not settings.REDIS_URL or time.monotonic() < self._redis_down_until:
+        if not hot.REDIS_URL or time.monotonic() < self._redis_down_until:
             return self.local
         if self._redis is None:
             self._redis = RedisStore()
@@ -372,7 +372,7 @@ class CircuitBreaker:
             # A breaker's answer is not worth holding a call up for: a Redis slower than the usage
             # sink allows (TOLLHOUSE_REDIS_TIMEOUT) counts as unreachable, and this process decides
             # alone for a while. (TimeoutError is an OSError.)
-            async with asyncio.timeout(None if store is self.local else settings.TOLLHOUSE_REDIS_TIMEOUT):
+            async with asyncio.timeout(None if store is self.local else hot.TOLLHOUSE_REDIS_TIMEOUT):
                 result = await getattr(store, method)(*args, **kwargs)
         except (redis.RedisError, OSError) as exc:
             if store is self.local:
@@ -538,7 +538,7 @@ def breaker_states() -> BreakerStates:
     """Every breaker open or half-open now, by Redis's clock (blocking: for the operator console,
     not the hot path). Without REDIS_URL the breakers are this process's (the embedded default runs
     the console and the gateway in one process). A Redis error propagates: the caller says so."""
-    if not settings.REDIS_URL:
+    if not hot.REDIS_URL:
         from gateway.runtime import runtime
 
         local = runtime.breaker.local

@@ -45,11 +45,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
-from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
 from billing.pricing import cost_nanos
 from config import resp
+from config.hot import hot
 from config.redis import async_client, redis_key
 from gateway import canonical, errors, governor, metrics
 from gateway.auth import Limits
@@ -167,7 +167,7 @@ def read_headers(headers: Mapping[str, str]) -> Wish:
     raw_ttl = headers.get(TTL_HEADER)
     if raw_ttl is not None:
         text = raw_ttl.strip()
-        most = settings.TOLLHOUSE_CACHE_MAX_TTL_SECONDS
+        most = hot.TOLLHOUSE_CACHE_MAX_TTL_SECONDS
         if not (text.isascii() and text.isdigit() and len(text) <= 12 and 1 <= int(text) <= most):
             raise errors.BadRequest(
                 f"{TTL_HEADER} must be a whole number of seconds from 1 to {most}.",
@@ -230,8 +230,8 @@ def policy(call: Call, wish: Wish, inbound: Inbound, route: RouteInfo) -> Policy
         call.cache_status = BYPASS
         metrics.cache_looked_up(BYPASS)
         return None
-    ttl = wish.ttl or key.cache_ttl or settings.TOLLHOUSE_CACHE_TTL_SECONDS
-    ttl = min(ttl, settings.TOLLHOUSE_CACHE_MAX_TTL_SECONDS)
+    ttl = wish.ttl or key.cache_ttl or hot.TOLLHOUSE_CACHE_TTL_SECONDS
+    ttl = min(ttl, hot.TOLLHOUSE_CACHE_MAX_TTL_SECONDS)
     return Policy(key=entry_key(tenant_id=key.tenant_id, route=route.name, request=request), ttl=ttl)
 
 
@@ -358,7 +358,7 @@ class LocalStore:
     async def put(self, key: str, value: bytes, ttl: int) -> None:
         self.entries[key] = (time.monotonic() + ttl, value)
         self.entries.move_to_end(key)
-        while len(self.entries) > settings.TOLLHOUSE_CACHE_LOCAL_ENTRIES:
+        while len(self.entries) > hot.TOLLHOUSE_CACHE_LOCAL_ENTRIES:
             self.entries.popitem(last=False)
 
 
@@ -371,9 +371,9 @@ class RedisStore:
         self.down = False
 
     async def _call(self, *parts: Any) -> Any:
-        url = str(settings.REDIS_URL)
+        url = str(hot.REDIS_URL)
         if resp.supports(url):
-            return await resp.loop_client(url, timeout=settings.TOLLHOUSE_REDIS_TIMEOUT).call(*parts)
+            return await resp.loop_client(url, timeout=hot.TOLLHOUSE_REDIS_TIMEOUT).call(*parts)
         return await async_client().execute_command(*parts)
 
     async def get(self, key: str) -> bytes | None:
@@ -411,7 +411,7 @@ class ResponseCache:
 
     @property
     def store(self) -> LocalStore | RedisStore:
-        return self._redis if settings.REDIS_URL else self._local
+        return self._redis if hot.REDIS_URL else self._local
 
     async def lookup(self, policy: Policy) -> Entry | None:
         data = await self.store.get(policy.key)
@@ -422,11 +422,11 @@ class ResponseCache:
     async def put(self, policy: Policy, entry: Entry) -> bool:
         """Store `entry` for `policy.ttl` seconds, unless it is larger than TOLLHOUSE_CACHE_MAX_BYTES."""
         data = entry.dumps()
-        if len(data) > settings.TOLLHOUSE_CACHE_MAX_BYTES:
+        if len(data) > hot.TOLLHOUSE_CACHE_MAX_BYTES:
             logger.info(
                 "response cache: an answer of %d bytes is not stored (TOLLHOUSE_CACHE_MAX_BYTES %d)",
                 len(data),
-                settings.TOLLHOUSE_CACHE_MAX_BYTES,
+                hot.TOLLHOUSE_CACHE_MAX_BYTES,
             )
             return False
         await self.store.put(policy.key, data, policy.ttl)

@@ -202,7 +202,7 @@ class Call:
             return
         event = self.event()
         wire = event.wire()
-        metrics.call_settled(wire, plan=self.key.plan, limit=self.limit)
+        metrics.call_settled(wire, plan=self.key.plan, limit=self.limit, defer=True)
         call_logged(wire, key_prefix=self.key.prefix, tenant=self.key.tenant_slug or str(self.key.tenant_id))
         sink = await runtime.sink()
         if self.ticket is not None:

@@ -10,11 +10,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.conf import settings
-
 from billing.pricing import PriceNanos
 from billing.selectors import price_in_force, price_schedule
 from config.crypto import CredentialError
+from config.hot import hot
 from gateway.db import run_db
 from gateway.models import Deployment, ModelRoute
 from gateway.ttlcache import TTLCache
@@ -131,7 +130,7 @@ async def _load(_: str) -> Catalog:
 
 class CatalogCache:
     def __init__(self) -> None:
-        self.cache: TTLCache[str, Catalog] = TTLCache(ttl=settings.TOLLHOUSE_CACHE_TTL, loader=_load)
+        self.cache: TTLCache[str, Catalog] = TTLCache(ttl=hot.TOLLHOUSE_CACHE_TTL, loader=_load)
 
     async def get(self) -> Catalog:
         return await self.cache.get("catalog")

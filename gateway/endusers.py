@@ -37,12 +37,12 @@ from typing import Any
 import jwt
 import jwt.exceptions as jwt_errors
 import orjson
-from django.conf import settings
 
 from accounts import keys
 from accounts.models import SigningKey, Tenant
 from accounts.signing import active_signing_keys
 from config.crypto import CredentialError
+from config.hot import hot
 from gateway import errors
 from gateway.auth import KeyInfo, Limits, tenant_policy
 from gateway.db import run_db
@@ -309,9 +309,7 @@ class EndUserTokens:
 
     def __init__(self) -> None:
         # Unknown issuers are cached too (as None), so a repeated fake issuer costs one lookup per TTL.
-        self.cache: TTLCache[str, Issuer | None] = TTLCache(
-            ttl=settings.TOLLHOUSE_CACHE_TTL, loader=_load_issuer
-        )
+        self.cache: TTLCache[str, Issuer | None] = TTLCache(ttl=hot.TOLLHOUSE_CACHE_TTL, loader=_load_issuer)
 
     def clear(self) -> None:
         self.cache.clear()

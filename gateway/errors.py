@@ -142,3 +142,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     request = context.get("request")
     logger.exception("unhandled error on %s", request.path if request is not None else "?")
     return InternalError("The gateway failed to handle this request.").response()
+
+
+def method_not_allowed(method: str, allowed: str) -> GatewayError:
+    # The method is client text echoed back: keep it to what a method can look like.
+    shown = method[:20] if method.isascii() and method.isalpha() else "this method"
+    error = GatewayError(
+        f"{shown} is not allowed on this route; use {allowed}.",
+        code="method_not_allowed",
+        headers={"Allow": allowed},
+    )
+    error.status, error.type = 405, "invalid_request_error"
+    return error

@@ -37,12 +37,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
-import httpx
 import orjson
-from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
-from gateway import canonical, errors, metrics
+from config.hot import hot
+from gateway import canonical, errors, metrics, upstream
 from gateway.calls import CLIENT_CLOSED, Call, estimate_tokens
 from gateway.catalog import DeploymentInfo, RouteInfo
 from gateway.dialects.base import Codec, Inbound, StreamRenderer
@@ -65,7 +64,7 @@ NOT_THE_UPSTREAMS_FAULT = frozenset({"upstream_rejected", "context_length_exceed
 def transport_error(exc: BaseException) -> ProviderError:
     """Classify a failure to talk to the upstream. The message never names the upstream's address."""
     cause = exc.__cause__ or exc
-    if isinstance(exc, httpx.TimeoutException | TimeoutError) or isinstance(cause, asyncio.TimeoutError):
+    if isinstance(exc, TimeoutError) or isinstance(cause, TimeoutError):
         return ProviderError(
             "The upstream provider timed out.", status=504, retryable=True, kind="upstream_timeout"
         )
@@ -77,7 +76,7 @@ def transport_error(exc: BaseException) -> ProviderError:
     )
 
 
-TRANSPORT_ERRORS = (TimeoutError, httpx.HTTPError, aiohttp.ClientError, OSError)
+TRANSPORT_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
 
 
 def as_gateway_error(error: ProviderError) -> errors.GatewayError:
@@ -94,8 +93,8 @@ def backoff_seconds(attempt: int, retry_after: str | None) -> float:
     """How long to wait before try number `attempt` + 1 of a deployment: full jitter over an
     exponentially growing window, and at least the upstream's (already capped) Retry-After."""
     window = min(
-        settings.TOLLHOUSE_UPSTREAM_BACKOFF_MAX_SECONDS,
-        settings.TOLLHOUSE_UPSTREAM_BACKOFF_SECONDS * 2 ** (attempt - 1),
+        hot.TOLLHOUSE_UPSTREAM_BACKOFF_MAX_SECONDS,
+        hot.TOLLHOUSE_UPSTREAM_BACKOFF_SECONDS * 2 ** (attempt - 1),
     )
     wait = random.uniform(0, window)
     if retry_after is not None:
@@ -130,7 +129,7 @@ class Answer:
     """An upstream's successful answer, opened but (for a stream) not read beyond its first chunk."""
 
     def __init__(
-        self, adapter: Adapter, deployment: DeploymentInfo, response: httpx.Response, started_ns: int
+        self, adapter: Adapter, deployment: DeploymentInfo, response: upstream.Response, started_ns: int
     ) -> None:
         self.adapter = adapter
         self.deployment = deployment
@@ -146,7 +145,7 @@ class Executor:
         self.codec = codec
         self.inbound = inbound
         self.route = route
-        self.deadline = time.monotonic() + settings.TOLLHOUSE_CALL_DEADLINE_SECONDS
+        self.deadline = time.monotonic() + hot.TOLLHOUSE_CALL_DEADLINE_SECONDS
         self._cooling: set[int] = set()
 
     # -- which deployments, in which order -----------------------------------------------------
@@ -299,16 +298,9 @@ class Executor:
                 metrics.upstream_failed(deployment.provider.name, exc.kind)
                 if exc.kind not in NOT_THE_UPSTREAMS_FAULT:
                     await runtime.breaker.record(deployment.id, ok=False)
-                if (
-                    not exc.retryable
-                    or exc.kind not in RETRY_SAME
-                    or tries > settings.TOLLHOUSE_UPSTREAM_RETRIES
-                ):
+                if not exc.retryable or exc.kind not in RETRY_SAME or tries > hot.TOLLHOUSE_UPSTREAM_RETRIES:
                     raise
-                if (
-                    exc.retry_after
-                    and float(exc.retry_after) > settings.TOLLHOUSE_UPSTREAM_RETRY_WAIT_MAX_SECONDS
-                ):
+                if exc.retry_after and float(exc.retry_after) > hot.TOLLHOUSE_UPSTREAM_RETRY_WAIT_MAX_SECONDS:
                     raise  # the client waits it out itself, with the Retry-After passed on
                 wait = backoff_seconds(tries, exc.retry_after)
                 if time.monotonic() + wait >= self.deadline:
@@ -324,46 +316,45 @@ class Executor:
         """Send the request; wait for the answer's head (and a stream's first chunk) within the
         first-byte timeout. An HTTP error answer is read and turned into a ProviderError."""
         provider = deployment.provider
-        upstream = self._build(adapter, deployment)
-        client = runtime.http()
-        timeout = httpx.Timeout(
-            provider.read_timeout, connect=provider.connect_timeout, pool=provider.connect_timeout
-        )
-        request = client.build_request(
-            "POST", upstream.url, content=upstream.content, headers=upstream.headers, timeout=timeout
-        )
+        request = self._build(adapter, deployment)
         first_byte = min(provider.first_byte_timeout, max(self.deadline - time.monotonic(), 0.001))
-        response: httpx.Response | None = None
+        response: upstream.Response | None = None
         try:
             async with asyncio.timeout(first_byte):
-                response = await client.send(request, stream=True)
-                if response.status_code >= 400:
-                    content = await response.aread()
+                response = await runtime.http().send(
+                    request.url,
+                    content=request.content,
+                    headers=request.headers,
+                    connect_timeout=provider.connect_timeout,
+                    read_timeout=provider.read_timeout,
+                )
+                if response.status >= 400:
+                    content = await response.read()
                     error = adapter.error(
-                        status=response.status_code,
-                        headers=dict(response.headers),
+                        status=response.status,
+                        headers=upstream.lower_headers(response),
                         content=content,
                         credential=provider.credential,
                     )
-                    error.upstream_status = response.status_code
+                    error.upstream_status = response.status
                     raise error
                 answer = Answer(adapter, deployment, response, started)
                 if self.inbound.stream:
-                    answer.chunks = response.aiter_raw()
+                    answer.chunks = response.content.iter_any()
                     answer.first = await self._first_chunk(answer.chunks)
         except ProviderError:
             if response is not None:
-                await _close(response)
+                upstream.close(response)
             raise
         except TRANSPORT_ERRORS as exc:
             if response is not None:
-                await _close(response)
+                upstream.close(response)
             error = transport_error(exc)
-            error.upstream_status = response.status_code if response is not None else 0
+            error.upstream_status = response.status if response is not None else 0
             raise error from None
         except BaseException:
             if response is not None:
-                await _close(response)
+                upstream.close(response)
             raise
         return answer
 
@@ -382,7 +373,7 @@ class Executor:
         try:
             remaining = max(self.deadline - time.monotonic(), 0.001)
             async with asyncio.timeout(min(deployment.provider.total_timeout, remaining)):
-                raw = await answer.response.aread()
+                raw = await answer.response.read()
             content = redact_credential(raw, credential)
             if self.codec.name in adapter.native_dialects:
                 body, call.usage, call.served_model = adapter.passthrough_response(
@@ -408,9 +399,9 @@ class Executor:
             self._failed_after_open(answer, exc)
             raise as_gateway_error(exc) from None
         finally:
-            await _close(answer.response)
+            upstream.close(answer.response)
         call.attempted(
-            deployment_id=deployment.id, status=answer.response.status_code, started_ns=answer.started_ns
+            deployment_id=deployment.id, status=answer.response.status, started_ns=answer.started_ns
         )
         call.first_byte()
         await call.settle()
@@ -423,7 +414,7 @@ class Executor:
     def _failed_after_open(self, answer: Answer, error: ProviderError) -> None:
         self.call.attempted(
             deployment_id=answer.deployment.id,
-            status=answer.response.status_code,
+            status=answer.response.status,
             started_ns=answer.started_ns,
             error_type=error.kind,
         )
@@ -474,7 +465,7 @@ class Relay:
         self.renderer = renderer
         self.usage: canonical.Usage | None = None
         self.served_model = ""
-        self.status = answer.response.status_code
+        self.status = answer.response.status
         self.error_kind = ""
         # A miss the response cache waits for (gateway/cache.py): the canonical events of the answer.
         # A pass-through stream is read a second time, by the adapter's parser, for them.
@@ -546,7 +537,7 @@ class Relay:
         assert chunks is not None
         pending: asyncio.Future[bytes] | None = None
         end = min(time.monotonic() + provider.total_timeout, self.executor.deadline)
-        keepalive = settings.TOLLHOUSE_STREAM_KEEPALIVE_SECONDS
+        keepalive = hot.TOLLHOUSE_STREAM_KEEPALIVE_SECONDS
         try:
             try:
                 out = self._feed(answer.first) if answer.first else b""
@@ -638,15 +629,8 @@ def _broken() -> ProviderError:
     )
 
 
-async def _close(response: httpx.Response) -> None:
-    try:
-        await response.aclose()
-    except TRANSPORT_ERRORS:
-        logger.debug("upstream response closed with an error")
-
-
-async def _close_and_settle(call: Call, upstream: httpx.Response) -> None:
-    await _close(upstream)
+async def _close_and_settle(call: Call, response: upstream.Response) -> None:
+    upstream.close(response)
     await call.settle()
 
 
@@ -664,24 +648,30 @@ async def count_tokens(call: Call, inbound: Inbound, route: RouteInfo) -> HttpRe
         adapter = adapter_for(deployment.provider.kind)
         if adapter is None:
             continue
-        upstream = adapter.count_tokens_request(
+        request_up = adapter.count_tokens_request(
             deployment=deployment, request=request, request_id=call.public_request_id
         )
-        if upstream is None:
+        if request_up is None:
             continue
         provider = deployment.provider
-        timeout = httpx.Timeout(provider.first_byte_timeout, connect=provider.connect_timeout)
         try:
-            response = await runtime.http().post(
-                upstream.url, content=upstream.content, headers=upstream.headers, timeout=timeout
-            )
-            if response.status_code < 400:
-                tokens = adapter.parse_count_tokens(content=response.content)
+            async with asyncio.timeout(provider.first_byte_timeout):
+                response = await runtime.http().send(
+                    request_up.url,
+                    content=request_up.content,
+                    headers=request_up.headers,
+                    connect_timeout=provider.connect_timeout,
+                    read_timeout=provider.first_byte_timeout,
+                )
+                try:
+                    content = await response.read()
+                finally:
+                    upstream.close(response)
+            if response.status < 400:
+                tokens = adapter.parse_count_tokens(content=content)
                 return HttpResponse(orjson.dumps({"input_tokens": tokens}), content_type="application/json")
             logger.info(
-                "provider %s could not count tokens (HTTP %s); estimating",
-                provider.name,
-                response.status_code,
+                "provider %s could not count tokens (HTTP %s); estimating", provider.name, response.status
             )
         except ProviderError as exc:
             logger.info("provider %s could not count tokens (%s); estimating", provider.name, exc.kind)

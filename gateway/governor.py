@@ -48,11 +48,11 @@ from typing import Any
 
 import orjson
 import redis
-from django.conf import settings
 
 from billing import pots as pot_store
 from billing.periods import window
 from config import resp
+from config.hot import hot
 from config.redis import governor_client, redis_key
 from gateway import errors
 from gateway.auth import KeyInfo, Limits
@@ -451,9 +451,9 @@ class LuaScript:
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
     async def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
-        url = str(settings.REDIS_URL)
+        url = str(hot.REDIS_URL)
         if resp.supports(url):
-            lean = resp.loop_client(url, timeout=settings.TOLLHOUSE_GOVERNOR_REDIS_TIMEOUT)
+            lean = resp.loop_client(url, timeout=hot.TOLLHOUSE_GOVERNOR_REDIS_TIMEOUT)
             try:
                 return await lean.call("EVALSHA", self.sha, len(keys), *keys, *args)
             except redis.exceptions.NoScriptError:
@@ -845,8 +845,8 @@ class Governor:
         return self._redis
 
     async def admit(self, request: Request) -> Ticket:
-        lease_us = int(settings.TOLLHOUSE_LEASE_SECONDS * 1_000_000)
-        if not settings.REDIS_URL:
+        lease_us = int(hot.TOLLHOUSE_LEASE_SECONDS * 1_000_000)
+        if not hot.REDIS_URL:
             return await self.local.admit(request, lease_us)
         now = time.monotonic()
         if self._down_since is None or now >= self._next_probe:
@@ -860,7 +860,7 @@ class Governor:
                 if self._down_since is not None:
                     self._recovered()
                 return ticket
-        if settings.TOLLHOUSE_REDIS_FAILURE == "open":
+        if hot.TOLLHOUSE_REDIS_FAILURE == "open":
             return await self.local.admit(request, lease_us)
         raise errors.ServiceUnavailable(
             "Rate limits and budgets cannot be checked right now (their store is unreachable); "
@@ -920,7 +920,7 @@ class Governor:
         ticket.concurrency = [new if key == old else key for key in ticket.concurrency]
         try:
             await ticket.backend.busy_move(
-                ticket.request_id, old, new, int(settings.TOLLHOUSE_LEASE_SECONDS * 1_000_000)
+                ticket.request_id, old, new, int(hot.TOLLHOUSE_LEASE_SECONDS * 1_000_000)
             )
         except (redis.RedisError, OSError) as exc:
             self._failed(exc)  # the old mark expires with its lease
@@ -932,7 +932,7 @@ class Governor:
             self._pause = self.PROBE_MIN_SECONDS
             mode = (
                 "governing each process on its own (fail-open)"
-                if settings.TOLLHOUSE_REDIS_FAILURE == "open"
+                if hot.TOLLHOUSE_REDIS_FAILURE == "open"
                 else "refusing calls with 503 (fail-closed)"
             )
             logger.warning(

@@ -37,8 +37,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import redis
-from django.conf import settings
 
+from config.hot import hot
 from config.redis import redis_key
 from gateway.catalog import DeploymentInfo, RouteInfo
 
@@ -282,7 +282,7 @@ class LatencyBoard:
         self._maybe_refresh()
 
     def _maybe_refresh(self) -> None:
-        if not settings.REDIS_URL:
+        if not hot.REDIS_URL:
             self._pending.clear()
             return
         if self._task is not None and not self._task.done():
@@ -305,7 +305,7 @@ class LatencyBoard:
         args: list[object] = [len(samples), str(self.ALPHA), self.HALF_LIFE_US, self.TTL_MS]
         args.extend(sample for _, sample in samples)
         try:
-            async with asyncio.timeout(settings.TOLLHOUSE_REDIS_TIMEOUT):
+            async with asyncio.timeout(hot.TOLLHOUSE_REDIS_TIMEOUT):
                 values = await script(keys=keys, args=args)
         except (redis.RedisError, OSError) as exc:
             if time.monotonic() - self._warned_at > 60:
@@ -343,7 +343,7 @@ class Router:
         if route.strategy == LEAST_LATENCY:
             self.latency.watch(route.deployments)
             facts.latency = self.latency.values
-            facts.explore = settings.TOLLHOUSE_ROUTING_EXPLORE
+            facts.explore = hot.TOLLHOUSE_ROUTING_EXPLORE
         elif route.strategy == CHEAPEST:
             facts.cost = expected_cost(
                 price_of or (lambda _: None), prompt_tokens=prompt_tokens, output_tokens=output_tokens

@@ -11,9 +11,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-import httpx
 from django.conf import settings
-from httpx_aiohttp import AiohttpTransport
 
 from billing.usage import UsageSink, make_sink
 from config.redis import close_async_client
@@ -24,6 +22,7 @@ from gateway.catalog import CatalogCache
 from gateway.governor import Governor
 from gateway.invalidation import Subscriber
 from gateway.routing import Router
+from gateway.upstream import UpstreamClient
 
 logger = logging.getLogger(__name__)
 
@@ -37,21 +36,14 @@ class Runtime:
         self.router = Router()
         self.cache = ResponseCache()
         self._sink: UsageSink | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._http = UpstreamClient()
         self._background: set[asyncio.Task[Any]] = set()
         self._mock: Any = None
         self._subscriber = Subscriber(self.apply_config_change)
 
     # -- shared clients ------------------------------------------------------------------------------
-    def http(self) -> httpx.AsyncClient:
-        """One pooled client per process: keep-alive to every upstream (aiohttp underneath)."""
-        if self._http is None:
-            limits = httpx.Limits(
-                max_connections=settings.TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS,
-                max_keepalive_connections=settings.TOLLHOUSE_UPSTREAM_MAX_CONNECTIONS,
-                keepalive_expiry=60,
-            )
-            self._http = httpx.AsyncClient(transport=AiohttpTransport(limits=limits), limits=limits)
+    def http(self) -> UpstreamClient:
+        """One pooled client per process: keep-alive to every upstream (gateway/upstream.py)."""
         return self._http
 
     async def sink(self) -> UsageSink:
@@ -102,6 +94,8 @@ class Runtime:
             logger.info("embedded mock provider listening on %s", self._mock.url)
 
     async def shutdown(self) -> None:
+        from gateway import metrics
+
         await self._subscriber.stop()
         if self._background:
             await asyncio.wait(set(self._background), timeout=10)
@@ -111,9 +105,8 @@ class Runtime:
         if self._sink is not None:
             await self._sink.stop()
             self._sink = None
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self._http.close()
+        metrics.flush()  # the calls of the last quarter second
         if self._mock is not None:
             await self._mock.close()
             self._mock = None

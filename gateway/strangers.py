@@ -22,8 +22,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from django.conf import settings
-
+from config.hot import hot
 from gateway import errors
 
 logger = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ class _Window:
 
 class FailedAuthCounter:
     def __init__(self, *, limit: int | None = None, clock: object = time.monotonic) -> None:
-        self.limit = settings.TOLLHOUSE_AUTH_FAILURES_PER_MINUTE if limit is None else limit
+        self.limit = hot.TOLLHOUSE_AUTH_FAILURES_PER_MINUTE if limit is None else limit
         self._clock = clock
         self._windows: OrderedDict[str, _Window] = OrderedDict()
         self.total = 0  # every failure this process has seen
