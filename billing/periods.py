@@ -10,7 +10,7 @@ from __future__ import annotations
 import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 PERIODS = ("day", "week", "month")
 
@@ -21,7 +21,7 @@ class Window:
     start: datetime  # aware, in the tenant's zone
     end: datetime  # exclusive
 
-    @property
+    @cached_property
     def label(self) -> str:
         """A compact, sortable name for counters: 20261123 (day), 2026W48 (week), 202611 (month)."""
         if self.period == "day":
@@ -47,8 +47,23 @@ def _midnight(day: date, zone: zoneinfo.ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone)
 
 
+# The last window computed per (period, zone): every call of a budgeted key asks for the one it is in.
+_recent: dict[tuple[str, str], Window] = {}
+
+
 def window(period: str, tz_name: str, at: datetime) -> Window:
     """The period of kind `period` that contains the aware instant `at`, in zone `tz_name`."""
+    recent = _recent.get((period, tz_name))
+    if recent is not None and recent.start <= at < recent.end:
+        return recent
+    found = _window(period, tz_name, at)
+    if len(_recent) > 1000:
+        _recent.clear()
+    _recent[(period, tz_name)] = found
+    return found
+
+
+def _window(period: str, tz_name: str, at: datetime) -> Window:
     zone = _zone(tz_name)
     local = at.astimezone(zone).date()
     if period == "day":

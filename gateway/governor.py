@@ -111,9 +111,13 @@ for i = 1, n_rate do
     if tok == nil or remaining < tok[2] then tok = {tpm, remaining, used} end
   end
   if conc > 0 then
-    redis.call('ZREMRANGEBYSCORE', conc_key, '-inf', now)
+    -- Leases past their time (a process that died mid-call) are purged only when they could
+    -- refuse this call: one command in the common case instead of two.
     if redis.call('ZCARD', conc_key) >= conc then
-      return {'concurrency', name, conc}
+      redis.call('ZREMRANGEBYSCORE', conc_key, '-inf', now)
+      if redis.call('ZCARD', conc_key) >= conc then
+        return {'concurrency', name, conc}
+      end
     end
     table.insert(conc_adds, conc_key)
   end
@@ -176,24 +180,42 @@ if chosen_busy then table.insert(conc_adds, chosen_busy) end
 local headroom, tight, bounded = max_cost, -1, max_cost >= 0
 local missing = {}
 local pots_at = k
+local dues = {}
 for p = 1, n_pots do
   local pot, exp = KEYS[k], KEYS[k + 1]
   local kind, limit = ARGV[a], tonumber(ARGV[a + 1])
   k = k + 2
   a = a + 2
-  if redis.call('EXISTS', pot) == 0 then
+  -- A pot always has `spent` (_INIT_POT): its absence says the pot is missing, no EXISTS needed.
+  -- While reservations are held (`reserved` > 0), `due` is no later than the earliest of their
+  -- expiries (absent: unknown), so the expired ones are looked for only when one may be; with
+  -- none held there is nothing to expire (settlement drops `due` with the last one).
+  local h = redis.call('HMGET', pot, 'spent', 'reserved', 'credit', 'due')
+  if not h[1] then
     table.insert(missing, p - 1)
   else
-    local gone = redis.call('ZRANGEBYSCORE', exp, '-inf', now)
-    for _, r in ipairs(gone) do
-      local amount = redis.call('HGET', pot, 'r:' .. r)
-      if amount then
-        redis.call('HDEL', pot, 'r:' .. r)
-        redis.call('HINCRBY', pot, 'reserved', fmt(-tonumber(amount)))
+    local due = h[4] and tonumber(h[4]) or nil
+    if tonumber(h[2] or '0') > 0 and (due == nil or due <= now) then
+      local gone = redis.call('ZRANGEBYSCORE', exp, '-inf', now)
+      for _, r in ipairs(gone) do
+        local amount = redis.call('HGET', pot, 'r:' .. r)
+        if amount then
+          redis.call('HDEL', pot, 'r:' .. r)
+          redis.call('HINCRBY', pot, 'reserved', fmt(-tonumber(amount)))
+        end
       end
+      if #gone > 0 then redis.call('ZREMRANGEBYSCORE', exp, '-inf', now) end
+      local first = redis.call('ZRANGE', exp, 0, 0, 'WITHSCORES')
+      if first[2] then
+        due = tonumber(first[2])
+        redis.call('HSET', pot, 'due', first[2])
+      else
+        due = nil
+        redis.call('HDEL', pot, 'due')
+      end
+      h = redis.call('HMGET', pot, 'spent', 'reserved', 'credit')
     end
-    if #gone > 0 then redis.call('ZREMRANGEBYSCORE', exp, '-inf', now) end
-    local h = redis.call('HMGET', pot, 'spent', 'reserved', 'credit')
+    dues[p] = due
     local cap = limit
     if kind == 'c' then cap = tonumber(h[3] or '0') end
     local available = cap - tonumber(h[1] or '0') - tonumber(h[2] or '0')
@@ -229,7 +251,12 @@ end
 if reserve > 0 then
   for p = 1, n_pots do
     local pot, exp = KEYS[pots_at + 2 * (p - 1)], KEYS[pots_at + 2 * (p - 1) + 1]
-    redis.call('HSET', pot, 'r:' .. rid, fmt(reserve))
+    local due = dues[p]
+    if due == nil or due > now + lease then
+      redis.call('HSET', pot, 'r:' .. rid, fmt(reserve), 'due', fmt(now + lease))
+    else
+      redis.call('HSET', pot, 'r:' .. rid, fmt(reserve))
+    end
     redis.call('HINCRBY', pot, 'reserved', fmt(reserve))
     redis.call('ZADD', exp, fmt(now + lease), rid)
     redis.call('PEXPIRE', exp, math.ceil(lease / 1000) + 1000)
@@ -242,8 +269,14 @@ return {'ok', chosen, fmt(reserve), capped, r1, r2, r3, t1, t2, t3}
 """
 
 _SETTLE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = nil
+local function clock()  -- TIME only when a token counter needs it
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return now
+end
 local function fmt(x) return string.format('%.0f', x) end
 local rid = ARGV[1]
 local n_conc, n_tpm, n_pots = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -257,21 +290,27 @@ for i = 1, n_tpm do
   local T = math.ceil(60000000 / tonumber(ARGV[a]))
   a = a + 1
   if tokens > 0 then
+    local at = clock()
     local tat = tonumber(redis.call('GET', KEYS[k]) or '0')
-    if tat < now then tat = now end
+    if tat < at then tat = at end
     local new = tat + tokens * T
-    redis.call('SET', KEYS[k], fmt(new), 'PX', math.ceil((new - now) / 1000) + 1000)
+    redis.call('SET', KEYS[k], fmt(new), 'PX', math.ceil((new - at) / 1000) + 1000)
   end
   k = k + 1
 end
 for p = 1, n_pots do
   local pot, exp = KEYS[k], KEYS[k + 1]
   k = k + 2
-  if redis.call('EXISTS', pot) == 1 then
-    local amount = redis.call('HGET', pot, 'r:' .. rid)
+  local h = redis.call('HMGET', pot, 'r:' .. rid, 'spent')
+  if h[2] then  -- the pot exists (it always has `spent`)
+    local amount = h[1]
     if amount then
-      redis.call('HDEL', pot, 'r:' .. rid)
-      redis.call('HINCRBY', pot, 'reserved', fmt(-tonumber(amount)))
+      local left = redis.call('HINCRBY', pot, 'reserved', fmt(-tonumber(amount)))
+      if left <= 0 then
+        redis.call('HDEL', pot, 'r:' .. rid, 'due')  -- no reservation left: nothing to expire
+      else
+        redis.call('HDEL', pot, 'r:' .. rid)
+      end
       redis.call('ZREM', exp, rid)
     end
     if cost > 0 then redis.call('HINCRBY', pot, 'spent', fmt(cost)) end

@@ -122,3 +122,59 @@ def test_it_refuses_what_it_cannot_send():
     with pytest.raises(TypeError):
         resp._pack(("SET", "k", 1.5))
     assert resp.supports("redis://h:6379/0") and not resp.supports("rediss://h:6379/0")
+
+
+def test_the_commands_of_one_loop_iteration_go_out_in_one_write():
+    async def go():
+        client = resp.RespClient(settings.REDIS_URL, timeout=2)
+        await client.call("PING")  # connected
+        protocol = client._protocol
+        assert protocol is not None and protocol.transport is not None
+        writes = []
+        write = protocol.transport.write
+
+        def counted(data):
+            writes.append(data)
+            write(data)
+
+        protocol.transport.write = counted  # type: ignore[method-assign]
+        try:
+            replies = await asyncio.gather(*(client.call("ECHO", str(n)) for n in range(50)))
+        finally:
+            client.close()
+        return replies, writes
+
+    replies, writes = run(go())
+    assert replies == [str(n).encode() for n in range(50)]
+    assert len(writes) == 1 and writes[0].count(b"ECHO") == 50
+
+
+def test_each_command_times_out_at_its_own_deadline_with_one_timer():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(sock.accept()), daemon=True).start()
+
+    async def go():
+        client = resp.RespClient(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = asyncio.ensure_future(client.call("PING"))
+        await asyncio.sleep(0.15)
+        second = asyncio.ensure_future(client.call("PING"))
+        times = []
+        for future in (first, second):
+            with pytest.raises(redis.exceptions.TimeoutError):
+                await future
+            times.append(loop.time() - started)
+        client.close()
+        return times
+
+    try:
+        first, second = run(go())
+    finally:
+        sock.close()
+    assert 0.25 <= first < 0.4  # its own 0.3 s, not the second's
+    assert 0.4 <= second < 0.6  # 0.15 + 0.3

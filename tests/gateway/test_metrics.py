@@ -371,3 +371,61 @@ def test_calls_refused_before_any_key_is_identified_are_counted_apart_by_status(
         == before + 2
     )
     assert value("tollhouse_unidentified_requests_total", endpoint="other", status="other") == other + 1
+
+
+def _histogram(name: str, **labels: str) -> dict[str, float]:
+    return {
+        sample.labels["le"]: sample.value
+        for metric in REGISTRY.collect()
+        for sample in metric.samples
+        if sample.name == name + "_bucket" and all(sample.labels.get(k) == v for k, v in labels.items())
+    }
+
+
+def test_the_request_paths_calls_are_written_at_the_next_flush_as_if_observed_one_by_one():
+    """call_settled(defer=True) (Call.settle): counted within a quarter second, in batches; the
+    batch gives the same totals and buckets as the same calls observed one at a time."""
+    deferred = {"endpoint": "embeddings", "model": "gpt-4.1"}
+    direct = {"endpoint": "responses", "model": "gpt-4.1"}
+    latencies = [0, 3_000, 5_000, 9_999, 10_000, 250_000, 1_000_000, 7_000_000, 400_000_000]
+
+    async def go():
+        before = value("tollhouse_requests_total", **deferred, status_class="2xx", plan="Team")
+        for latency in latencies:
+            metrics.call_settled(event(endpoint="embeddings", latency_us=latency), plan="Team", defer=True)
+        pending = value("tollhouse_requests_total", **deferred, status_class="2xx", plan="Team") - before
+        await asyncio.sleep(metrics.FLUSH_SECONDS + 0.1)
+        flushed = value("tollhouse_requests_total", **deferred, status_class="2xx", plan="Team") - before
+        return pending, flushed
+
+    buckets_before = _histogram("tollhouse_request_duration_seconds", **deferred)
+    direct_before = _histogram("tollhouse_request_duration_seconds", **direct)
+    pending, flushed = asyncio.run(go())
+    for latency in latencies:
+        metrics.call_settled(event(endpoint="responses", latency_us=latency), plan="Team")
+
+    assert pending == 0 and flushed == len(latencies)
+    grown = {
+        le: v - buckets_before.get(le, 0.0)
+        for le, v in _histogram("tollhouse_request_duration_seconds", **deferred).items()
+    }
+    grown_direct = {
+        le: v - direct_before.get(le, 0.0)
+        for le, v in _histogram("tollhouse_request_duration_seconds", **direct).items()
+    }
+    assert grown == grown_direct and grown["+Inf"] == len(latencies)
+    assert grown["0.01"] == 5  # 0, 3 ms, 5 ms, 9.999 ms and exactly 10 ms (le is inclusive)
+
+
+def test_a_scrape_writes_what_is_pending():
+    labels = {"endpoint": "embeddings", "model": "gpt-4.1", "status_class": "4xx", "plan": "Team"}
+
+    async def go():
+        before = value("tollhouse_requests_total", **labels)
+        metrics.call_settled(event(endpoint="embeddings", status=400), plan="Team", defer=True)
+        from config.metrics import exposition
+
+        exposition()  # in the same loop iteration: before the timer could have flushed
+        return value("tollhouse_requests_total", **labels) - before
+
+    assert asyncio.run(go()) == 1
