@@ -112,3 +112,25 @@ def test_it_only_ever_answers_http_https_or_none_and_never_for_an_untrusted_peer
     assert result in {None, "http", "https"}
     if not trusted:
         assert result is None
+
+
+# -- resolve()'s memo of answers per (peer, X-Forwarded-For) -----------------------------------------
+
+
+def test_a_remembered_answer_is_forgotten_when_the_trusted_proxies_change(settings):
+    settings.TOLLHOUSE_TRUSTED_PROXIES = ()
+    assert resolve("10.1.2.3", "203.0.113.9") == "10.1.2.3"
+    settings.TOLLHOUSE_TRUSTED_PROXIES = (ip_network("10.0.0.0/8"),)
+    assert resolve("10.1.2.3", "203.0.113.9") == "203.0.113.9"
+    settings.TOLLHOUSE_TRUSTED_PROXIES = ()
+    assert resolve("10.1.2.3", "203.0.113.9") == "10.1.2.3"
+
+
+def test_the_memo_stays_bounded_however_many_headers_a_client_varies(behind_proxy):
+    from config import clientip
+
+    for i in range(clientip._RESOLVED_MAX + 50):
+        assert (
+            resolve("10.1.2.3", f"198.51.{i // 256 % 256}.{i % 256}") == f"198.51.{i // 256 % 256}.{i % 256}"
+        )
+        assert len(clientip._resolved) <= clientip._RESOLVED_MAX

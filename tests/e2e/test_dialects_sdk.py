@@ -5,6 +5,7 @@ through)."""
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
 import anthropic
@@ -76,6 +77,33 @@ def test_it_streams_to_the_anthropic_sdk_with_the_full_event_sequence(gateway_se
     [row] = usage_rows(1)
     assert row.streamed and (row.prompt_tokens, row.completion_tokens) == (30, 9)
     assert row.cost == cost(30, 9)
+
+
+def test_a_stream_that_pauses_gets_keep_alive_pings_and_then_the_rest_of_its_answer(
+    gateway_server, world, usage_rows, settings
+):
+    # Pauses of 300 ms between tokens against pings every 50 ms: the read cut short by each ping
+    # must lose nothing of what the upstream sends next.
+    settings.TOLLHOUSE_STREAM_KEEPALIVE_SECONDS = 0.05
+    body = {
+        "model": "claude-sonnet-4.5",
+        "max_tokens": 100,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Slowly [mock prompt_tokens=30 tokens=4 chunk_ms=300]"}],
+    }
+    headers = {"x-api-key": world.key, "anthropic-version": "2023-06-01"}
+    with httpx.stream(
+        "POST", gateway_server + "/v1/messages", json=body, headers=headers, timeout=10
+    ) as reply:
+        assert reply.status_code == 200
+        names = [line.removeprefix("event: ") for line in reply.iter_lines() if line.startswith("event: ")]
+    assert names[0] == "message_start" and names[-1] == "message_stop"
+    deltas = [i for i, name in enumerate(names) if name == "content_block_delta"]
+    assert len(deltas) == 4
+    pings_between = [names[a:b].count("ping") for a, b in itertools.pairwise(deltas)]
+    assert all(count >= 2 for count in pings_between), names
+    [row] = usage_rows(1)
+    assert row.status == 200 and not row.error_type and (row.prompt_tokens, row.completion_tokens) == (30, 4)
 
 
 def test_it_ends_a_broken_anthropic_stream_with_an_error_event_and_bills_what_was_sent(
