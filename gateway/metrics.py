@@ -264,12 +264,6 @@ def _endpoint_label(endpoint: object) -> str:
     return endpoint if isinstance(endpoint, str) and endpoint in ENDPOINT_LABELS else OTHER
 
 
-def _status_class(status: object) -> str:
-    if isinstance(status, int) and 100 <= status <= 599:
-        return f"{status // 100}xx"
-    return OTHER
-
-
 def refusal_limit(error: Exception) -> str:
     """Which limit refused a call, from the error the gateway answered with ("" if none did).
 
@@ -374,6 +368,13 @@ class _Pending:
 
 
 _series: dict[tuple[str, str, str], _Series] = {}
+# What _labels found for the raw values of a call (endpoint, requested model, whether the model was
+# unknown, plan, provider): worked out once per combination, not per call. Every label function gives
+# the same answer for the same value for the life of the process (a value over the cap stays
+# "other"), so the answer can be kept; at most MAX_LABELLED combinations are (then: worked out again).
+_labelled: dict[tuple[Any, ...], tuple[_Series, str, str]] = {}
+MAX_LABELLED = 4096
+_STATUS_CLASSES = {status: f"{status // 100}xx" for status in range(100, 600)}
 _refusals: dict[tuple[str, str], Any] = {}
 _upstream_latency: dict[str, tuple[Any, _Observed]] = {}
 _upstream_errors: dict[tuple[str, str], Any] = {}
@@ -403,27 +404,30 @@ def call_settled(event: Mapping[str, Any], *, plan: str, limit: str = "", defer:
     this process), so the calls of a quarter second cost one update per series instead of about ten
     per call. Without it the call is written at once.
     """
-    endpoint = _endpoint_label(event.get("endpoint"))
-    model = model_label(event)
-    plan_label = _plans(plan) if isinstance(plan, str) else OTHER
-    key = (endpoint, model, plan_label)
-    series = _series.get(key)
-    if series is None:
-        series = _series[key] = _Series(endpoint, model, plan_label)
-    status_class = _status_class(event.get("status"))
-    streamed = event.get("streamed") is True
-    ttft = event.get("ttft_us")
     upstream = event.get("upstream_latency_us")
     upstream_us = upstream if type(upstream) is int else None
-    provider_label = ""
-    if upstream_us is not None:
-        provider = event.get("provider")
-        provider_label = _providers(provider) if isinstance(provider, str) else OTHER
-        if provider_label not in _upstream_latency:
-            _upstream_latency[provider_label] = (
-                UPSTREAM_LATENCY.labels(provider_label),
-                _Observed(LATENCY_BUCKETS),
-            )
+    error_type = event.get("error_type")
+    raw = (
+        event.get("endpoint"),
+        event.get("requested_model"),
+        error_type == "model_not_found",
+        plan,
+        event.get("provider") if upstream_us is not None else None,
+    )
+    keep = True
+    try:
+        labelled = _labelled.get(raw)
+    except TypeError:  # a value no dictionary can hold (a list, from a hostile event)
+        labelled, keep = None, False
+    if labelled is None:
+        labelled = _labels(event, plan, upstream_us is not None)
+        if keep and len(_labelled) < MAX_LABELLED:
+            _labelled[raw] = labelled
+    series, plan_label, provider_label = labelled
+    status = event.get("status")
+    status_class = _STATUS_CLASSES.get(status, OTHER) if isinstance(status, int) else OTHER
+    streamed = event.get("streamed") is True
+    ttft = event.get("ttft_us")
     with _lock:
         pending = series.pending
         pending.requests[status_class] = pending.requests.get(status_class, 0) + 1
@@ -442,7 +446,6 @@ def call_settled(event: Mapping[str, Any], *, plan: str, limit: str = "", defer:
             _upstream_latency[provider_label][1].add(max(upstream_us or 0, 0) / 1e6)
             _dirty_upstream.add(provider_label)
 
-    error_type = event.get("error_type")
     if error_type:
         refused_by = limit or (_LIMIT_OF_CODE.get(error_type, "") if isinstance(error_type, str) else "")
         if refused_by in LIMITS:
@@ -454,6 +457,28 @@ def call_settled(event: Mapping[str, Any], *, plan: str, limit: str = "", defer:
         flush()
     else:
         _schedule_flush()
+
+
+def _labels(event: Mapping[str, Any], plan: object, upstream: bool) -> tuple[_Series, str, str]:
+    """The series of a call (its endpoint, model and plan labels) and its provider's label ("": no
+    upstream answered), its children looked up or made."""
+    endpoint = _endpoint_label(event.get("endpoint"))
+    model = model_label(event)
+    plan_label = _plans(plan) if isinstance(plan, str) else OTHER
+    key = (endpoint, model, plan_label)
+    series = _series.get(key)
+    if series is None:
+        series = _series[key] = _Series(endpoint, model, plan_label)
+    provider_label = ""
+    if upstream:
+        provider = event.get("provider")
+        provider_label = _providers(provider) if isinstance(provider, str) else OTHER
+        if provider_label not in _upstream_latency:
+            _upstream_latency[provider_label] = (
+                UPSTREAM_LATENCY.labels(provider_label),
+                _Observed(LATENCY_BUCKETS),
+            )
+    return series, plan_label, provider_label
 
 
 def _schedule_flush() -> None:

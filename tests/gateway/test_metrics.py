@@ -151,6 +151,32 @@ def test_labels_that_could_not_be_exposed_are_other():
     assert labels("") == "none"
 
 
+def test_labels_worked_out_once_per_combination_still_tell_an_unknown_model_from_a_known_one():
+    known = {**CALL, "status_class": "2xx"}
+    unknown = {**CALL, "model": "other", "status_class": "4xx"}
+    before_known, before_unknown = (
+        value("tollhouse_requests_total", **known),
+        value("tollhouse_requests_total", **unknown),
+    )
+    for _ in range(2):  # the second round is answered from the memo
+        metrics.call_settled(event(), plan="Team")
+        metrics.call_settled(event(status=404, error_type="model_not_found"), plan="Team")
+    assert value("tollhouse_requests_total", **known) == before_known + 2
+    assert value("tollhouse_requests_total", **unknown) == before_unknown + 2
+
+
+def test_the_memo_of_labels_stays_bounded(monkeypatch):
+    monkeypatch.setattr(metrics, "MAX_LABELLED", len(metrics._labelled) + 3)
+    labels = {**CALL, "model": "other", "status_class": "4xx"}
+    before = value("tollhouse_requests_total", **labels)
+    for i in range(20):
+        metrics.call_settled(
+            event(requested_model=f"nope-{i}", status=404, error_type="model_not_found"), plan="Team"
+        )
+    assert len(metrics._labelled) == metrics.MAX_LABELLED
+    assert value("tollhouse_requests_total", **labels) == before + 20
+
+
 def test_a_garbage_event_counts_without_raising():
     before = value(
         "tollhouse_requests_total", endpoint="other", model="none", status_class="other", plan="other"
