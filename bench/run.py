@@ -1399,23 +1399,10 @@ end
             scenario, "gateway", concurrency=32, duration_s=plan.dialect_tput_s
         ).summary()
         cpu_s = procs.cpu_seconds(self.gateway_pid) - cpu_before
-        d, g = direct["latency_ms"], c1["latency_ms"]
-        sd, sg = sdirect.get("ttft_ms", {}), sgateway.get("ttft_ms", {})
-
-        def diff(a: dict[str, float], b: dict[str, float], p: str) -> float | None:
-            return round(b[p] - a[p], 3) if p in a and p in b else None
-
         return {
             "round": number,
             "scenario": scenario.name,
-            "direct_p50_ms": d.get("p50"),
-            "gateway_p50_ms": g.get("p50"),
-            "overhead_p50_ms": diff(d, g, "p50"),
-            "overhead_p99_ms": diff(d, g, "p99"),
-            "direct_ttft_p50_ms": sd.get("p50"),
-            "gateway_ttft_p50_ms": sg.get("p50"),
-            "ttft_overhead_p50_ms": diff(sd, sg, "p50"),
-            "ttft_overhead_p99_ms": diff(sd, sg, "p99"),
+            **c1_overheads(direct, c1, sdirect, sgateway),
             "rps": tput["rps"],
             "completed": tput["completed"],
             "p50_ms": tput["latency_ms"].get("p50"),
@@ -1639,25 +1626,12 @@ end
             raise RuntimeError(
                 f"the {side.name} server exited during round {number}:\n{procs.tail(log_path)}"
             )
-        d, g = direct["latency_ms"], c1["latency_ms"]
-        sd, sg = sdirect.get("ttft_ms", {}), sgw.get("ttft_ms", {})
-
-        def diff(a: dict[str, float], b: dict[str, float], p: str) -> float | None:
-            return round(b[p] - a[p], 3) if p in a and p in b else None
-
         gov, bare = runs["governed"], runs.get("bare")
         rtt = gov["redis_rtt"]
         row: dict[str, Any] = {
             "round": number,
             "side": side.name,
-            "direct_p50_ms": d.get("p50"),
-            "gateway_p50_ms": g.get("p50"),
-            "overhead_p50_ms": diff(d, g, "p50"),
-            "overhead_p90_ms": diff(d, g, "p90"),
-            "overhead_p99_ms": diff(d, g, "p99"),
-            "direct_ttft_p50_ms": sd.get("p50"),
-            "ttft_overhead_p50_ms": diff(sd, sg, "p50"),
-            "ttft_overhead_p99_ms": diff(sd, sg, "p99"),
+            **c1_overheads(direct, c1, sdirect, sgw),
             "rps": gov["rps"],
             "completed": gov["completed"],
             "p50_ms": gov["latency_ms"].get("p50"),
@@ -1697,6 +1671,27 @@ end
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
         errors = [ln for ln in lines if re.search(r"ERROR|Traceback|Exception", ln)]
         return {"lines": len(lines), "error_lines": len(errors), "tail": lines[-15:]}
+
+
+def c1_overheads(
+    direct: dict[str, Any], through: dict[str, Any], sdirect: dict[str, Any], sthrough: dict[str, Any]
+) -> dict[str, float | None]:
+    """What a path adds at c=1, from load summaries of the same calls straight to the mock and
+    through the path (JSON, then streams): each percentile of the path minus the same one direct."""
+    d, g = direct["latency_ms"], through["latency_ms"]
+    sd, sg = sdirect.get("ttft_ms", {}), sthrough.get("ttft_ms", {})
+
+    def shift(a: dict[str, float], b: dict[str, float], p: str) -> float | None:
+        return round(b[p] - a[p], 3) if p in a and p in b else None
+
+    return {
+        "direct_p50_ms": d.get("p50"),
+        "gateway_p50_ms": g.get("p50"),
+        **{f"overhead_{p}_ms": shift(d, g, p) for p in ("p50", "p90", "p99")},
+        "direct_ttft_p50_ms": sd.get("p50"),
+        "gateway_ttft_p50_ms": sg.get("p50"),
+        **{f"ttft_overhead_{p}_ms": shift(sd, sg, p) for p in ("p50", "p99")},
+    }
 
 
 def _ms(value: float | None) -> str:

@@ -54,7 +54,7 @@ _recent: dict[tuple[str, str], Window] = {}
 def window(period: str, tz_name: str, at: datetime) -> Window:
     """The period of kind `period` that contains the aware instant `at`, in zone `tz_name`."""
     recent = _recent.get((period, tz_name))
-    if recent is not None and recent.start <= at < recent.end:
+    if recent is not None and at.tzinfo is not None and recent.start <= at < recent.end:
         return recent
     found = _window(period, tz_name, at)
     if len(_recent) > 1000:

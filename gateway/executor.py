@@ -322,11 +322,7 @@ class Executor:
         try:
             async with asyncio.timeout(first_byte):
                 response = await runtime.http().send(
-                    request.url,
-                    content=request.content,
-                    headers=request.headers,
-                    connect_timeout=provider.connect_timeout,
-                    read_timeout=provider.read_timeout,
+                    request, connect_timeout=provider.connect_timeout, read_timeout=provider.read_timeout
                 )
                 if response.status >= 400:
                     content = await response.read()
@@ -658,9 +654,7 @@ async def count_tokens(call: Call, inbound: Inbound, route: RouteInfo) -> HttpRe
         try:
             async with asyncio.timeout(provider.first_byte_timeout):
                 response = await runtime.http().send(
-                    request_up.url,
-                    content=request_up.content,
-                    headers=request_up.headers,
+                    request_up,
                     connect_timeout=provider.connect_timeout,
                     read_timeout=provider.first_byte_timeout,
                 )

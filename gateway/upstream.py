@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import asyncio
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import aiohttp
 from yarl import URL
 
 from config.hot import hot
+
+if TYPE_CHECKING:
+    from gateway.providers.base import UpstreamRequest
 
 Response = aiohttp.ClientResponse
 
@@ -69,21 +73,15 @@ class UpstreamClient:
         return session
 
     async def send(
-        self,
-        url: str,
-        *,
-        content: bytes,
-        headers: dict[str, str],
-        connect_timeout: float,
-        read_timeout: float,
+        self, request: UpstreamRequest, *, connect_timeout: float, read_timeout: float
     ) -> Response:
-        """POST `content` and return once the answer's head is in; its body is read by the caller
-        (`read()`, or `content.iter_any()` for a stream), who closes it (`close(response)`)."""
+        """POST the adapter's request and return once the answer's head is in; its body is read by
+        the caller (`read()`, or `content.iter_any()` for a stream), who closes it (`close(response)`)."""
         return await self._open_session().request(
             "POST",
-            _url(url),
-            data=content,
-            headers=headers,
+            _url(request.url),
+            data=request.content,
+            headers=request.headers,
             timeout=_timeout(connect_timeout, read_timeout),
             allow_redirects=False,
         )

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from gateway.providers.base import UpstreamRequest
 from gateway.upstream import UpstreamClient, close, lower_headers
 
 
@@ -46,16 +47,20 @@ def test_it_sends_the_adapters_headers_and_bytes_keeps_no_cookie_and_follows_no_
             bodies = []
             for _ in range(2):
                 response = await client.send(
-                    base + "/v1/chat",
-                    content=b'{"model": "m"}',
-                    headers={"authorization": "Bearer upstream-key", "x-request-id": "r1"},
+                    UpstreamRequest(
+                        url=base + "/v1/chat",
+                        content=b'{"model": "m"}',
+                        headers={"authorization": "Bearer upstream-key", "x-request-id": "r1"},
+                    ),
                     connect_timeout=1,
                     read_timeout=1,
                 )
                 bodies.append((response.status, await response.read()))
                 close(response)
             redirect = await client.send(
-                base + "/moved", content=b"", headers={}, connect_timeout=1, read_timeout=1
+                UpstreamRequest(url=base + "/moved", content=b"", headers={}),
+                connect_timeout=1,
+                read_timeout=1,
             )
             location = lower_headers(redirect)["location"]
             close(redirect)
@@ -88,11 +93,15 @@ def test_a_slow_answer_times_out_and_a_closed_port_is_a_connection_error():
         try:
             with pytest.raises(TimeoutError):
                 await client.send(
-                    base + "/slow", content=b"", headers={}, connect_timeout=1, read_timeout=0.2
+                    UpstreamRequest(url=base + "/slow", content=b"", headers={}),
+                    connect_timeout=1,
+                    read_timeout=0.2,
                 )
             with pytest.raises(aiohttp.ClientConnectionError):
                 await client.send(
-                    "http://127.0.0.1:9/", content=b"", headers={}, connect_timeout=1, read_timeout=1
+                    UpstreamRequest(url="http://127.0.0.1:9/", content=b"", headers={}),
+                    connect_timeout=1,
+                    read_timeout=1,
                 )
         finally:
             await client.close()
@@ -117,7 +126,7 @@ def test_repeated_header_names_are_joined_and_lower_cased():
         client = UpstreamClient()
         try:
             response = await client.send(
-                base + "/", content=b"", headers={}, connect_timeout=1, read_timeout=1
+                UpstreamRequest(url=base + "/", content=b"", headers={}), connect_timeout=1, read_timeout=1
             )
             headers = lower_headers(response)
             close(response)
