@@ -183,25 +183,34 @@ class RespClient:
         self._protocol = None
 
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RespClient] = weakref.WeakKeyDictionary()
+# A loop's clients, one per timeout: a connection's commands all have the same timeout, so their
+# deadlines are in sending order (what `_Protocol._expire` relies on), and a caller with a short
+# timeout (the response cache) never changes a longer one's (admission and settlement).
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, RespClient]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-# The last loop asked about and its client: a server has one loop, so the weak dictionary (a hash of
-# the loop and a weak reference per call) is only consulted when the loop changes.
-_last: tuple[asyncio.AbstractEventLoop, RespClient] | None = None
+# The last loop and timeout asked about and their client: a server has one loop, so the weak
+# dictionary (a hash of the loop and a weak reference per call) is only consulted when they change.
+_last: tuple[asyncio.AbstractEventLoop, float, RespClient] | None = None
 
 
 def loop_client(url: str, *, timeout: float) -> RespClient:
-    """The running event loop's client for `url` (an asyncio connection belongs to one loop)."""
+    """The running event loop's client for `url` with this per-command timeout (an asyncio
+    connection belongs to one loop)."""
     global _last
     loop = asyncio.get_running_loop()
     last = _last
-    if last is not None and last[0] is loop:
-        return last[1]
-    client = _clients.get(loop)
+    if last is not None and last[0] is loop and last[1] == timeout:
+        return last[2]
+    clients = _clients.get(loop)
+    if clients is None:
+        clients = _clients[loop] = {}
+    client = clients.get(timeout)
     if client is None:
-        client = _clients[loop] = RespClient(url, timeout=timeout)
-    _last = (loop, client)
+        client = clients[timeout] = RespClient(url, timeout=timeout)
+    _last = (loop, timeout, client)
     return client
 
 
@@ -210,6 +219,5 @@ def close_loop_client() -> None:
     loop = asyncio.get_running_loop()
     if _last is not None and _last[0] is loop:
         _last = None
-    client = _clients.pop(loop, None)
-    if client is not None:
+    for client in _clients.pop(loop, {}).values():
         client.close()

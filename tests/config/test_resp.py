@@ -178,3 +178,27 @@ def test_each_command_times_out_at_its_own_deadline_with_one_timer():
         sock.close()
     assert 0.25 <= first < 0.4  # its own 0.3 s, not the second's
     assert 0.4 <= second < 0.6  # 0.15 + 0.3
+
+
+def test_a_loops_client_keeps_the_timeout_its_caller_asked_for():
+    """The response cache asks with TOLLHOUSE_REDIS_TIMEOUT, admission with the governor's (longer)
+    one: whoever asks first must not set the other's timeout."""
+
+    async def go():
+        short = resp.loop_client(settings.REDIS_URL, timeout=0.25)
+        long = resp.loop_client(settings.REDIS_URL, timeout=1.0)
+        again = (
+            resp.loop_client(settings.REDIS_URL, timeout=0.25),
+            resp.loop_client(settings.REDIS_URL, timeout=1.0),
+        )
+        pongs = await asyncio.gather(short.call("PING"), long.call("PING"))
+        resp.close_loop_client()
+        fresh = resp.loop_client(settings.REDIS_URL, timeout=1.0)
+        resp.close_loop_client()
+        return short, long, again, pongs, fresh
+
+    short, long, again, pongs, fresh = run(go())
+    assert (short.timeout, long.timeout) == (0.25, 1.0)
+    assert again == (short, long) and pongs == [b"PONG", b"PONG"]
+    assert fresh is not long  # closed with its loop's others, then made anew
+    assert short._protocol is None and long._protocol is None
