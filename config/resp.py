@@ -1,4 +1,4 @@
-"""A lean Redis client for the request path: one pipelined connection per event loop.
+"""A lean Redis client for the request path: one pipelined connection per event loop and timeout.
 
 Admission and settlement (gateway/governor.py) make two Redis calls per governed request. Through
 redis-py's asyncio client one EVALSHA costs the gateway about 240 µs of CPU (connection pool, a
