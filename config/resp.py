@@ -66,19 +66,28 @@ class _Protocol(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, loop: asyncio.AbstractEventLoop, command: bytes, timeout: float) -> asyncio.Future[Any]:
+    def send(
+        self, loop: asyncio.AbstractEventLoop, command: bytes, timeout: float, *, now: bool = False
+    ) -> asyncio.Future[Any]:
         """Queue a command: the commands of one loop iteration go out in one write (at c=32 several
-        calls admit in the same iteration: one system call instead of one each)."""
+        calls admit in the same iteration: one system call instead of one each). `now`: write it
+        (with those queued before it, in order) before returning."""
         future: asyncio.Future[Any] = loop.create_future()
         self.waiting.append((future, loop.time() + timeout))
-        if not self.outgoing:
-            loop.call_soon(self._write)
-        self.outgoing.append(command)
+        if now:
+            self.outgoing.append(command)
+            self._write()  # a write already scheduled finds nothing left to send
+        else:
+            if not self.outgoing:
+                loop.call_soon(self._write)
+            self.outgoing.append(command)
         if self.sweep is None:
             self.sweep = loop.call_at(loop.time() + timeout, self._expire, loop)
         return future
 
     def _write(self) -> None:
+        if not self.outgoing:
+            return
         data = b"".join(self.outgoing)
         self.outgoing.clear()
         if self.transport is not None and self.lost is None:
@@ -176,6 +185,15 @@ class RespClient:
         if protocol is None or protocol.lost is not None:
             protocol = await self._connection()
         return await protocol.send(asyncio.get_running_loop(), _pack(parts), self.timeout)
+
+    def send_now(self, *parts: Any) -> asyncio.Future[Any] | None:
+        """Write a command before returning, on the open connection, and leave its reply to be
+        awaited later (settlement: it reaches Redis before the answer it settles reaches the
+        client); None if no connection is open yet (then `call`)."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            return None
+        return protocol.send(asyncio.get_running_loop(), _pack(parts), self.timeout, now=True)
 
     def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:

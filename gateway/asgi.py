@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
@@ -102,7 +102,7 @@ class GatewayHandler:
             body = await self._read_body(receive)
         except ClientGone:
             return
-        request = ASGIRequest(scope, io.BytesIO(body))
+        request = GatewayRequest(scope, io.BytesIO(body))
         request.__dict__["headers"] = ScopeHeaders(scope["headers"])  # instead of HttpHeaders(META)
         # The view runs in this task; one watcher task cancels it if the client goes away (and with
         # it the upstream call). One task per call, not two: a task is a visible cost per call.
@@ -120,6 +120,8 @@ class GatewayHandler:
             watcher.done = True
             if not listen.done():
                 listen.cancel()
+            for rest in request.after_response:
+                await _finish(rest, request)
 
     async def _send_error(self, send: Send, error: errors.GatewayError, codec: Codec | None) -> None:
         response = codec.error_response(error) if codec is not None else error.response()
@@ -165,6 +167,22 @@ class GatewayHandler:
                 await send({"type": "http.response.body", "body": response.content})  # type: ignore[attr-defined]
         finally:
             release(response)
+
+
+class GatewayRequest(ASGIRequest):
+    """Django's request, with what the call leaves to do once its answer has left: a settlement's
+    reply (gateway/calls.py `Call.settle_soon`), awaited here after the last byte is sent."""
+
+    def __init__(self, scope: Scope, body: io.BytesIO) -> None:
+        super().__init__(scope, body)
+        self.after_response: list[Coroutine[Any, Any, None]] = []
+
+
+async def _finish(rest: Coroutine[Any, Any, None], request: ASGIRequest) -> None:
+    try:
+        await rest
+    except Exception:  # each part handles its own failures; this is the last resort
+        logger.exception("finishing %s after its answer failed", request.path)
 
 
 class ScopeHeaders(HttpHeaders):

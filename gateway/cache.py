@@ -515,7 +515,7 @@ async def serve_hit(
     if not inbound.stream:
         body = codec.render_response(response, inbound=inbound)
         call.first_byte()
-        await call.settle()
+        await call.settle_soon()
         return HttpResponse(body, content_type="application/json")
     call.streamed = True
     renderer = codec.stream_renderer(inbound=inbound, request_id=call.public_request_id)

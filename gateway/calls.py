@@ -10,15 +10,16 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from django.http import HttpRequest
 
 from billing.events import STREAM_BROKEN, Attempt, UsageEvent
 from billing.pricing import cost_nanos
-from billing.usage import RedisStreamSink
+from billing.usage import RedisStreamSink, UsageSink
 from config import clientip
 from gateway import errors, metrics
 from gateway.auth import KeyInfo
@@ -83,6 +84,9 @@ class Call:
         self.saved_nanos = 0
         self.cache_recorder: Recorder | None = None
         self._settled = False
+        # What the lean handler awaits once the answer has left (gateway/asgi.py; None: another
+        # handler serves this call, which settles before answering).
+        self.after_response: list[Coroutine[Any, Any, None]] | None = getattr(request, "after_response", None)
 
     @property
     def public_request_id(self) -> str:
@@ -200,26 +204,76 @@ class Call:
             return
         if not self.ledger:
             return
-        event = self.event()
-        wire = event.wire()
-        metrics.call_settled(wire, plan=self.key.plan, limit=self.limit, defer=True)
-        call_logged(wire, key_prefix=self.key.prefix, tenant=self.key.tenant_slug or str(self.key.tenant_id))
+        event, wire = self._record()
         sink = await runtime.sink()
         if self.ticket is not None:
-            payload = None
-            if isinstance(sink, RedisStreamSink) and not sink.down:
-                try:
-                    payload = orjson.dumps(event)  # the dataclass, natively
-                except orjson.JSONEncodeError:
-                    payload = None  # the sink stores it sanitised
             usage = self.usage
             emitted = await runtime.governor.settle(
                 self.ticket,
                 tokens=max(usage.prompt_tokens, 0) + max(usage.completion_tokens, 0),
                 cost=event.cost_nanos,
                 deployment=self.deployment.id if self.deployment else None,
-                event=payload,
+                event=_payload(event, sink),
             )
             if emitted:
                 return
         await sink.emit(wire)
+
+    async def settle_soon(self) -> None:
+        """Settle with the answer (a JSON answer or a cache hit): the settlement is written to Redis
+        now, before the answer leaves, and its reply awaited after the answer has left, by the lean
+        handler that serves the call (gateway/asgi.py; a stream settles after its last chunk too).
+        The client no longer waits a Redis round trip for it, and its next call is still admitted
+        against it. Settled here, whole, where that cannot be done."""
+        after = self.after_response
+        if after is not None and not self._settled and self.ticket is not None and self.key is not None:
+            rest = self._settle_sent()
+            if rest is not None:
+                after.append(rest)
+                return
+        await self.settle()
+
+    def _settle_sent(self) -> Coroutine[Any, Any, None] | None:
+        sink = runtime.started_sink()
+        if sink is None or not self.ledger:
+            return None
+        assert self.ticket is not None and self.key is not None
+        event = self.event()
+        usage = self.usage
+        reply = runtime.governor.settle_sent(
+            self.ticket,
+            tokens=max(usage.prompt_tokens, 0) + max(usage.completion_tokens, 0),
+            cost=event.cost_nanos,
+            deployment=self.deployment.id if self.deployment else None,
+            event=_payload(event, sink),
+        )
+        if reply is None:
+            return None
+        self._settled = True
+        return self._emit_unless(reply, sink, self._record(event)[1])
+
+    @staticmethod
+    async def _emit_unless(reply: Coroutine[Any, Any, bool], sink: UsageSink, wire: dict[str, Any]) -> None:
+        if not await reply:  # Redis did not append the usage event: the sink keeps it
+            await sink.emit(wire)
+
+    def _record(self, event: UsageEvent | None = None) -> tuple[UsageEvent, dict[str, Any]]:
+        """The call's usage event, counted in the metrics and written to the call log."""
+        assert self.key is not None
+        if event is None:
+            event = self.event()
+        wire = event.wire()
+        metrics.call_settled(wire, plan=self.key.plan, limit=self.limit, defer=True)
+        call_logged(wire, key_prefix=self.key.prefix, tenant=self.key.tenant_slug or str(self.key.tenant_id))
+        return event, wire
+
+
+def _payload(event: UsageEvent, sink: UsageSink) -> bytes | None:
+    """The usage event for Redis to append in the settlement step, when the sink is Redis's stream
+    and it is up; None: the sink stores it after settlement."""
+    if not isinstance(sink, RedisStreamSink) or sink.down:
+        return None
+    try:
+        return orjson.dumps(event)  # the dataclass, natively
+    except orjson.JSONEncodeError:
+        return None  # the sink stores it sanitised

@@ -400,7 +400,7 @@ class Executor:
             deployment_id=deployment.id, status=answer.response.status, started_ns=answer.started_ns
         )
         call.first_byte()
-        await call.settle()
+        await call.settle_soon()
         if call.cache_recorder is not None:
             await call.cache_recorder.keep(
                 served_model=call.served_model, priced_as=deployment.upstream_model

@@ -38,10 +38,12 @@ is logged once, in each direction.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -505,6 +507,26 @@ class LuaScript:
             await client.script_load(self.source)
             return await client.evalsha(self.sha, len(keys), *keys, *args)
 
+    def send_now(self, *, keys: list[str], args: list[Any]) -> Coroutine[Any, Any, Any] | None:
+        """Run the script with its command written before this returns, its reply awaited through
+        what is returned; None where that cannot be done (redis-py's URLs, no connection open yet):
+        then the caller awaits the script as usual."""
+        url = str(hot.REDIS_URL)
+        if not resp.supports(url):
+            return None
+        lean = resp.loop_client(url, timeout=hot.TOLLHOUSE_GOVERNOR_REDIS_TIMEOUT)
+        sent = lean.send_now("EVALSHA", self.sha, len(keys), *keys, *args)
+        return None if sent is None else self._reply(lean, sent, keys, args)
+
+    async def _reply(
+        self, lean: resp.RespClient, sent: asyncio.Future[Any], keys: list[str], args: list[Any]
+    ) -> Any:
+        try:
+            return await sent
+        except redis.exceptions.NoScriptError:
+            await lean.call("SCRIPT", "LOAD", self.source)
+            return await lean.call("EVALSHA", self.sha, len(keys), *keys, *args)
+
 
 # A fallback to a deployment admission did not pick: its own rpm / tpm caps checked again (and its
 # rpm counted), in one round trip. KEYS: rpm key, tpm key; ARGV: rpm, tpm (0: none). 0: room (and
@@ -610,6 +632,21 @@ class RedisBackend:
     async def settle(
         self, ticket: Ticket, *, tokens: int, cost: int, deployment: int | None, event: bytes | None
     ) -> bool:
+        keys, args = self._settlement(ticket, tokens=tokens, cost=cost, deployment=deployment, event=event)
+        await self._settle(keys=keys, args=args)
+        return event is not None
+
+    def settle_sent(
+        self, ticket: Ticket, *, tokens: int, cost: int, deployment: int | None, event: bytes | None
+    ) -> Coroutine[Any, Any, Any] | None:
+        """`settle` with its command written before this returns; its reply is awaited through what
+        is returned. None if the command could not be written at once (see LuaScript.send_now)."""
+        keys, args = self._settlement(ticket, tokens=tokens, cost=cost, deployment=deployment, event=event)
+        return self._settle.send_now(keys=keys, args=args)
+
+    def _settlement(
+        self, ticket: Ticket, *, tokens: int, cost: int, deployment: int | None, event: bytes | None
+    ) -> tuple[list[str], list[Any]]:
         tpm = list(ticket.tpm)
         if deployment is not None and deployment in ticket.deployment_tpm:
             tpm.append(ticket.deployment_tpm[deployment])
@@ -629,8 +666,7 @@ class RedisBackend:
         ]
         if event is not None:
             keys.append(_stream_key())
-        await self._settle(keys=keys, args=args)
-        return event is not None
+        return keys, args
 
 
 def _stream_key() -> str:
@@ -923,16 +959,48 @@ class Governor:
                 ticket, tokens=tokens, cost=cost, deployment=deployment, event=event
             )
         except (redis.RedisError, OSError) as exc:
-            # The reservation and the in-flight mark expire with their lease; the spend is repaired
-            # from the ledger by the reconciliation task.
-            logger.warning(
-                "could not settle request %s in Redis (%s); its reservation will expire and "
-                "reconciliation will count its cost",
-                ticket.request_id,
-                type(exc).__name__,
-            )
-            self._failed(exc)
+            self._settle_failed(ticket, exc)
             return False
+
+    def settle_sent(
+        self, ticket: Ticket, *, tokens: int, cost: int, deployment: int | None, event: bytes | None
+    ) -> Coroutine[Any, Any, bool] | None:
+        """`settle`, its command written to Redis before this returns; what is returned awaits the
+        reply (True if `event` was appended). So the answer can leave before the reply is back while
+        Redis still has the settlement before the client has the answer: the client's next call is
+        admitted against it, as if settlement had been awaited. None where the command cannot be
+        written at once (in-process limits, redis-py, no connection open yet): then `settle`."""
+        if ticket.settled or not isinstance(ticket.backend, RedisBackend):
+            return None
+        try:
+            reply = ticket.backend.settle_sent(
+                ticket, tokens=tokens, cost=cost, deployment=deployment, event=event
+            )
+        except (redis.RedisError, OSError):
+            return None  # `settle` tries again and handles it
+        if reply is None:
+            return None
+        ticket.settled = True
+        return self._settled(ticket, reply, event is not None)
+
+    async def _settled(self, ticket: Ticket, reply: Coroutine[Any, Any, Any], emitted: bool) -> bool:
+        try:
+            await reply
+        except (redis.RedisError, OSError) as exc:
+            self._settle_failed(ticket, exc)
+            return False
+        return emitted
+
+    def _settle_failed(self, ticket: Ticket, exc: Exception) -> None:
+        # The reservation and the in-flight mark expire with their lease; the spend is repaired
+        # from the ledger by the reconciliation task.
+        logger.warning(
+            "could not settle request %s in Redis (%s); its reservation will expire and "
+            "reconciliation will count its cost",
+            ticket.request_id,
+            type(exc).__name__,
+        )
+        self._failed(exc)
 
     async def deployment_wait(self, ticket: Ticket, deployment: Any) -> int:
         """0 if `deployment` (a catalog.DeploymentInfo admission did not pick: a fallback) is within

@@ -37,6 +37,7 @@ class Runtime:
         self.router = Router()
         self.cache = ResponseCache()
         self._sink: UsageSink | None = None
+        self._sink_ready = False
         self._http = UpstreamClient()
         self._background: set[asyncio.Task[Any]] = set()
         self._mock: Any = None
@@ -51,7 +52,12 @@ class Runtime:
         if self._sink is None:
             self._sink = make_sink()
             await self._sink.start()
+            self._sink_ready = True
         return self._sink
+
+    def started_sink(self) -> UsageSink | None:
+        """The usage sink if it has started (it starts on the first call that needs it)."""
+        return self._sink if self._sink_ready else None
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Run work that must finish even if the request that started it is cancelled."""
@@ -106,7 +112,7 @@ class Runtime:
         await bodylog.writer.stop()  # the bodies still queued are written
         if self._sink is not None:
             await self._sink.stop()
-            self._sink = None
+            self._sink, self._sink_ready = None, False
         await self._http.close()
         metrics.flush()  # the calls of the last quarter second
         if self._mock is not None:

@@ -202,3 +202,30 @@ def test_a_loops_client_keeps_the_timeout_its_caller_asked_for():
     assert again == (short, long) and pongs == [b"PONG", b"PONG"]
     assert fresh is not long  # closed with its loop's others, then made anew
     assert short._protocol is None and long._protocol is None
+
+
+def test_a_command_sent_now_is_written_before_the_loop_runs_again_after_those_queued_before_it():
+    """Settlement's command must reach Redis before the answer it settles reaches the client: written
+    by the call itself (with what this loop iteration queued before it, in order), not at the next
+    iteration like the others; its reply is awaited later."""
+    key = "resp-test:now"
+
+    async def go():
+        client = resp.RespClient(settings.REDIS_URL, timeout=2)
+        try:
+            assert client.send_now("PING") is None  # no connection yet: the caller uses `call`
+            await client.call("DEL", key)
+            protocol = client._protocol
+            assert protocol is not None
+            loop = asyncio.get_running_loop()
+            queued = protocol.send(loop, resp._pack(("APPEND", key, "a")), 2)  # for this iteration's write
+            now = client.send_now("APPEND", key, "b")
+            assert now is not None and not now.done()
+            # The loop has not run since: a blocking client on its own connection already sees both.
+            seen = redis.Redis.from_url(settings.REDIS_URL).get(key)
+            later = await client.call("APPEND", key, "c")  # the write scheduled earlier sent nothing twice
+            return seen, await queued, await now, later
+        finally:
+            client.close()
+
+    assert run(go()) == (b"ab", 1, 2, 3)

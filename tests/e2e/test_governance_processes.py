@@ -292,6 +292,40 @@ def test_an_upstream_failure_releases_its_reservation_and_concurrency_slot(world
     assert ok.status_code == 200, ok.text
 
 
+def test_a_json_answer_reaches_the_client_after_redis_has_its_settlement(world, gateways):
+    """A JSON answer leaves before its settlement's reply is back (gateway/calls.py `settle_soon`),
+    but never before Redis has the settlement: a client that calls one process after the other,
+    one call at a time, with a concurrency limit of 1, is never refused for its previous call, and
+    the moment it has each answer its budget shows that call settled (nothing reserved, its cost
+    spent) and the usage stream holds its event."""
+    from billing.budgets import budget_set
+    from billing.usage import stream_key
+
+    budget = budget_set(tenant=world.acme, usd=Decimal("1"), period="month")
+    key = api_key_issue(tenant=world.acme, name="one-at-a-time", concurrency_limit=1).raw
+    pot_key, redis_client = _budget_key(budget, world.acme), sync_client()
+    seen = []
+    with httpx.Client(timeout=20) as client:
+        for i in range(40):
+            events = redis_client.xlen(stream_key())
+            response = client.post(
+                gateways[i % 2] + "/v1/chat/completions",
+                content=ask("[mock tokens=3]"),
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+            pot = _pot(pot_key)
+            seen.append(
+                (
+                    response.status_code,
+                    pot["reserved"],
+                    pot["reservations"],
+                    redis_client.xlen(stream_key()) - events,
+                )
+            )
+            assert pot["spent"] > 0
+    assert seen == [(200, 0, 0, 1)] * 40
+
+
 def test_a_client_that_leaves_mid_stream_is_billed_for_what_was_generated(world, gateways):
     from billing.budgets import budget_set
 

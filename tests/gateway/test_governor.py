@@ -21,6 +21,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+import redis
 from django.conf import settings
 from django.utils import timezone
 from hypothesis import HealthCheck, given
@@ -757,3 +758,71 @@ def test_a_settlement_that_cannot_reach_redis_does_not_fail_the_call(settings, c
     assert len(warnings) == 2, warnings
     assert "will expire and reconciliation will count its cost" in warnings[0]
     assert "unreachable" in warnings[1]
+
+
+@needs_redis
+def test_a_settlement_sent_now_is_in_redis_before_its_reply_is_awaited(settings, caplog):
+    """`Governor.settle_sent` (a JSON answer's settlement): before the caller awaits anything, the
+    concurrency slot is free and the usage event appended; the reply then says the event went in.
+    In-process limits have no command to send: None, and `settle` does it all."""
+    from billing.usage import stream_key
+
+    caplog.set_level(logging.INFO, logger="gateway.governor")
+    key = subject(concurrency=1)
+    sync = sync_client()
+
+    async def main() -> list[Any]:
+        governor = Governor()
+        try:
+            ticket = await governor.admit(ask(subjects=[key]))  # opens this loop's lean connection
+            events = sync.xlen(stream_key())
+            reply = governor.settle_sent(ticket, tokens=3, cost=0, deployment=None, event=b'{"x":1}')
+            assert reply is not None and ticket.settled
+            # Nothing awaited yet: Redis already has the settlement.
+            seen = [sync.zcard(key.keys[2]), sync.xlen(stream_key()) - events]
+            # Settled is settled: neither way settles it twice.
+            assert governor.settle_sent(ticket, tokens=3, cost=0, deployment=None, event=None) is None
+            assert await governor.settle(ticket, tokens=3, cost=0, deployment=None, event=None) is False
+            seen.append(await reply)
+            admitted = await governor.admit(ask(subjects=[key]))  # the slot is free
+            local = await governor.local.admit(ask(subjects=[subject()]), LEASE_US)
+            seen.append(governor.settle_sent(local, tokens=1, cost=0, deployment=None, event=None))
+            await governor.settle(admitted, tokens=0, cost=0, deployment=None, event=None)
+            return seen
+        finally:
+            await close_async_client()
+
+    assert asyncio.run(main()) == [0, 1, True, None]
+    assert _governor_warnings(caplog) == []
+
+
+@needs_redis_server
+def test_a_settlement_sent_now_whose_reply_does_not_come_in_time_fails_like_settle(settings, caplog):
+    """Redis takes the command but answers too late (paused, on a Redis of this test's own): the reply
+    says the event was not appended (the caller's sink keeps it) and Redis is marked down, with the
+    warnings `settle` gives."""
+    caplog.set_level(logging.INFO, logger="gateway.governor")
+    redis_server = RedisServer().start()
+    settings.REDIS_URL = redis_server.url
+    settings.TOLLHOUSE_REDIS_FAILURE = "closed"
+    settings.TOLLHOUSE_GOVERNOR_REDIS_TIMEOUT = 0.2
+
+    async def main() -> bool:
+        governor = Governor()
+        try:
+            ticket = await governor.admit(ask(subjects=[subject(concurrency=1)]))
+            redis.Redis.from_url(redis_server.url).execute_command("CLIENT", "PAUSE", 1000, "ALL")
+            reply = governor.settle_sent(ticket, tokens=5, cost=10, deployment=None, event=b"{}")
+            assert reply is not None
+            return await reply
+        finally:
+            await close_async_client()
+
+    try:
+        assert asyncio.run(main()) is False
+    finally:
+        redis_server.stop()
+    warnings = _governor_warnings(caplog)
+    assert len(warnings) == 2, warnings
+    assert "will expire and reconciliation will count its cost" in warnings[0]
+    assert "TimeoutError" in warnings[0] and "unreachable" in warnings[1]
