@@ -34,6 +34,7 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -45,6 +46,7 @@ from django.db import close_old_connections
 
 from billing.alerts import budget_checks_after_usage
 from billing.services import usage_events_record
+from config import resp
 from config.hot import hot
 from config.redis import async_client, redis_key, worker_client
 from gateway.metrics import drain_batch_observed
@@ -223,13 +225,43 @@ class RedisStreamSink:
             # This call is the probe; the others keep skipping Redis until it is answered.
             self._next_probe = now + self._pause
         try:
-            await async_client().xadd(self.key, {FIELD: payload})
+            url = str(hot.REDIS_URL)
+            if resp.supports(url):  # the request path's lean client (config/resp.py)
+                await resp.loop_client(url, timeout=hot.TOLLHOUSE_REDIS_TIMEOUT).call(
+                    "XADD", self.key, "*", FIELD, payload
+                )
+            else:  # TLS or a unix socket: redis-py
+                await async_client().xadd(self.key, {FIELD: payload})
         except (redis.RedisError, OSError) as exc:
             self._failed(exc)
             await self.fallback.emit(event)
             return
         if self._down_since is not None:
             self._recovered()
+
+    def emit_sent(self, event: dict[str, Any]) -> Coroutine[Any, Any, None] | None:
+        """`emit`, its XADD written to Redis before this returns; what is returned awaits the reply
+        (and records the event in-process if Redis failed). None where that cannot be done: the
+        stream is down, the event is not JSON, redis-py's URLs, no connection open yet; then `emit`.
+        A JSON answer that nothing governs leaves with its usage event in Redis this way, without
+        waiting for the reply (gateway/calls.py `Call.settle_soon`)."""
+        url = str(hot.REDIS_URL)
+        if self._down_since is not None or not resp.supports(url):
+            return None
+        try:
+            payload = orjson.dumps(event)
+        except orjson.JSONEncodeError:
+            return None
+        lean = resp.loop_client(url, timeout=hot.TOLLHOUSE_REDIS_TIMEOUT)
+        sent = lean.send_now("XADD", self.key, "*", FIELD, payload)
+        return None if sent is None else self._added(sent, event)
+
+    async def _added(self, sent: asyncio.Future[Any], event: dict[str, Any]) -> None:
+        try:
+            await sent
+        except (redis.RedisError, OSError) as exc:
+            self._failed(exc)
+            await self.fallback.emit(event)
 
     def _failed(self, exc: Exception) -> None:
         now = time.monotonic()

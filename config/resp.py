@@ -1,4 +1,4 @@
-"""A lean Redis client for the request path: one pipelined connection per event loop and timeout.
+"""A lean Redis client for the request path: one pipelined connection per event loop, URL and timeout.
 
 Admission and settlement (gateway/governor.py) make two Redis calls per governed request. Through
 redis-py's asyncio client one EVALSHA costs the gateway about 240 µs of CPU (connection pool, a
@@ -201,17 +201,17 @@ class RespClient:
         self._protocol = None
 
 
-# A loop's clients, one per timeout: a connection's commands all have the same timeout, so their
-# deadlines are in sending order (what `_Protocol._expire` relies on), and a caller with a short
-# timeout (the response cache) never changes a longer one's (admission and settlement).
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, RespClient]] = (
+# A loop's clients, one per URL and timeout: a connection's commands all have the same timeout, so
+# their deadlines are in sending order (what `_Protocol._expire` relies on), and a caller with a short
+# timeout (the response cache, the usage sink) never changes a longer one's (admission, settlement).
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, float], RespClient]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-# The last loop and timeout asked about and their client: a server has one loop, so the weak
+# The last loop, URL and timeout asked about and their client: a server has one loop, so the weak
 # dictionary (a hash of the loop and a weak reference per call) is only consulted when they change.
-_last: tuple[asyncio.AbstractEventLoop, float, RespClient] | None = None
+_last: tuple[asyncio.AbstractEventLoop, str, float, RespClient] | None = None
 
 
 def loop_client(url: str, *, timeout: float) -> RespClient:
@@ -220,15 +220,15 @@ def loop_client(url: str, *, timeout: float) -> RespClient:
     global _last
     loop = asyncio.get_running_loop()
     last = _last
-    if last is not None and last[0] is loop and last[1] == timeout:
-        return last[2]
+    if last is not None and last[0] is loop and last[2] == timeout and last[1] == url:
+        return last[3]
     clients = _clients.get(loop)
     if clients is None:
         clients = _clients[loop] = {}
-    client = clients.get(timeout)
+    client = clients.get((url, timeout))
     if client is None:
-        client = clients[timeout] = RespClient(url, timeout=timeout)
-    _last = (loop, timeout, client)
+        client = clients[(url, timeout)] = RespClient(url, timeout=timeout)
+    _last = (loop, url, timeout, client)
     return client
 
 

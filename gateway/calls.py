@@ -204,7 +204,9 @@ class Call:
             return
         if not self.ledger:
             return
-        event, wire = self._record()
+        event = self.event()
+        wire = event.wire()
+        self._record(wire)
         sink = await runtime.sink()
         if self.ticket is not None:
             usage = self.usage
@@ -220,13 +222,14 @@ class Call:
         await sink.emit(wire)
 
     async def settle_soon(self) -> None:
-        """Settle with the answer (a JSON answer or a cache hit): the settlement is written to Redis
-        now, before the answer leaves, and its reply awaited after the answer has left, by the lean
-        handler that serves the call (gateway/asgi.py; a stream settles after its last chunk too).
-        The client no longer waits a Redis round trip for it, and its next call is still admitted
-        against it. Settled here, whole, where that cannot be done."""
+        """Settle with the answer (a JSON answer or a cache hit): the settlement (or, for a call
+        nothing governs, its usage event) is written to Redis now, before the answer leaves, and its
+        reply awaited after the answer has left, by the lean handler that serves the call
+        (gateway/asgi.py; a stream settles after its last chunk too). The client no longer waits a
+        Redis round trip for it, and its next call is still admitted against it. Settled here,
+        whole, where that cannot be done."""
         after = self.after_response
-        if after is not None and not self._settled and self.ticket is not None and self.key is not None:
+        if after is not None and not self._settled and self.key is not None and self.ledger:
             rest = self._settle_sent()
             if rest is not None:
                 after.append(rest)
@@ -235,37 +238,39 @@ class Call:
 
     def _settle_sent(self) -> Coroutine[Any, Any, None] | None:
         sink = runtime.started_sink()
-        if sink is None or not self.ledger:
+        if sink is None:
             return None
-        assert self.ticket is not None and self.key is not None
         event = self.event()
-        usage = self.usage
-        reply = runtime.governor.settle_sent(
-            self.ticket,
-            tokens=max(usage.prompt_tokens, 0) + max(usage.completion_tokens, 0),
-            cost=event.cost_nanos,
-            deployment=self.deployment.id if self.deployment else None,
-            event=_payload(event, sink),
-        )
-        if reply is None:
+        wire = event.wire()
+        rest: Coroutine[Any, Any, None] | None
+        if self.ticket is None:
+            rest = sink.emit_sent(wire) if isinstance(sink, RedisStreamSink) else None
+        else:
+            usage = self.usage
+            reply = runtime.governor.settle_sent(
+                self.ticket,
+                tokens=max(usage.prompt_tokens, 0) + max(usage.completion_tokens, 0),
+                cost=event.cost_nanos,
+                deployment=self.deployment.id if self.deployment else None,
+                event=_payload(event, sink),
+            )
+            rest = None if reply is None else _emit_unless(reply, sink, wire)
+        if rest is None:
             return None
         self._settled = True
-        return self._emit_unless(reply, sink, self._record(event)[1])
+        self._record(wire)
+        return rest
 
-    @staticmethod
-    async def _emit_unless(reply: Coroutine[Any, Any, bool], sink: UsageSink, wire: dict[str, Any]) -> None:
-        if not await reply:  # Redis did not append the usage event: the sink keeps it
-            await sink.emit(wire)
-
-    def _record(self, event: UsageEvent | None = None) -> tuple[UsageEvent, dict[str, Any]]:
+    def _record(self, wire: dict[str, Any]) -> None:
         """The call's usage event, counted in the metrics and written to the call log."""
         assert self.key is not None
-        if event is None:
-            event = self.event()
-        wire = event.wire()
         metrics.call_settled(wire, plan=self.key.plan, limit=self.limit, defer=True)
         call_logged(wire, key_prefix=self.key.prefix, tenant=self.key.tenant_slug or str(self.key.tenant_id))
-        return event, wire
+
+
+async def _emit_unless(reply: Coroutine[Any, Any, bool], sink: UsageSink, wire: dict[str, Any]) -> None:
+    if not await reply:  # Redis did not append the usage event: the sink keeps it
+        await sink.emit(wire)
 
 
 def _payload(event: UsageEvent, sink: UsageSink) -> bytes | None:

@@ -6,14 +6,16 @@ import asyncio
 import logging
 import time
 
+import orjson
 import pytest
+import redis
 from django.conf import settings as django_settings
 
 from billing.models import UsageRecord
 from billing.usage import BufferSink, RedisStreamSink, stream_key
 from config.redis import close_async_client, sync_client
 from tests.billing.test_usage_records_save import event
-from tests.support.process import SilentServer, free_port
+from tests.support.process import RedisServer, SilentServer, free_port
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -114,3 +116,62 @@ def test_it_records_an_event_that_cannot_be_json_in_process(caplog):
     asyncio.run(scenario())
     assert set(UsageRecord.objects.values_list("request_id", flat=True)) == {"surrogate", "bigint"}
     assert sync_client().xlen(stream_key()) == 1
+
+
+def test_an_event_sent_now_is_in_the_stream_before_its_reply_is_awaited():
+    """`emit_sent` (the usage event of a JSON answer nothing governs): the XADD is written before it
+    returns; where it cannot be (no connection open yet, an event that is not JSON) it says so with
+    None and the caller emits as usual."""
+
+    async def scenario() -> list[object]:
+        sink = RedisStreamSink(fallback=BufferSink(flush_seconds=3600))
+        await sink.start()
+        try:
+            seen: list[object] = [sink.emit_sent(event("before-any-connection"))]
+            await sink.emit(event("opens-the-connection"))
+            rest = sink.emit_sent(event("sent-now"))
+            assert rest is not None
+            seen.append(sync_client().xlen(stream_key()))  # nothing awaited since
+            await rest
+            seen.append(sink.emit_sent(event("surrogate", end_user="\ud800")))
+            seen.append(len(sink.fallback.events))
+            return seen
+        finally:
+            await sink.stop()
+            await close_async_client()
+
+    assert asyncio.run(scenario()) == [None, 2, None, 0]
+    ids = [orjson.loads(fields[b"e"])["request_id"] for _, fields in sync_client().xrange(stream_key())]
+    assert ids == ["opens-the-connection", "sent-now"]
+
+
+def test_an_event_sent_now_that_redis_does_not_answer_in_time_is_recorded_in_process(settings, caplog):
+    """Its XADD went out but the reply did not come within the timeout (a Redis of this test's own,
+    paused): the event is kept in-process, and the stream is marked down with one warning."""
+    server = RedisServer().start()
+    settings.REDIS_URL = server.url
+    settings.TOLLHOUSE_REDIS_TIMEOUT = 0.2
+
+    async def scenario() -> RedisStreamSink:
+        sink = RedisStreamSink(fallback=BufferSink(flush_seconds=3600))
+        await sink.start()
+        try:
+            await sink.emit(event("opens-the-connection"))
+            redis.Redis.from_url(server.url).execute_command("CLIENT", "PAUSE", 1000, "ALL")
+            rest = sink.emit_sent(event("unanswered"))
+            assert rest is not None
+            await rest
+            return sink
+        finally:
+            await sink.stop()
+            await close_async_client()
+
+    try:
+        with caplog.at_level(logging.INFO, logger="billing.usage"):
+            sink = asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert sink.down
+    assert set(UsageRecord.objects.values_list("request_id", flat=True)) == {"unanswered"}
+    [warning] = stream_warnings(caplog)
+    assert "usage stream unreachable (TimeoutError" in warning

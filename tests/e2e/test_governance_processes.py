@@ -326,6 +326,26 @@ def test_a_json_answer_reaches_the_client_after_redis_has_its_settlement(world, 
     assert seen == [(200, 0, 0, 1)] * 40
 
 
+def test_a_json_answer_nothing_governs_reaches_the_client_after_its_usage_event_is_in_redis(world, gateways):
+    """The same for a key nothing governs (no limits, no budget): its one Redis write, the usage
+    event, is in the stream the moment the client has the answer."""
+    from billing.usage import stream_key
+
+    redis_client = sync_client()
+    added = []
+    with httpx.Client(timeout=20) as client:
+        for i in range(40):
+            events = redis_client.xlen(stream_key())
+            response = client.post(
+                gateways[i % 2] + "/v1/chat/completions",
+                content=ask("[mock tokens=3]"),
+                headers={"Authorization": f"Bearer {world.globex_key}", "Content-Type": "application/json"},
+            )
+            added.append((response.status_code, redis_client.xlen(stream_key()) - events))
+            assert "x-ratelimit-limit-requests" not in response.headers  # nothing governed it
+    assert added == [(200, 1)] * 40
+
+
 def test_a_client_that_leaves_mid_stream_is_billed_for_what_was_generated(world, gateways):
     from billing.budgets import budget_set
 
