@@ -240,11 +240,12 @@ class RedisStreamSink:
             self._recovered()
 
     def emit_sent(self, event: dict[str, Any]) -> Coroutine[Any, Any, None] | None:
-        """`emit`, its XADD written to Redis before this returns; what is returned awaits the reply
-        (and records the event in-process if Redis failed). None where that cannot be done: the
-        stream is down, the event is not JSON, redis-py's URLs, no connection open yet; then `emit`.
-        A JSON answer that nothing governs leaves with its usage event in Redis this way, without
-        waiting for the reply (gateway/calls.py `Call.settle_soon`)."""
+        """`emit`, its XADD queued now and written before a task that yields once resumes
+        (config/resp.py `send_soon`); what is returned awaits the reply (and records the event
+        in-process if Redis failed). None where that cannot be done: the stream is down, the event
+        is not JSON, redis-py's URLs, no connection open yet; then `emit`. A JSON answer that nothing
+        governs leaves with its usage event in Redis this way, without waiting for the reply
+        (gateway/calls.py `Call.settle_soon`)."""
         url = str(hot.REDIS_URL)
         if self._down_since is not None or not resp.supports(url):
             return None
@@ -253,7 +254,7 @@ class RedisStreamSink:
         except orjson.JSONEncodeError:
             return None
         lean = resp.loop_client(url, timeout=hot.TOLLHOUSE_REDIS_TIMEOUT)
-        sent = lean.send_now("XADD", self.key, "*", FIELD, payload)
+        sent = lean.send_soon("XADD", self.key, "*", FIELD, payload)
         return None if sent is None else self._added(sent, event)
 
     async def _added(self, sent: asyncio.Future[Any], event: dict[str, Any]) -> None:

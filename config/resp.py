@@ -66,28 +66,21 @@ class _Protocol(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         self.transport = transport  # type: ignore[assignment]
 
-    def send(
-        self, loop: asyncio.AbstractEventLoop, command: bytes, timeout: float, *, now: bool = False
-    ) -> asyncio.Future[Any]:
+    def send(self, loop: asyncio.AbstractEventLoop, command: bytes, timeout: float) -> asyncio.Future[Any]:
         """Queue a command: the commands of one loop iteration go out in one write (at c=32 several
-        calls admit in the same iteration: one system call instead of one each). `now`: write it
-        (with those queued before it, in order) before returning."""
+        calls admit in the same iteration: one system call instead of one each). Commands are
+        queued only with a write already scheduled (`call_soon`, run in order): a task that yields
+        once after queueing one resumes after it has been written."""
         future: asyncio.Future[Any] = loop.create_future()
         self.waiting.append((future, loop.time() + timeout))
-        if now:
-            self.outgoing.append(command)
-            self._write()  # a write already scheduled finds nothing left to send
-        else:
-            if not self.outgoing:
-                loop.call_soon(self._write)
-            self.outgoing.append(command)
+        if not self.outgoing:
+            loop.call_soon(self._write)
+        self.outgoing.append(command)
         if self.sweep is None:
             self.sweep = loop.call_at(loop.time() + timeout, self._expire, loop)
         return future
 
     def _write(self) -> None:
-        if not self.outgoing:
-            return
         data = b"".join(self.outgoing)
         self.outgoing.clear()
         if self.transport is not None and self.lost is None:
@@ -186,14 +179,15 @@ class RespClient:
             protocol = await self._connection()
         return await protocol.send(asyncio.get_running_loop(), _pack(parts), self.timeout)
 
-    def send_now(self, *parts: Any) -> asyncio.Future[Any] | None:
-        """Write a command before returning, on the open connection, and leave its reply to be
-        awaited later (settlement: it reaches Redis before the answer it settles reaches the
-        client); None if no connection is open yet (then `call`)."""
+    def send_soon(self, *parts: Any) -> asyncio.Future[Any] | None:
+        """Queue a command on the open connection and leave its reply to be awaited later; None if
+        no connection is open yet (then `call`). It is written with this loop iteration's other
+        commands, before a task that yields once (`asyncio.sleep(0)`) resumes: a JSON answer's
+        settlement reaches Redis before the answer leaves (gateway/asgi.py yields so)."""
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             return None
-        return protocol.send(asyncio.get_running_loop(), _pack(parts), self.timeout, now=True)
+        return protocol.send(asyncio.get_running_loop(), _pack(parts), self.timeout)
 
     def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:

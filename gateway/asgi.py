@@ -144,7 +144,7 @@ class GatewayHandler:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _respond(self, view: Callable[..., Any], request: ASGIRequest, send: Send) -> None:
+    async def _respond(self, view: Callable[..., Any], request: GatewayRequest, send: Send) -> None:
         try:
             response: HttpResponseBase = await view(request)
         except asyncio.CancelledError:
@@ -153,6 +153,11 @@ class GatewayHandler:
             # The views turn every failure into an error response; this is the last resort.
             logger.exception("unhandled error on %s", request.path)
             response = errors.InternalError("The gateway failed to handle this request.").response()
+        if request.after_response:
+            # Yield once: the Redis commands whose replies are awaited after the answer (queued, see
+            # Call.settle_soon) are written by callbacks scheduled before this task resumes, so Redis
+            # has them before the client has the answer; one write for all the calls that queued.
+            await asyncio.sleep(0)
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         try:

@@ -223,11 +223,11 @@ class Call:
 
     async def settle_soon(self) -> None:
         """Settle with the answer (a JSON answer or a cache hit): the settlement (or, for a call
-        nothing governs, its usage event) is written to Redis now, before the answer leaves, and its
-        reply awaited after the answer has left, by the lean handler that serves the call
-        (gateway/asgi.py; a stream settles after its last chunk too). The client no longer waits a
-        Redis round trip for it, and its next call is still admitted against it. Settled here,
-        whole, where that cannot be done."""
+        nothing governs, its usage event) is queued to Redis now and written before the answer
+        leaves (the lean handler yields once first, gateway/asgi.py), and its reply awaited after the
+        answer has left, by that handler (a stream settles after its last chunk too). The client no
+        longer waits a Redis round trip for it, and its next call is still admitted against it.
+        Settled here, whole, where that cannot be done."""
         after = self.after_response
         if after is not None and not self._settled and self.key is not None and self.ledger:
             rest = self._settle_sent()

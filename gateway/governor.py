@@ -507,15 +507,16 @@ class LuaScript:
             await client.script_load(self.source)
             return await client.evalsha(self.sha, len(keys), *keys, *args)
 
-    def send_now(self, *, keys: list[str], args: list[Any]) -> Coroutine[Any, Any, Any] | None:
-        """Run the script with its command written before this returns, its reply awaited through
-        what is returned; None where that cannot be done (redis-py's URLs, no connection open yet):
-        then the caller awaits the script as usual."""
+    def send_soon(self, *, keys: list[str], args: list[Any]) -> Coroutine[Any, Any, Any] | None:
+        """Run the script with its command queued now (written before a task that yields once
+        resumes, see resp.RespClient.send_soon), its reply awaited through what is returned; None
+        where that cannot be done (redis-py's URLs, no connection open yet): then the caller awaits
+        the script as usual."""
         url = str(hot.REDIS_URL)
         if not resp.supports(url):
             return None
         lean = resp.loop_client(url, timeout=hot.TOLLHOUSE_GOVERNOR_REDIS_TIMEOUT)
-        sent = lean.send_now("EVALSHA", self.sha, len(keys), *keys, *args)
+        sent = lean.send_soon("EVALSHA", self.sha, len(keys), *keys, *args)
         return None if sent is None else self._reply(lean, sent, keys, args)
 
     async def _reply(
@@ -639,10 +640,10 @@ class RedisBackend:
     def settle_sent(
         self, ticket: Ticket, *, tokens: int, cost: int, deployment: int | None, event: bytes | None
     ) -> Coroutine[Any, Any, Any] | None:
-        """`settle` with its command written before this returns; its reply is awaited through what
-        is returned. None if the command could not be written at once (see LuaScript.send_now)."""
+        """`settle` with its command queued now; its reply is awaited through what is returned. None
+        if the command could not be queued (see LuaScript.send_soon)."""
         keys, args = self._settlement(ticket, tokens=tokens, cost=cost, deployment=deployment, event=event)
-        return self._settle.send_now(keys=keys, args=args)
+        return self._settle.send_soon(keys=keys, args=args)
 
     def _settlement(
         self, ticket: Ticket, *, tokens: int, cost: int, deployment: int | None, event: bytes | None
@@ -965,11 +966,12 @@ class Governor:
     def settle_sent(
         self, ticket: Ticket, *, tokens: int, cost: int, deployment: int | None, event: bytes | None
     ) -> Coroutine[Any, Any, bool] | None:
-        """`settle`, its command written to Redis before this returns; what is returned awaits the
-        reply (True if `event` was appended). So the answer can leave before the reply is back while
-        Redis still has the settlement before the client has the answer: the client's next call is
-        admitted against it, as if settlement had been awaited. None where the command cannot be
-        written at once (in-process limits, redis-py, no connection open yet): then `settle`."""
+        """`settle`, its command queued now and written before a task that yields once resumes;
+        what is returned awaits the reply (True if `event` was appended). So the answer can leave
+        before the reply is back while Redis still has the settlement before the client has the
+        answer: the client's next call is admitted against it, as if settlement had been awaited.
+        None where the command cannot be queued at once (in-process limits, redis-py, no connection
+        open yet): then `settle`."""
         if ticket.settled or not isinstance(ticket.backend, RedisBackend):
             return None
         try:

@@ -204,28 +204,30 @@ def test_a_loops_client_keeps_the_timeout_its_caller_asked_for():
     assert short._protocol is None and long._protocol is None
 
 
-def test_a_command_sent_now_is_written_before_the_loop_runs_again_after_those_queued_before_it():
-    """Settlement's command must reach Redis before the answer it settles reaches the client: written
-    by the call itself (with what this loop iteration queued before it, in order), not at the next
-    iteration like the others; its reply is awaited later."""
-    key = "resp-test:now"
+def test_a_command_sent_soon_is_written_before_a_task_that_yields_once_resumes():
+    """Settlement's command must reach Redis before the answer it settles reaches the client: queued
+    with this loop iteration's others (one write for all), by a callback scheduled before the task
+    that queued it yields, so it is written by the time that task resumes; its reply is awaited
+    later."""
+    key = "resp-test:soon"
 
     async def go():
         client = resp.RespClient(settings.REDIS_URL, timeout=2)
+        blocking = redis.Redis.from_url(settings.REDIS_URL)
         try:
-            assert client.send_now("PING") is None  # no connection yet: the caller uses `call`
+            assert client.send_soon("PING") is None  # no connection yet: the caller uses `call`
             await client.call("DEL", key)
             protocol = client._protocol
             assert protocol is not None
             loop = asyncio.get_running_loop()
-            queued = protocol.send(loop, resp._pack(("APPEND", key, "a")), 2)  # for this iteration's write
-            now = client.send_now("APPEND", key, "b")
-            assert now is not None and not now.done()
-            # The loop has not run since: a blocking client on its own connection already sees both.
-            seen = redis.Redis.from_url(settings.REDIS_URL).get(key)
-            later = await client.call("APPEND", key, "c")  # the write scheduled earlier sent nothing twice
-            return seen, await queued, await now, later
+            queued = protocol.send(loop, resp._pack(("APPEND", key, "a")), 2)  # this iteration's write
+            soon = client.send_soon("APPEND", key, "b")
+            assert soon is not None and not soon.done()
+            before = blocking.get(key)  # the loop has not run: nothing written yet
+            await asyncio.sleep(0)
+            after = blocking.get(key)  # written together, in order, before this task resumed
+            return before, after, await queued, await soon
         finally:
             client.close()
 
-    assert run(go()) == (b"ab", 1, 2, 3)
+    assert run(go()) == (None, b"ab", 1, 2)

@@ -91,3 +91,18 @@ def test_a_part_that_fails_is_logged_and_the_others_still_run(caplog):
     with caplog.at_level(logging.ERROR, logger="gateway.asgi"):
         assert serve(view, [BODY]) == ["http.response.start", "http.response.body", "settled"]
     assert "finishing /v1/chat/completions after its answer failed" in caplog.text
+
+
+def test_the_handler_yields_once_before_the_answer_so_writes_queued_by_the_view_go_first():
+    """A settlement queued by the view (config/resp.py `send_soon`) is written by a callback the view
+    scheduled; the answer must not leave before it."""
+
+    async def view(request: GatewayRequest, sent: list[Any]) -> HttpResponse:
+        async def later() -> None:
+            sent.append("reply read")
+
+        asyncio.get_running_loop().call_soon(sent.append, "redis write")
+        request.after_response.append(later())
+        return HttpResponse(b"{}")
+
+    assert serve(view, [BODY]) == ["redis write", "http.response.start", "http.response.body", "reply read"]

@@ -761,9 +761,10 @@ def test_a_settlement_that_cannot_reach_redis_does_not_fail_the_call(settings, c
 
 
 @needs_redis
-def test_a_settlement_sent_now_is_in_redis_before_its_reply_is_awaited(settings, caplog):
-    """`Governor.settle_sent` (a JSON answer's settlement): before the caller awaits anything, the
-    concurrency slot is free and the usage event appended; the reply then says the event went in.
+def test_a_settlement_sent_soon_is_in_redis_before_its_reply_is_awaited(settings, caplog):
+    """`Governor.settle_sent` (a JSON answer's settlement): once the caller has yielded, before it
+    awaits the reply, the concurrency slot is free and the usage event appended; the reply then says
+    the event went in.
     In-process limits have no command to send: None, and `settle` does it all."""
     from billing.usage import stream_key
 
@@ -778,7 +779,8 @@ def test_a_settlement_sent_now_is_in_redis_before_its_reply_is_awaited(settings,
             events = sync.xlen(stream_key())
             reply = governor.settle_sent(ticket, tokens=3, cost=0, deployment=None, event=b'{"x":1}')
             assert reply is not None and ticket.settled
-            # Nothing awaited yet: Redis already has the settlement.
+            await asyncio.sleep(0)  # as gateway/asgi.py yields before it sends the answer
+            # The reply not awaited yet: Redis already has the settlement.
             seen = [sync.zcard(key.keys[2]), sync.xlen(stream_key()) - events]
             # Settled is settled: neither way settles it twice.
             assert governor.settle_sent(ticket, tokens=3, cost=0, deployment=None, event=None) is None
@@ -797,7 +799,7 @@ def test_a_settlement_sent_now_is_in_redis_before_its_reply_is_awaited(settings,
 
 
 @needs_redis_server
-def test_a_settlement_sent_now_whose_reply_does_not_come_in_time_fails_like_settle(settings, caplog):
+def test_a_settlement_sent_soon_whose_reply_does_not_come_in_time_fails_like_settle(settings, caplog):
     """Redis takes the command but answers too late (paused, on a Redis of this test's own): the reply
     says the event was not appended (the caller's sink keeps it) and Redis is marked down, with the
     warnings `settle` gives."""
