@@ -292,6 +292,25 @@ def test_an_upstream_failure_releases_its_reservation_and_concurrency_slot(world
     assert ok.status_code == 200, ok.text
 
 
+def _one_at_a_time(gateways: list[str], key: str, seen: Any, calls: int = 40) -> list[tuple[Any, ...]]:
+    """`calls` JSON calls of `key`, one at a time, alternating between the processes; after each
+    answer, before anything else: (status, new usage events in the stream, *seen(response))."""
+    from billing.usage import stream_key
+
+    redis_client, rows = sync_client(), []
+    with httpx.Client(timeout=20) as client:
+        for i in range(calls):
+            events = redis_client.xlen(stream_key())
+            response = client.post(
+                gateways[i % 2] + "/v1/chat/completions",
+                content=ask("[mock tokens=3]"),
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+            after = seen(response)  # first: the budget as the answer found it
+            rows.append((response.status_code, redis_client.xlen(stream_key()) - events, *after))
+    return rows
+
+
 def test_a_json_answer_reaches_the_client_after_redis_has_its_settlement(world, gateways):
     """A JSON answer leaves before its settlement's reply is back (gateway/calls.py `settle_soon`),
     but never before Redis has the settlement: a client that calls one process after the other,
@@ -299,51 +318,26 @@ def test_a_json_answer_reaches_the_client_after_redis_has_its_settlement(world, 
     the moment it has each answer its budget shows that call settled (nothing reserved, its cost
     spent) and the usage stream holds its event."""
     from billing.budgets import budget_set
-    from billing.usage import stream_key
 
     budget = budget_set(tenant=world.acme, usd=Decimal("1"), period="month")
     key = api_key_issue(tenant=world.acme, name="one-at-a-time", concurrency_limit=1).raw
-    pot_key, redis_client = _budget_key(budget, world.acme), sync_client()
-    seen = []
-    with httpx.Client(timeout=20) as client:
-        for i in range(40):
-            events = redis_client.xlen(stream_key())
-            response = client.post(
-                gateways[i % 2] + "/v1/chat/completions",
-                content=ask("[mock tokens=3]"),
-                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-            )
-            pot = _pot(pot_key)
-            seen.append(
-                (
-                    response.status_code,
-                    pot["reserved"],
-                    pot["reservations"],
-                    redis_client.xlen(stream_key()) - events,
-                )
-            )
-            assert pot["spent"] > 0
-    assert seen == [(200, 0, 0, 1)] * 40
+    pot_key = _budget_key(budget, world.acme)
+
+    def settled(response: httpx.Response) -> tuple[int, int, bool]:
+        pot = _pot(pot_key)
+        return pot["reserved"], pot["reservations"], pot["spent"] > 0
+
+    assert _one_at_a_time(gateways, key, settled) == [(200, 1, 0, 0, True)] * 40
 
 
 def test_a_json_answer_nothing_governs_reaches_the_client_after_its_usage_event_is_in_redis(world, gateways):
     """The same for a key nothing governs (no limits, no budget): its one Redis write, the usage
     event, is in the stream the moment the client has the answer."""
-    from billing.usage import stream_key
 
-    redis_client = sync_client()
-    added = []
-    with httpx.Client(timeout=20) as client:
-        for i in range(40):
-            events = redis_client.xlen(stream_key())
-            response = client.post(
-                gateways[i % 2] + "/v1/chat/completions",
-                content=ask("[mock tokens=3]"),
-                headers={"Authorization": f"Bearer {world.globex_key}", "Content-Type": "application/json"},
-            )
-            added.append((response.status_code, redis_client.xlen(stream_key()) - events))
-            assert "x-ratelimit-limit-requests" not in response.headers  # nothing governed it
-    assert added == [(200, 1)] * 40
+    def governed(response: httpx.Response) -> tuple[bool]:
+        return ("x-ratelimit-limit-requests" in response.headers,)
+
+    assert _one_at_a_time(gateways, world.globex_key, governed) == [(200, 1, False)] * 40
 
 
 def test_a_client_that_leaves_mid_stream_is_billed_for_what_was_generated(world, gateways):
